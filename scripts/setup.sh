@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Create .venv when missing and install ttmpd with the pinned, tested stack.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'

@@ -1,0 +1,56 @@
+"""Atomic file writes: write next to the target, fsync, then rename over it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .errors import OutputError
+
+
+def ensure_writable_dir(path: str | os.PathLike) -> Path:
+    """Create ``path``'s parent directory and check it is writable, or raise OutputError."""
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot create directory {parent}: {exc.strerror}; choose another output path"
+        ) from None
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"directory {parent} is not writable; choose another output path")
+    if target.is_dir():
+        raise OutputError(f"{target} is a directory; give a file path")
+    return target
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
+
+    If the body raises, the temporary file is removed and ``path`` is left untouched, so a
+    reader never sees a half-written file.
+    """
+    target = ensure_writable_dir(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` and move the result to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)

@@ -1,0 +1,52 @@
+"""The ``ttmpd`` command line. Each command lives in its own module and only calls library
+functions; this module wires them together and turns errors into one line and exit code 2.
+
+To add a command: write ``ttmpd/cli/<name>.py`` with ``register(subparsers)`` that adds a
+parser and sets ``func`` (a callable taking the parsed namespace and returning an exit code),
+then list the module in ``_COMMAND_MODULES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from .._version import __version__
+from ..errors import TtmpdError
+
+_COMMAND_MODULES = ("profile", "lut_cmd", "models_cmd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ttmpd",
+        description="Hardware-aware latency modeling for test-time pruning and distillation.",
+    )
+    parser.add_argument("--version", action="version", version=f"ttmpd {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except TtmpdError as exc:
+        print(f"ttmpd {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ttmpd {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Exceptions raised by ttmpd.
+
+Every error a user can cause derives from :class:`TtmpdError`; its message is one line that
+names the bad value and the fix. The CLI prints it on stderr and exits with code 2.
+"""
+
+
+class TtmpdError(Exception):
+    """Base class of all user-facing ttmpd errors."""
+
+
+class InputError(TtmpdError, ValueError):
+    """A bad argument: unknown name, unparsable shape, out-of-range value."""
+
+
+class ModelLoadError(TtmpdError):
+    """A model (zoo name, factory, checkpoint) could not be loaded."""
+
+
+class BackendUnavailableError(TtmpdError):
+    """The requested backend cannot run on this machine."""
+
+
+class LutError(TtmpdError):
+    """A latency table is corrupted, foreign, of another schema version, or incompatible."""
+
+
+class OutputError(TtmpdError):
+    """An output path cannot be written."""

@@ -1,0 +1,197 @@
+"""Build a latency table by profiling a model's grid on a backend, resumably.
+
+Each measured row is appended to a journal (``<out>.journal``, JSON lines, flushed and
+fsynced per row) before anything else happens, so a run stopped by Ctrl-C or ``kill`` loses
+at most the row being measured. ``resume=True`` reads the existing table and the journal,
+skips every configuration already there, and measures only the rest. When the grid is done
+the table is written atomically to ``out`` and the journal is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .._io import ensure_writable_dir
+from ..errors import LutError, TtmpdError
+from ..profiler import (
+    BackendBase,
+    GridConfig,
+    TimingConfig,
+    UncoveredOp,
+    extract_units,
+    grid_configs,
+)
+from ._schema import LutMeta, make_row
+from ._table import LatencyTable, table_format
+
+logger = logging.getLogger(__name__)
+
+
+class ProfileInterrupted(TtmpdError):
+    """Profiling was interrupted; measured rows are safe in the journal."""
+
+    exit_code = 130
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """What a profiling run did: the table, counts, uncovered ops and times (s)."""
+
+    table: LatencyTable
+    path: Path
+    measured: int
+    reused: int
+    uncovered: tuple[UncoveredOp, ...]
+    wall_s: float
+    measure_wall_s: float
+    measured_ms_sum: float
+
+
+def journal_path(out: str | os.PathLike) -> Path:
+    return Path(f"{out}.journal")
+
+
+def _read_journal(path: Path) -> tuple[dict | None, list[dict]]:
+    """Header metadata and rows of a journal; a truncated last line is ignored."""
+    header, rows = None, []
+    with open(path) as fh:
+        for n, line in enumerate(fh):
+            if not line.endswith("\n"):
+                break  # killed mid-write
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                raise LutError(f"journal {path} line {n + 1} is corrupted; delete it") from None
+            if n == 0:
+                header = record.get("meta")
+            else:
+                rows.append(record)
+    return header, rows
+
+
+def _check_same_device(meta: LutMeta, current: LutMeta, what: str) -> None:
+    diffs = meta.fingerprint.differences(current.fingerprint)
+    if diffs:
+        raise LutError(
+            f"{what} was measured on another device/setting: {'; '.join(diffs)}; "
+            "use the same backend settings or another output path"
+        )
+
+
+def _start_table(out: Path, journal: Path, current: LutMeta, resume: bool) -> LatencyTable:
+    """The table to extend: existing output and journal rows when resuming."""
+    if not resume:
+        if journal.exists():
+            raise LutError(
+                f"an interrupted run left {journal}; pass --resume to continue it or delete it"
+            )
+        if out.exists():
+            raise LutError(f"{out} exists; pass --resume to extend it or choose another path")
+    table = LatencyTable.empty(
+        current.fingerprint, timing=current.timing, grid=current.grid, models=()
+    )
+    if resume and out.exists():
+        existing = LatencyTable.load(out)
+        _check_same_device(existing.meta, current, str(out))
+        table = existing
+    if resume and journal.exists():
+        header, rows = _read_journal(journal)
+        if header is None:
+            journal.unlink()
+        else:
+            _check_same_device(LutMeta.from_dict(header), current, f"the partial run {journal}")
+            table = table.with_rows(rows, models=header.get("models", ()))
+    return table
+
+
+def profile_model(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    backend: BackendBase,
+    out: str | os.PathLike,
+    *,
+    grid: GridConfig | None = None,
+    timing: TimingConfig | None = None,
+    resume: bool = False,
+    model_name: str = "",
+    progress: bool = True,
+) -> ProfileResult:
+    """Measure every grid configuration of ``model``'s units on ``backend`` into ``out``.
+
+    ``example_input`` has shape ``(N, C, H, W)``. Returns the complete table, already
+    saved. Raises :class:`ProfileInterrupted` on Ctrl-C (rows measured so far are kept).
+    """
+    start = time.perf_counter()
+    grid = grid or GridConfig()
+    timing = timing or TimingConfig()
+    out = Path(out)
+    table_format(out)
+    ensure_writable_dir(out)
+    backend.require_available()
+    extraction = extract_units(model, example_input, backend.fusion)
+    for op in extraction.uncovered:
+        logger.warning("no latency unit for %s in %s %s", op.aten, op.name or "<model>", op.shapes)
+    current = LutMeta(
+        fingerprint=backend.fingerprint(),
+        timing=dataclasses.asdict(timing),
+        grid=dataclasses.asdict(grid),
+    )
+    journal = journal_path(out)
+    table = _start_table(out, journal, current, resume)
+    configs = grid_configs(extraction.units, grid)
+    todo = [c for c in configs if c.key not in table]
+    reused = len(configs) - len(todo)
+    models = (model_name,) if model_name else ()
+
+    new_journal = not journal.exists()
+    measured, measure_wall, measured_ms = 0, 0.0, 0.0
+    with open(journal, "a") as fh:
+        if new_journal:
+            header = {"journal": 1, "meta": {**current.to_dict(), "models": list(models)}}
+            fh.write(json.dumps(header) + "\n")
+        bar = tqdm(
+            todo, desc=f"profile {backend.name}", unit="cfg", disable=not progress, leave=False
+        )
+        try:
+            for config in bar:
+                bar.set_postfix_str(config.op, refresh=False)
+                result = backend.measure(config, timing)
+                fh.write(json.dumps(make_row(config, result)) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+                measured += 1
+                measure_wall += result.wall_s
+                measured_ms += result.median_ms
+        except KeyboardInterrupt:
+            raise ProfileInterrupted(
+                f"interrupted after {measured} of {len(todo)} configurations; measured rows "
+                f"are kept in {journal}; rerun with --resume to continue"
+            ) from None
+        finally:
+            bar.close()
+    _, rows = _read_journal(journal)
+    table = table.with_rows(rows, models=models)
+    table.save(out)
+    with contextlib.suppress(FileNotFoundError):
+        journal.unlink()
+    return ProfileResult(
+        table=table,
+        path=out,
+        measured=measured,
+        reused=reused,
+        uncovered=extraction.uncovered,
+        wall_s=time.perf_counter() - start,
+        measure_wall_s=measure_wall,
+        measured_ms_sum=measured_ms,
+    )

@@ -1,0 +1,57 @@
+"""Measurement: latency units of a model, backends that time them, the timing loop.
+
+Typical use::
+
+    from ttmpd.profiler import extract_units, get_backend, BackendConfig
+    backend = get_backend("onnxruntime", BackendConfig(threads=1))
+    units = extract_units(model, torch.randn(1, 3, 224, 224), fusion=backend.fusion).units
+    timing = backend.measure(units[0].config)      # Timing(median_ms=..., p10_ms=..., ...)
+
+Latency tables built from these measurements live in :mod:`ttmpd.lut`.
+"""
+
+from ._extract import FUSIONS as FUSIONS
+from ._extract import Extraction as Extraction
+from ._extract import LayerUnit as LayerUnit
+from ._extract import UncoveredOp as UncoveredOp
+from ._extract import extract_units as extract_units
+from ._fingerprint import DeviceFingerprint as DeviceFingerprint
+from ._grid import GridConfig as GridConfig
+from ._grid import grid_configs as grid_configs
+from ._grid import unit_variants as unit_variants
+from ._modules import build_unit as build_unit
+from ._timing import Timing as Timing
+from ._timing import TimingConfig as TimingConfig
+from ._timing import measure as measure
+from ._units import OP_KINDS as OP_KINDS
+from ._units import UnitConfig as UnitConfig
+from ._units import with_channels as with_channels
+from .backends import BACKENDS as BACKENDS
+from .backends import Backend as Backend
+from .backends import BackendBase as BackendBase
+from .backends import BackendConfig as BackendConfig
+from .backends import get_backend as get_backend
+
+__all__ = [
+    "BACKENDS",
+    "FUSIONS",
+    "OP_KINDS",
+    "Backend",
+    "BackendBase",
+    "BackendConfig",
+    "DeviceFingerprint",
+    "Extraction",
+    "GridConfig",
+    "LayerUnit",
+    "Timing",
+    "TimingConfig",
+    "UncoveredOp",
+    "UnitConfig",
+    "build_unit",
+    "extract_units",
+    "get_backend",
+    "grid_configs",
+    "measure",
+    "unit_variants",
+    "with_channels",
+]

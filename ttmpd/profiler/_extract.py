@@ -1,0 +1,477 @@
+"""Layer extraction: list the latency units of any ``nn.Module`` for a given backend.
+
+The model runs once on the example input under ``torch.inference_mode`` while a
+``TorchDispatchMode`` records every ATen operator that executes, with its argument shapes,
+the module path it ran in (from forward hooks), and which earlier operator produced each of
+its inputs. Working at the ATen level means functional calls (``out + identity``,
+``torch.cat``, ``x * se``) are seen exactly like modules are, and no op that costs time can
+hide: every recorded op is either
+
+* a **unit** (priced by the latency table),
+* **free** (views and eval-mode no-ops such as ``view``, ``flatten``, ``dropout``), or
+* **uncovered** (costs time but has no unit kind yet): returned in ``Extraction.uncovered``
+  so callers can warn — never silently dropped.
+
+Fusion follows what the backend actually runs (see :data:`FUSIONS`):
+
+* ``"none"`` (eager PyTorch, CPU or CUDA): every op is its own kernel launch, one unit each.
+* ``"conv-bn-act"`` (ONNX Runtime): the exporter emits Conv, BatchNormalization and the
+  activation, and ORT's graph optimiser folds the BN into the Conv and fuses a following
+  Relu/Clip/Sigmoid/Tanh/LeakyRelu/HardSigmoid into a FusedConv. A conv whose output feeds
+  exactly one BN (and that BN's output exactly one fusable activation) becomes one unit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from ..errors import InputError
+from ._units import ORT_FUSABLE_ACTIVATIONS, UnitConfig
+
+FUSIONS = ("none", "conv-bn-act")
+INPUT = -1  # producer index of the model input
+
+_FREE_OPS = frozenset(
+    {
+        "view", "_unsafe_view", "reshape", "flatten", "t", "transpose", "permute", "expand",
+        "squeeze", "unsqueeze", "alias", "detach", "slice", "select", "dropout",
+        "feature_dropout", "alpha_dropout", "lift_fresh", "unflatten", "view_as", "expand_as",
+        "contiguous", "_reshape_alias", "identity", "split", "chunk", "unbind", "narrow",
+    }
+)  # fmt: skip
+_ACT_OPS = {
+    "relu": "relu",
+    "sigmoid": "sigmoid",
+    "silu": "silu",
+    "hardswish": "hardswish",
+    "hardsigmoid": "hardsigmoid",
+    "gelu": "gelu",
+    "tanh": "tanh",
+    "leaky_relu": "leaky_relu",
+    "elu": "elu",
+    "mish": "mish",
+}
+# Ops that keep the channel count; channel constraints propagate through them.
+_CHANNEL_PRESERVING = frozenset({"bn", "act", "maxpool", "avgpool", "gap", "add", "mul"})
+
+
+@dataclass(frozen=True)
+class LayerUnit:
+    """One unit of an extracted model.
+
+    ``inputs`` are the indices of the units producing this unit's tensor inputs (``-1`` for
+    the model input). ``fixed_in``/``fixed_out`` mark channel dimensions that pruning cannot
+    change (the image channels, the classifier outputs).
+    """
+
+    index: int
+    name: str
+    aten: str
+    config: UnitConfig
+    inputs: tuple[int, ...]
+    fixed_in: bool
+    fixed_out: bool
+
+
+@dataclass(frozen=True)
+class UncoveredOp:
+    """An operator that costs time but has no unit kind: ``aten`` name, module path, shapes."""
+
+    name: str
+    aten: str
+    shapes: str
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """Units of a model, plus what was not priced."""
+
+    units: tuple[LayerUnit, ...]
+    uncovered: tuple[UncoveredOp, ...]
+    free_ops: tuple[tuple[str, int], ...]
+    fusion: str
+
+    def to_frame(self):
+        """A pandas DataFrame with one row per unit: name, aten, inputs, fixed flags, config."""
+        import pandas as pd
+
+        rows = [
+            {
+                "index": u.index,
+                "name": u.name,
+                "aten": u.aten,
+                "inputs": ",".join(map(str, u.inputs)),
+                "fixed_in": u.fixed_in,
+                "fixed_out": u.fixed_out,
+                "macs": u.config.macs,
+                **{k: getattr(u.config, k) for k in u.config.__dataclass_fields__},
+            }
+            for u in self.units
+        ]
+        return pd.DataFrame(rows)
+
+
+@dataclass
+class _Node:
+    name: str
+    aten: str
+    config: UnitConfig
+    inputs: list[int]
+    consumers: list[int] = field(default_factory=list)
+    outputs_model: bool = False
+
+
+def _nchw(shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+    if len(shape) == 4:
+        return shape  # type: ignore[return-value]
+    if len(shape) == 2:
+        return shape[0], shape[1], 1, 1
+    if len(shape) == 3:
+        return shape[0], shape[1], shape[2], 1
+    return None
+
+
+def _pair(value, default: int) -> tuple[int, int]:
+    if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
+        return default, default
+    if isinstance(value, int):
+        return value, value
+    return (int(value[0]), int(value[-1])) if len(value) else (default, default)
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _conv_config(x, w, bias, stride, padding, dilation, groups, out) -> UnitConfig:
+    n, c, h, wd = x.shape
+    kh, kw = w.shape[2], w.shape[3]
+    sh, sw = _pair(stride, 1)
+    dh, dw = _pair(dilation, 1)
+    oh, ow = out.shape[2], out.shape[3]
+    if isinstance(padding, str):  # "same"/"valid": recover the symmetric padding
+        ph = max(0, ((oh - 1) * sh + dh * (kh - 1) + 1 - h) // 2)
+        pw = max(0, ((ow - 1) * sw + dw * (kw - 1) + 1 - wd) // 2)
+    else:
+        ph, pw = _pair(padding, 0)
+    return UnitConfig(
+        op="conv", batch=n, in_channels=c, out_channels=w.shape[0], in_h=h, in_w=wd,
+        out_h=oh, out_w=ow, kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw, pad_h=ph,
+        pad_w=pw, dilation_h=dh, dilation_w=dw, groups=int(groups), bias=bias is not None,
+        dtype=_dtype(x),
+    )  # fmt: skip
+
+
+def _pool_config(op: str, x, out, kernel, stride, padding, dilation, ceil_mode) -> UnitConfig:
+    n, c, h, w = x.shape
+    kh, kw = _pair(kernel, 1)
+    sh, sw = _pair(stride, 0)
+    if sh == 0:  # PyTorch: stride defaults to the kernel size
+        sh, sw = kh, kw
+    ph, pw = _pair(padding, 0)
+    dh, dw = _pair(dilation, 1)
+    return UnitConfig(
+        op=op, batch=n, in_channels=c, out_channels=c, in_h=h, in_w=w, out_h=out.shape[2],
+        out_w=out.shape[3], kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw, pad_h=ph,
+        pad_w=pw, dilation_h=dh, dilation_w=dw, ceil_mode=bool(ceil_mode), dtype=_dtype(x),
+    )  # fmt: skip
+
+
+def _elementwise(op: str, x: torch.Tensor, *, act: str = "", **extra) -> UnitConfig | None:
+    dims = _nchw(tuple(x.shape))
+    if dims is None:
+        return None
+    n, c, h, w = dims
+    return UnitConfig(
+        op=op, batch=n, in_channels=c, out_channels=c, in_h=h, in_w=w, out_h=h, out_w=w,
+        act=act, dtype=_dtype(x), **extra,
+    )  # fmt: skip
+
+
+def _binary(op: str, a, b) -> UnitConfig | None:
+    if not isinstance(b, torch.Tensor) or not isinstance(a, torch.Tensor) or b.dim() == 0:
+        return None
+    if a.shape == b.shape:
+        return _elementwise(op, a, n_inputs=2)
+    big, small = (a, b) if a.numel() >= b.numel() else (b, a)
+    if big.dim() == 4 and tuple(small.shape[-2:]) == (1, 1) and small.shape[-3] == big.shape[1]:
+        return _elementwise(op, big, n_inputs=2, broadcast=True)
+    return None
+
+
+def _classify(name: str, args: tuple, kwargs: dict, out) -> UnitConfig | None:
+    """UnitConfig for a recorded ATen op, or None when it has no unit kind (uncovered)."""
+    a = list(args) + [None] * 10
+    if name == "conv2d":
+        return _conv_config(a[0], a[1], a[2], a[3], a[4], a[5], a[6] or 1, out)
+    if name in ("convolution", "_convolution"):
+        if a[6]:  # transposed
+            return None
+        return _conv_config(a[0], a[1], a[2], a[3], a[4], a[5], a[8], out)
+    if name in ("linear", "addmm", "mm"):
+        x, w = (a[1], a[2]) if name == "addmm" else (a[0], a[1])
+        in_c = x.shape[-1]
+        out_c = w.shape[0] if name == "linear" else w.shape[1]
+        has_bias = name == "addmm" or (name == "linear" and a[2] is not None)
+        batch = math.prod(x.shape[:-1])
+        return UnitConfig(
+            op="linear", batch=batch, in_channels=in_c, out_channels=out_c, bias=has_bias,
+            dtype=_dtype(x),
+        )  # fmt: skip
+    if name in ("batch_norm", "_native_batch_norm_legit_no_training", "native_batch_norm"):
+        return _elementwise("bn", a[0])
+    base = name.rstrip("_")
+    if base in _ACT_OPS:
+        return _elementwise("act", a[0], act=_ACT_OPS[base])
+    if base == "hardtanh":
+        lo = a[1] if a[1] is not None else kwargs.get("min_val", -1.0)
+        hi = a[2] if a[2] is not None else kwargs.get("max_val", 1.0)
+        return _elementwise("act", a[0], act="relu6" if (lo, hi) == (0.0, 6.0) else "hardtanh")
+    if name in ("max_pool2d", "max_pool2d_with_indices"):
+        result = out[0] if isinstance(out, tuple) else out
+        return _pool_config("maxpool", a[0], result, a[1], a[2], a[3], a[4], a[5])
+    if name == "avg_pool2d":
+        return _pool_config("avgpool", a[0], out, a[1], a[2], a[3], 1, a[4])
+    if name in ("adaptive_avg_pool2d", "_adaptive_avg_pool2d") or (
+        name == "mean" and a[0].dim() == 4 and sorted(d % 4 for d in a[1]) == [2, 3]
+    ):
+        n, c, h, w = a[0].shape
+        oh, ow = (out.shape[2], out.shape[3]) if out.dim() == 4 else (1, 1)
+        return UnitConfig(
+            op="gap", batch=n, in_channels=c, out_channels=c, in_h=h, in_w=w, out_h=oh,
+            out_w=ow, dtype=_dtype(a[0]),
+        )  # fmt: skip
+    if base in ("add", "mul"):
+        return _binary(base, a[0], a[1])
+    if name == "cat":
+        tensors = a[0]
+        dim = a[1] if a[1] is not None else kwargs.get("dim", 0)
+        first = tensors[0]
+        if first.dim() not in (2, 4) or dim % first.dim() != 1:
+            return None
+        total = sum(t.shape[1] for t in tensors)
+        n, _, h, w = _nchw(tuple(first.shape))
+        return UnitConfig(
+            op="cat", batch=n, in_channels=total, out_channels=total, in_h=h, in_w=w, out_h=h,
+            out_w=w, n_inputs=len(tensors), dtype=_dtype(first),
+        )  # fmt: skip
+    if name in ("_softmax", "softmax") and a[0].dim() == 2:
+        n, c = a[0].shape
+        return UnitConfig(op="softmax", batch=n, in_channels=c, out_channels=c, dtype=_dtype(a[0]))
+    return None
+
+
+def _tensors(obj) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [t for item in obj for t in _tensors(item)]
+    if isinstance(obj, dict):
+        return [t for item in obj.values() for t in _tensors(item)]
+    return []
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self, scope: list[str]) -> None:
+        super().__init__()
+        self.scope = scope
+        self.nodes: list[_Node] = []
+        self.producer: dict[int, int] = {}
+        self.keepalive: list[torch.Tensor] = []  # ids stay unique while we hold references
+        self.uncovered: list[UncoveredOp] = []
+        self.free: Counter[str] = Counter()
+
+    def _source(self, t: torch.Tensor) -> int | None:
+        return self.producer.get(id(t))
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = func.overloadpacket.__name__
+        ins = _tensors(args) + _tensors(kwargs)
+        sources = [s for s in (self._source(t) for t in ins) if s is not None]
+        outs = _tensors(out)
+        self.keepalive.extend(ins + outs)
+        if not sources:  # parameters/constants only (e.g. weight preparation): not model data
+            return out
+        path = self.scope[-1] if self.scope else ""
+        if name in _FREE_OPS:
+            self.free[name] += 1
+            for t in outs:
+                self.producer[id(t)] = sources[0]
+            return out
+        config = _classify(name, args, kwargs, out)
+        if config is None:
+            shapes = ", ".join(str(tuple(t.shape)) for t in ins)
+            self.uncovered.append(UncoveredOp(name=path, aten=name, shapes=shapes))
+            for t in outs:
+                self.producer[id(t)] = sources[0]
+            return out
+        index = len(self.nodes)
+        unique_sources = list(dict.fromkeys(sources))
+        self.nodes.append(_Node(name=path, aten=name, config=config, inputs=unique_sources))
+        for s in unique_sources:
+            if s != INPUT:
+                self.nodes[s].consumers.append(index)
+        for t in outs[:1]:
+            self.producer[id(t)] = index
+        return out
+
+
+def _record(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> _Recorder:
+    scope: list[str] = []
+    handles = []
+    for path, module in model.named_modules():
+
+        def pre(_m, _a, path=path):
+            scope.append(path)
+
+        def post(_m, _a, _o):
+            scope.pop()
+
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+    recorder = _Recorder(scope)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            inputs = tuple(t.clone() for t in inputs)
+            for t in inputs:
+                recorder.producer[id(t)] = INPUT
+                recorder.keepalive.append(t)
+            with recorder:
+                output = model(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    for t in _tensors(output):
+        source = recorder.producer.get(id(t))
+        if source is not None and source != INPUT:
+            recorder.nodes[source].outputs_model = True
+    return recorder
+
+
+def _fuse_conv_bn_act(nodes: list[_Node]) -> list[_Node]:
+    """Merge conv -> bn -> act chains the way ONNX Runtime does (see module docstring)."""
+    merged_into: dict[int, int] = {}
+    for i, node in enumerate(nodes):
+        if node.config.op != "conv" or i in merged_into:
+            continue
+        chain = [i]
+        config = node.config
+        nxt = node.consumers
+        if len(nxt) == 1 and nodes[nxt[0]].config.op == "bn" and not node.outputs_model:
+            chain.append(nxt[0])
+            config = config.replace(bn=True)
+            nxt = nodes[nxt[0]].consumers
+        tail = nodes[chain[-1]]
+        if (
+            len(nxt) == 1
+            and nodes[nxt[0]].config.op == "act"
+            and nodes[nxt[0]].config.act in ORT_FUSABLE_ACTIVATIONS
+            and not tail.outputs_model
+        ):
+            chain.append(nxt[0])
+            config = config.replace(act=nodes[nxt[0]].config.act)
+        if len(chain) == 1:
+            continue
+        last = nodes[chain[-1]]
+        node.config = config
+        node.aten = "+".join(nodes[j].aten for j in chain)
+        node.consumers = list(last.consumers)
+        node.outputs_model = last.outputs_model
+        for j in chain[1:]:
+            merged_into[j] = i
+    keep = [i for i in range(len(nodes)) if i not in merged_into]
+    new_index = {old: new for new, old in enumerate(keep)}
+
+    def remap(i: int) -> int:
+        return INPUT if i == INPUT else new_index[merged_into.get(i, i)]
+
+    fused = []
+    for old in keep:
+        node = nodes[old]
+        node.inputs = list(dict.fromkeys(remap(s) for s in node.inputs))
+        node.consumers = [remap(c) for c in node.consumers]
+        fused.append(node)
+    return fused
+
+
+def _fixed_dims(nodes: list[_Node]) -> tuple[list[bool], list[bool]]:
+    """Channel dims pruning cannot change: image channels in, classifier channels out.
+
+    Propagates through channel-preserving ops (bn, act, pools, add, mul) in both directions.
+    """
+    fixed_in = [INPUT in n.inputs for n in nodes]
+    fixed_out = [n.outputs_model for n in nodes]
+    changed = True
+    while changed:
+        changed = False
+        for i, n in enumerate(nodes):
+            preserving = n.config.op in _CHANNEL_PRESERVING
+            if preserving and fixed_in[i] != fixed_out[i] and (fixed_in[i] or fixed_out[i]):
+                fixed_in[i] = fixed_out[i] = True
+                changed = True
+            if fixed_in[i]:
+                for s in n.inputs:
+                    if s != INPUT and not fixed_out[s]:
+                        fixed_out[s] = changed = True
+            if fixed_out[i]:
+                for c in n.consumers:
+                    if not fixed_in[c] and nodes[c].config.op in _CHANNEL_PRESERVING:
+                        fixed_in[c] = changed = True
+    return fixed_in, fixed_out
+
+
+def extract_units(
+    model: nn.Module,
+    example_input: torch.Tensor | tuple[torch.Tensor, ...],
+    fusion: str = "none",
+) -> Extraction:
+    """List the latency units of ``model`` on ``example_input`` (shape ``(N, C, H, W)``).
+
+    ``fusion`` is ``"none"`` (eager PyTorch) or ``"conv-bn-act"`` (ONNX Runtime); backends
+    expose theirs as ``Backend.fusion``. The model is run once in eval mode; its training
+    flag is restored afterwards.
+    """
+    if fusion not in FUSIONS:
+        raise InputError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
+    inputs = example_input if isinstance(example_input, tuple) else (example_input,)
+    recorder = _record(model, inputs)
+    nodes = recorder.nodes
+    if fusion == "conv-bn-act":
+        nodes = _fuse_conv_bn_act(nodes)
+    fixed_in, fixed_out = _fixed_dims(nodes)
+    counts: Counter[str] = Counter()
+    units = []
+    for i, n in enumerate(nodes):
+        counts[n.name] += 1
+        suffix = f"#{counts[n.name] - 1}" if counts[n.name] > 1 else ""
+        units.append(
+            LayerUnit(
+                index=i,
+                name=(n.name or "<model>") + suffix,
+                aten=n.aten,
+                config=n.config,
+                inputs=tuple(n.inputs),
+                fixed_in=fixed_in[i],
+                fixed_out=fixed_out[i],
+            )
+        )
+    return Extraction(
+        units=tuple(units),
+        uncovered=tuple(recorder.uncovered),
+        free_ops=tuple(sorted(recorder.free.items())),
+        fusion=fusion,
+    )
+
+
+__all__ = ["FUSIONS", "Extraction", "LayerUnit", "UncoveredOp", "extract_units"]

@@ -1,0 +1,98 @@
+"""The search-space grid: unit configurations that channel pruning can produce.
+
+For each channel dimension a unit's prunable (see ``LayerUnit.fixed_in/fixed_out``), the
+candidate counts come either from a channel step ``s`` (``c, c - r, c - r - s, ...`` down
+to ``s``, where ``r = c mod s`` or ``s``: every multiple of ``s`` below ``c`` plus ``c``
+itself) or from keep-fractions (``round(f * c)``, at least 1). Convolutions and linear
+layers with both dimensions prunable take the cross product of in and out counts; when
+that exceeds ``max_variants_per_unit`` the uniform-ratio diagonal is kept whole and the
+rest is a seeded random sample (seeded by the unit, so the same unit always yields the
+same grid). Depthwise convs and channel-preserving ops have one dimension.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..errors import InputError
+from ._extract import LayerUnit
+from ._units import UnitConfig, with_channels
+
+_ONE_DIM = frozenset({"bn", "act", "maxpool", "avgpool", "gap", "add", "mul", "cat", "softmax"})
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """How densely to sample channel counts (exactly one of ``channel_step``/``keep_fractions``)."""
+
+    channel_step: int | None = 8
+    keep_fractions: tuple[float, ...] | None = None
+    max_variants_per_unit: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.channel_step is None) == (self.keep_fractions is None):
+            raise InputError("give exactly one of channel_step or keep_fractions")
+        if self.channel_step is not None and self.channel_step < 1:
+            raise InputError(f"channel step must be >= 1, got {self.channel_step}")
+        if self.keep_fractions is not None and not all(0 < f <= 1 for f in self.keep_fractions):
+            raise InputError(f"keep fractions must be in (0, 1], got {self.keep_fractions}")
+        if self.max_variants_per_unit < 1:
+            raise InputError("max_variants_per_unit must be >= 1")
+
+    def channel_options(self, channels: int, multiple_of: int = 1) -> list[int]:
+        """Channel counts pruning may leave, descending, always including ``channels``."""
+        if self.channel_step is not None:
+            step = self.channel_step
+            opts = {channels, *range(step, channels, step)}
+        else:
+            opts = {channels, *(max(1, round(f * channels)) for f in self.keep_fractions or ())}
+        opts = {c for c in opts if c % multiple_of == 0} | {channels}
+        return sorted(opts, reverse=True)
+
+
+def _cross(unit: LayerUnit, grid: GridConfig) -> list[tuple[int, int]]:
+    cfg = unit.config
+    g = cfg.groups if not cfg.is_depthwise else 1
+    ins = [cfg.in_channels] if unit.fixed_in else grid.channel_options(cfg.in_channels, g)
+    outs = [cfg.out_channels] if unit.fixed_out else grid.channel_options(cfg.out_channels, g)
+    if cfg.is_depthwise or cfg.op in _ONE_DIM:
+        options = ins if not unit.fixed_in else outs
+        if unit.fixed_in or unit.fixed_out:
+            options = [cfg.in_channels]
+        return [(c, c) for c in options]
+    pairs = [(i, o) for i in ins for o in outs]
+    if len(pairs) <= grid.max_variants_per_unit:
+        return pairs
+    # keep the uniform-ratio diagonal, sample the rest deterministically
+    diagonal = {(i, o) for i, o in pairs if abs(i / cfg.in_channels - o / cfg.out_channels) < 0.07}
+    diagonal |= {(cfg.in_channels, cfg.out_channels)}
+    rest = sorted(set(pairs) - diagonal)
+    rng = random.Random(zlib.crc32(f"{grid.seed}|{cfg.key}".encode()))
+    budget = max(0, grid.max_variants_per_unit - len(diagonal))
+    return sorted(diagonal) + rng.sample(rest, min(budget, len(rest)))
+
+
+def unit_variants(unit: LayerUnit, grid: GridConfig) -> list[UnitConfig]:
+    """All grid configurations of one unit, the unpruned one first."""
+    variants = [unit.config]
+    for c_in, c_out in _cross(unit, grid):
+        v = with_channels(unit.config, c_in, c_out)
+        if v != unit.config:
+            variants.append(v)
+    return variants
+
+
+def grid_configs(units: Iterable[LayerUnit], grid: GridConfig) -> list[UnitConfig]:
+    """Deduplicated grid over ``units`` in first-seen order (unpruned configs first)."""
+    units = list(units)
+    seen: dict[str, UnitConfig] = {}
+    for u in units:  # the configurations the model actually has come first
+        seen.setdefault(u.config.key, u.config)
+    for u in units:
+        for v in unit_variants(u, grid):
+            seen.setdefault(v.key, v)
+    return list(seen.values())

@@ -1,0 +1,139 @@
+"""Turn a :class:`UnitConfig` back into a runnable module and inputs.
+
+Every backend measures a unit by running what this module builds: eager PyTorch runs the
+module, ONNX Runtime runs its ONNX export. Weights are random (latency does not depend on
+values for dense float kernels); batch norm is in inference mode.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._units import UnitConfig
+
+_ACT_MODULES = {
+    "relu": nn.ReLU,
+    "relu6": nn.ReLU6,
+    "hardtanh": nn.Hardtanh,
+    "sigmoid": nn.Sigmoid,
+    "silu": nn.SiLU,
+    "hardswish": nn.Hardswish,
+    "hardsigmoid": nn.Hardsigmoid,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "mish": nn.Mish,
+}
+
+
+def activation(name: str) -> nn.Module:
+    return _ACT_MODULES[name]()
+
+
+class _Binary(nn.Module):
+    def __init__(self, op: str, n_inputs: int) -> None:
+        super().__init__()
+        self.op = op
+        self.n_inputs = n_inputs
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x if self.op == "add" else out * x
+        return out
+
+
+class _Cat(nn.Module):
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(xs, dim=1)
+
+
+def _module(unit: UnitConfig) -> nn.Module:
+    op = unit.op
+    if op == "conv":
+        layers: list[nn.Module] = [
+            nn.Conv2d(
+                unit.in_channels,
+                unit.out_channels,
+                (unit.kernel_h, unit.kernel_w),
+                stride=(unit.stride_h, unit.stride_w),
+                padding=(unit.pad_h, unit.pad_w),
+                dilation=(unit.dilation_h, unit.dilation_w),
+                groups=unit.groups,
+                bias=unit.bias,
+            )
+        ]
+        if unit.bn:
+            layers.append(nn.BatchNorm2d(unit.out_channels))
+        if unit.act:
+            layers.append(activation(unit.act))
+        return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
+    if op == "linear":
+        return nn.Linear(unit.in_channels, unit.out_channels, bias=unit.bias)
+    if op == "bn":
+        return nn.BatchNorm2d(unit.in_channels)
+    if op == "act":
+        return activation(unit.act)
+    if op == "maxpool":
+        return nn.MaxPool2d(
+            (unit.kernel_h, unit.kernel_w),
+            stride=(unit.stride_h, unit.stride_w),
+            padding=(unit.pad_h, unit.pad_w),
+            dilation=(unit.dilation_h, unit.dilation_w),
+            ceil_mode=unit.ceil_mode,
+        )
+    if op == "avgpool":
+        return nn.AvgPool2d(
+            (unit.kernel_h, unit.kernel_w),
+            stride=(unit.stride_h, unit.stride_w),
+            padding=(unit.pad_h, unit.pad_w),
+            ceil_mode=unit.ceil_mode,
+        )
+    if op == "gap":
+        return nn.AdaptiveAvgPool2d((unit.out_h, unit.out_w))
+    if op in ("add", "mul"):
+        return _Binary(op, unit.n_inputs)
+    if op == "cat":
+        return _Cat()
+    if op == "softmax":
+        return nn.Softmax(dim=-1)
+    raise AssertionError(f"unhandled op {op}")  # UnitConfig validated the op
+
+
+def _split(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def _inputs(unit: UnitConfig, dtype: torch.dtype, generator: torch.Generator) -> tuple:
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator).to(dtype)
+
+    n, c, h, w = unit.batch, unit.in_channels, unit.in_h, unit.in_w
+    if unit.op in ("linear", "softmax"):
+        return (rand(n, c),)
+    if unit.op in ("add", "mul"):
+        other = (n, c, 1, 1) if unit.broadcast else (n, c, h, w)
+        return (rand(n, c, h, w), *(rand(*other) for _ in range(unit.n_inputs - 1)))
+    if unit.op == "cat":
+        return tuple(rand(n, part, h, w) for part in _split(c, unit.n_inputs))
+    return (rand(n, c, h, w),)
+
+
+def build_unit(unit: UnitConfig, seed: int = 0) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """Build ``(module, inputs)`` for ``unit``: the module is in eval mode, on CPU.
+
+    ``module(*inputs)`` runs the unit once; its output has shape
+    ``(batch, out_channels, out_h, out_w)`` (or ``(batch, out_channels)`` for linear/softmax).
+    """
+    dtype = getattr(torch, unit.dtype)
+    generator = torch.Generator().manual_seed(seed)
+    module = _module(unit).to(dtype).eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):  # non-trivial statistics, as after training
+            m.running_var.uniform_(0.5, 1.5, generator=generator)
+    return module, _inputs(unit, dtype, generator)

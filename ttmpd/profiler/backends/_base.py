@@ -1,0 +1,118 @@
+"""The ``Backend`` protocol, its settings, and the backend registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from ..._registry import Registry
+from ...errors import BackendUnavailableError, InputError
+from .._fingerprint import DeviceFingerprint
+from .._modules import build_unit
+from .._timing import Runner, Timing, TimingConfig, measure
+from .._units import UnitConfig
+
+GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Settings a backend measures with; all of them are recorded in the fingerprint.
+
+    ``threads``/``inter_op_threads``: intra- and inter-op thread counts (CPU backends).
+    ``provider``: ONNX Runtime execution provider. ``graph_optimization``: ONNX Runtime
+    graph optimisation level. ``device``: CUDA device index. ``opset``: ONNX opset.
+    """
+
+    threads: int = 1
+    inter_op_threads: int = 1
+    provider: str = "CPUExecutionProvider"
+    graph_optimization: str = "all"
+    device: int = 0
+    opset: int = 17
+
+    def __post_init__(self) -> None:
+        if self.threads < 1 or self.inter_op_threads < 1:
+            raise InputError(f"threads must be >= 1, got {self.threads}/{self.inter_op_threads}")
+        if self.graph_optimization not in GRAPH_OPTIMIZATIONS:
+            raise InputError(
+                f"unknown graph optimisation {self.graph_optimization!r}; "
+                f"choose one of {', '.join(GRAPH_OPTIMIZATIONS)}"
+            )
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A target that runs units and whole models and times them.
+
+    ``fusion`` names how the target groups ops into units (see
+    :func:`ttmpd.profiler.extract_units`).
+    """
+
+    name: ClassVar[str]
+    fusion: ClassVar[str]
+    config: BackendConfig
+
+    def is_available(self) -> bool: ...
+    def unavailable_reason(self) -> str: ...
+    def fingerprint(self) -> DeviceFingerprint: ...
+    def measure(self, unit: UnitConfig, timing: TimingConfig | None = None) -> Timing: ...
+    def measure_model(
+        self, model: nn.Module, example_input: torch.Tensor, timing: TimingConfig | None = None
+    ) -> Timing: ...
+
+
+class BackendBase:
+    """Shared behaviour: subclasses implement ``_runner(module, inputs)`` and availability."""
+
+    name: ClassVar[str] = ""
+    fusion: ClassVar[str] = "none"
+
+    def __init__(self, config: BackendConfig | None = None) -> None:
+        self.config = config or BackendConfig()
+
+    def is_available(self) -> bool:
+        return not self.unavailable_reason()
+
+    def unavailable_reason(self) -> str:  # pragma: no cover - overridden
+        return ""
+
+    def require_available(self) -> None:
+        reason = self.unavailable_reason()
+        if reason:
+            raise BackendUnavailableError(f"backend {self.name!r} is unavailable: {reason}")
+
+    def _runner(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Runner:
+        raise NotImplementedError
+
+    def unit_runner(self, unit: UnitConfig) -> Runner:
+        module, inputs = build_unit(unit)
+        return self._runner(module, inputs)
+
+    def measure(self, unit: UnitConfig, timing: TimingConfig | None = None) -> Timing:
+        """Median latency of one unit (ms per call)."""
+        self.require_available()
+        return measure(self.unit_runner(unit), timing)
+
+    def measure_model(
+        self,
+        model: nn.Module,
+        example_input: torch.Tensor | tuple[torch.Tensor, ...],
+        timing: TimingConfig | None = None,
+    ) -> Timing:
+        """Median end-to-end latency of ``model(example_input)`` (ms per call)."""
+        self.require_available()
+        inputs = example_input if isinstance(example_input, tuple) else (example_input,)
+        model = model.eval()
+        return measure(self._runner(model, tuple(inputs)), timing)
+
+
+BACKENDS: Registry[type[BackendBase]] = Registry("backend")
+
+
+def get_backend(name: str, config: BackendConfig | None = None) -> BackendBase:
+    """Instantiate a registered backend by name (``torch-cpu``, ``torch-cuda``, ...)."""
+    return BACKENDS.get(name)(config)
