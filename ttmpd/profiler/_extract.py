@@ -15,10 +15,17 @@ hide: every recorded op is either
 Fusion follows what the backend actually runs (see :data:`FUSIONS`):
 
 * ``"none"`` (eager PyTorch, CPU or CUDA): every op is its own kernel launch, one unit each.
-* ``"conv-bn-act"`` (ONNX Runtime): the exporter emits Conv, BatchNormalization and the
-  activation, and ORT's graph optimiser folds the BN into the Conv and fuses a following
-  Relu/Clip/Sigmoid/Tanh/LeakyRelu/HardSigmoid into a FusedConv. A conv whose output feeds
-  exactly one BN (and that BN's output exactly one fusable activation) becomes one unit.
+* ``"conv-bn"``: BatchNormalization folded into the preceding Conv (ONNX Runtime "basic").
+* ``"conv-bn-act"`` (ONNX Runtime "extended"): the BN is folded and a following
+  Relu/Clip/Sigmoid/Tanh/LeakyRelu/HardSigmoid is fused into a FusedConv.
+* ``"conv-bn-add-act"`` (ONNX Runtime "all" on x86, NCHWc layout): additionally a residual
+  Add that consumes the conv output is fused into the conv (with the activation after it).
+
+A conv absorbs a following op only if the intermediate tensor has no other consumer and is
+not a model output. The ONNX Runtime backend does not assume a mode: it optimises a probe
+graph and reads which of these fusions happened
+(:func:`ttmpd.profiler.backends.ort.probe_fusion`); a test checks the unit counts against
+ORT's optimised graphs of zoo models.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ..errors import InputError
 from ._units import ORT_FUSABLE_ACTIVATIONS, UnitConfig
 
-FUSIONS = ("none", "conv-bn-act")
+FUSIONS = ("none", "conv-bn", "conv-bn-act", "conv-bn-add-act")
 INPUT = -1  # producer index of the model input
 
 _FREE_OPS = frozenset(
@@ -359,37 +366,50 @@ def _record(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> _Recorder:
     return recorder
 
 
-def _fuse_conv_bn_act(nodes: list[_Node]) -> list[_Node]:
-    """Merge conv -> bn -> act chains the way ONNX Runtime does (see module docstring)."""
+def _exclusive_next(nodes: list[_Node], i: int, op: str) -> int | None:
+    """The single consumer of node ``i`` if it has kind ``op`` and ``i`` is not an output."""
+    node = nodes[i]
+    if len(node.consumers) == 1 and not node.outputs_model:
+        j = node.consumers[0]
+        if nodes[j].config.op == op:
+            return j
+    return None
+
+
+def _fuse(nodes: list[_Node], fusion: str) -> list[_Node]:
+    """Merge conv -> bn [-> add] -> act chains the way the backend does (module docstring)."""
+    with_add = fusion == "conv-bn-add-act"
+    with_act = fusion in ("conv-bn-act", "conv-bn-add-act")
     merged_into: dict[int, int] = {}
     for i, node in enumerate(nodes):
         if node.config.op != "conv" or i in merged_into:
             continue
-        chain = [i]
-        config = node.config
-        nxt = node.consumers
-        if len(nxt) == 1 and nodes[nxt[0]].config.op == "bn" and not node.outputs_model:
-            chain.append(nxt[0])
+        chain, config, extra_inputs = [i], node.config, []
+        j = _exclusive_next(nodes, i, "bn")
+        if j is not None:
+            chain.append(j)
             config = config.replace(bn=True)
-            nxt = nodes[nxt[0]].consumers
-        tail = nodes[chain[-1]]
-        if (
-            len(nxt) == 1
-            and nodes[nxt[0]].config.op == "act"
-            and nodes[nxt[0]].config.act in ORT_FUSABLE_ACTIVATIONS
-            and not tail.outputs_model
-        ):
-            chain.append(nxt[0])
-            config = config.replace(act=nodes[nxt[0]].config.act)
+        j = _exclusive_next(nodes, chain[-1], "add") if with_add else None
+        if j is not None and j not in merged_into:
+            add = nodes[j].config
+            if add.n_inputs == 2 and not add.broadcast and add.in_channels == config.out_channels:
+                chain.append(j)
+                config = config.replace(n_inputs=2)
+                extra_inputs = [s for s in nodes[j].inputs if s != chain[-2]]
+        j = _exclusive_next(nodes, chain[-1], "act") if with_act else None
+        if j is not None and nodes[j].config.act in ORT_FUSABLE_ACTIVATIONS:
+            chain.append(j)
+            config = config.replace(act=nodes[j].config.act)
         if len(chain) == 1:
             continue
         last = nodes[chain[-1]]
         node.config = config
-        node.aten = "+".join(nodes[j].aten for j in chain)
+        node.aten = "+".join(nodes[k].aten for k in chain)
+        node.inputs = list(dict.fromkeys([*node.inputs, *extra_inputs]))
         node.consumers = list(last.consumers)
         node.outputs_model = last.outputs_model
-        for j in chain[1:]:
-            merged_into[j] = i
+        for k in chain[1:]:
+            merged_into[k] = i
     keep = [i for i in range(len(nodes)) if i not in merged_into]
     new_index = {old: new for new, old in enumerate(keep)}
 
@@ -400,7 +420,7 @@ def _fuse_conv_bn_act(nodes: list[_Node]) -> list[_Node]:
     for old in keep:
         node = nodes[old]
         node.inputs = list(dict.fromkeys(remap(s) for s in node.inputs))
-        node.consumers = [remap(c) for c in node.consumers]
+        node.consumers = list(dict.fromkeys(remap(c) for c in node.consumers))
         fused.append(node)
     return fused
 
@@ -438,8 +458,8 @@ def extract_units(
 ) -> Extraction:
     """List the latency units of ``model`` on ``example_input`` (shape ``(N, C, H, W)``).
 
-    ``fusion`` is ``"none"`` (eager PyTorch) or ``"conv-bn-act"`` (ONNX Runtime); backends
-    expose theirs as ``Backend.fusion``. The model is run once in eval mode; its training
+    ``fusion`` is one of :data:`FUSIONS`; backends expose theirs as ``Backend.fusion``.
+    The model is run once in eval mode; its training
     flag is restored afterwards.
     """
     if fusion not in FUSIONS:
@@ -447,8 +467,8 @@ def extract_units(
     inputs = example_input if isinstance(example_input, tuple) else (example_input,)
     recorder = _record(model, inputs)
     nodes = recorder.nodes
-    if fusion == "conv-bn-act":
-        nodes = _fuse_conv_bn_act(nodes)
+    if fusion != "none":
+        nodes = _fuse(nodes, fusion)
     fixed_in, fixed_out = _fixed_dims(nodes)
     counts: Counter[str] = Counter()
     units = []

@@ -45,6 +45,18 @@ class _Binary(nn.Module):
         return out
 
 
+class _ConvResidual(nn.Module):
+    """``act(bn(conv(x)) + residual)``: a conv unit with a fused residual add."""
+
+    def __init__(self, conv: nn.Module, epilogue: list[nn.Module], act: nn.Module | None) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(conv, *epilogue)
+        self.act = act if act is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv(x) + residual)
+
+
 class _Cat(nn.Module):
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         return torch.cat(xs, dim=1)
@@ -67,6 +79,8 @@ def _module(unit: UnitConfig) -> nn.Module:
         ]
         if unit.bn:
             layers.append(nn.BatchNorm2d(unit.out_channels))
+        if unit.n_inputs > 1:
+            return _ConvResidual(layers[0], layers[1:], activation(unit.act) if unit.act else None)
         if unit.act:
             layers.append(activation(unit.act))
         return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
@@ -119,6 +133,8 @@ def _inputs(unit: UnitConfig, dtype: torch.dtype, generator: torch.Generator) ->
         return (rand(n, c, h, w), *(rand(*other) for _ in range(unit.n_inputs - 1)))
     if unit.op == "cat":
         return tuple(rand(n, part, h, w) for part in _split(c, unit.n_inputs))
+    if unit.op == "conv" and unit.n_inputs > 1:
+        return rand(n, c, h, w), rand(n, unit.out_channels, unit.out_h, unit.out_w)
     return (rand(n, c, h, w),)
 
 

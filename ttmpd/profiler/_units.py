@@ -8,7 +8,8 @@ which is how every backend measures it.
 
 Op kinds (``op``)::
 
-    conv       2-D convolution; depthwise/grouped via ``groups``; optional fused ``bn``/``act``
+    conv       2-D convolution; depthwise/grouped via ``groups``; optional fused ``bn``/``act``;
+               ``n_inputs=2`` adds a fused residual input (output-shaped) before ``act``
     linear     fully connected on (batch, in_channels)
     bn         batch norm (inference) on (N, C, H, W)
     act        element-wise activation named by ``act`` (relu, relu6, silu, sigmoid, ...)
@@ -159,6 +160,8 @@ class UnitConfig:
     def input_elements(self) -> int:
         """Elements read from activations (all inputs)."""
         first = self.batch * self.in_channels * self.in_h * self.in_w
+        if self.op == "conv" and self.n_inputs > 1:
+            return first + (self.n_inputs - 1) * self.output_elements
         if self.op in ("add", "mul"):
             other = self.batch * self.in_channels * (1 if self.broadcast else self.in_h * self.in_w)
             return first + (self.n_inputs - 1) * other

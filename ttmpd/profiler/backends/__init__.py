@@ -16,6 +16,7 @@ from ._base import get_backend as get_backend
 from .fake import fake_latency_ms as fake_latency_ms
 from .ort import export_onnx as export_onnx
 from .ort import ort_session as ort_session
+from .ort import probe_fusion as probe_fusion
 from .torch_cuda import cuda_unavailable_reason as cuda_unavailable_reason
 
 del _fake, _ort, _torch_cpu, _torch_cuda
@@ -30,4 +31,5 @@ __all__ = [
     "fake_latency_ms",
     "get_backend",
     "ort_session",
+    "probe_fusion",
 ]

@@ -11,8 +11,11 @@ overhead out of the samples.
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 import time
 import warnings
+from functools import cache
 
 import torch
 from torch import nn
@@ -40,8 +43,11 @@ def export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], opset: int 
     return buffer.getvalue()
 
 
-def ort_session(model_bytes: bytes, config: BackendConfig):
-    """An ``onnxruntime.InferenceSession`` configured from ``config``."""
+def ort_session(model_bytes: bytes, config: BackendConfig, optimized_path: str | None = None):
+    """An ``onnxruntime.InferenceSession`` configured from ``config``.
+
+    ``optimized_path``: also write the optimised graph there (to inspect fusions).
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -55,15 +61,69 @@ def ort_session(model_bytes: bytes, config: BackendConfig):
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[config.graph_optimization]
     opts.log_severity_level = 3
+    if optimized_path:
+        opts.optimized_model_filepath = optimized_path
     return ort.InferenceSession(model_bytes, sess_options=opts, providers=[config.provider])
+
+
+class _ProbeNet(nn.Module):
+    """stem conv-bn-relu, then a residual block: the patterns whose fusion we detect."""
+
+    def __init__(self, c: int = 16) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU())
+        self.conv1 = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU())
+        self.conv2 = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c))
+        self.head = nn.Conv2d(c, c, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.stem(x)
+        return self.head(torch.relu(self.conv2(self.conv1(y)) + y))
+
+
+@cache
+def probe_fusion(provider: str, graph_optimization: str) -> str:
+    """Which :data:`~ttmpd.profiler.FUSIONS` mode ORT applies with these settings.
+
+    Optimises :class:`_ProbeNet` (4 convs, 3 BNs, 3 ReLUs, 1 residual Add) and counts what
+    is left: BNs left -> ``none``; ReLUs left after the convs -> ``conv-bn``; the Add left ->
+    ``conv-bn-act``; everything folded into convs -> ``conv-bn-add-act``.
+    """
+    import onnx
+
+    net = _ProbeNet().eval()
+    model_bytes = export_onnx(net, (torch.randn(1, 16, 16, 16),))
+    config = BackendConfig(provider=provider, graph_optimization=graph_optimization)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "optimized.onnx")
+        ort_session(model_bytes, config, optimized_path=path)
+        ops = [n.op_type for n in onnx.load(path).graph.node]
+    if "BatchNormalization" in ops:
+        return "none"
+    if ops.count("Relu") >= 2:
+        return "conv-bn"
+    if "Add" in ops or "Sum" in ops:
+        return "conv-bn-act"
+    return "conv-bn-add-act"
 
 
 @BACKENDS.register
 class OnnxRuntimeBackend(BackendBase):
-    """ONNX Runtime with a selectable execution provider (CPU by default)."""
+    """ONNX Runtime with a selectable execution provider (CPU by default).
+
+    ``fusion`` is detected with :func:`probe_fusion` for the configured provider and graph
+    optimisation level. With ``all`` on x86 (NCHWc layout), ORT also converts tensors between
+    NCHW and blocked NCHWc layouts; in a whole model that happens at layout boundaries, while
+    an isolated unit pays it on its own inputs and outputs. Unit sums therefore over-estimate
+    ``all`` somewhat; the latency predictor's calibration accounts for the difference.
+    """
 
     name = "onnxruntime"
-    fusion = "conv-bn-act"
+
+    @property
+    def fusion(self) -> str:  # type: ignore[override]
+        self.require_available()
+        return probe_fusion(self.config.provider, self.config.graph_optimization)
 
     def unavailable_reason(self) -> str:
         try:

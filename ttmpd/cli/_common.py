@@ -1,0 +1,114 @@
+"""Argument helpers shared by CLI commands (parsing only; the work is in the library)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import InputError
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"1,3,224,224"`` (or ``1x3x224x224``) -> ``(1, 3, 224, 224)``, else InputError."""
+    parts = text.replace("x", ",").replace(" ", "").split(",")
+    try:
+        shape = tuple(int(p) for p in parts if p)
+    except ValueError:
+        shape = ()
+    if len(shape) < 2 or any(d < 1 for d in shape):
+        raise InputError(
+            f"cannot parse input shape {text!r}; give positive integers like 1,3,224,224"
+        )
+    return shape
+
+
+def parse_fractions(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        values = ()
+    if not values or not all(0 < v <= 1 for v in values):
+        raise InputError(
+            f"cannot parse keep fractions {text!r}; give values in (0, 1] like 0.25,0.5"
+        )
+    return values
+
+
+def add_backend_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("backend")
+    g.add_argument(
+        "--backend",
+        default="torch-cpu",
+        help="torch-cpu | torch-cuda | onnxruntime | fake (default: torch-cpu)",
+    )
+    g.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    g.add_argument("--inter-op-threads", type=int, default=1, help="inter-op threads")
+    g.add_argument(
+        "--provider", default="CPUExecutionProvider", help="ONNX Runtime execution provider"
+    )
+    g.add_argument(
+        "--graph-optimization",
+        default="all",
+        help="ONNX Runtime graph optimisation: disable|basic|extended|all (default all)",
+    )
+    g.add_argument("--device", type=int, default=0, help="CUDA device index")
+
+
+def backend_from_args(args: argparse.Namespace):
+    from ..profiler import BackendConfig, get_backend
+
+    config = BackendConfig(
+        threads=args.threads,
+        inter_op_threads=args.inter_op_threads,
+        provider=args.provider,
+        graph_optimization=args.graph_optimization,
+        device=args.device,
+    )
+    return get_backend(args.backend, config)
+
+
+def print_json(obj: object) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def add_model_args(parser: argparse.ArgumentParser, *, shape_required: bool = False) -> None:
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="zoo name (resnet18, ...), path/file.py:factory, package.module:factory, "
+        "or a ttmpd checkpoint (.pt)",
+    )
+    parser.add_argument(
+        "--input-shape",
+        required=shape_required,
+        help="N,C,H,W of the example input, e.g. 1,3,224,224 (default: from the checkpoint)",
+    )
+    parser.add_argument("--num-classes", type=int, help="classes of a zoo model")
+
+
+def model_from_args(args: argparse.Namespace):
+    """``(name, model, example_input)`` from --model/--input-shape/--num-classes."""
+    import torch
+
+    from ..models import list_models, load_checkpoint, load_model
+
+    spec = args.model
+    shape = parse_shape(args.input_shape) if args.input_shape else None
+    if spec.lower().endswith((".pt", ".pth")):
+        checkpoint = load_checkpoint(spec)
+        model = checkpoint.model
+        if shape is None and checkpoint.input_shape is not None:
+            shape = (1, *checkpoint.input_shape)
+    elif spec in list_models():
+        kwargs = {"num_classes": args.num_classes} if args.num_classes else {}
+        if shape is not None and len(shape) == 4:
+            kwargs["in_channels"] = shape[1]
+        model = load_model(spec, **kwargs)
+    else:
+        model = load_model(spec)
+    if shape is None:
+        raise InputError(f"model {spec!r} needs --input-shape, e.g. --input-shape 1,3,224,224")
+    name = spec.rsplit("/", 1)[-1]
+    return name, model.eval(), torch.randn(*shape, generator=torch.Generator().manual_seed(0))

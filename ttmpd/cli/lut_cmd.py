@@ -1,0 +1,101 @@
+"""``ttmpd lut show|validate|merge``: inspect and combine latency tables."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lut", help="show, validate or merge latency tables")
+    lut_sub = p.add_subparsers(dest="lut_command", metavar="ACTION", required=True)
+
+    show = lut_sub.add_parser("show", help="summary and first rows of a table")
+    show.add_argument("path")
+    show.add_argument("--rows", type=int, default=10, help="rows to print (default 10)")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=_show)
+
+    validate = lut_sub.add_parser("validate", help="check tables load and are consistent")
+    validate.add_argument("paths", nargs="+")
+    validate.add_argument("--json", action="store_true")
+    validate.set_defaults(func=_validate)
+
+    merge = lut_sub.add_parser("merge", help="merge tables of the same device and settings")
+    merge.add_argument("paths", nargs="+")
+    merge.add_argument("--out", required=True, help="merged table (.parquet or .csv)")
+    merge.add_argument("--force", action="store_true", help="merge different devices anyway")
+    merge.add_argument("--json", action="store_true")
+    merge.set_defaults(func=_merge)
+
+
+def _show(args: argparse.Namespace) -> int:
+    from ..lut import LatencyTable
+
+    table = LatencyTable.load(args.path)
+    summary = table.summary()
+    if args.json:
+        print_json({"summary": summary, "fingerprint": table.fingerprint.to_dict()})
+        return 0
+    fp = table.fingerprint
+    print(
+        f"{args.path}: {summary['rows']} rows, backend {fp.backend}, "
+        f"schema v{summary['schema_version']}"
+    )
+    print(
+        f"device: {fp.cpu_model}{' / ' + fp.gpu_name if fp.gpu_name else ''}, "
+        f"{fp.physical_cores} cores, threads {fp.threads}/{fp.inter_op_threads}"
+    )
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in fp.library_versions))
+    print(
+        f"models: {', '.join(summary['models']) or '-'}; unstable rows: {summary['unstable_rows']}"
+    )
+    print(f"{'op':<10}{'rows':>6}{'median ms':>12}{'max ms':>12}")
+    for op, s in summary["per_op"].items():
+        print(f"{op:<10}{s['rows']:>6}{s['median_ms']:>12.4f}{s['max_ms']:>12.4f}")
+    if args.rows > 0:
+        cols = [
+            "op",
+            "batch",
+            "in_channels",
+            "out_channels",
+            "in_h",
+            "kernel_h",
+            "stride_h",
+            "groups",
+            "latency_ms",
+            "spread",
+        ]
+        print(table.frame[cols].head(args.rows).to_string(index=False))
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from ..lut import LatencyTable
+
+    results = []
+    for path in args.paths:
+        table = LatencyTable.load(path)  # raises LutError with the reason
+        results.append({"path": path, "rows": len(table), "backend": table.meta.backend})
+    if args.json:
+        print_json({"valid": results})
+    else:
+        for r in results:
+            print(f"ok: {r['path']} ({r['rows']} rows, {r['backend']})")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from ..lut import LatencyTable
+
+    tables = [LatencyTable.load(p) for p in args.paths]
+    merged = tables[0]
+    for t in tables[1:]:
+        merged = merged.merge(t, force=args.force)
+    merged.save(args.out)
+    if args.json:
+        print_json({"out": args.out, "rows": len(merged), "inputs": args.paths})
+    else:
+        print(f"{args.out}: {len(merged)} rows merged from {len(tables)} tables")
+    return 0

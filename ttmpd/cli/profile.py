@@ -1,0 +1,98 @@
+"""``ttmpd profile``: build a device latency table for a model."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import (
+    add_backend_args,
+    add_model_args,
+    backend_from_args,
+    model_from_args,
+    parse_fractions,
+    print_json,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "profile",
+        help="measure per-layer latency of a model's pruning grid into a LUT",
+        description="Measure every unit configuration channel pruning can produce for a "
+        "model on a backend, appending to a resumable latency table.",
+    )
+    add_model_args(p)
+    add_backend_args(p)
+    grid = p.add_argument_group("grid")
+    g = grid.add_mutually_exclusive_group()
+    g.add_argument("--channel-step", type=int, help="channel step of the grid (default 8)")
+    g.add_argument("--keep-fractions", help="keep-fractions instead, e.g. 0.25,0.5,0.75")
+    grid.add_argument(
+        "--max-variants-per-unit",
+        type=int,
+        default=64,
+        help="cap on in x out channel pairs per unit (diagonal kept, rest sampled)",
+    )
+    timing = p.add_argument_group("timing")
+    timing.add_argument("--max-seconds", type=float, default=1.0, help="time cap per entry")
+    timing.add_argument(
+        "--target-ci", type=float, default=0.02, help="stop when the median's 95%% CI is ±this"
+    )
+    p.add_argument("--out", required=True, help="output table (.parquet or .csv)")
+    p.add_argument("--resume", action="store_true", help="continue or extend an existing table")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..lut import profile_model
+    from ..profiler import GridConfig, TimingConfig
+
+    backend = backend_from_args(args)
+    backend.require_available()
+    if args.keep_fractions:
+        grid = GridConfig(
+            channel_step=None,
+            keep_fractions=parse_fractions(args.keep_fractions),
+            max_variants_per_unit=args.max_variants_per_unit,
+        )
+    else:
+        grid = GridConfig(
+            channel_step=args.channel_step or 8, max_variants_per_unit=args.max_variants_per_unit
+        )
+    timing = TimingConfig(max_seconds=args.max_seconds, target_rel_ci=args.target_ci)
+    name, model, example = model_from_args(args)
+    result = profile_model(
+        model,
+        example,
+        backend,
+        args.out,
+        grid=grid,
+        timing=timing,
+        resume=args.resume,
+        model_name=name,
+        progress=not args.no_progress,
+    )
+    overhead = result.wall_s / result.measured_ms_sum * 1e3 if result.measured_ms_sum else None
+    summary = {
+        "out": str(result.path),
+        "backend": backend.name,
+        "rows": len(result.table),
+        "measured": result.measured,
+        "reused": result.reused,
+        "unstable_rows": int(result.table.frame["unstable"].sum()),
+        "uncovered": [f"{u.aten} in {u.name or '<model>'} {u.shapes}" for u in result.uncovered],
+        "wall_s": round(result.wall_s, 3),
+        "overhead": round(overhead, 1) if overhead else None,
+    }
+    if args.json:
+        print_json(summary)
+    else:
+        print(
+            f"{summary['out']}: {summary['rows']} rows ({result.measured} measured, "
+            f"{result.reused} already there) on {backend.name} in {result.wall_s:.1f} s"
+        )
+        if result.uncovered:
+            print(f"not priced ({len(result.uncovered)} ops): " + "; ".join(summary["uncovered"]))
+    return 0
