@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from .._version import __version__
 from ..errors import TtmpdError
 
-_COMMAND_MODULES = ("profile", "lut_cmd", "models_cmd")
+_COMMAND_MODULES = ("profile", "lut_cmd", "models_cmd", "data_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:
