@@ -42,7 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except TtmpdError as exc:
         print(f"ttmpd {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return int(getattr(exc, "exit_code", 2))
+    except BrokenPipeError:  # e.g. `ttmpd lut show ... | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"ttmpd {args.command}: interrupted", file=sys.stderr)
         return 130

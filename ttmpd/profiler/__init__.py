@@ -11,6 +11,7 @@ Latency tables built from these measurements live in :mod:`ttmpd.lut`.
 """
 
 from ._extract import FUSIONS as FUSIONS
+from ._extract import INPUT as INPUT
 from ._extract import Extraction as Extraction
 from ._extract import LayerUnit as LayerUnit
 from ._extract import UncoveredOp as UncoveredOp
@@ -35,6 +36,7 @@ from .backends import get_backend as get_backend
 __all__ = [
     "BACKENDS",
     "FUSIONS",
+    "INPUT",
     "OP_KINDS",
     "Backend",
     "BackendBase",

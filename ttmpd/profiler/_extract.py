@@ -494,4 +494,4 @@ def extract_units(
     )
 
 
-__all__ = ["FUSIONS", "Extraction", "LayerUnit", "UncoveredOp", "extract_units"]
+__all__ = ["FUSIONS", "INPUT", "Extraction", "LayerUnit", "UncoveredOp", "extract_units"]

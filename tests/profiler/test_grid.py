@@ -1,0 +1,54 @@
+import pytest
+from nets import DepthwiseNet, ResidualNet
+
+from ttmpd.errors import InputError
+from ttmpd.profiler import GridConfig, extract_units, grid_configs, unit_variants
+
+
+def test_channel_options_step_and_fractions():
+    assert GridConfig(channel_step=8).channel_options(20) == [20, 16, 8]
+    assert GridConfig(channel_step=8).channel_options(16) == [16, 8]
+    fr = GridConfig(channel_step=None, keep_fractions=(0.25, 0.5, 1.0))
+    assert fr.channel_options(10) == [10, 5, 2]
+    assert GridConfig(channel_step=4).channel_options(12, multiple_of=3) == [12]
+
+
+def test_fixed_dims_are_not_varied(example_input):
+    units = extract_units(ResidualNet().eval(), example_input).units
+    stem = unit_variants(units[0], GridConfig(channel_step=4))
+    assert {v.in_channels for v in stem} == {3}
+    assert {v.out_channels for v in stem} == {16, 12, 8, 4}
+    fc = unit_variants(units[-1], GridConfig(channel_step=4))
+    assert {v.out_channels for v in fc} == {10}
+    assert {v.in_channels for v in fc} == {16, 12, 8, 4}
+    conv1 = unit_variants(units[3], GridConfig(channel_step=4))
+    assert len(conv1) == 16 and conv1[0] == units[3].config
+
+
+def test_depthwise_variants_stay_depthwise(example_input):
+    units = extract_units(DepthwiseNet().eval(), example_input).units
+    dw = next(u for u in units if u.config.is_depthwise)
+    variants = unit_variants(dw, GridConfig(channel_step=8))
+    assert [v.in_channels for v in variants] == [32, 24, 16, 8]
+    assert all(v.is_depthwise for v in variants)
+
+
+def test_grid_is_deduplicated_and_capped(example_input):
+    units = extract_units(ResidualNet(c=64).eval(), example_input).units
+    full = grid_configs(units, GridConfig(channel_step=8, max_variants_per_unit=10_000))
+    assert len({c.key for c in full}) == len(full)
+    capped = grid_configs(units, GridConfig(channel_step=8, max_variants_per_unit=12))
+    again = grid_configs(units, GridConfig(channel_step=8, max_variants_per_unit=12))
+    assert [c.key for c in capped] == [c.key for c in again]  # deterministic
+    assert len(capped) < len(full)
+    conv1 = unit_variants(units[3], GridConfig(channel_step=8, max_variants_per_unit=12))
+    assert 12 <= len(conv1) <= 12 + 8
+    diagonal = {(c, c) for c in range(8, 65, 8)}
+    assert diagonal <= {(v.in_channels, v.out_channels) for v in conv1}
+
+
+def test_bad_grid_configs():
+    with pytest.raises(InputError, match="exactly one"):
+        GridConfig(channel_step=8, keep_fractions=(0.5,))
+    with pytest.raises(InputError, match="keep fractions"):
+        GridConfig(channel_step=None, keep_fractions=(1.5,))

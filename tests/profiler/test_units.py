@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from ttmpd.errors import InputError
+from ttmpd.profiler import UnitConfig, build_unit, with_channels
+
+UNITS = [
+    UnitConfig("conv", 2, 8, 16, 10, 10, 5, 5, 3, 3, 2, 2, 1, 1, bias=True),
+    UnitConfig("conv", 1, 8, 8, 6, 6, 6, 6, 3, 3, 1, 1, 1, 1, groups=8, bn=True, act="relu6"),
+    UnitConfig("conv", 1, 4, 8, 6, 6, 6, 6, 1, 1, bn=True, act="relu", n_inputs=2),
+    UnitConfig("linear", 3, 12, 5, bias=True),
+    UnitConfig("bn", 1, 6, 6, 4, 4, 4, 4),
+    UnitConfig("act", 1, 6, 6, 4, 4, 4, 4, act="hardswish"),
+    UnitConfig("maxpool", 1, 4, 4, 8, 8, 4, 4, 3, 3, 2, 2, 1, 1),
+    UnitConfig("avgpool", 1, 4, 4, 8, 8, 4, 4, 2, 2, 2, 2),
+    UnitConfig("gap", 1, 4, 4, 8, 8, 1, 1),
+    UnitConfig("add", 1, 4, 4, 5, 5, 5, 5, n_inputs=2),
+    UnitConfig("mul", 1, 4, 4, 5, 5, 5, 5, n_inputs=2, broadcast=True),
+    UnitConfig("cat", 1, 7, 7, 5, 5, 5, 5, n_inputs=3),
+    UnitConfig("softmax", 2, 10, 10),
+]
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.op)
+def test_build_unit_runs_with_the_declared_output_shape(unit):
+    module, inputs = build_unit(unit)
+    with torch.inference_mode():
+        out = module(*inputs)
+    expected = (
+        (unit.batch, unit.out_channels)
+        if unit.op in ("linear", "softmax")
+        else (unit.batch, unit.out_channels, unit.out_h, unit.out_w)
+    )
+    assert tuple(out.shape) == expected
+    assert not module.training
+
+
+def test_key_is_canonical_and_distinguishes_configs():
+    a = UNITS[0]
+    assert a.key == UnitConfig(**a.__dict__).key
+    assert a.key != a.replace(out_channels=15).key
+    assert a.key != a.replace(act="relu").key
+    assert len({u.key for u in UNITS}) == len(UNITS)
+
+
+def test_cost_counts():
+    conv = UNITS[0]
+    assert conv.macs == 2 * 16 * 5 * 5 * 8 * 3 * 3
+    assert conv.params == 16 * 8 * 9 + 16
+    dw = UNITS[1]
+    assert dw.is_depthwise and dw.macs == 8 * 6 * 6 * 9
+    residual = UNITS[2]
+    assert residual.input_elements == 4 * 36 + 8 * 36
+    assert UNITS[3].macs == 3 * 12 * 5
+    assert UNITS[10].input_elements == 4 * 25 + 4
+
+
+def test_with_channels_keeps_depthwise_coupled():
+    dw = with_channels(UNITS[1], 4, 4)
+    assert dw.groups == 4 and dw.in_channels == dw.out_channels == 4
+    bn = with_channels(UNITS[4], 3, 999)
+    assert bn.in_channels == bn.out_channels == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"op": "deconv"}, "unknown unit op"),
+        ({"op": "act"}, "needs an activation"),
+        ({"op": "act", "act": "swishy"}, "unknown activation"),
+        ({"op": "conv", "groups": 3}, "groups=3"),
+        ({"op": "conv", "batch": 0}, "batch must be >= 1"),
+        ({"op": "conv", "dtype": "int8"}, "unsupported dtype"),
+    ],
+)
+def test_invalid_configs_raise(kwargs, message):
+    base = {"op": "conv", "batch": 1, "in_channels": 4, "out_channels": 4}
+    with pytest.raises(InputError, match=message):
+        UnitConfig(**{**base, **kwargs})
