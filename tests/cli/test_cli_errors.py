@@ -312,10 +312,6 @@ def test_profile_unavailable_backend(runs):
     _check(runs, "backend-cuda-unavailable")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="argparse usage errors print the whole usage block (~11 lines), not one line",
-)
 def test_profile_negative_first_dimension_is_one_line(runs):
     # "-1,3,16,16" looks like an option to argparse: "expected one argument" plus usage.
     _check(runs, "shape-negative-first-dim")
@@ -326,11 +322,6 @@ def test_lut_bad_table(runs, name):
     _check(runs, name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a CSV cut inside its last row loads: missing fields are accepted and the partial "
-    "bool 'Fa' becomes True (_table._coerce maps unknown strings to NaN, astype(bool) -> True)",
-)
 @pytest.mark.parametrize("command", ["show", "validate"])
 def test_lut_truncated_csv(runs, command):
     _check(runs, f"{command}-truncated-csv")

@@ -249,11 +249,6 @@ def test_killed_cli_run_resumes_without_remeasuring(tmp_path, how):
 
 
 # ----- damaged journals ----------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="_build.profile_model appends new rows right after the partial line, gluing the "
-    "first new row onto it; the final journal read then raises 'line N is corrupted'",
-)
 def test_journal_with_truncated_last_line_resumes(tmp_path):
     model, out, k = _net(24), tmp_path / "t.parquet", 6
     total = len(_grid_keys(model))

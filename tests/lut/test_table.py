@@ -113,3 +113,13 @@ def test_invalid_values_are_rejected(tmp_path, example_input):
         LatencyTable(pd.concat([table.frame, table.frame.head(1)]), table.meta)
     with pytest.raises(LutError, match="lacks columns"):
         LatencyTable(table.frame.drop(columns=["p90_ms"]), table.meta)
+
+
+def test_saved_tables_get_normal_file_permissions(tmp_path, example_input):
+    import os
+
+    table = fake_table(tmp_path, example_input)
+    mask = os.umask(0)
+    os.umask(mask)
+    path = table.save(tmp_path / "perm.parquet")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

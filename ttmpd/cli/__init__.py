@@ -13,21 +13,31 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .._version import __version__
 from ..errors import TtmpdError
 
-_COMMAND_MODULES = ("profile", "lut_cmd", "models_cmd", "data_cmd")
+_COMMAND_MODULES = ("demo_cmd", "profile", "lut_cmd", "models_cmd", "data_cmd")
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit 2), like every other ttmpd error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="ttmpd",
         description="Hardware-aware latency modeling for test-time pruning and distillation.",
     )
     parser.add_argument("--version", action="version", version=f"ttmpd {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_OneLineParser
+    )
     for name in _COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser

@@ -74,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
         model_name=name,
         progress=not args.no_progress,
     )
-    overhead = result.wall_s / result.measured_ms_sum * 1e3 if result.measured_ms_sum else None
     summary = {
         "out": str(result.path),
         "backend": backend.name,
@@ -84,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         "unstable_rows": int(result.table.frame["unstable"].sum()),
         "uncovered": [f"{u.aten} in {u.name or '<model>'} {u.shapes}" for u in result.uncovered],
         "wall_s": round(result.wall_s, 3),
-        "overhead": round(overhead, 1) if overhead else None,
+        "overhead": round(result.overhead, 2) if result.measured else None,
     }
     if args.json:
         print_json(summary)

@@ -46,7 +46,11 @@ class ProfileInterrupted(TtmpdError):
 
 @dataclass(frozen=True)
 class ProfileResult:
-    """What a profiling run did: the table, counts, uncovered ops and times (s)."""
+    """What a profiling run did: the table, counts, uncovered ops and times (s).
+
+    ``timed_s`` is the time the measured configurations spent executing inside timed
+    samples (``Σ samples · number · median``).
+    """
 
     table: LatencyTable
     path: Path
@@ -55,29 +59,41 @@ class ProfileResult:
     uncovered: tuple[UncoveredOp, ...]
     wall_s: float
     measure_wall_s: float
-    measured_ms_sum: float
+    timed_s: float
+
+    @property
+    def overhead(self) -> float:
+        """Wall time / time spent inside timed samples (warm-up, export, Python excluded)."""
+        return self.wall_s / self.timed_s if self.timed_s > 0 else float("nan")
 
 
 def journal_path(out: str | os.PathLike) -> Path:
     return Path(f"{out}.journal")
 
 
-def _read_journal(path: Path) -> tuple[dict | None, list[dict]]:
-    """Header metadata and rows of a journal; a truncated last line is ignored."""
-    header, rows = None, []
-    with open(path) as fh:
-        for n, line in enumerate(fh):
-            if not line.endswith("\n"):
+def _read_journal(path: Path) -> tuple[dict | None, list[dict], int]:
+    """Header metadata, rows, and the byte length of the complete lines of a journal.
+
+    A last line cut short by a kill mid-write is ignored (and its offset excluded, so the
+    caller can truncate it away before appending).
+    """
+    header, rows, complete = None, [], 0
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh):
+            if not raw.endswith(b"\n"):
                 break  # killed mid-write
             try:
-                record = json.loads(line)
+                record = json.loads(raw)
             except json.JSONDecodeError:
-                raise LutError(f"journal {path} line {n + 1} is corrupted; delete it") from None
+                raise LutError(
+                    f"journal {path} line {n + 1} is corrupted; fix or delete that line"
+                ) from None
+            complete += len(raw)
             if n == 0:
                 header = record.get("meta")
             else:
                 rows.append(record)
-    return header, rows
+    return header, rows, complete
 
 
 def _check_same_device(meta: LutMeta, current: LutMeta, what: str) -> None:
@@ -106,10 +122,11 @@ def _start_table(out: Path, journal: Path, current: LutMeta, resume: bool) -> La
         _check_same_device(existing.meta, current, str(out))
         table = existing
     if resume and journal.exists():
-        header, rows = _read_journal(journal)
+        header, rows, complete = _read_journal(journal)
         if header is None:
             journal.unlink()
         else:
+            os.truncate(journal, complete)  # drop a half-written last line
             _check_same_device(LutMeta.from_dict(header), current, f"the partial run {journal}")
             table = table.with_rows(rows, models=header.get("models", ()))
     return table
@@ -155,7 +172,7 @@ def profile_model(
     models = (model_name,) if model_name else ()
 
     new_journal = not journal.exists()
-    measured, measure_wall, measured_ms = 0, 0.0, 0.0
+    measured, measure_wall, timed_ms = 0, 0.0, 0.0
     with open(journal, "a") as fh:
         if new_journal:
             header = {"journal": 1, "meta": {**current.to_dict(), "models": list(models)}}
@@ -172,7 +189,7 @@ def profile_model(
                 os.fsync(fh.fileno())
                 measured += 1
                 measure_wall += result.wall_s
-                measured_ms += result.median_ms
+                timed_ms += result.samples * result.number * result.median_ms
         except KeyboardInterrupt:
             raise ProfileInterrupted(
                 f"interrupted after {measured} of {len(todo)} configurations; measured rows "
@@ -180,7 +197,7 @@ def profile_model(
             ) from None
         finally:
             bar.close()
-    _, rows = _read_journal(journal)
+    _, rows, _ = _read_journal(journal)
     table = table.with_rows(rows, models=models)
     table.save(out)
     with contextlib.suppress(FileNotFoundError):
@@ -193,5 +210,5 @@ def profile_model(
         uncovered=extraction.uncovered,
         wall_s=time.perf_counter() - start,
         measure_wall_s=measure_wall,
-        measured_ms_sum=measured_ms,
+        timed_s=timed_ms / 1e3,
     )

@@ -53,6 +53,8 @@ def _coerce(frame: pd.DataFrame) -> pd.DataFrame:
         elif kind == "bool":
             if values.dtype == object:
                 values = values.astype(str).str.lower().map({"true": True, "false": False})
+            if values.isna().any():
+                raise ValueError(f"column {col!r} holds values that are not true/false")
             out[col] = values.astype(bool)
         elif kind == "int":
             out[col] = values.astype(np.int64)
@@ -265,4 +267,8 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, dict]:
             raise LutError(f"{path} is not a ttmpd latency table (missing the '# ttmpd-lut' line)")
         meta = json.loads(first[len(_CSV_PREFIX) :])
         frame = pd.read_csv(fh, keep_default_na=False, dtype={"act": str, "key": str})
+    empty = frame.drop(columns=["act"], errors="ignore").astype(str).eq("")
+    if empty.to_numpy().any():
+        row = int(empty.any(axis=1).to_numpy().argmax())
+        raise LutError(f"{path} row {row + 1} has empty fields; the file is truncated or edited")
     return frame, meta

@@ -17,6 +17,7 @@ from ._extract import LayerUnit as LayerUnit
 from ._extract import UncoveredOp as UncoveredOp
 from ._extract import extract_units as extract_units
 from ._fingerprint import DeviceFingerprint as DeviceFingerprint
+from ._fingerprint import cpu_info as cpu_info
 from ._grid import GridConfig as GridConfig
 from ._grid import grid_configs as grid_configs
 from ._grid import unit_variants as unit_variants
@@ -50,6 +51,7 @@ __all__ = [
     "UncoveredOp",
     "UnitConfig",
     "build_unit",
+    "cpu_info",
     "extract_units",
     "get_backend",
     "grid_configs",
