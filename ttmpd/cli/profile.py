@@ -33,6 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=64,
         help="cap on in x out channel pairs per unit (diagonal kept, rest sampled)",
     )
+    grid.add_argument(
+        "--off-grid-per-unit",
+        type=int,
+        default=0,
+        help="extra random off-grid channel counts per unit (helps the latency predictor)",
+    )
     timing = p.add_argument_group("timing")
     timing.add_argument("--max-seconds", type=float, default=1.0, help="time cap per entry")
     timing.add_argument(
@@ -56,10 +62,13 @@ def run(args: argparse.Namespace) -> int:
             channel_step=None,
             keep_fractions=parse_fractions(args.keep_fractions),
             max_variants_per_unit=args.max_variants_per_unit,
+            off_grid_per_unit=args.off_grid_per_unit,
         )
     else:
         grid = GridConfig(
-            channel_step=args.channel_step or 8, max_variants_per_unit=args.max_variants_per_unit
+            channel_step=args.channel_step or 8,
+            max_variants_per_unit=args.max_variants_per_unit,
+            off_grid_per_unit=args.off_grid_per_unit,
         )
     timing = TimingConfig(max_seconds=args.max_seconds, target_rel_ci=args.target_ci)
     name, model, example = model_from_args(args)

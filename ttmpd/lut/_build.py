@@ -115,7 +115,11 @@ def _start_table(out: Path, journal: Path, current: LutMeta, resume: bool) -> La
         if out.exists():
             raise LutError(f"{out} exists; pass --resume to extend it or choose another path")
     table = LatencyTable.empty(
-        current.fingerprint, timing=current.timing, grid=current.grid, models=()
+        current.fingerprint,
+        timing=current.timing,
+        grid=current.grid,
+        models=(),
+        fusion=current.fusion,
     )
     if resume and out.exists():
         existing = LatencyTable.load(out)
@@ -163,6 +167,7 @@ def profile_model(
         fingerprint=backend.fingerprint(),
         timing=dataclasses.asdict(timing),
         grid=dataclasses.asdict(grid),
+        fusion=backend.fusion,
     )
     journal = journal_path(out)
     table = _start_table(out, journal, current, resume)

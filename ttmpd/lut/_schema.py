@@ -19,7 +19,8 @@ measurement
 
 Metadata (:class:`LutMeta`) travels with the table: schema version, ttmpd version, creation
 and update times, the device fingerprint (backend, CPU, cores, threads, library versions,
-GPU, provider), the timing and grid settings, and the models profiled into it.
+GPU, provider), the backend's unit fusion (how ops were grouped into units), the timing and
+grid settings, and the models profiled into it.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class LutMeta:
     timing: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
     models: tuple[str, ...] = ()
+    fusion: str = "none"
 
     @property
     def backend(self) -> str:
@@ -85,6 +87,7 @@ class LutMeta:
             "timing": dict(self.timing),
             "grid": dict(self.grid),
             "models": list(self.models),
+            "fusion": self.fusion,
         }
 
     @classmethod
@@ -98,6 +101,7 @@ class LutMeta:
             timing=dict(d.get("timing", {})),
             grid=dict(d.get("grid", {})),
             models=tuple(d.get("models", ())),
+            fusion=str(d.get("fusion", "none")),
         )
 
 

@@ -26,11 +26,16 @@ _ONE_DIM = frozenset({"bn", "act", "maxpool", "avgpool", "gap", "add", "mul", "c
 
 @dataclass(frozen=True)
 class GridConfig:
-    """How densely to sample channel counts (exactly one of ``channel_step``/``keep_fractions``)."""
+    """How densely to sample channel counts (exactly one of ``channel_step``/``keep_fractions``).
+
+    ``off_grid_per_unit`` adds that many extra variants per unit with random channel counts
+    off the grid (e.g. not multiples of 8), so a latency predictor sees misaligned counts.
+    """
 
     channel_step: int | None = 8
     keep_fractions: tuple[float, ...] | None = None
     max_variants_per_unit: int = 64
+    off_grid_per_unit: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -42,6 +47,8 @@ class GridConfig:
             raise InputError(f"keep fractions must be in (0, 1], got {self.keep_fractions}")
         if self.max_variants_per_unit < 1:
             raise InputError("max_variants_per_unit must be >= 1")
+        if self.off_grid_per_unit < 0:
+            raise InputError("off_grid_per_unit must be >= 0")
 
     def channel_options(self, channels: int, multiple_of: int = 1) -> list[int]:
         """Channel counts pruning may leave, descending, always including ``channels``."""
@@ -76,10 +83,26 @@ def _cross(unit: LayerUnit, grid: GridConfig) -> list[tuple[int, int]]:
     return sorted(diagonal) + rng.sample(rest, min(budget, len(rest)))
 
 
+def _off_grid(unit: LayerUnit, grid: GridConfig) -> list[tuple[int, int]]:
+    cfg = unit.config
+    if grid.off_grid_per_unit == 0 or (cfg.groups > 1 and not cfg.is_depthwise):
+        return []
+    rng = random.Random(zlib.crc32(f"off|{grid.seed}|{cfg.key}".encode()))
+    one_dim = cfg.is_depthwise or cfg.op in _ONE_DIM
+    pairs = []
+    for _ in range(grid.off_grid_per_unit):
+        c_in = cfg.in_channels if unit.fixed_in else rng.randint(1, cfg.in_channels)
+        c_out = cfg.out_channels if unit.fixed_out else rng.randint(1, cfg.out_channels)
+        if one_dim:
+            c_out = c_in = cfg.in_channels if (unit.fixed_in or unit.fixed_out) else c_in
+        pairs.append((c_in, c_out))
+    return pairs
+
+
 def unit_variants(unit: LayerUnit, grid: GridConfig) -> list[UnitConfig]:
     """All grid configurations of one unit, the unpruned one first."""
     variants = [unit.config]
-    for c_in, c_out in _cross(unit, grid):
+    for c_in, c_out in _cross(unit, grid) + _off_grid(unit, grid):
         v = with_channels(unit.config, c_in, c_out)
         if v != unit.config:
             variants.append(v)

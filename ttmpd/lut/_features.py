@@ -1,0 +1,115 @@
+"""Regression features of latency units, computed column-wise from table-shaped frames.
+
+Input: a DataFrame with the configuration columns of the LUT schema (``op`` ... ``dtype``)
+and the derived counts (``macs``, ``params``, ``input_elements``, ``output_elements``).
+Output: a float matrix, one row per unit, with the columns of :data:`FEATURE_NAMES`:
+
+* op kind one-hot, fused-epilogue flags (``bn``, activation present, residual input),
+  depthwise flag;
+* log1p of MACs, params, input/output elements (latency spans 4 decades, so the regressor
+  fits ``log(latency_ms)``);
+* raw shape: batch, channels, spatial size, kernel, stride, groups;
+* vector-width alignment: ``c mod 8``, ``c mod 16`` and log1p of the MACs with channels
+  rounded up to multiples of 8 (CPU kernels process channel blocks; a misaligned count
+  costs like the next multiple).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..profiler import OP_KINDS, UnitConfig
+from ._schema import CONFIG_COLUMNS
+
+FEATURE_NAMES: tuple[str, ...] = (
+    *(f"op_{op}" for op in OP_KINDS),
+    "bn",
+    "has_act",
+    "residual",
+    "depthwise",
+    "log_macs",
+    "log_params",
+    "log_in_elems",
+    "log_out_elems",
+    "log_macs_ceil8",
+    "batch",
+    "in_channels",
+    "out_channels",
+    "in_hw",
+    "out_hw",
+    "kernel",
+    "stride",
+    "groups",
+    "in_mod8",
+    "out_mod8",
+    "in_mod16",
+    "out_mod16",
+    "n_inputs",
+    "broadcast",
+)
+
+
+def configs_frame(configs: list[UnitConfig]) -> pd.DataFrame:
+    """A table-shaped frame (configuration + derived columns) for unit configs."""
+    frame = pd.DataFrame([{c: getattr(u, c) for c in CONFIG_COLUMNS} for u in configs])
+    if frame.empty:
+        frame = pd.DataFrame(columns=list(CONFIG_COLUMNS))
+    frame["macs"] = [u.macs for u in configs]
+    frame["params"] = [u.params for u in configs]
+    frame["input_elements"] = [u.input_elements for u in configs]
+    frame["output_elements"] = [u.output_elements for u in configs]
+    frame["key"] = [u.key for u in configs]
+    return frame
+
+
+def _ceil8(x: np.ndarray) -> np.ndarray:
+    return np.ceil(x / 8.0) * 8.0
+
+
+def unit_features(frame: pd.DataFrame) -> np.ndarray:
+    """Feature matrix (n_units, len(FEATURE_NAMES)) of a table-shaped frame."""
+    n = len(frame)
+    f = {name: np.zeros(n) for name in FEATURE_NAMES}
+    op = frame["op"].to_numpy()
+    for kind in OP_KINDS:
+        f[f"op_{kind}"] = (op == kind).astype(float)
+    num = {c: frame[c].to_numpy(dtype=float) for c in (
+        "batch", "in_channels", "out_channels", "in_h", "in_w", "out_h", "out_w", "kernel_h",
+        "kernel_w", "stride_h", "groups", "n_inputs", "macs", "params", "input_elements",
+        "output_elements",
+    )}  # fmt: skip
+    cin, cout, groups = num["in_channels"], num["out_channels"], num["groups"]
+    f["bn"] = frame["bn"].to_numpy(dtype=float)
+    f["has_act"] = (frame["act"].astype(str).to_numpy() != "").astype(float)
+    is_conv = op == "conv"
+    f["residual"] = (is_conv & (num["n_inputs"] > 1)).astype(float)
+    depthwise = is_conv & (groups > 1) & (groups == cin)
+    f["depthwise"] = depthwise.astype(float)
+    f["log_macs"] = np.log1p(num["macs"])
+    f["log_params"] = np.log1p(num["params"])
+    f["log_in_elems"] = np.log1p(num["input_elements"])
+    f["log_out_elems"] = np.log1p(num["output_elements"])
+    per_group_in = np.where(depthwise, 1.0, _ceil8(cin / np.maximum(groups, 1)))
+    spatial_out = num["out_h"] * num["out_w"]
+    macs8 = (
+        num["batch"]
+        * _ceil8(cout)
+        * spatial_out
+        * per_group_in
+        * num["kernel_h"]
+        * (num["kernel_w"])
+    )
+    f["log_macs_ceil8"] = np.where(is_conv | (op == "linear"), np.log1p(macs8), 0.0)
+    f["batch"] = num["batch"]
+    f["in_channels"], f["out_channels"] = cin, cout
+    f["in_hw"] = num["in_h"] * num["in_w"]
+    f["out_hw"] = spatial_out
+    f["kernel"] = num["kernel_h"] * num["kernel_w"]
+    f["stride"] = num["stride_h"]
+    f["groups"] = groups
+    f["in_mod8"], f["out_mod8"] = cin % 8, cout % 8
+    f["in_mod16"], f["out_mod16"] = cin % 16, cout % 16
+    f["n_inputs"] = num["n_inputs"]
+    f["broadcast"] = frame["broadcast"].to_numpy(dtype=float)
+    return np.column_stack([f[name] for name in FEATURE_NAMES])

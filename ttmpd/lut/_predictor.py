@@ -1,0 +1,232 @@
+"""``LatencyPredictor``: unit latencies for configurations never measured, and whole models.
+
+scikit-learn conventions: ``__init__`` only stores parameters, ``fit`` returns ``self`` and
+sets attributes ending in ``_``, ``predict`` raises ``NotFittedError`` before ``fit``.
+
+Unit level
+    A regressor (default: histogram gradient boosting; see ``ttmpd lut fit --cv``) maps the
+    features of :mod:`ttmpd.lut._features` to ``log(latency_ms)``. Configurations present in
+    the table are returned exactly as measured (``exact_hits=True``).
+Model level
+    ``predict_model`` extracts the model's units with the table's fusion, predicts each, and
+    applies the calibration ``total = a·Σ unit + b·n_units + c`` (fitted by non-negative least
+    squares on a handful of measured whole models with :meth:`fit_calibration`; identity
+    ``a = 1, b = c = 0`` until then). It absorbs what isolated units miss or over-count:
+    framework dispatch per op, layout conversions, cache effects.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import NotFittedError
+from torch import nn
+
+from .._registry import Registry
+from ..errors import InputError
+from ..profiler import UncoveredOp, UnitConfig, extract_units
+from ._features import FEATURE_NAMES, configs_frame, unit_features
+from ._table import LatencyTable
+
+logger = logging.getLogger(__name__)
+
+REGRESSORS: Registry = Registry("regressor")
+
+
+@REGRESSORS.register("hgb")
+def _hgb(random_state: int = 0):
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    return HistGradientBoostingRegressor(
+        max_iter=800, learning_rate=0.05, max_leaf_nodes=31, min_samples_leaf=5,
+        l2_regularization=1e-3, random_state=random_state,
+    )  # fmt: skip
+
+
+@REGRESSORS.register("gbr")
+def _gbr(random_state: int = 0):
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    return GradientBoostingRegressor(
+        n_estimators=600, max_depth=5, learning_rate=0.05, subsample=0.9,
+        random_state=random_state,
+    )  # fmt: skip
+
+
+@REGRESSORS.register("rf")
+def _rf(random_state: int = 0):
+    from sklearn.ensemble import RandomForestRegressor
+
+    return RandomForestRegressor(n_estimators=300, min_samples_leaf=1, random_state=random_state)
+
+
+@REGRESSORS.register("extra")
+def _extra(random_state: int = 0):
+    from sklearn.ensemble import ExtraTreesRegressor
+
+    return ExtraTreesRegressor(n_estimators=300, random_state=random_state)
+
+
+@REGRESSORS.register("ridge")
+def _ridge(random_state: int = 0):
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+
+
+@dataclass(frozen=True)
+class ModelPrediction:
+    """Predicted latency of a whole model.
+
+    ``total_ms`` is calibrated; ``unit_sum_ms`` is the plain sum; ``breakdown`` has one row
+    per unit (name, op, channels, ``latency_ms``, ``measured`` = exact LUT hit);
+    ``uncovered`` lists ops no unit prices (their cost is only in the calibration).
+    """
+
+    total_ms: float
+    unit_sum_ms: float
+    breakdown: pd.DataFrame
+    uncovered: tuple[UncoveredOp, ...]
+
+
+def _as_frame(X) -> pd.DataFrame:
+    if isinstance(X, LatencyTable):
+        return X.frame
+    if isinstance(X, pd.DataFrame):
+        return X
+    configs = list(X)
+    if configs and not all(isinstance(c, UnitConfig) for c in configs):
+        raise InputError("predict takes a table-shaped DataFrame or a list of UnitConfig")
+    return configs_frame(configs)
+
+
+class LatencyPredictor(RegressorMixin, BaseEstimator):
+    """Predict unit and whole-model latency (ms) from a device LUT (see module docstring)."""
+
+    def __init__(self, regressor: str = "hgb", exact_hits: bool = True, random_state: int = 0):
+        self.regressor = regressor
+        self.exact_hits = exact_hits
+        self.random_state = random_state
+
+    # ----- unit level ---------------------------------------------------------------------
+    def fit(self, X, y=None) -> LatencyPredictor:
+        """Fit on a :class:`LatencyTable` (``y`` from it) or a table-shaped frame and ``y`` (ms)."""
+        frame = _as_frame(X)
+        if y is None:
+            if "latency_ms" not in frame:
+                raise InputError("fit needs y (latency in ms) or a table with latency_ms")
+            y = frame["latency_ms"].to_numpy()
+        y = np.asarray(y, dtype=float)
+        if len(frame) < 5 or len(frame) != len(y):
+            raise InputError(f"fit needs >= 5 rows with one latency each, got {len(frame)}")
+        if not (np.isfinite(y).all() and (y > 0).all()):
+            raise InputError("latencies must be positive and finite")
+        features = unit_features(frame)
+        self.estimator_ = REGRESSORS.get(self.regressor)(self.random_state)
+        self.estimator_.fit(features, np.log(y))
+        keys = frame["key"] if "key" in frame else configs_frame([])["key"]
+        self.lut_ = dict(zip(keys, y, strict=False)) if self.exact_hits else {}
+        self.n_features_in_ = features.shape[1]
+        self.feature_names_ = FEATURE_NAMES
+        meta = X.meta if isinstance(X, LatencyTable) else None
+        self.fusion_ = meta.fusion if meta else "none"
+        self.fingerprint_ = meta.fingerprint if meta else None
+        self.calibration_ = (1.0, 0.0, 0.0)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "estimator_"):
+            raise NotFittedError("this LatencyPredictor is not fitted; call fit(table) first")
+
+    def predict(self, X) -> np.ndarray:
+        """Latency in ms per unit: measured where the LUT has the configuration."""
+        self._check_fitted()
+        frame = _as_frame(X)
+        if len(frame) == 0:
+            return np.zeros(0)
+        out = np.exp(self.estimator_.predict(unit_features(frame)))
+        if self.lut_ and "key" in frame:
+            hits = frame["key"].map(self.lut_).to_numpy(dtype=float)
+            out = np.where(np.isnan(hits), out, hits)
+        return out
+
+    def hit_mask(self, X) -> np.ndarray:
+        """True where a configuration is an exact LUT hit."""
+        self._check_fitted()
+        frame = _as_frame(X)
+        return frame["key"].isin(self.lut_.keys()).to_numpy()
+
+    # ----- model level ----------------------------------------------------------------------
+    def predict_model(
+        self,
+        model: nn.Module,
+        example_input: torch.Tensor,
+        *,
+        calibrated: bool = True,
+    ) -> ModelPrediction:
+        """Predicted end-to-end latency of ``model(example_input)`` with a per-unit breakdown."""
+        self._check_fitted()
+        extraction = extract_units(model, example_input, self.fusion_)
+        configs = [u.config for u in extraction.units]
+        frame = configs_frame(configs)
+        latency = self.predict(frame)
+        breakdown = pd.DataFrame(
+            {
+                "name": [u.name for u in extraction.units],
+                "op": frame["op"],
+                "in_channels": frame["in_channels"],
+                "out_channels": frame["out_channels"],
+                "in_hw": [f"{c.in_h}x{c.in_w}" for c in configs],
+                "latency_ms": latency,
+                "measured": self.hit_mask(frame) if len(frame) else [],
+            }
+        )
+        if extraction.uncovered:
+            names = sorted({f"{u.aten} ({u.name or '<model>'})" for u in extraction.uncovered})
+            warnings.warn(
+                f"{len(extraction.uncovered)} ops have no latency unit and are not priced: "
+                + ", ".join(names),
+                stacklevel=2,
+            )
+        unit_sum = float(latency.sum())
+        total = self._calibrate(unit_sum, len(configs)) if calibrated else unit_sum
+        return ModelPrediction(total, unit_sum, breakdown, extraction.uncovered)
+
+    def _calibrate(self, unit_sum: float, n_units: int) -> float:
+        a, b, c = self.calibration_
+        return a * unit_sum + b * n_units + c
+
+    def fit_calibration(
+        self,
+        models: Sequence[tuple[nn.Module, torch.Tensor]],
+        measured_ms: Sequence[float],
+    ) -> LatencyPredictor:
+        """Fit ``total = a·Σ unit + b·n_units + c`` (a, b, c >= 0) to measured whole models.
+
+        With fewer than 3 models only ``a`` is fitted (b = c = 0).
+        """
+        self._check_fitted()
+        from scipy.optimize import nnls
+
+        if len(models) != len(measured_ms) or not models:
+            raise InputError("fit_calibration needs one measured latency per model (>= 1)")
+        rows = []
+        for model, x in models:
+            units = extract_units(model, x, self.fusion_).units
+            rows.append([float(self.predict([u.config for u in units]).sum()), len(units), 1.0])
+        A, y = np.asarray(rows), np.asarray(measured_ms, dtype=float)
+        if len(models) < 3:
+            A = A[:, :1]
+        coef, _ = nnls(A, y)
+        a, b, c = (*coef, 0.0, 0.0)[:3]
+        self.calibration_ = (float(a), float(b), float(c))
+        return self
