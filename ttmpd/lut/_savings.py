@@ -1,0 +1,231 @@
+"""Predicted latency savings of channel prunes, without building or running pruned models.
+
+Coupled channel groups come from the extracted dataflow (no pruning library needed): each
+unit has an input and an output channel dimension, and a weighted union-find joins
+
+* a producer's output with its consumer's input (factor ``in / out``: a linear layer after
+  ``flatten`` of ``C x H x W`` sees ``H·W`` inputs per channel),
+* input and output of channel-preserving units (bn, activations, pools, add, mul) and of
+  depthwise convs,
+* all inputs of a residual add (through the rule above, since they feed one add).
+
+A concat's output is the sum of its inputs: pruning any input group shrinks the concat and
+its consumers, so those dimensions join every input group. The image channels and the
+classifier outputs make their groups non-prunable. A group is named after the first unit
+whose output it contains (for a conv root, its module path — the name Torch-Pruning and
+:mod:`ttmpd.pruning` use too).
+
+Removing ``k`` channels from a group changes every member dimension by ``k·factor``; the
+saving is ``a · (Σ old − Σ new)`` over the affected units, with ``a`` the predictor's
+calibration slope. For each group, the latency of its affected units is predicted for every
+possible channel count at once on first use (one batched regression call), so later queries
+are table look-ups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..errors import InputError
+from ..profiler import Extraction, extract_units
+from ._features import configs_frame, with_derived_columns
+from ._predictor import LatencyPredictor
+
+_PRESERVING = frozenset({"bn", "act", "maxpool", "avgpool", "gap", "add", "mul", "softmax"})
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """Coupled channel dimensions: ``members`` are ``(unit index, "in"|"out", factor)``."""
+
+    id: str
+    channels: int
+    members: tuple[tuple[int, str, int], ...]
+    prunable: bool
+
+
+class _UnionFind:
+    """Weighted union-find: ``size(x) = factor(x) · size(root(x))``."""
+
+    def __init__(self) -> None:
+        self.parent: dict = {}
+        self.factor: dict = {}
+
+    def find(self, x):
+        self.parent.setdefault(x, x)
+        self.factor.setdefault(x, 1.0)
+        if self.parent[x] == x:
+            return x
+        root = self.find(self.parent[x])
+        self.factor[x] *= self.factor[self.parent[x]]
+        self.parent[x] = root
+        return root
+
+    def union(self, a, b, ratio: float) -> None:
+        """Join so that ``size(b) = ratio · size(a)``."""
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return
+        # size(b) = fb·size(rb) = ratio·fa·size(ra)  =>  size(rb) = ratio·fa/fb · size(ra)
+        self.parent[rb] = ra
+        self.factor[rb] = ratio * self.factor[a] / self.factor[b]
+
+
+def channel_groups(extraction: Extraction) -> list[ChannelGroup]:
+    """Coupled channel groups of an extracted model (see module docstring)."""
+    units = extraction.units
+    uf = _UnionFind()
+    cat_inputs: dict[int, list] = {}
+    for u in units:
+        c = u.config
+        uf.find((u.index, "in"))
+        uf.find((u.index, "out"))
+        if c.op in _PRESERVING or c.is_depthwise:
+            uf.union((u.index, "in"), (u.index, "out"), 1.0)
+        if c.op == "cat":
+            cat_inputs[u.index] = [(s, "out") for s in u.inputs if s >= 0]
+            continue
+        for s in u.inputs:
+            if s < 0:
+                continue
+            produced = units[s].config.out_channels
+            uf.union((s, "out"), (u.index, "in"), c.in_channels / produced)
+
+    def dim_size(unit: int, dim: str) -> int:
+        cfg = units[unit].config
+        return cfg.in_channels if dim == "in" else cfg.out_channels
+
+    roots: dict = {}
+    for u in units:
+        for dim in ("out", "in"):
+            roots.setdefault(uf.find((u.index, dim)), []).append((u.index, dim))
+    # concat: its output dims (and consumers) belong to every input group as well
+    extra: dict = {}
+    for cat, inputs in cat_inputs.items():
+        out_root = uf.find((cat, "out"))
+        for node in inputs:
+            extra.setdefault(uf.find(node), []).extend(roots.get(out_root, []))
+            extra[uf.find(node)].append((cat, "in"))
+    fixed_roots = set()
+    for u in units:
+        if u.fixed_in:
+            fixed_roots.add(uf.find((u.index, "in")))
+        if u.fixed_out:
+            fixed_roots.add(uf.find((u.index, "out")))
+    cat_out_roots = {uf.find((cat, "out")) for cat in cat_inputs}
+    groups = []
+    for root, members in roots.items():
+        if root in cat_out_roots:
+            continue  # pruned through its input groups
+        anchor = next((m for m in members if m[1] == "out"), members[0])
+        base = dim_size(*anchor) / uf.factor[anchor]
+        listed = {}
+        for m in members:
+            listed[m] = max(1, round(uf.factor[m] / uf.factor[anchor]))
+        for m in extra.get(root, []):
+            listed.setdefault(m, 1)
+        channels = round(base * uf.factor[anchor])
+        tied_to_cat_fixed = any(uf.find(m) in fixed_roots for m in extra.get(root, []))
+        groups.append(
+            ChannelGroup(
+                id=units[anchor[0]].name,
+                channels=channels,
+                members=tuple((i, d, f) for (i, d), f in sorted(listed.items())),
+                prunable=root not in fixed_roots and not tied_to_cat_fixed and channels > 1,
+            )
+        )
+    return groups
+
+
+class PruneSavings:
+    """Predicted savings (ms) of removing ``k`` channels from a group of one model.
+
+    ``savings([(group_id, k), ...])`` is vectorised and cached; ``costs()`` gives the
+    per-group latency cost (ms per channel removed) for other pruning code.
+    """
+
+    def __init__(
+        self, predictor: LatencyPredictor, model: nn.Module, example_input: torch.Tensor
+    ) -> None:
+        self.predictor = predictor
+        self.extraction = extract_units(model, example_input, predictor.fusion_)
+        self.groups = {g.id: g for g in channel_groups(self.extraction)}
+        self.slope = predictor.calibration_[0]
+        self._curves: dict[str, np.ndarray] = {}
+
+    def _curve(self, group_id: str) -> np.ndarray:
+        """Latency (ms, uncalibrated) of the group's units after removing k = 0..C-1."""
+        curve = self._curves.get(group_id)
+        if curve is not None:
+            return curve
+        try:
+            group = self.groups[group_id]
+        except KeyError:
+            raise InputError(
+                f"unknown channel group {group_id!r}; choose one of {sorted(self.groups)[:8]}..."
+            ) from None
+        units = sorted({i for i, _, _ in group.members})
+        factors: dict[int, dict[str, int]] = {}
+        for i, dim, f in group.members:
+            factors.setdefault(i, {})[dim] = f
+        k_count, n = group.channels, len(units)
+        base = configs_frame([self.extraction.units[i].config for i in units])
+        frame = base.iloc[np.tile(np.arange(n), k_count)].reset_index(drop=True)
+        k = np.repeat(np.arange(k_count), n)
+        d_in = np.tile([factors[i].get("in", 0) for i in units], k_count) * k
+        d_out = np.tile([factors[i].get("out", 0) for i in units], k_count) * k
+        c_in = frame["in_channels"].to_numpy() - d_in
+        c_out = frame["out_channels"].to_numpy() - d_out
+        groups = frame["groups"].to_numpy()
+        depthwise = (
+            (frame["op"].to_numpy() == "conv")
+            & (groups > 1)
+            & (groups == frame["in_channels"].to_numpy())
+        )
+        groups = np.where(depthwise, c_in, groups)
+        ok = (c_in >= 1) & (c_out >= 1) & (c_in % np.maximum(groups, 1) == 0)
+        ok &= c_out % np.maximum(groups, 1) == 0
+        frame["in_channels"] = np.where(ok, c_in, frame["in_channels"])
+        frame["out_channels"] = np.where(ok, c_out, frame["out_channels"])
+        frame["groups"] = np.where(ok, groups, frame["groups"])
+        frame = with_derived_columns(frame)
+        valid = ok.reshape(k_count, n).all(axis=1)
+        latency = self.predictor.predict(frame).reshape(k_count, n).sum(axis=1)
+        curve = np.where(valid, latency, np.nan)
+        self._curves[group_id] = curve
+        return curve
+
+    def savings(self, candidates: Sequence[tuple[str, int]]) -> np.ndarray:
+        """Calibrated saving in ms of each ``(group_id, k removed)`` candidate."""
+        out = np.empty(len(candidates))
+        for n, (group_id, k) in enumerate(candidates):
+            curve = self._curve(group_id)
+            if not 0 <= k < len(curve):
+                raise InputError(
+                    f"cannot remove {k} of {len(curve)} channels from group {group_id!r}"
+                )
+            out[n] = self.slope * (curve[0] - curve[k])
+        return out
+
+    def costs(self, step: int = 1) -> pd.DataFrame:
+        """Per prunable group: channels and predicted ms saved per channel removed.
+
+        The cost is averaged over removing ``step`` channels (use 8 to follow the CPU
+        staircase): ``(saving(step)) / step``.
+        """
+        rows = []
+        for g in self.groups.values():
+            if not g.prunable:
+                continue
+            k = min(step, g.channels - 1)
+            saving = float(self.savings([(g.id, k)])[0])
+            rows.append(
+                {"group": g.id, "channels": g.channels, "ms_per_channel": saving / max(k, 1)}
+            )
+        return pd.DataFrame(rows, columns=["group", "channels", "ms_per_channel"])
