@@ -1,0 +1,37 @@
+"""Structured channel pruning: channel groups, prune plans, importance, random variants.
+
+``channel_groups`` finds the channels that must be pruned together (torch-pruning's
+dependency graph, ids are root module paths); a ``PrunePlan`` says which channels of which
+groups to keep and is stored as JSON; ``apply_plan`` validates and applies it;
+``importance(name)`` scores channels; ``random_plan`` draws random pruned variants.
+"""
+
+from ._apply import apply_plan as apply_plan
+from ._apply import plan_from_removed as plan_from_removed
+from ._groups import ChannelGroup as ChannelGroup
+from ._groups import MemberSlice as MemberSlice
+from ._groups import channel_groups as channel_groups
+from ._importance import IMPORTANCES as IMPORTANCES
+from ._importance import importance as importance
+from ._importance import parameter_grads as parameter_grads
+from ._plan import PLAN_FORMAT as PLAN_FORMAT
+from ._plan import SCHEMA_VERSION as SCHEMA_VERSION
+from ._plan import PrunePlan as PrunePlan
+from ._plan import model_fingerprint as model_fingerprint
+from ._random import random_plan as random_plan
+
+__all__ = [
+    "IMPORTANCES",
+    "PLAN_FORMAT",
+    "SCHEMA_VERSION",
+    "ChannelGroup",
+    "MemberSlice",
+    "PrunePlan",
+    "apply_plan",
+    "channel_groups",
+    "importance",
+    "model_fingerprint",
+    "parameter_grads",
+    "plan_from_removed",
+    "random_plan",
+]
