@@ -58,7 +58,8 @@ def test_concat_operands_are_separate_groups_with_offsets(x16):
     # channel i of b is features (8 + i) * 64 ... of the flattened 12x8x8 tensor
     fc_b = next(s for s in groups["b"].slices if s.path == "fc")
     assert sorted(fc_b.indices) == list(range(8 * 64, 12 * 64))
-    assert all(idx // 64 - 8 == root for idx, root in zip(fc_b.indices, fc_b.root_indices))
+    pairs = zip(fc_b.indices, fc_b.root_indices, strict=True)
+    assert all(idx // 64 - 8 == root for idx, root in pairs)
 
 
 def test_squeeze_excitation_output_channels_fixed(x16):

@@ -40,6 +40,7 @@ from ..errors import InputError
 logger = logging.getLogger(__name__)
 
 SIDES = ("out", "in")
+_PRODUCERS = (ops.TORCH_CONV, ops.TORCH_LINEAR)
 
 
 @dataclass(frozen=True)
@@ -301,10 +302,7 @@ def analyze(
         producers = [
             sl
             for sl in slices.values()
-            if sl.side == "out"
-            and isinstance(model.get_submodule(sl.path), ops.TORCH_CONV)
-            or sl.side == "out"
-            and isinstance(model.get_submodule(sl.path), ops.TORCH_LINEAR)
+            if sl.side == "out" and isinstance(model.get_submodule(sl.path), _PRODUCERS)
         ]
         root_path = names[g[0].dep.target.module]
         full = [

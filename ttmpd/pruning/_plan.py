@@ -77,10 +77,11 @@ def _normalize_keep(gid: str, channels: Any, keep: Any) -> tuple[int, tuple[int,
 
 def _check_plain(value: Any, where: str) -> None:
     try:
-        text = json.dumps(value, allow_nan=False)
+        json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"{where} must hold plain JSON values (str, number, list, dict): {exc}")
-    del text
+        raise InputError(
+            f"{where} must hold plain JSON values (str, number, list, dict): {exc}"
+        ) from None
 
 
 @dataclass(frozen=True)
