@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ._groups import ChannelGroup, _as_inputs, _traceable, analyze
+from ._groups import ChannelGroup, _as_inputs, _flat, _traceable, analyze
 from ._plan import PrunePlan, model_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,9 @@ def apply_plan(
     :class:`~ttmpd.errors.InputError` naming it. Groups are pruned in id order with
     torch-pruning, which edits the modules in place, so module paths are unchanged. The
     pruned model is run once on ``example_input`` to check the output shape is unchanged.
-    The training flag is preserved; BatchNorm statistics are not touched.
+    The training flag is preserved; BatchNorm statistics are not touched. If torch-pruning
+    breaks the model (an architecture it mishandles), InputError is raised; with
+    ``inplace=True`` the model may then be left partly pruned.
     """
     if not isinstance(plan, PrunePlan):
         raise InputError(f"plan must be a PrunePlan, got {type(plan).__name__}")
@@ -84,7 +86,7 @@ def apply_plan(
     target = model if inplace else copy.deepcopy(model)
     with _traceable(target), torch.no_grad():
         before = target(*inputs)
-    analysis = analyze(target, inputs)
+    analysis = analyze(target, inputs, verify=False)  # the run below checks the result
     _check_against_groups(plan, analysis.by_id())
     with _traceable(target):
         for gid, keep in plan.keep.items():
@@ -111,16 +113,6 @@ def apply_plan(
             "prunes output channels: keep the classifier's group whole"
         )
     return target
-
-
-def _flat(out) -> list[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        out = list(out.values())
-    if isinstance(out, list | tuple):
-        return [t for item in out for t in _flat(item)]
-    return []
 
 
 def plan_from_removed(

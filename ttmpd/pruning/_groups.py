@@ -25,22 +25,37 @@ root channel, and the groups must partition every layer's channels).
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch_pruning as tp
 from torch import nn
 from torch_pruning import ops
-from torch_pruning.dependency import index_mapping, shape_infer
 
 from ..errors import InputError
+from ._tpfix import concat_dim_is_channels, patch_concats
 
 logger = logging.getLogger(__name__)
 
 SIDES = ("out", "in")
 _PRODUCERS = (ops.TORCH_CONV, ops.TORCH_LINEAR)
+_RISKY_TYPES = frozenset(
+    {
+        ops.OPTYPE.SPLIT,
+        ops.OPTYPE.UNBIND,
+        ops.OPTYPE.RESHAPE,
+        ops.OPTYPE.EXPAND,
+        ops.OPTYPE.SLICE,
+        ops.OPTYPE.CUSTOMIZED,
+    }
+)
+_TRIAL_REASON = (
+    "torch-pruning breaks the model when pruning it (a split, reshape, slice or grouped conv "
+    "it does not handle)"
+)
 
 
 @dataclass(frozen=True)
@@ -104,53 +119,10 @@ class _Analysis:
 
     def pruning_group(self, group_id: str, idxs: Sequence[int]):
         """torch-pruning's group removing root channels ``idxs`` of ``group_id`` (current model)."""
-        _patch_concats(self.graph, self.patched_concats)
+        patch_concats(self.graph, self.patched_concats)
         root = self.roots[group_id]
         pruner = self.graph.get_pruner_of_module(root)
         return self.graph.get_pruning_group(root, pruner.prune_out_channels, list(idxs))
-
-
-def _concat_dim_is_channels(node) -> bool:
-    dim = getattr(node.grad_fn, "_saved_dim", None)
-    return dim == 1
-
-
-def _patch_concats(graph: tp.DependencyGraph, nodes: list) -> None:
-    """Install channel offsets on concatenations torch-pruning left unmapped.
-
-    torch-pruning 1.6 skips a concat's index mapping when the concatenated tensor is later
-    flattened (it then infers the consumer's width, e.g. 12*8*8, instead of 12), and the
-    group of one operand silently swallows the other operand's first channels. We compute
-    the operand widths from the current layers and install the same mappings it would have.
-    Called before every group query because pruning changes the widths.
-    """
-    for node in nodes:
-        chs = [shape_infer.infer_channels_between(graph, n, node) for n in node.inputs]
-        if any(c is None for c in chs):
-            continue
-        offsets = [0]
-        for c in chs:
-            offsets.append(offsets[-1] + c)
-        node.module.concat_sizes = list(chs)
-        node.module.offsets = offsets
-        done: list = []
-        for i, in_node in enumerate(node.inputs):
-            for dep in node.dependencies:
-                if dep.target == in_node and not any(dep is d for d in done):
-                    dep.index_mapping[1] = index_mapping._ConcatIndexMapping(
-                        offset=offsets[i : i + 2], reverse=True
-                    )
-                    done.append(dep)
-                    break
-        done = []
-        for i, in_node in enumerate(node.inputs):
-            for dep in in_node.dependencies:
-                if dep.target == node and not any(dep is d for d in done):
-                    dep.index_mapping[1] = index_mapping._ConcatIndexMapping(
-                        offset=offsets[i : i + 2], reverse=False
-                    )
-                    done.append(dep)
-                    break
 
 
 @contextlib.contextmanager
@@ -244,12 +216,77 @@ def _same_group(graph, model: nn.Module, names: dict, path: str, group) -> bool:
     return key(other) == key(group)
 
 
+def _risky(node) -> bool:
+    """Nodes whose channel handling torch-pruning may get wrong: verify by trial pruning."""
+    if node.type in _RISKY_TYPES:
+        return True
+    module = node.module
+    if node.type == ops.OPTYPE.ELEMENTWISE and "Unknown" in str(module):
+        return True
+    return (
+        isinstance(module, nn.modules.conv._ConvNd)
+        and module.groups > 1
+        and not _is_depthwise(module)
+    )
+
+
+def _failing_trials(model: nn.Module, inputs: tuple, groups: dict[str, int]) -> set[str]:
+    """Ids of groups (id -> channels) whose trial pruning breaks the model (on copies).
+
+    Two trials per group: remove one channel, and remove the first half. They catch
+    divisibility and layout constraints (chunks, splits, channel shuffles, grouped convs)
+    torch-pruning does not model. All groups are tried together first; only if that fails
+    is each one tried alone.
+    """
+
+    def works(cut: dict[str, list[int]]) -> bool:
+        trial = copy.deepcopy(model)
+        with _traceable(trial), torch.no_grad():
+            before = [tuple(t.shape) for t in _flat(trial(*inputs))]
+        analysis = analyze(trial, inputs, verify=False)
+        try:
+            with _traceable(trial):
+                for gid, idxs in cut.items():
+                    analysis.pruning_group(gid, idxs).prune()
+            with _traceable(trial), torch.no_grad():
+                after = [tuple(t.shape) for t in _flat(trial(*inputs))]
+        except Exception as exc:  # any failure means torch-pruning mis-handled the group
+            logger.debug("trial pruning of %s failed: %s", sorted(cut), exc)
+            return False
+        return after == before
+
+    def cuts(ids) -> list[dict[str, list[int]]]:
+        return [
+            {gid: [0] for gid in ids},
+            {gid: list(range(groups[gid] // 2)) for gid in ids},
+        ]
+
+    if not groups or all(works(c) for c in cuts(groups)):
+        return set()
+    return {gid for gid in groups if not all(works(c) for c in cuts([gid]))}
+
+
+def _flat(out) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, list | tuple):
+        return [t for item in out for t in _flat(item)]
+    return []
+
+
 def analyze(
     model: nn.Module,
     example_input: torch.Tensor | tuple[torch.Tensor, ...],
     ignored: Iterable[str | nn.Module] | None = None,
+    verify: bool = True,
 ) -> _Analysis:
-    """Build the dependency graph of ``model`` and its channel groups (internal)."""
+    """Build the dependency graph of ``model`` and its channel groups (internal).
+
+    With ``verify``, groups passing through ops torch-pruning may mishandle (reshapes,
+    splits, slices, grouped convs, unknown ops) are trial-pruned on a copy first.
+    """
     inputs = _as_inputs(example_input)
     ignored_paths = _resolve_ignored(model, ignored)
     with _traceable(model):
@@ -265,8 +302,8 @@ def analyze(
             for n in graph.module2node.values()
             if n.type == ops.OPTYPE.CONCAT and n.module.offsets is None
         ]
-        patched = [n for n in patched if _concat_dim_is_channels(n)]
-        _patch_concats(graph, patched)
+        patched = [n for n in patched if concat_dim_is_channels(n)]
+        patch_concats(graph, patched)
         raw = list(graph.get_all_groups(root_module_types=(ops.TORCH_CONV, ops.TORCH_LINEAR)))
     fixed = _fixed_out_paths(model, inputs)
     names = {m: n for n, m in model.named_modules()}
@@ -276,9 +313,10 @@ def analyze(
     built = []
     for g in raw:
         slices: dict[tuple[str, str], MemberSlice] = {}
-        reaches_output = False
+        reaches_output = risky = False
         for item in g.items:
             node = item.dep.target
+            risky = risky or _risky(node)
             side = _side(graph, item.dep.handler)
             if node.type == ops.OPTYPE.OUTPUT or (side == "out" and not node.outputs):
                 reaches_output = True
@@ -318,14 +356,15 @@ def analyze(
         for sl in slices.values():
             if sl.side == "out" and graph.get_out_channels(model.get_submodule(sl.path)):
                 coverage.setdefault(sl.path, []).extend(sl.indices)
-        built.append((root_path, channels, slices, reaches_output))
+        built.append((root_path, channels, slices, reaches_output, risky))
 
     unresolved = set()
     for path, idxs in coverage.items():
         out = graph.get_out_channels(model.get_submodule(path))
         if sorted(idxs) != list(range(out)):
             unresolved.add(path)
-    for root_path, channels, slices, reaches_output in built:
+    trials: dict[str, int] = {}
+    for root_path, channels, slices, reaches_output, risky in built:
         members = tuple(sorted(slices, key=lambda m: (order[m[0]], SIDES.index(m[1]))))
         outs = {p for p, s in members if s == "out"}
         reason = ""
@@ -352,6 +391,14 @@ def analyze(
         )
         analysis.groups.append(group)
         analysis.roots[root_path] = model.get_submodule(root_path)
+        if risky and group.prunable and group.channels > 1:
+            trials[group.id] = group.channels
+    if verify and trials:
+        failed = _failing_trials(model, inputs, trials)
+        analysis.groups = [
+            replace(g, prunable=False, reason=_TRIAL_REASON) if g.id in failed else g
+            for g in analysis.groups
+        ]
     analysis.groups.sort(key=lambda grp: order[grp.id])
     ids = [grp.id for grp in analysis.groups]
     if len(set(ids)) != len(ids):  # cannot happen with a partition; guard the plan format
