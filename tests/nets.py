@@ -5,6 +5,25 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ttmpd.profiler import UnitConfig
+
+#: One configuration of every unit kind (and fused variants), for unit-level tests.
+UNITS = [
+    UnitConfig("conv", 2, 8, 16, 10, 10, 5, 5, 3, 3, 2, 2, 1, 1, bias=True),
+    UnitConfig("conv", 1, 8, 8, 6, 6, 6, 6, 3, 3, 1, 1, 1, 1, groups=8, bn=True, act="relu6"),
+    UnitConfig("conv", 1, 4, 8, 6, 6, 6, 6, 1, 1, bn=True, act="relu", n_inputs=2),
+    UnitConfig("linear", 3, 12, 5, bias=True),
+    UnitConfig("bn", 1, 6, 6, 4, 4, 4, 4),
+    UnitConfig("act", 1, 6, 6, 4, 4, 4, 4, act="hardswish"),
+    UnitConfig("maxpool", 1, 4, 4, 8, 8, 4, 4, 3, 3, 2, 2, 1, 1),
+    UnitConfig("avgpool", 1, 4, 4, 8, 8, 4, 4, 2, 2, 2, 2),
+    UnitConfig("gap", 1, 4, 4, 8, 8, 1, 1),
+    UnitConfig("add", 1, 4, 4, 5, 5, 5, 5, n_inputs=2),
+    UnitConfig("mul", 1, 4, 4, 5, 5, 5, 5, n_inputs=2, broadcast=True),
+    UnitConfig("cat", 1, 7, 7, 5, 5, 5, 5, n_inputs=3),
+    UnitConfig("softmax", 2, 10, 10),
+]
+
 
 class ResidualNet(nn.Module):
     """conv-bn-relu stem, one basic residual block, global pool, classifier."""

@@ -18,7 +18,16 @@ from typing import NoReturn
 from .._version import __version__
 from ..errors import TtmpdError
 
-_COMMAND_MODULES = ("demo_cmd", "profile", "lut_cmd", "models_cmd", "data_cmd")
+_COMMAND_MODULES = (
+    "demo_cmd",
+    "profile",
+    "lut_cmd",
+    "predict_cmd",
+    "models_cmd",
+    "data_cmd",
+    "train_base_cmd",
+    "evaluate_cmd",
+)
 
 
 class _OneLineParser(argparse.ArgumentParser):

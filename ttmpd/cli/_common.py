@@ -112,3 +112,11 @@ def model_from_args(args: argparse.Namespace):
         raise InputError(f"model {spec!r} needs --input-shape, e.g. --input-shape 1,3,224,224")
     name = spec.rsplit("/", 1)[-1]
     return name, model.eval(), torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+
+
+def load_model_spec(text: str):
+    """``MODEL@N,C,H,W`` (or a checkpoint with a stored input shape) -> ``(model, input)``."""
+    spec, _, shape = text.partition("@")
+    args = argparse.Namespace(model=spec, input_shape=shape or None, num_classes=None)
+    _, model, example = model_from_args(args)
+    return model, example

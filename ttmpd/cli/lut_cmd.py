@@ -29,6 +29,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     merge.add_argument("--json", action="store_true")
     merge.set_defaults(func=_merge)
 
+    fit = lut_sub.add_parser("fit", help="fit a latency predictor on a table and save it")
+    fit.add_argument("path", help="latency table")
+    fit.add_argument("--out", required=True, help="predictor file (.json)")
+    fit.add_argument("--regressor", default="gbr", help="gbr | hgb | rf | extra | ridge")
+    fit.add_argument("--cv", action="store_true", help="cross-validate all regressors first")
+    fit.add_argument(
+        "--calibrate",
+        action="append",
+        default=[],
+        metavar="MODEL@SHAPE",
+        help="measure this model on the table's backend and calibrate whole-model predictions "
+        "(repeatable; e.g. resnet20@1,3,32,32 or path/to/pruned.pt)",
+    )
+    fit.add_argument("--json", action="store_true")
+    fit.set_defaults(func=_fit)
+
 
 def _show(args: argparse.Namespace) -> int:
     from ..lut import LatencyTable
@@ -98,4 +114,47 @@ def _merge(args: argparse.Namespace) -> int:
         print_json({"out": args.out, "rows": len(merged), "inputs": args.paths})
     else:
         print(f"{args.out}: {len(merged)} rows merged from {len(tables)} tables")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from ..lut import (
+        LatencyPredictor,
+        LatencyTable,
+        backend_for_table,
+        cross_validate_regressors,
+        save_predictor,
+    )
+    from ._common import load_model_spec
+
+    table = LatencyTable.load(args.path)
+    cv = cross_validate_regressors(table) if args.cv else None
+    predictor = LatencyPredictor(regressor=args.regressor).fit(table)
+    measured = []
+    if args.calibrate:
+        backend = backend_for_table(table)
+        models = [load_model_spec(spec) for spec in args.calibrate]
+        measured = [backend.measure_model(m, x).median_ms for m, x in models]
+        predictor.fit_calibration(models, measured)
+    save_predictor(predictor, args.out, table, args.path)
+    summary = {
+        "out": args.out,
+        "rows": len(table),
+        "regressor": args.regressor,
+        "calibration": dict(
+            zip(("slope", "ms_per_unit", "offset_ms"), predictor.calibration_, strict=True)
+        ),
+        "calibration_models": len(measured),
+        "cv": None if cv is None else cv.to_dict("records"),
+    }
+    if args.json:
+        print_json(summary)
+        return 0
+    if cv is not None:
+        print(cv.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    a, b, c = predictor.calibration_
+    print(
+        f"{args.out}: {args.regressor} on {len(table)} rows; calibration total = "
+        f"{a:.3f}·Σunits + {b:.4f}·n_units + {c:.3f} ms ({len(measured)} measured models)"
+    )
     return 0

@@ -1,25 +1,57 @@
-"""Latency lookup tables: storage, validation, merging, and building them by profiling."""
+"""Latency lookup tables: storage, validation, merging, profiling, and the latency predictor."""
 
 from ._build import ProfileInterrupted as ProfileInterrupted
 from ._build import ProfileResult as ProfileResult
 from ._build import journal_path as journal_path
 from ._build import profile_model as profile_model
+from ._device import backend_for_table as backend_for_table
+from ._features import FEATURE_NAMES as FEATURE_NAMES
+from ._features import configs_frame as configs_frame
+from ._features import unit_features as unit_features
+from ._persist import load_predictor as load_predictor
+from ._persist import save_predictor as save_predictor
+from ._persist import table_digest as table_digest
+from ._plots import plot_layer_latency as plot_layer_latency
+from ._plots import plot_predicted_vs_measured as plot_predicted_vs_measured
+from ._predictor import REGRESSORS as REGRESSORS
+from ._predictor import LatencyPredictor as LatencyPredictor
+from ._predictor import ModelPrediction as ModelPrediction
+from ._savings import ChannelGroup as ChannelGroup
+from ._savings import PruneSavings as PruneSavings
+from ._savings import channel_groups as channel_groups
 from ._schema import COLUMNS as COLUMNS
 from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
 from ._schema import LutMeta as LutMeta
 from ._schema import config_from_row as config_from_row
 from ._schema import make_row as make_row
+from ._selection import cross_validate_regressors as cross_validate_regressors
 from ._table import LatencyTable as LatencyTable
 
 __all__ = [
     "COLUMNS",
+    "FEATURE_NAMES",
+    "REGRESSORS",
     "SCHEMA_VERSION",
+    "ChannelGroup",
+    "LatencyPredictor",
     "LatencyTable",
     "LutMeta",
+    "ModelPrediction",
     "ProfileInterrupted",
     "ProfileResult",
+    "PruneSavings",
+    "backend_for_table",
+    "channel_groups",
     "config_from_row",
+    "configs_frame",
+    "cross_validate_regressors",
     "journal_path",
+    "load_predictor",
     "make_row",
+    "plot_layer_latency",
+    "plot_predicted_vs_measured",
     "profile_model",
+    "save_predictor",
+    "table_digest",
+    "unit_features",
 ]

@@ -4,7 +4,8 @@ scikit-learn conventions: ``__init__`` only stores parameters, ``fit`` returns `
 sets attributes ending in ``_``, ``predict`` raises ``NotFittedError`` before ``fit``.
 
 Unit level
-    A regressor (default: histogram gradient boosting; see ``ttmpd lut fit --cv``) maps the
+    A regressor (default: gradient boosting, chosen by cross-validation; ``ttmpd lut fit
+    --cv`` reruns it on your table) maps the
     features of :mod:`ttmpd.lut._features` to ``log(latency_ms)``. Configurations present in
     the table are returned exactly as measured (``exact_hits=True``).
 Model level
@@ -112,7 +113,7 @@ def _as_frame(X) -> pd.DataFrame:
 class LatencyPredictor(RegressorMixin, BaseEstimator):
     """Predict unit and whole-model latency (ms) from a device LUT (see module docstring)."""
 
-    def __init__(self, regressor: str = "hgb", exact_hits: bool = True, random_state: int = 0):
+    def __init__(self, regressor: str = "gbr", exact_hits: bool = True, random_state: int = 0):
         self.regressor = regressor
         self.exact_hits = exact_hits
         self.random_state = random_state
@@ -140,6 +141,19 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         meta = X.meta if isinstance(X, LatencyTable) else None
         self.fusion_ = meta.fusion if meta else "none"
         self.fingerprint_ = meta.fingerprint if meta else None
+        self.calibration_ = (1.0, 0.0, 0.0)
+        return self
+
+    def fit_from_state(self, estimator, table: LatencyTable) -> LatencyPredictor:
+        """Restore a fitted regressor (from :func:`load_predictor`) for ``table``."""
+        self.estimator_ = estimator
+        frame = table.frame
+        y = frame["latency_ms"].to_numpy()
+        self.lut_ = dict(zip(frame["key"], y, strict=True)) if self.exact_hits else {}
+        self.n_features_in_ = len(FEATURE_NAMES)
+        self.feature_names_ = FEATURE_NAMES
+        self.fusion_ = table.meta.fusion
+        self.fingerprint_ = table.meta.fingerprint
         self.calibration_ = (1.0, 0.0, 0.0)
         return self
 

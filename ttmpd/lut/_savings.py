@@ -13,7 +13,8 @@ A concat's output is the sum of its inputs: pruning any input group shrinks the 
 its consumers, so those dimensions join every input group. The image channels and the
 classifier outputs make their groups non-prunable. A group is named after the first unit
 whose output it contains (for a conv root, its module path — the name Torch-Pruning and
-:mod:`ttmpd.pruning` use too).
+:mod:`ttmpd.pruning` use too); a group with no output dimension (the image channels) is
+named ``<first unit>:in``.
 
 Removing ``k`` channels from a group changes every member dimension by ``k·factor``; the
 saving is ``a · (Σ old − Σ new)`` over the affected units, with ``a`` the predictor's
@@ -134,7 +135,7 @@ def channel_groups(extraction: Extraction) -> list[ChannelGroup]:
         tied_to_cat_fixed = any(uf.find(m) in fixed_roots for m in extra.get(root, []))
         groups.append(
             ChannelGroup(
-                id=units[anchor[0]].name,
+                id=units[anchor[0]].name + ("" if anchor[1] == "out" else ":in"),
                 channels=channels,
                 members=tuple((i, d, f) for (i, d), f in sorted(listed.items())),
                 prunable=root not in fixed_roots and not tied_to_cat_fixed and channels > 1,

@@ -1,0 +1,31 @@
+import json
+
+import torch
+from nets import ResidualNet
+
+from ttmpd.cli import main
+from ttmpd.lut import profile_model
+from ttmpd.profiler import GridConfig, get_backend
+
+FACTORY = "from nets import ResidualNet\n\ndef build():\n    return ResidualNet(c=16)\n"
+
+
+def test_fit_then_predict_with_measure(tmp_path, capsys):
+    lut = tmp_path / "lut.parquet"
+    profile_model(ResidualNet(c=16).eval(), torch.randn(1, 3, 16, 16), get_backend("fake"), lut,
+                  grid=GridConfig(channel_step=4), progress=False)  # fmt: skip
+    factory = tmp_path / "net.py"
+    factory.write_text(FACTORY)
+    spec = f"{factory}:build"
+    assert main(["lut", "fit", str(lut), "--out", str(tmp_path / "p.json"), "--json",
+                 "--calibrate", f"{spec}@1,3,16,16", "--calibrate", f"{spec}@1,3,12,12",
+                 "--calibrate", f"{spec}@1,3,8,8"]) == 0  # fmt: skip
+    fit = json.loads(capsys.readouterr().out)
+    assert fit["calibration_models"] == 3 and fit["calibration"]["slope"] > 1.0
+    assert main(["predict", "--model", spec, "--input-shape", "1,3,16,16", "--predictor",
+                 str(tmp_path / "p.json"), "--measure", "--json", "--breakdown",
+                 "--plot", str(tmp_path / "bars.png")]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert abs(out["error_pct"]) < 8  # fake backend: 1.1 x sum + 0.01, calibrated
+    assert out["lut_hits"] == out["units"] == len(out["breakdown"])
+    assert (tmp_path / "bars.png").stat().st_size > 1000

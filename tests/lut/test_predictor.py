@@ -1,0 +1,177 @@
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from nets import UNITS, DepthwiseNet, ResidualNet
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from ttmpd.errors import InputError, LutError
+from ttmpd.lut import (
+    LatencyPredictor,
+    LatencyTable,
+    PruneSavings,
+    channel_groups,
+    configs_frame,
+    cross_validate_regressors,
+    load_predictor,
+    profile_model,
+    save_predictor,
+)
+from ttmpd.profiler import GridConfig, extract_units, get_backend
+from ttmpd.profiler.backends import fake_latency_ms
+
+
+@pytest.fixture(scope="module")
+def fake_lut(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lut") / "fake.parquet"
+    x = torch.randn(1, 3, 16, 16)
+    grid = GridConfig(channel_step=4, off_grid_per_unit=6)
+    for net in (ResidualNet(c=32), DepthwiseNet(c=16)):
+        profile_model(net.eval(), x, get_backend("fake"), path, grid=grid, resume=True,
+                      progress=False)  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def predictor(fake_lut):
+    return LatencyPredictor().fit(LatencyTable.load(fake_lut))
+
+
+def test_sklearn_conventions(fake_lut):
+    p = LatencyPredictor(regressor="rf", random_state=3)
+    assert p.get_params() == {"regressor": "rf", "exact_hits": True, "random_state": 3}
+    with pytest.raises(NotFittedError):
+        p.predict(UNITS[:2])
+    assert p.fit(LatencyTable.load(fake_lut)) is p
+    assert hasattr(p, "estimator_") and not hasattr(clone(p), "estimator_")
+
+
+def test_exact_hits_are_returned_as_measured(predictor, fake_lut):
+    table = LatencyTable.load(fake_lut)
+    np.testing.assert_array_equal(predictor.predict(table.frame), table.frame["latency_ms"])
+    assert predictor.hit_mask(table.frame).all()
+
+
+def test_unmeasured_configs_are_predicted_close(fake_lut):
+    table = LatencyTable.load(fake_lut)
+    frame = table.frame.sample(frac=1.0, random_state=0)
+    train, test = frame.iloc[: len(frame) * 3 // 4], frame.iloc[len(frame) * 3 // 4 :]
+    p = LatencyPredictor().fit(train, train["latency_ms"])
+    assert not p.hit_mask(test).any()
+    error = np.abs(p.predict(test) / test["latency_ms"].to_numpy() - 1)
+    assert np.median(error) < 0.05
+
+
+def test_derived_columns_match_unit_configs():
+    frame = configs_frame(UNITS)
+    for unit, row in zip(UNITS, frame.to_dict("records"), strict=True):
+        assert row["key"] == unit.key
+        assert (row["macs"], row["params"]) == (unit.macs, unit.params)
+        assert (row["input_elements"], row["output_elements"]) == (
+            unit.input_elements,
+            unit.output_elements,
+        )
+
+
+def test_predict_model_breakdown_and_calibration(predictor):
+    x = torch.randn(1, 3, 16, 16)
+    nets = [ResidualNet(c=c).eval() for c in (32, 24, 16, 12)]
+    fake = get_backend("fake")
+    measured = [fake.measure_model(n, x).median_ms for n in nets]
+    p = copy.deepcopy(predictor).fit_calibration([(n, x) for n in nets], measured)
+    a, _, c = p.calibration_
+    assert a == pytest.approx(1.1, rel=0.05) and c == pytest.approx(0.01, abs=0.01)
+    pred = p.predict_model(nets[0], x)
+    units = extract_units(nets[0], x).units
+    assert len(pred.breakdown) == len(units)
+    assert list(pred.breakdown["name"]) == [u.name for u in units]
+    assert pred.unit_sum_ms == pytest.approx(pred.breakdown["latency_ms"].sum())
+    assert pred.total_ms == pytest.approx(measured[0], rel=0.03)
+
+
+def test_unpriced_ops_warn_by_name(predictor):
+    class Odd(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.pixel_shuffle(x, 1) * 2.0
+
+    with pytest.warns(UserWarning, match="pixel_shuffle"):
+        pred = predictor.predict_model(Odd(), torch.randn(1, 4, 8, 8))
+    assert {u.aten for u in pred.uncovered} == {"pixel_shuffle", "mul"}
+
+
+def test_channel_groups_of_a_residual_net():
+    x = torch.randn(1, 3, 16, 16)
+    net = ResidualNet(c=32).eval()
+    extraction = extract_units(net, x)
+    groups = {g.id: g for g in channel_groups(extraction)}
+    names = {u.index: u.name for u in extraction.units}
+    residual = groups["stem.0"]  # stem, conv2 and the classifier input share the stream
+    members = {(names[i], d) for i, d, _ in residual.members}
+    assert {("stem.0", "out"), ("conv2", "out"), ("conv1", "in"), ("fc", "in")} <= members
+    assert residual.prunable and residual.channels == 32
+    assert groups["conv1"].prunable
+    assert not groups["fc"].prunable  # classifier outputs
+
+
+@pytest.mark.parametrize("net_cls", [ResidualNet, DepthwiseNet])
+def test_savings_equal_the_prediction_of_the_pruned_model(predictor, net_cls):
+    tp = pytest.importorskip("torch_pruning")
+    x = torch.randn(1, 3, 16, 16)
+    net = net_cls().eval()
+    savings = PruneSavings(predictor, net, x)
+    base = predictor.predict_model(net, x, calibrated=False).unit_sum_ms
+    checked = 0
+    for group in savings.groups.values():
+        module = dict(net.named_modules()).get(group.id)
+        if not group.prunable or not isinstance(module, torch.nn.Conv2d):
+            continue
+        k = group.channels // 2
+        pruned = copy.deepcopy(net)
+        graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=x)
+        target = dict(pruned.named_modules())[group.id]
+        graph.get_pruning_group(target, tp.prune_conv_out_channels, idxs=list(range(k))).prune()
+        actual = base - predictor.predict_model(pruned, x, calibrated=False).unit_sum_ms
+        assert savings.savings([(group.id, k)])[0] == pytest.approx(actual, rel=1e-6)
+        checked += 1
+    assert checked >= 1
+    costs = savings.costs(step=2)
+    assert (costs["ms_per_channel"] > 0).all() and set(costs["group"]) <= set(savings.groups)
+    with pytest.raises(InputError, match="unknown channel group"):
+        savings.savings([("nope", 1)])
+
+
+def test_save_load_round_trip_and_refit_rules(predictor, fake_lut, tmp_path, caplog):
+    table = LatencyTable.load(fake_lut)
+    path = save_predictor(predictor, tmp_path / "p.json", table, str(fake_lut))
+    loaded, _ = load_predictor(path)
+    np.testing.assert_allclose(loaded.predict(UNITS), predictor.predict(UNITS))
+    payload = json.loads(path.read_text())
+    payload["sklearn_version"] = "0.0.1"
+    path.write_text(json.dumps(payload))
+    with caplog.at_level("WARNING"):
+        refit, _ = load_predictor(path)
+    assert "scikit-learn version changed" in caplog.text
+    np.testing.assert_allclose(refit.predict(UNITS), predictor.predict(UNITS), rtol=1e-6)
+    moved = tmp_path / "elsewhere.json"
+    moved.write_text(json.dumps({**payload, "lut_path": "missing.parquet"}))
+    with pytest.raises(LutError, match=r"missing.*scikit-learn 0\.0\.1"):
+        load_predictor(moved)
+    (tmp_path / "foreign.json").write_text("{}")
+    with pytest.raises(LutError, match="not a ttmpd predictor"):
+        load_predictor(tmp_path / "foreign.json")
+
+
+def test_cross_validation_reports_every_regressor(fake_lut):
+    cv = cross_validate_regressors(LatencyTable.load(fake_lut), ["gbr", "ridge"], folds=3)
+    assert set(cv["regressor"]) == {"gbr", "ridge"}
+    assert cv["mape_pct"].between(0, 100).all() and cv.iloc[0]["mape_pct"] <= cv.iloc[1]["mape_pct"]
+
+
+def test_fake_latency_has_a_staircase():
+    unit = UNITS[0]
+    assert fake_latency_ms(unit.replace(out_channels=9)) == pytest.approx(
+        fake_latency_ms(unit.replace(out_channels=16)), rel=0.05
+    )
