@@ -209,3 +209,18 @@ def test_bad_plan_files_raise(tmp_path, net_and_plan):
         PrunePlan.from_json(tmp_path / "missing.json")
     with pytest.raises(InputError, match="plain JSON"):
         replace(plan, metadata={"x": object()})
+
+
+def test_pruned_model_checkpoint_round_trip(tmp_path, x32):
+    from ttmpd.models import load_checkpoint, save_checkpoint
+
+    model = create_model("resnet20").eval()
+    plan = random_plan(model, x32, None, 0.5, seed=2)
+    pruned = apply_plan(model, x32, plan)
+    path = save_checkpoint(
+        tmp_path / "pruned.pt", pruned, input_shape=(3, 32, 32), metadata=plan.to_dict()
+    )
+    loaded = load_checkpoint(path)
+    assert loaded.arch is None
+    assert torch.equal(loaded.model(x32), pruned(x32))
+    assert PrunePlan.from_dict(loaded.metadata) == plan
