@@ -42,6 +42,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="measure this model on the table's backend and calibrate whole-model predictions "
         "(repeatable; e.g. resnet20@1,3,32,32 or path/to/pruned.pt)",
     )
+    fit.add_argument(
+        "--calibrate-variants",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --model: measure the model and N random pruned variants of it to calibrate",
+    )
+    fit.add_argument("--model", help="model to calibrate for (with --calibrate-variants)")
+    fit.add_argument("--input-shape", help="N,C,H,W for --model")
+    fit.add_argument("--num-classes", type=int, help="classes of a zoo model")
     fit.add_argument("--json", action="store_true")
     fit.set_defaults(func=_fit)
 
@@ -118,6 +128,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from ..errors import InputError
     from ..lut import (
         LatencyPredictor,
         LatencyTable,
@@ -125,16 +136,27 @@ def _fit(args: argparse.Namespace) -> int:
         cross_validate_regressors,
         save_predictor,
     )
-    from ._common import load_model_spec
+    from ._common import load_model_spec, model_from_args
 
     table = LatencyTable.load(args.path)
     cv = cross_validate_regressors(table) if args.cv else None
     predictor = LatencyPredictor(regressor=args.regressor).fit(table)
     measured = []
-    if args.calibrate:
+    if args.calibrate_variants and not args.model:
+        raise InputError("--calibrate-variants needs --model (and --input-shape)")
+    if args.calibrate_variants:
+        from ..pruning import calibrate_predictor
+
+        _, model, example = model_from_args(args)
+        measured = calibrate_predictor(
+            predictor, model, example, backend_for_table(table), args.calibrate_variants
+        )
+    elif args.calibrate:
+        from ..pruning import MODEL_TIMING
+
         backend = backend_for_table(table)
         models = [load_model_spec(spec) for spec in args.calibrate]
-        measured = [backend.measure_model(m, x).median_ms for m, x in models]
+        measured = [backend.measure_model(m, x, MODEL_TIMING).median_ms for m, x in models]
         predictor.fit_calibration(models, measured)
     save_predictor(predictor, args.out, table, args.path)
     summary = {

@@ -8,6 +8,9 @@ groups to keep and is stored as JSON; ``apply_plan`` validates and applies it;
 
 from ._apply import apply_plan as apply_plan
 from ._apply import plan_from_removed as plan_from_removed
+from ._calibrate import MODEL_TIMING as MODEL_TIMING
+from ._calibrate import calibrate_predictor as calibrate_predictor
+from ._calibrate import calibration_variants as calibration_variants
 from ._groups import ChannelGroup as ChannelGroup
 from ._groups import MemberSlice as MemberSlice
 from ._groups import channel_groups as channel_groups
@@ -22,12 +25,15 @@ from ._random import random_plan as random_plan
 
 __all__ = [
     "IMPORTANCES",
+    "MODEL_TIMING",
     "PLAN_FORMAT",
     "SCHEMA_VERSION",
     "ChannelGroup",
     "MemberSlice",
     "PrunePlan",
     "apply_plan",
+    "calibrate_predictor",
+    "calibration_variants",
     "channel_groups",
     "importance",
     "model_fingerprint",

@@ -1,0 +1,272 @@
+"""Latency prediction: does the LUT predictor price pruned models it has never seen?
+
+For each CPU backend and model (ResNet-18 and MobileNetV2 at 224x224, CIFAR ResNet-56 at
+32x32, batch 1, 1 thread):
+
+1. build (or reuse, ``benchmarks/luts/``) the device LUT: channel step 8, <= 16 in x out
+   pairs per unit, 8 off-grid channel counts per unit;
+2. draw random channel-pruned variants with ttmpd's dependency-aware pruning
+   (``ttmpd.pruning.random_plan``: overall ratios uniform in 0-80%, per-group ratios random):
+   6 calibration variants and 40 test variants;
+3. measure every test variant end to end twice (the second pass is the noise floor);
+4. compare on the test variants
+   (a) FLOPs-proportional: ``k · MACs`` with ``k`` fitted on the unpruned model,
+   (b) plain LUT sum (HALP/NetAdapt style; a missing key falls back to the measured entry
+       with the nearest channel counts, since exact-key tables fail otherwise),
+   (c) the ttmpd predictor: regression + calibration on the unpruned model and the 6
+       calibration variants (also reported: (c) before calibration, and (c) fitted on a
+       random 25% of the LUT rows);
+5. report share within ±10% / ±5%, MAPE, Spearman, against the noise floor (pass 2 vs 1).
+
+Also: cross-validated regressor choice on each LUT, and prune-savings throughput.
+
+    python benchmarks/latency_prediction.py            # ~25 min on 2 cores
+    python benchmarks/latency_prediction.py --quick    # resnet56 only, 12 variants
+
+Writes benchmarks/results/latency_prediction.{csv,json}, *_cv.csv, *_savings.csv and a
+predicted-vs-measured plot per backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from _report import RESULTS, markdown_table, write_results
+from scipy.stats import spearmanr
+
+from ttmpd.lut import (
+    LatencyPredictor,
+    LatencyTable,
+    PruneSavings,
+    cross_validate_regressors,
+    plot_predicted_vs_measured,
+    profile_model,
+)
+from ttmpd.models import create_model
+from ttmpd.profiler import BackendConfig, GridConfig, extract_units, get_backend
+from ttmpd.pruning import MODEL_TIMING, apply_plan, channel_groups, random_plan
+
+LUTS = Path(__file__).parent / "luts"
+MODELS = {
+    "resnet18": (1, 3, 224, 224),
+    "mobilenet_v2": (1, 3, 224, 224),
+    "resnet56": (1, 3, 32, 32),
+}
+GRID = GridConfig(channel_step=8, max_variants_per_unit=16, off_grid_per_unit=8)
+_SHAPE_COLS = [
+    "op", "batch", "in_h", "in_w", "out_h", "out_w", "kernel_h", "kernel_w", "stride_h",
+    "stride_w", "pad_h", "pad_w", "dilation_h", "dilation_w", "bias", "bn", "act", "n_inputs",
+    "broadcast", "ceil_mode", "dtype",
+]  # fmt: skip
+
+
+class NearestLut:
+    """Plain LUT sum: exact entry, else the same-shape entry with the nearest channels."""
+
+    def __init__(self, table: LatencyTable) -> None:
+        frame = table.frame
+        self.exact = dict(zip(frame["key"], frame["latency_ms"], strict=True))
+        depthwise = (frame["groups"] > 1) & (frame["groups"] == frame["in_channels"])
+        shape = frame[_SHAPE_COLS].astype(str).agg("|".join, axis=1) + depthwise.astype(str)
+        self.by_shape = {
+            k: g[["in_channels", "out_channels", "latency_ms"]].to_numpy(dtype=float)
+            for k, g in frame.assign(shape=shape).groupby("shape")
+        }
+
+    def unit(self, config) -> tuple[float, bool]:
+        hit = self.exact.get(config.key)
+        if hit is not None:
+            return hit, True
+        depthwise = config.groups > 1 and config.groups == config.in_channels
+        shape = "|".join(str(getattr(config, c)) for c in _SHAPE_COLS) + str(depthwise)
+        rows = self.by_shape.get(shape)
+        if rows is None:
+            return float("nan"), False
+        d = np.abs(rows[:, 0] - config.in_channels) + np.abs(rows[:, 1] - config.out_channels)
+        return float(rows[np.argmin(d), 2]), False
+
+    def model(self, configs) -> tuple[float, float]:
+        values = [self.unit(c) for c in configs]
+        return sum(v for v, _ in values), float(np.mean([hit for _, hit in values]))
+
+
+def metrics(pred: np.ndarray, measured: np.ndarray) -> dict:
+    err = pred / measured - 1
+    ok = np.isfinite(err)
+    return {
+        "within10_pct": 100 * float(np.mean(np.abs(err) <= 0.10)),
+        "within5_pct": 100 * float(np.mean(np.abs(err) <= 0.05)),
+        "mape_pct": 100 * float(np.mean(np.abs(err[ok]))) if ok.any() else float("nan"),
+        "spearman": float(spearmanr(pred[ok], measured[ok])[0]) if ok.sum() > 2 else float("nan"),
+        "failed": int((~ok).sum()),
+    }
+
+
+def build_lut(backend, name, model, x) -> tuple[LatencyTable, float]:
+    LUTS.mkdir(exist_ok=True)
+    path = LUTS / f"{name}-{backend.name}.parquet"
+    reuse = path.exists()
+    result = profile_model(
+        model, x, backend, path, grid=GRID, resume=True, model_name=name,
+        progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    return result.table, (float("nan") if reuse and not result.measured else result.wall_s)
+
+
+def run_pair(backend_name: str, name: str, n_test: int, n_cal: int, seed: int):
+    shape = MODELS[name]
+    backend = get_backend(backend_name, BackendConfig(threads=1))
+    model = create_model(name).eval()
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+    table, lut_s = build_lut(backend, name, model, x)
+    groups = channel_groups(model, x)
+    rng = np.random.default_rng(seed)
+
+    def variant(ratio: float, s: int):
+        if ratio < 1e-3:
+            return model
+        plan = random_plan(model, x, groups, target_ratio=ratio, seed=s)
+        return apply_plan(model, x, plan).eval()
+
+    cal_models = [model] + [variant(r, 1000 + i) for i, r in
+                            enumerate(np.linspace(0.1, 0.7, n_cal))]  # fmt: skip
+    ratios = rng.uniform(0.0, 0.8, n_test)
+    test_models = [variant(r, i) for i, r in enumerate(ratios)]
+    start = time.perf_counter()
+    cal_ms = np.array([backend.measure_model(m, x, MODEL_TIMING).median_ms for m in cal_models])
+    pass1 = np.array([backend.measure_model(m, x, MODEL_TIMING).median_ms for m in test_models])
+    pass2 = np.array([backend.measure_model(m, x, MODEL_TIMING).median_ms for m in test_models])
+    measure_s = time.perf_counter() - start
+
+    fusion = backend.fusion
+    unit_lists = [[u.config for u in extract_units(m, x, fusion).units] for m in test_models]
+    macs = np.array([sum(c.macs for c in cs) for cs in unit_lists])
+    base_macs = sum(u.config.macs for u in extract_units(model, x, fusion).units)
+    flops = cal_ms[0] / base_macs * macs
+    nearest = NearestLut(table)
+    lut_sum, coverage = zip(*(nearest.model(cs) for cs in unit_lists), strict=True)
+
+    def ttmpd(fit_table) -> tuple[np.ndarray, np.ndarray]:
+        p = LatencyPredictor().fit(fit_table)
+        raw = np.array([p.predict(cs).sum() for cs in unit_lists])
+        p.fit_calibration([(m, x) for m in cal_models], cal_ms)
+        return raw, np.array([p._calibrate(r, len(cs)) for r, cs in
+                              zip(raw, unit_lists, strict=True)])  # fmt: skip
+
+    raw, calibrated = ttmpd(table)
+    sparse_rows = table.frame.sample(frac=0.25, random_state=seed)
+    sparse = LatencyTable(sparse_rows, table.meta)
+    _, sparse_cal = ttmpd(sparse)
+    methods = {
+        "(a) FLOPs-proportional": flops,
+        "(b) LUT sum (nearest key)": np.array(lut_sum),
+        "(c0) ttmpd, uncalibrated": raw,
+        "(c) ttmpd": calibrated,
+        "(c) ttmpd, 25% of grid": sparse_cal,
+        "noise floor (pass 2 vs 1)": pass2,
+    }
+    rows = []
+    for method, pred in methods.items():
+        rows.append({"backend": backend_name, "model": name, "method": method,
+                     **metrics(pred, pass1)})  # fmt: skip
+    info = {
+        "backend": backend_name,
+        "model": name,
+        "lut_rows": len(table),
+        "lut_build_s": lut_s,
+        "exact_key_coverage_pct": 100 * float(np.mean(coverage)),
+        "test_ratio_range": f"{ratios.min():.2f}-{ratios.max():.2f}",
+        "measure_s": measure_s,
+        "latency_range_ms": f"{pass1.min():.3f}-{pass1.max():.3f}",
+    }
+    scatter = {"measured": pass1, "ttmpd": calibrated, "flops": flops, "lut": np.array(lut_sum)}
+    return rows, info, table, (model, x, groups), scatter
+
+
+def savings_throughput(table: LatencyTable, model, x, n: int = 20_000, seed: int = 0) -> dict:
+    predictor = LatencyPredictor().fit(table)
+    savings = PruneSavings(predictor, model, x)
+    prunable = [g for g in savings.groups.values() if g.prunable]
+    candidates = [(g.id, k) for g in prunable for k in range(1, g.channels)]
+    pick = np.random.default_rng(seed).integers(0, len(candidates), n)
+    batch = [candidates[i] for i in pick]
+    start = time.perf_counter()
+    savings.savings(batch)
+    cold = time.perf_counter() - start
+    start = time.perf_counter()
+    savings.savings(batch)
+    warm = time.perf_counter() - start
+    return {"candidates": n, "groups": len(prunable), "cold_per_s": n / cold,
+            "warm_per_s": n / warm}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", nargs="+", default=["torch-cpu", "onnxruntime"])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--variants", type=int, default=40)
+    parser.add_argument("--calibration", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="resnet56, 12 variants")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latency_prediction")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.models, args.variants = ["resnet56"], 12
+    warnings.simplefilter("ignore")
+    rows, infos, cv_rows, saving_rows = [], [], [], []
+    for backend_name in args.backends:
+        if not get_backend(backend_name).is_available():
+            print(f"skip {backend_name}: unavailable", file=sys.stderr)
+            continue
+        scatter_all = {"ttmpd (c)": [], "LUT sum (b)": [], "FLOPs (a)": [], "measured": []}
+        for name in args.models:
+            r, info, table, (model, x, _), scatter = run_pair(
+                backend_name, name, args.variants, args.calibration, args.seed
+            )
+            rows += r
+            infos.append(info)
+            cv = cross_validate_regressors(table, ["gbr", "hgb", "extra", "rf", "ridge"])
+            cv_rows += [{"backend": backend_name, "model": name, **c} for c in
+                        cv.to_dict("records")]  # fmt: skip
+            saving_rows.append({"backend": backend_name, "model": name,
+                                **savings_throughput(table, model, x)})  # fmt: skip
+            scatter_all["measured"].append(scatter["measured"])
+            scatter_all["ttmpd (c)"].append(scatter["ttmpd"])
+            scatter_all["LUT sum (b)"].append(scatter["lut"])
+            scatter_all["FLOPs (a)"].append(scatter["flops"])
+            print(f"done {backend_name} {name}", file=sys.stderr)
+        measured = np.concatenate(scatter_all.pop("measured"))
+        plot_predicted_vs_measured(
+            measured,
+            {k: np.concatenate(v) for k, v in scatter_all.items()},
+            args.out.parent / f"latency_prediction_{backend_name}.png",
+            title=f"{backend_name}: {', '.join(args.models)} pruned variants",
+        )
+    frame = pd.DataFrame(rows)
+    write_results(args.out, frame, variants=args.variants, calibration=args.calibration,
+                  grid=GRID.__dict__, pairs=infos)  # fmt: skip
+    pd.DataFrame(infos).to_csv(args.out.with_name(args.out.name + "_info.csv"), index=False)
+    pd.DataFrame(cv_rows).to_csv(args.out.with_name(args.out.name + "_cv.csv"), index=False)
+    pd.DataFrame(saving_rows).to_csv(args.out.with_name(args.out.name + "_savings.csv"),
+                                     index=False)  # fmt: skip
+    print(markdown_table(frame))
+    print()
+    print(markdown_table(pd.DataFrame(infos)))
+    print()
+    cv_frame = pd.DataFrame(cv_rows)
+    print(markdown_table(cv_frame.groupby("regressor")[["mape_pct", "within10_pct", "fit_s"]]
+                         .mean().reset_index().sort_values("mape_pct")))  # fmt: skip
+    print()
+    print(markdown_table(pd.DataFrame(saving_rows), digits=0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

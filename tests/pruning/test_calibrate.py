@@ -1,0 +1,25 @@
+import pytest
+import torch
+from nets import ResidualNet
+
+from ttmpd.lut import LatencyPredictor, profile_model
+from ttmpd.profiler import GridConfig, get_backend
+from ttmpd.pruning import calibrate_predictor, calibration_variants
+
+
+def test_calibration_on_pruned_variants_recovers_the_fake_overhead(tmp_path):
+    x = torch.randn(1, 3, 16, 16)
+    net = ResidualNet(c=32).eval()
+    backend = get_backend("fake")
+    table = profile_model(net, x, backend, tmp_path / "lut.parquet", progress=False,
+                          grid=GridConfig(channel_step=2, off_grid_per_unit=4)).table  # fmt: skip
+    variants = calibration_variants(net, x, n_variants=3, seed=1)
+    assert len(variants) == 4 and variants[0] is net
+    widths = [v.conv1.out_channels for v in variants]
+    assert widths[0] == 32 and all(w < 32 for w in widths[1:])
+    predictor = LatencyPredictor().fit(table)
+    measured = calibrate_predictor(predictor, net, x, backend, n_variants=3, seed=1)
+    assert measured[0] == pytest.approx(backend.measure_model(net, x).median_ms)
+    slope, _, offset = predictor.calibration_
+    assert slope == pytest.approx(1.1, rel=0.05)  # fake whole model = 1.1 x units + 0.01
+    assert offset == pytest.approx(0.01, abs=0.01)
