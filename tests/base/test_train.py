@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+
+import ttmpd.base.train as train_module
+from ttmpd.base import TrainConfig, TrainingInterrupted, evaluate, train_base
+from ttmpd.errors import InputError, TtmpdError
+from ttmpd.models import load_checkpoint
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_training_is_deterministic_for_a_seed(trained, source, test_data):
+    again = train_base(TINY, source, test=test_data)
+    assert _same_weights(trained.model, again.model)
+    assert trained.epoch_losses == again.epoch_losses
+    other = train_base(dataclasses.replace(TINY, seed=1), source)
+    assert not _same_weights(trained.model, other.model)
+
+
+def test_training_leaves_global_state_alone(source):
+    threads = torch.get_num_threads()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train_base(dataclasses.replace(TINY, threads=threads + 1), source.subset(slice(0, 64)))
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.get_num_threads() == threads
+
+
+def test_training_learns_and_records(trained):
+    assert trained.input_shape == (1, 16, 16) and trained.num_classes == 4
+    assert trained.clean_accuracy is not None and 0 <= trained.clean_accuracy <= 1
+    assert len(trained.epoch_losses) == 1 and np.isfinite(trained.epoch_losses[0])
+    assert trained.samples_per_s > 0 and not trained.model.training
+
+
+def test_checkpoint_round_trips(trained, checkpoint_path, test_data):
+    ckpt = load_checkpoint(checkpoint_path)
+    assert ckpt.arch == "resnet20"
+    assert ckpt.arch_kwargs == {"in_channels": 1, "num_classes": 4}
+    assert ckpt.input_shape == (1, 16, 16) and ckpt.num_classes == 4
+    assert ckpt.normalization == trained.normalization
+    meta = ckpt.metadata
+    assert meta["dataset"] == "synthetic" and meta["epochs"] == 1 and meta["seed"] == 0
+    assert meta["clean_test_accuracy"] == trained.clean_accuracy
+    assert meta["train_time_s"] >= 0 and meta["ttmpd_version"]
+    assert _same_weights(ckpt.model, trained.model)
+    accuracy = evaluate(ckpt.model, test_data.images, test_data.labels, ckpt.normalization)
+    assert accuracy == trained.clean_accuracy
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"model": "resnet99"}, "unknown model"),
+        ({"epochs": 0}, "epochs"),
+        ({"lr": -1.0}, "lr"),
+        ({"momentum": 1.5}, "momentum"),
+        ({"max_shift_px": -1}, "max_shift_px"),
+        ({"seed": -3}, "seed"),
+    ],
+)
+def test_bad_config_is_rejected(change, words):
+    with pytest.raises(InputError, match=words):
+        TrainConfig(**change)
+
+
+def test_bad_datasets_are_rejected(source):
+    with pytest.raises(InputError, match="unknown dataset"):
+        train_base(TINY, "cifar100")
+    with pytest.raises(InputError, match="no labels"):
+        train_base(TINY, source.without_labels())
+
+
+def test_interrupt_raises_exit_130_and_writes_nothing(source, monkeypatch, tmp_path):
+    calls = []
+
+    def interrupted(images, max_px, rng):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return images
+
+    monkeypatch.setattr(train_module, "random_shift", interrupted)
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 1") as info:
+        train_base(TINY, source)
+    assert isinstance(info.value, TtmpdError) and info.value.exit_code == 130
