@@ -27,6 +27,7 @@ _COMMAND_MODULES = (
     "data_cmd",
     "train_base_cmd",
     "evaluate_cmd",
+    "distill_cmd",
 )
 
 

@@ -25,7 +25,7 @@ are table look-ups.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -159,30 +159,29 @@ class PruneSavings:
         self.groups = {g.id: g for g in channel_groups(self.extraction)}
         self.slope = predictor.calibration_[0]
         self._curves: dict[str, np.ndarray] = {}
+        self._base_frame = configs_frame([u.config for u in self.extraction.units])
 
-    def _curve(self, group_id: str) -> np.ndarray:
-        """Latency (ms, uncalibrated) of the group's units after removing k = 0..C-1."""
-        curve = self._curves.get(group_id)
-        if curve is not None:
-            return curve
+    def _group(self, group_id: str) -> ChannelGroup:
         try:
-            group = self.groups[group_id]
+            return self.groups[group_id]
         except KeyError:
             raise InputError(
                 f"unknown channel group {group_id!r}; choose one of {sorted(self.groups)[:8]}..."
             ) from None
-        units = sorted({i for i, _, _ in group.members})
-        factors: dict[int, dict[str, int]] = {}
-        for i, dim, f in group.members:
-            factors.setdefault(i, {})[dim] = f
-        k_count, n = group.channels, len(units)
-        base = configs_frame([self.extraction.units[i].config for i in units])
-        frame = base.iloc[np.tile(np.arange(n), k_count)].reset_index(drop=True)
-        k = np.repeat(np.arange(k_count), n)
-        d_in = np.tile([factors[i].get("in", 0) for i in units], k_count) * k
-        d_out = np.tile([factors[i].get("out", 0) for i in units], k_count) * k
-        c_in = frame["in_channels"].to_numpy() - d_in
-        c_out = frame["out_channels"].to_numpy() - d_out
+
+    def _shifted_frame(
+        self, shifts: np.ndarray, units: np.ndarray
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """Configs of ``units`` (repeated per row of ``shifts``) with channels reduced.
+
+        ``shifts`` has shape ``(rows, len(units), 2)``: channels removed from (in, out).
+        Returns the table-shaped frame and a per-row validity mask.
+        """
+        rows, n = shifts.shape[0], len(units)
+        base = self._base_frame.iloc[units]
+        frame = base.iloc[np.tile(np.arange(n), rows)].reset_index(drop=True)
+        c_in = frame["in_channels"].to_numpy() - shifts[:, :, 0].reshape(-1)
+        c_out = frame["out_channels"].to_numpy() - shifts[:, :, 1].reshape(-1)
         groups = frame["groups"].to_numpy()
         depthwise = (
             (frame["op"].to_numpy() == "conv")
@@ -195,12 +194,42 @@ class PruneSavings:
         frame["in_channels"] = np.where(ok, c_in, frame["in_channels"])
         frame["out_channels"] = np.where(ok, c_out, frame["out_channels"])
         frame["groups"] = np.where(ok, groups, frame["groups"])
-        frame = with_derived_columns(frame)
-        valid = ok.reshape(k_count, n).all(axis=1)
-        latency = self.predictor.predict(frame).reshape(k_count, n).sum(axis=1)
+        return with_derived_columns(frame), ok.reshape(rows, n).all(axis=1)
+
+    def _curve(self, group_id: str) -> np.ndarray:
+        """Latency (ms, uncalibrated) of the group's units after removing k = 0..C-1."""
+        curve = self._curves.get(group_id)
+        if curve is not None:
+            return curve
+        group = self._group(group_id)
+        units = np.array(sorted({i for i, _, _ in group.members}))
+        per_k = np.zeros((1, len(units), 2))
+        position = {u: j for j, u in enumerate(units)}
+        for i, dim, f in group.members:
+            per_k[0, position[i], 0 if dim == "in" else 1] = f
+        shifts = np.arange(group.channels)[:, None, None] * per_k
+        frame, valid = self._shifted_frame(shifts, units)
+        latency = self.predictor.predict(frame).reshape(group.channels, len(units)).sum(axis=1)
         curve = np.where(valid, latency, np.nan)
         self._curves[group_id] = curve
         return curve
+
+    def latencies(self, states: Sequence[Mapping[str, int]]) -> np.ndarray:
+        """Calibrated whole-model latency (ms) with ``k`` channels removed per group, per state.
+
+        Unlike summing single-group savings this is exact when groups share units (a conv
+        whose input and output belong to different pruned groups).
+        """
+        units = np.arange(len(self.extraction.units))
+        shifts = np.zeros((len(states), len(units), 2))
+        for row, state in enumerate(states):
+            for group_id, k in state.items():
+                for i, dim, f in self._group(group_id).members:
+                    shifts[row, i, 0 if dim == "in" else 1] += k * f
+        frame, valid = self._shifted_frame(shifts, units)
+        total = self.predictor.predict(frame).reshape(len(states), len(units)).sum(axis=1)
+        a, b, c = self.predictor.calibration_
+        return np.where(valid, a * total + b * len(units) + c, np.nan)
 
     def savings(self, candidates: Sequence[tuple[str, int]]) -> np.ndarray:
         """Calibrated saving in ms of each ``(group_id, k removed)`` candidate."""

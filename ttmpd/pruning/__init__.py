@@ -8,6 +8,7 @@ groups to keep and is stored as JSON; ``apply_plan`` validates and applies it;
 
 from ._apply import apply_plan as apply_plan
 from ._apply import plan_from_removed as plan_from_removed
+from ._bn import recalibrate_bn as recalibrate_bn
 from ._calibrate import MODEL_TIMING as MODEL_TIMING
 from ._calibrate import calibrate_predictor as calibrate_predictor
 from ._calibrate import calibration_variants as calibration_variants
@@ -17,27 +18,48 @@ from ._groups import channel_groups as channel_groups
 from ._importance import IMPORTANCES as IMPORTANCES
 from ._importance import importance as importance
 from ._importance import parameter_grads as parameter_grads
+from ._interop import LatencyAwareImportance as LatencyAwareImportance
+from ._interop import latency_costs as latency_costs
+from ._mask import ChannelMasker as ChannelMasker
+from ._outputs import save_prune_result as save_prune_result
 from ._plan import PLAN_FORMAT as PLAN_FORMAT
 from ._plan import SCHEMA_VERSION as SCHEMA_VERSION
 from ._plan import PrunePlan as PrunePlan
 from ._plan import model_fingerprint as model_fingerprint
+from ._proxies import PROXIES as PROXIES
+from ._proxies import AccuracyModel as AccuracyModel
 from ._random import random_plan as random_plan
+from ._search import METHODS as METHODS
+from ._search import PruneResult as PruneResult
+from ._search import SearchConfig as SearchConfig
+from ._search import prune as prune
 
 __all__ = [
     "IMPORTANCES",
+    "METHODS",
     "MODEL_TIMING",
     "PLAN_FORMAT",
+    "PROXIES",
     "SCHEMA_VERSION",
+    "AccuracyModel",
     "ChannelGroup",
+    "ChannelMasker",
+    "LatencyAwareImportance",
     "MemberSlice",
     "PrunePlan",
+    "PruneResult",
+    "SearchConfig",
     "apply_plan",
     "calibrate_predictor",
     "calibration_variants",
     "channel_groups",
     "importance",
+    "latency_costs",
     "model_fingerprint",
     "parameter_grads",
     "plan_from_removed",
+    "prune",
     "random_plan",
+    "recalibrate_bn",
+    "save_prune_result",
 ]

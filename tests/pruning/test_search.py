@@ -1,0 +1,122 @@
+"""The latency-aware search on tiny residual and depthwise models (fake backend LUTs)."""
+
+import json
+
+import pytest
+import torch
+from nets import DepthwiseNet, ResidualNet
+
+from ttmpd.errors import InputError
+from ttmpd.lut import LatencyPredictor, PruneSavings, profile_model
+from ttmpd.models import load_checkpoint
+from ttmpd.profiler import GridConfig, get_backend
+from ttmpd.pruning import (
+    ChannelMasker,
+    PrunePlan,
+    SearchConfig,
+    apply_plan,
+    channel_groups,
+    prune,
+    recalibrate_bn,
+    save_prune_result,
+)
+
+X = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+CALIB = torch.randn(32, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+def _setup(net_cls, tmp_path):
+    torch.manual_seed(0)
+    net = net_cls().eval()
+    recalibrate_bn(net, CALIB)  # give BN real statistics
+    table = profile_model(net, X, get_backend("fake"), tmp_path / "lut.parquet", progress=False,
+                          grid=GridConfig(channel_step=4, off_grid_per_unit=4)).table  # fmt: skip
+    return net, LatencyPredictor().fit(table)
+
+
+@pytest.mark.parametrize("net_cls", [ResidualNet, DepthwiseNet])
+@pytest.mark.parametrize("method", ["ttmpd", "knapsack", "uniform"])
+def test_search_meets_the_budget_and_the_model_runs(net_cls, method, tmp_path):
+    net, predictor = _setup(net_cls, tmp_path)
+    result = prune(net, X, predictor, CALIB, SearchConfig(budget=0.7, method=method,
+                                                          progress=False))  # fmt: skip
+    assert result.predicted_latency_ms <= result.target_latency_ms + 1e-9
+    with torch.no_grad():
+        out, ref = result.model(CALIB[:4]), net(CALIB[:4])
+    assert out.shape == ref.shape
+    assert sum(p.numel() for p in result.model.parameters()) < sum(
+        p.numel() for p in net.parameters()
+    )
+    # the predictor agrees with itself on the physically pruned model
+    whole = predictor.predict_model(result.model, X).total_ms
+    assert whole == pytest.approx(result.predicted_latency_ms, rel=1e-6)
+
+
+def test_greedy_latency_decreases_along_the_search(tmp_path):
+    net, predictor = _setup(ResidualNet, tmp_path)
+    result = prune(net, X, predictor, CALIB, SearchConfig(budget=0.5, progress=False))
+    accepted = result.log[result.log["accepted"]]
+    latencies = accepted["predicted_latency_ms"].to_numpy()
+    assert len(latencies) >= 2 and (latencies[1:] < latencies[:-1]).all()
+    assert {"group", "k_from", "k_to", "predicted_saving_ms", "v1", "v2", "score"} <= set(
+        result.log.columns
+    )
+    assert result.log["v1"].between(0, 1).all() and (result.log["v2"] >= 0).all()
+
+
+def test_masking_matches_physical_pruning(tmp_path):
+    net, _ = _setup(ResidualNet, tmp_path)
+    groups = channel_groups(net, X)
+    removed = {g.id: [0, 3, 5] for g in groups if g.prunable}
+    from ttmpd.pruning import plan_from_removed
+
+    plan = plan_from_removed(groups, removed, model=net)
+    pruned = apply_plan(net, X, plan)
+    masked = ChannelMasker(net, groups).masked(removed)
+    with torch.no_grad():
+        torch.testing.assert_close(masked(CALIB), pruned(CALIB), rtol=1e-4, atol=1e-5)
+
+
+def test_plan_round_trips_and_reapplies(tmp_path):
+    net, predictor = _setup(ResidualNet, tmp_path)
+    result = prune(net, X, predictor, CALIB, SearchConfig(budget=0.6, progress=False))
+    summary = save_prune_result(result, tmp_path / "out", X, num_classes=10)
+    plan = PrunePlan.from_json(tmp_path / "out" / "plan.json")
+    again = recalibrate_bn(apply_plan(net, X, plan), CALIB)
+    loaded = load_checkpoint(tmp_path / "out" / "model.pt").model
+    with torch.no_grad():
+        torch.testing.assert_close(again(CALIB), result.model(CALIB))
+        torch.testing.assert_close(loaded(CALIB), result.model(CALIB))
+    saved = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert saved["predicted_latency_ms"] == pytest.approx(summary["predicted_latency_ms"])
+    if saved["files"]["exported"]:
+        program = torch.export.load(str(tmp_path / "out" / "model.pt2"))
+        with torch.no_grad():
+            torch.testing.assert_close(program.module()(X), result.model(X))
+
+
+@pytest.mark.parametrize("budget", [0.0, -0.5, 1.0, 1.5])
+def test_out_of_range_budgets(budget):
+    with pytest.raises(InputError, match="budget must be a fraction"):
+        SearchConfig(budget=budget)
+
+
+def test_unreachable_budget_names_the_floor(tmp_path):
+    net, predictor = _setup(ResidualNet, tmp_path)
+    with pytest.raises(InputError, match=r"below what pruning can reach.*raise the budget"):
+        prune(net, X, predictor, CALIB, SearchConfig(budget=0.01, progress=False))
+
+
+def test_latency_of_states_is_exact_for_shared_units(tmp_path):
+    net, predictor = _setup(ResidualNet, tmp_path)
+    savings = PruneSavings(predictor, net, X)
+    groups = [g for g in channel_groups(net, X) if g.prunable]
+    removed = {g.id: list(range(4)) for g in groups}
+    from ttmpd.pruning import plan_from_removed
+
+    pruned = apply_plan(net, X, plan_from_removed(groups, removed, model=net))
+    mapping = {"stem.0": "stem.0", "conv1": "conv1"}
+    state = {mapping[g.id]: 4 for g in groups if g.id in mapping}
+    assert len(state) == len(groups)
+    predicted = savings.latencies([state])[0]
+    assert predicted == pytest.approx(predictor.predict_model(pruned, X).total_ms, rel=1e-6)

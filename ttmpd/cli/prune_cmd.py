@@ -1,0 +1,74 @@
+"""``ttmpd prune``: latency-aware test-time pruning of a checkpoint to a budget."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prune",
+        help="prune a model to a latency budget with unlabeled test samples",
+        description="Search a structured prune whose predicted latency meets the budget, "
+        "ranking candidates by predicted accuracy loss per predicted ms saved.",
+    )
+    p.add_argument("--model", required=True, help="ttmpd checkpoint (.pt) of the base model")
+    p.add_argument("--data", required=True, help="test stream: .npz, image folder, or mnist")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--lut", help="device latency table (a predictor is fitted on it)")
+    src.add_argument("--predictor", help="predictor saved by ttmpd lut fit (.json)")
+    p.add_argument("--budget", type=float, required=True, help="target / original latency")
+    p.add_argument("--method", default="ttmpd", help="ttmpd | knapsack | uniform")
+    p.add_argument("--importance", default="l1", help="l1 | l2 | bn_scale | taylor | random")
+    p.add_argument("--calib-samples", type=int, default=256, help="unlabeled samples used")
+    p.add_argument(
+        "--calibrate-variants",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --lut: calibrate on the model and N measured random prunes",
+    )
+    p.add_argument("--no-measure", action="store_true", help="skip measuring the result")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..pruning import SearchConfig, prune, save_prune_result
+    from ..workflow import load_calibration, load_predictor_for, measure_on_table_backend
+
+    config = SearchConfig(
+        budget=args.budget, method=args.method, importance=args.importance, seed=args.seed,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    checkpoint, calib, example = load_calibration(args.model, args.data, args.calib_samples,
+                                                  args.seed)  # fmt: skip
+    predictor, table = load_predictor_for(
+        args.lut, args.predictor, checkpoint.model, example, args.calibrate_variants
+    )
+    result = prune(checkpoint.model, example, predictor, calib, config)
+    measured = None if args.no_measure else measure_on_table_backend(table, result.model, example)
+    summary = save_prune_result(
+        result, args.out, example, normalization=checkpoint.normalization,
+        num_classes=checkpoint.num_classes, measured_ms=measured,
+        extra={"model": args.model, "data": args.data, "calib_samples": len(calib)},
+    )  # fmt: skip
+    if args.json:
+        print_json(summary)
+        return 0
+    print(
+        f"{args.method}: predicted {result.predicted_latency_ms:.3f} ms of "
+        f"{result.base_latency_ms:.3f} ms (target {result.target_latency_ms:.3f}), "
+        f"{summary['removed_fraction']:.0%} of prunable channels removed, "
+        f"{len(result.log)} candidates in {result.search_s:.1f} s"
+    )
+    if measured is not None:
+        print(f"measured  {measured:.3f} ms ({summary['measured_vs_predicted_pct']:+.1f}% vs "
+              "predicted)")  # fmt: skip
+    print(f"wrote {args.out}/model.pt, plan.json, candidates.csv, summary.json")
+    return 0

@@ -1,0 +1,67 @@
+"""Glue shared by the commands that chain stages (prune, pareto, run): loading a checkpoint
+and its test stream, getting a predictor, measuring on the table's device.
+
+This is the one module that imports several stages; stage packages never import it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import InputError
+from .lut import LatencyPredictor, LatencyTable, backend_for_table, load_predictor
+from .models import Checkpoint, load_checkpoint
+from .pruning import MODEL_TIMING, calibrate_predictor
+
+
+def load_stream(data: str, labels: bool = False):
+    """A test stream: ``mnist``/``digits`` (embedded test split) or a path (.npz, folder)."""
+    from .data import load_digits, load_mnist, load_path
+
+    if data == "mnist":
+        return load_mnist("test")
+    if data == "digits":
+        return load_digits("test")
+    return load_path(data, labels=labels)
+
+
+def load_calibration(
+    model_path: str, data: str, samples: int, seed: int = 0
+) -> tuple[Checkpoint, torch.Tensor, torch.Tensor]:
+    """``(checkpoint, calib images (N, C, H, W) normalised, example input (1, C, H, W))``."""
+    from .base import check_input_channels, to_model_input
+
+    if samples < 8:
+        raise InputError(f"--calib-samples must be >= 8, got {samples}")
+    checkpoint = load_checkpoint(model_path)
+    stream = load_stream(data)
+    check_input_channels(checkpoint.model, stream.images)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(stream.images), size=min(samples, len(stream.images)), replace=False)
+    calib = to_model_input(stream.images[np.sort(pick)], checkpoint.normalization)
+    return checkpoint, calib, calib[:1].clone()
+
+
+def load_predictor_for(
+    lut: str | None,
+    predictor_path: str | None,
+    model: nn.Module,
+    example: torch.Tensor,
+    calibrate_variants: int = 0,
+) -> tuple[LatencyPredictor, LatencyTable]:
+    """A fitted predictor from a saved file or a LUT (calibrated on request)."""
+    if predictor_path:
+        return load_predictor(predictor_path)
+    table = LatencyTable.load(lut)
+    predictor = LatencyPredictor().fit(table)
+    if calibrate_variants:
+        calibrate_predictor(predictor, model, example, backend_for_table(table),
+                            calibrate_variants)  # fmt: skip
+    return predictor, table
+
+
+def measure_on_table_backend(table: LatencyTable, model: nn.Module, example) -> float:
+    """Median end-to-end latency (ms) of ``model`` on the backend the table was built on."""
+    return backend_for_table(table).measure_model(model, example, MODEL_TIMING).median_ms
