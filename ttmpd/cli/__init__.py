@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "profile",
     "lut_cmd",
     "predict_cmd",
+    "prune_cmd",
     "models_cmd",
     "data_cmd",
     "train_base_cmd",
