@@ -6,6 +6,8 @@ This is the one module that imports several stages; stage packages never import 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
@@ -27,21 +29,54 @@ def load_stream(data: str, labels: bool = False):
     return load_path(data, labels=labels)
 
 
-def load_calibration(
-    model_path: str, data: str, samples: int, seed: int = 0
-) -> tuple[Checkpoint, torch.Tensor, torch.Tensor]:
-    """``(checkpoint, calib images (N, C, H, W) normalised, example input (1, C, H, W))``."""
+@dataclass(frozen=True)
+class Scenario:
+    """A base checkpoint and its test stream: calibration samples and the held-out rest."""
+
+    checkpoint: Checkpoint
+    calib: torch.Tensor
+    example: torch.Tensor
+    held_out_images: np.ndarray
+    held_out_labels: np.ndarray | None
+
+    def evaluate(self, model: nn.Module) -> float:
+        """Accuracy on the held-out part of the stream (needs labels)."""
+        from .base import evaluate
+
+        if self.held_out_labels is None:
+            raise InputError("the test stream has no labels; accuracy needs labels")
+        return evaluate(model, self.held_out_images, self.held_out_labels,
+                        self.checkpoint.normalization)  # fmt: skip
+
+
+def load_scenario(model_path: str, data: str, samples: int, seed: int = 0) -> Scenario:
+    """Split the stream into ``samples`` calibration images (random, seeded) and the rest."""
     from .base import check_input_channels, to_model_input
 
     if samples < 8:
         raise InputError(f"--calib-samples must be >= 8, got {samples}")
     checkpoint = load_checkpoint(model_path)
-    stream = load_stream(data)
+    stream = (
+        load_stream(data, labels=True) if data not in ("mnist", "digits") else load_stream(data)
+    )
     check_input_channels(checkpoint.model, stream.images)
+    n = len(stream.images)
+    if samples >= n:
+        raise InputError(f"--calib-samples {samples} must be below the stream size {n}")
     rng = np.random.default_rng(seed)
-    pick = rng.choice(len(stream.images), size=min(samples, len(stream.images)), replace=False)
-    calib = to_model_input(stream.images[np.sort(pick)], checkpoint.normalization)
-    return checkpoint, calib, calib[:1].clone()
+    pick = np.zeros(n, dtype=bool)
+    pick[rng.choice(n, size=samples, replace=False)] = True
+    calib = to_model_input(stream.images[pick], checkpoint.normalization)
+    labels = None if stream.labels is None else stream.labels[~pick]
+    return Scenario(checkpoint, calib, calib[:1].clone(), stream.images[~pick], labels)
+
+
+def load_calibration(
+    model_path: str, data: str, samples: int, seed: int = 0
+) -> tuple[Checkpoint, torch.Tensor, torch.Tensor]:
+    """``(checkpoint, calib images (N, C, H, W) normalised, example input (1, C, H, W))``."""
+    s = load_scenario(model_path, data, samples, seed)
+    return s.checkpoint, s.calib, s.example
 
 
 def load_predictor_for(

@@ -120,3 +120,28 @@ def test_latency_of_states_is_exact_for_shared_units(tmp_path):
     assert len(state) == len(groups)
     predicted = savings.latencies([state])[0]
     assert predicted == pytest.approx(predictor.predict_model(pruned, X).total_ms, rel=1e-6)
+
+
+def test_pareto_front_and_sweep(tmp_path):
+    from ttmpd.pruning import pareto_front, pareto_sweep, plot_pareto
+
+    front = pareto_front([1.0, 2.0, 3.0, 2.5], [0.5, 0.9, 0.95, 0.8])
+    assert front.tolist() == [True, True, True, False]
+    net, predictor = _setup(ResidualNet, tmp_path)
+    with torch.no_grad():
+        labels = net(CALIB).argmax(1)
+    fake = get_backend("fake")
+
+    def evaluate(model):
+        with torch.no_grad():
+            return float((model(CALIB).argmax(1) == labels).float().mean())
+
+    frame = pareto_sweep(net, X, predictor, CALIB, evaluate,
+                         lambda m: fake.measure_model(m, X).median_ms, [0.5, 0.8],
+                         ["ttmpd", "uniform"], progress=False)  # fmt: skip
+    assert len(frame) == 5 and frame.iloc[0]["method"] == "original"
+    assert frame.iloc[0]["accuracy"] == 1.0 and frame["on_front"].iloc[0]
+    pruned = frame.iloc[1:]
+    assert (pruned["measured_ms"] < frame.iloc[0]["measured_ms"]).all()
+    path = plot_pareto(frame, tmp_path / "pareto.png")
+    assert path.stat().st_size > 1000

@@ -22,6 +22,9 @@ from ._interop import LatencyAwareImportance as LatencyAwareImportance
 from ._interop import latency_costs as latency_costs
 from ._mask import ChannelMasker as ChannelMasker
 from ._outputs import save_prune_result as save_prune_result
+from ._pareto import pareto_front as pareto_front
+from ._pareto import pareto_sweep as pareto_sweep
+from ._pareto import plot_pareto as plot_pareto
 from ._plan import PLAN_FORMAT as PLAN_FORMAT
 from ._plan import SCHEMA_VERSION as SCHEMA_VERSION
 from ._plan import PrunePlan as PrunePlan
@@ -57,7 +60,10 @@ __all__ = [
     "latency_costs",
     "model_fingerprint",
     "parameter_grads",
+    "pareto_front",
+    "pareto_sweep",
     "plan_from_removed",
+    "plot_pareto",
     "prune",
     "random_plan",
     "recalibrate_bn",

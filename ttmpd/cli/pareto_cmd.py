@@ -1,0 +1,61 @@
+"""``ttmpd pareto``: accuracy against measured latency over budgets and methods."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import parse_fractions, print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pareto",
+        help="sweep latency budgets and methods; plot accuracy vs measured latency",
+    )
+    p.add_argument("--model", required=True, help="ttmpd checkpoint (.pt) of the base model")
+    p.add_argument("--data", required=True, help="labelled test stream (.npz) or mnist")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--lut", help="device latency table")
+    src.add_argument("--predictor", help="predictor saved by ttmpd lut fit (.json)")
+    p.add_argument("--budgets", default="0.3,0.5,0.7,0.9", help="comma-separated fractions")
+    p.add_argument("--methods", default="ttmpd,knapsack,uniform")
+    p.add_argument("--calib-samples", type=int, default=256)
+    p.add_argument("--calibrate-variants", type=int, default=0, metavar="N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (pareto.csv, pareto.png)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .._io import atomic_path
+    from ..pruning import METHODS, SearchConfig, pareto_sweep, plot_pareto
+    from ..workflow import load_predictor_for, load_scenario, measure_on_table_backend
+
+    budgets = parse_fractions(args.budgets)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        SearchConfig(budget=0.5, method=m)  # validates the name
+    scenario = load_scenario(args.model, args.data, args.calib_samples, args.seed)
+    model = scenario.checkpoint.model
+    predictor, table = load_predictor_for(args.lut, args.predictor, model, scenario.example,
+                                          args.calibrate_variants)  # fmt: skip
+    frame = pareto_sweep(
+        model, scenario.example, predictor, scenario.calib, scenario.evaluate,
+        lambda m: measure_on_table_backend(table, m, scenario.example), budgets, methods,
+        SearchConfig(budget=0.5, seed=args.seed, progress=False),
+    )  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "pareto.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    plot_pareto(frame, out / "pareto.png",
+                title=f"{Path(args.model).stem} on {table.meta.backend}")  # fmt: skip
+    if args.json:
+        print_json({"out": str(out), "rows": frame.to_dict("records"), "methods": list(METHODS)})
+        return 0
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"wrote {out}/pareto.csv and {out}/pareto.png")
+    return 0
