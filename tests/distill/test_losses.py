@@ -1,0 +1,214 @@
+"""Every registered loss: zero/minimal for identical inputs, positive otherwise, gradients to
+the student and connectors but never the teacher, mismatched channels, and KD/AT checked
+against independent computations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ttmpd._registry import UnknownNameError
+from ttmpd.distill import (
+    LOSSES,
+    CombinedLoss,
+    FeatureHooks,
+    Features,
+    LossContext,
+    list_losses,
+    parse_loss_spec,
+)
+from ttmpd.errors import InputError
+
+ALL = list_losses()
+#: losses that vanish when the student's features/logits equal the teacher's
+ZERO_WHEN_EQUAL = {"kd", "dkd", "fitnet", "at", "sp", "rkd", "pkt", "cc", "nst", "fsp"}
+#: losses that never vanish (a likelihood, a margin, a reconstruction, a contrast):
+#: training must lower them instead
+DECREASE = set(ALL) - ZERO_WHEN_EQUAL - {"ab"}
+
+B = 6
+
+
+def _features(channels=(8, 16), seed=0, classes=4, requires_grad=False) -> Features:
+    g = torch.Generator().manual_seed(seed)
+    f1 = torch.randn(B, channels[0], 8, 8, generator=g).relu()
+    f2 = torch.randn(B, channels[1], 4, 4, generator=g).relu()
+    logits = torch.randn(B, classes, generator=g) * 3
+    tensors = [logits, f1, f2]
+    if requires_grad:
+        tensors = [t.clone().requires_grad_(True) for t in tensors]
+    return Features(tensors[0], tuple(tensors[1:]), torch.arange(B))
+
+
+def _context(s=(8, 16), t=(8, 16), classes=4, n=32) -> LossContext:
+    return LossContext(classes, ((s[0], 8, 8), (s[1], 4, 4)), ((t[0], 8, 8), (t[1], 4, 4)), n)
+
+
+def test_every_documented_loss_is_registered():
+    expected = {"ce", "kd", "dkd", "fitnet", "at", "ab", "vid", "ft", "fsp"}
+    expected |= {"sp", "rkd", "pkt", "cc", "nst", "crd"}
+    assert set(ALL) == expected
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_loss_docstring_states_paper_and_weight(name):
+    cls = LOSSES.get(name)
+    assert cls.__doc__ and "weight" in cls.__doc__.lower()
+    assert cls.default_weight > 0
+
+
+@pytest.mark.parametrize("name", sorted(ZERO_WHEN_EQUAL))
+def test_zero_for_identical_inputs(name):
+    torch.manual_seed(0)
+    loss = LOSSES.get(name)(_context())
+    f = _features()
+    assert loss(f, f).item() == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_positive_for_different_inputs_with_mismatched_channels(name):
+    torch.manual_seed(0)
+    loss = LOSSES.get(name)(_context(s=(4, 8)))
+    value = loss(_features((4, 8), seed=1), _features(seed=2)).item()
+    assert math.isfinite(value) and value > 0
+
+
+def test_ab_is_zero_when_margins_hold():
+    loss = LOSSES.get("ab")(_context())
+    t = _features()
+    s = Features(t.logits, tuple(torch.where(f > 0, 2.0, -2.0) for f in t.features))
+    assert loss(s, t).item() == 0.0
+    assert loss(t, t).item() > 0  # inactive teacher neurons at 0 sit inside the margin
+
+
+def test_ce_is_minimal_at_the_pseudo_labels():
+    loss = LOSSES.get("ce")(_context())
+    t = _features()
+    sharp = Features(F.one_hot(t.logits.argmax(1), 4).float() * 50, t.features)
+    assert float(loss(sharp, t)) < 1e-6 < float(loss(_features(seed=5), t))
+
+
+@pytest.mark.parametrize("name", sorted(DECREASE))
+def test_non_vanishing_losses_decrease_with_training(name):
+    torch.manual_seed(0)
+    loss = LOSSES.get(name)(_context(s=(4, 8)))
+    student, teacher = _features((4, 8), seed=1, requires_grad=True), _features(seed=2)
+    params = [student.logits, *student.features, *loss.parameters()]
+    opt = torch.optim.Adam(params, lr=0.05)
+    first = loss(student, teacher).item()
+    for _ in range(30):
+        opt.zero_grad()
+        loss(student, teacher).backward()
+        opt.step()
+    assert loss(student, teacher).item() < first
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_gradients_reach_student_and_connectors_never_teacher(name, make_net):
+    torch.manual_seed(0)
+    teacher, student = make_net((8, 16), seed=1), make_net((4, 8), seed=2).train()
+    for p in teacher.parameters():
+        p.requires_grad_(True)  # even a careless teacher must not receive gradients
+    x = torch.rand(B, 1, 12, 12)
+    index = torch.arange(B)
+    layers = ["layer1", "layer2"]
+    with FeatureHooks(teacher, layers) as th, FeatureHooks(student, layers) as sh:
+        t_out, s_out = th.run(teacher, x, index), sh.run(student, x, index)
+    ctx = LossContext(
+        4,
+        tuple(tuple(f.shape[1:]) for f in s_out.features),
+        tuple(tuple(f.shape[1:]) for f in t_out.features),
+        num_samples=B,
+    )
+    loss = LOSSES.get(name)(ctx)
+    value = loss(s_out, t_out)
+    value.backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    grads = [p.grad for p in student.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+    own = [
+        p
+        for n, p in loss.named_parameters()
+        if not n.startswith("encoder.") and not n.startswith("decoder.")
+    ]
+    if name == "crd":
+        own = list(loss.embed_s.parameters())
+    for p in own:
+        assert p.grad is not None, f"{name}: {p.shape} got no gradient"
+
+
+def test_connectors_are_identity_initialised():
+    from ttmpd.distill import Connector
+
+    c = Connector((8, 5, 5), (8, 5, 5))
+    x = torch.randn(2, 8, 5, 5)
+    assert torch.allclose(c(x), x)
+    wider = Connector((4, 6, 6), (8, 3, 3))
+    assert wider(torch.randn(2, 4, 6, 6)).shape == (2, 8, 3, 3)
+
+
+def test_kd_matches_an_independent_computation():
+    t, s = _features(seed=1), _features(seed=2)
+    temp = 4.0
+    zs, zt = s.logits.double().numpy() / temp, t.logits.double().numpy() / temp
+    log_ps = zs - np.log(np.exp(zs).sum(1, keepdims=True))
+    pt = np.exp(zt) / np.exp(zt).sum(1, keepdims=True)
+    expected = (pt * (np.log(pt) - log_ps)).sum(1).mean() * temp * temp
+    got = LOSSES.get("kd")(_context())(s, t)
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+
+
+def test_at_matches_an_independent_computation():
+    t, s = _features(seed=1), _features((4, 8), seed=2)
+    expected = 0.0
+    for fs, ft in zip(s.features, t.features, strict=True):
+        maps = []
+        for f in (fs, ft):
+            a = (f.double().numpy() ** 2).mean(1).reshape(B, -1)
+            maps.append(a / np.linalg.norm(a, axis=1, keepdims=True))
+        expected += ((maps[0] - maps[1]) ** 2).mean()
+    got = LOSSES.get("at")(_context(s=(4, 8)))(s, t)
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+
+
+def test_spec_parser_weights_defaults_and_errors():
+    terms = parse_loss_spec("kd:0.9, at:1000,ce")
+    assert [(t.name, t.weight) for t in terms] == [("kd", 0.9), ("at", 1000.0), ("ce", 1.0)]
+    with pytest.raises(UnknownNameError, match="choose one of: ab, at"):
+        parse_loss_spec("kd,nope:1")
+    with pytest.raises(InputError, match="not a number"):
+        parse_loss_spec("kd:abc")
+    with pytest.raises(InputError, match="twice"):
+        parse_loss_spec("kd,kd:2")
+    with pytest.raises(InputError, match="name\\[:weight\\]"):
+        parse_loss_spec("kd,,ce")
+    with pytest.raises(InputError, match=">= 0"):
+        parse_loss_spec("kd:-1")
+
+
+def test_combined_loss_is_the_weighted_sum():
+    ctx = _context(s=(4, 8))
+    s, t = _features((4, 8), seed=1), _features(seed=2)
+    combined = CombinedLoss("kd:0.5,at:10", ctx)
+    total, parts = combined(s, t)
+    assert float(total) == pytest.approx(0.5 * parts["kd"] + 10 * parts["at"], rel=1e-5)
+    assert parts["kd"] == pytest.approx(
+        float(
+            F.kl_div(
+                F.log_softmax(s.logits / 4, 1), F.softmax(t.logits / 4, 1), reduction="batchmean"
+            )
+        )
+        * 16,
+        rel=1e-5,
+    )
+
+
+def test_feature_losses_need_layers():
+    with pytest.raises(InputError, match="feature layer"):
+        LOSSES.get("at")(LossContext(4))
+    with pytest.raises(InputError, match="at least 2"):
+        LOSSES.get("fsp")(LossContext(4, ((8, 4, 4),), ((8, 4, 4),)))

@@ -1,0 +1,217 @@
+"""The trainer: determinism, resume == uninterrupted, Ctrl-C, history, schemes, online."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from ttmpd.distill import (
+    CacheConfig,
+    DistillConfig,
+    DistillInterrupted,
+    SelectionConfig,
+    TeacherCache,
+    distill,
+    list_schemes,
+)
+from ttmpd.errors import InputError
+
+LAYERS = ("layer1", "layer2")
+
+
+def _setup(make_net, images, to_model_input, layers=LAYERS, size=40, views=1):
+    teacher = make_net((8, 16), seed=1)
+    cache = TeacherCache.build(
+        teacher,
+        images,
+        to_model_input,
+        layers=layers,
+        selection=SelectionConfig(size=size),
+        config=CacheConfig(views=views),
+    )
+    return teacher, cache
+
+
+def _run(make_net, teacher, cache, to_model_input, **kwargs):
+    kwargs.setdefault("loss", "kd:0.9,at:100,ce:0.1")
+    kwargs.setdefault("feature_layers", LAYERS)
+    config = DistillConfig(epochs=kwargs.pop("epochs", 2), batch_size=16, progress=False, **kwargs)
+    student = make_net((4, 8), seed=2)
+    return distill(teacher, student, cache, to_model_input, config, **_run_options)
+
+
+_run_options: dict = {}
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_same_seed_same_result(make_net, images, to_model_input):
+    teacher, cache = _setup(make_net, images, to_model_input, views=2)
+    a = _run(make_net, teacher, cache, to_model_input, seed=5)
+    b = _run(make_net, teacher, cache, to_model_input, seed=5)
+    c = _run(make_net, teacher, cache, to_model_input, seed=6)
+    sa, sb, sc = _state(a.student), _state(b.student), _state(c.student)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+    assert a.history["loss"].tolist() == b.history["loss"].tolist()
+
+
+def test_history_columns_and_eval(make_net, images, to_model_input, tmp_path):
+    teacher, cache = _setup(make_net, images, to_model_input)
+    labels = np.arange(len(images)) % 4
+    config = DistillConfig(
+        loss="kd,at", feature_layers=LAYERS, epochs=2, batch_size=16, progress=False
+    )
+    result = distill(
+        teacher,
+        make_net((4, 8), seed=2),
+        cache,
+        to_model_input,
+        config,
+        eval_data=(images[:30], labels[:30]),
+        out_dir=tmp_path,
+    )
+    expected = {"epoch", "step", "lr", "loss", "samples", "seconds", "samples_per_s"}
+    expected |= {"teacher_forwards", "accuracy", "loss_kd", "loss_at"}
+    assert set(result.history.columns) == expected
+    assert result.history["epoch"].tolist() == [1, 2]
+    assert result.history["step"].tolist() == [3, 6]
+    assert result.summary["accuracy_before"] is not None
+    assert (tmp_path / "history.csv").is_file() and (tmp_path / "train_state.pt").is_file()
+    assert not result.student.training
+
+
+def test_interrupt_then_resume_equals_uninterrupted(make_net, images, to_model_input, tmp_path):
+    teacher, cache = _setup(make_net, images, to_model_input, views=2)
+    kwargs = dict(loss="kd,crd", scheme="adversarial", optimizer="adam", lr=1e-3, epochs=3)
+    full = _run(make_net, teacher, cache, to_model_input, **kwargs)
+
+    config = DistillConfig(
+        loss="kd,crd",
+        feature_layers=LAYERS,
+        scheme="adversarial",
+        optimizer="adam",
+        lr=1e-3,
+        epochs=3,
+        batch_size=16,
+        progress=False,
+    )
+    student = make_net((4, 8), seed=2)
+    calls = {"n": 0}
+
+    def ctrl_c(*_):
+        calls["n"] += 1
+        if calls["n"] == 5:  # during the 2nd step of epoch 2 (3 steps per epoch)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    handle = student.register_forward_hook(ctrl_c)
+    with pytest.raises(DistillInterrupted, match="--resume") as info:
+        distill(teacher, student, cache, to_model_input, config, out_dir=tmp_path)
+    assert info.value.exit_code == 130
+    handle.remove()
+    resumed = distill(
+        teacher,
+        make_net((4, 8), seed=2),
+        cache,
+        to_model_input,
+        config,
+        out_dir=tmp_path,
+        resume=True,
+    )
+    sf, sr = _state(full.student), _state(resumed.student)
+    assert all(torch.allclose(sf[k].float(), sr[k].float(), atol=1e-6) for k in sf)
+    assert resumed.history["loss"].tolist() == pytest.approx(full.history["loss"].tolist())
+    assert resumed.history["step"].tolist() == [3, 6, 9]
+
+
+def test_resume_with_other_settings_is_refused(make_net, images, to_model_input, tmp_path):
+    teacher, cache = _setup(make_net, images, to_model_input)
+    config = DistillConfig(loss="kd", epochs=1, batch_size=16, progress=False)
+    distill(teacher, make_net((4, 8), seed=2), cache, to_model_input, config, out_dir=tmp_path)
+    other = DistillConfig(loss="kd", epochs=1, batch_size=16, lr=0.5, progress=False)
+    with pytest.raises(InputError, match=r"lr: 0\.01 -> 0\.5"):
+        distill(
+            teacher,
+            make_net((4, 8)),
+            cache,
+            to_model_input,
+            other,
+            out_dir=tmp_path,
+            resume=True,
+        )
+    with pytest.raises(InputError, match="no training state"):
+        distill(
+            teacher,
+            make_net((4, 8)),
+            cache,
+            to_model_input,
+            config,
+            out_dir=tmp_path / "none",
+            resume=True,
+        )
+
+
+@pytest.mark.parametrize("scheme", list_schemes())
+def test_every_scheme_trains(scheme, make_net, images, to_model_input):
+    teacher, cache = _setup(make_net, images, to_model_input)
+    result = _run(make_net, teacher, cache, to_model_input, scheme=scheme, loss="kd", epochs=1)
+    assert np.isfinite(result.history["loss"]).all()
+    if scheme != "standard":
+        assert any(c.startswith(f"loss_{scheme[:3]}") for c in result.history.columns)
+
+
+def test_online_mode_runs_the_teacher_every_step(make_net, counting, images, to_model_input):
+    teacher = counting(make_net((8, 16), seed=1))
+    cache = TeacherCache.build(
+        teacher,
+        images,
+        to_model_input,
+        selection=SelectionConfig(size=32),
+        config=CacheConfig(outputs=False),
+    )
+    config = DistillConfig(
+        loss="kd,fitnet",
+        feature_layers=LAYERS,
+        teacher_layers=("model.layer1", "model.layer2"),
+        epochs=2,
+        batch_size=16,
+        online=True,
+        progress=False,
+    )
+    result = distill(teacher, make_net((4, 8), seed=2), cache, to_model_input, config)
+    assert result.summary["teacher_forwards"] == 2 * 32
+    assert len(teacher.seen) == 2 * 32 + 2  # + the shape probe
+
+
+def test_steps_override_epochs(make_net, images, to_model_input):
+    teacher, cache = _setup(make_net, images, to_model_input)
+    result = _run(make_net, teacher, cache, to_model_input, loss="kd", steps=4)
+    assert result.summary["steps"] == 4 and result.history["step"].tolist() == [3, 4]
+
+
+def test_input_errors(make_net, images, to_model_input):
+    teacher, cache = _setup(make_net, images, to_model_input)
+    with pytest.raises(InputError, match="'layer7' not found"):
+        _run(make_net, teacher, cache, to_model_input, feature_layers=("layer7", "layer2"))
+    other_classes = make_net((4, 8), classes=3)
+    with pytest.raises(InputError, match="same classes"):
+        distill(
+            teacher, other_classes, cache, to_model_input, DistillConfig(loss="kd", progress=False)
+        )
+    with pytest.raises(InputError, match="cache holds teacher layers"):
+        _run(
+            make_net,
+            teacher,
+            cache,
+            to_model_input,
+            feature_layers=("layer2",),
+            teacher_layers=("stem",),
+        )
+    with pytest.raises(InputError, match="unknown optimizer"):
+        DistillConfig(optimizer="lbfgs")

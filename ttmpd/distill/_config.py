@@ -1,0 +1,92 @@
+"""Distillation settings: losses, scheme, feature layers, optimisation, seed."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from torch import nn
+
+from ..errors import InputError
+from ._features import default_feature_layers
+from ._losses import parse_loss_spec, spec_needs_features
+from ._optim import OPTIMIZERS, SCHEDULES
+from ._schemes import SCHEMES
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Distillation settings (validated on creation).
+
+    ``feature_layers`` are student module paths (None: ``layer1..`` stages when a loss or
+    scheme needs features); ``teacher_layers`` default to the same paths. ``steps``, when
+    given, overrides ``epochs`` (the last epoch may be partial).
+    """
+
+    loss: str = "kd"
+    scheme: str = "standard"
+    feature_layers: tuple[str, ...] | None = None
+    teacher_layers: tuple[str, ...] | None = None
+    epochs: int = 10
+    steps: int | None = None
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    seed: int = 0
+    online: bool = False
+    progress: bool = True
+    eval_batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        parse_loss_spec(self.loss)
+        SCHEMES.get(self.scheme)
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+            raise InputError(f"steps must be a positive integer or None, got {self.steps!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(
+                f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise InputError(
+                f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}"
+            )
+        if not (self.lr > 0 and math.isfinite(self.lr)) or self.weight_decay < 0:
+            raise InputError(
+                f"lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}"
+            )
+        for name in ("feature_layers", "teacher_layers"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(value))
+
+    @property
+    def needs_features(self) -> bool:
+        return spec_needs_features(self.loss) or SCHEMES.get(self.scheme).needs_student_features
+
+    def resolve_layers(self, student: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """``(student_layers, teacher_layers)`` actually hooked (empty without features)."""
+        if not self.needs_features:
+            return (), ()
+        student_layers = self.feature_layers or tuple(default_feature_layers(student))
+        if not student_layers:
+            raise InputError("the losses need feature layers; pass them (--features layer1,...)")
+        teacher_layers = self.teacher_layers or student_layers
+        if len(teacher_layers) != len(student_layers):
+            raise InputError(
+                f"{len(student_layers)} student feature layers but {len(teacher_layers)} "
+                "teacher layers; give one teacher layer per student layer"
+            )
+        return tuple(student_layers), tuple(teacher_layers)
+
+    def signature(self) -> dict:
+        sig = asdict(self)
+        sig.pop("progress")
+        sig.pop("eval_batch_size")
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in sig.items()}
