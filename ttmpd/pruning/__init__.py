@@ -31,6 +31,7 @@ from ._plan import PrunePlan as PrunePlan
 from ._plan import model_fingerprint as model_fingerprint
 from ._proxies import PROXIES as PROXIES
 from ._proxies import AccuracyModel as AccuracyModel
+from ._proxies import agreement_proxies as agreement_proxies
 from ._random import random_plan as random_plan
 from ._search import METHODS as METHODS
 from ._search import PruneResult as PruneResult
@@ -52,6 +53,7 @@ __all__ = [
     "PrunePlan",
     "PruneResult",
     "SearchConfig",
+    "agreement_proxies",
     "apply_plan",
     "calibrate_predictor",
     "calibration_variants",

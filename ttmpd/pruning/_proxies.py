@@ -71,3 +71,12 @@ class AccuracyModel:
         design = np.column_stack([np.ones(len(v1)), v1, v2])
         coef, *_ = np.linalg.lstsq(design, np.asarray(accuracy, dtype=float), rcond=None)
         return cls(float(coef[0]), float(coef[1]), float(coef[2]))
+
+
+def agreement_proxies(
+    model: torch.nn.Module, images: torch.Tensor, teacher_logits: torch.Tensor
+) -> tuple[float, float]:
+    """``(V1, V2)`` of ``model`` on ``images`` against the teacher's logits (no grad)."""
+    with torch.no_grad():
+        logits = model(images)
+    return agreement(logits, teacher_logits), kd_gap(logits, teacher_logits)

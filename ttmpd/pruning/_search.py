@@ -45,7 +45,7 @@ from ._groups import ChannelGroup, channel_groups
 from ._importance import importance as importance_fn
 from ._mask import ChannelMasker
 from ._plan import PrunePlan
-from ._proxies import AccuracyModel, agreement, kd_gap
+from ._proxies import AccuracyModel, agreement_proxies
 
 logger = logging.getLogger(__name__)
 METHODS = ("ttmpd", "knapsack", "uniform")
@@ -141,9 +141,7 @@ class _Problem:
 
     def proxies(self, masker: ChannelMasker, state: dict[str, int]) -> tuple[float, float]:
         candidate = recalibrate_bn(masker.masked(self.removed(state)), self.calib)
-        with torch.no_grad():
-            logits = candidate(self.calib)
-        return agreement(logits, self.teacher), kd_gap(logits, self.teacher)
+        return agreement_proxies(candidate, self.calib, self.teacher)
 
     def finish(self, state: dict[str, int], log: list[dict], start: float) -> PruneResult:
         removed = self.removed(state)
