@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -278,7 +279,10 @@ def distill(
                     row["accuracy"] = accuracy(
                         student, *eval_data, to_input, config.eval_batch_size
                     )
-                    bar.write(f"epoch {epoch + 1}: accuracy {row['accuracy'] * 100:.2f}%")
+                    message = f"epoch {epoch + 1}: accuracy {row['accuracy'] * 100:.2f}%"
+                    if config.progress:
+                        tqdm.write(message, file=sys.stderr)
+                    logger.info(message)
                 history.append(row)
                 pos.update(epoch=epoch + 1, step=0, sums={}, samples=0, seconds=0.0)
                 if out_dir is not None:
