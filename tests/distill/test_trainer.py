@@ -107,7 +107,7 @@ def test_interrupt_then_resume_equals_uninterrupted(make_net, images, to_model_i
 
     def ctrl_c(*_):
         calls["n"] += 1
-        if calls["n"] == 5:  # during the 2nd step of epoch 2 (3 steps per epoch)
+        if calls["n"] == 5:  # call 1 is the shape probe: the 1st step of epoch 2
             os.kill(os.getpid(), signal.SIGINT)
 
     handle = student.register_forward_hook(ctrl_c)
