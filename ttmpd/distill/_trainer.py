@@ -78,7 +78,7 @@ def accuracy(model: nn.Module, images, labels, to_input: ToInput, batch_size: in
 
 
 class _InterruptFlag:
-    """Turn SIGINT into a flag checked between steps (main thread only)."""
+    """Turn the first SIGINT into a flag checked between steps (main thread only)."""
 
     def __init__(self) -> None:
         self.raised = False
@@ -90,7 +90,10 @@ class _InterruptFlag:
         return self
 
     def _handle(self, signum, frame) -> None:
+        if self.raised:  # a second Ctrl-C aborts at once, without saving
+            raise KeyboardInterrupt
         self.raised = True
+        logger.warning("interrupt: finishing the current step, then saving (Ctrl-C again aborts)")
 
     def __exit__(self, *exc) -> None:
         if self._previous is not None:
