@@ -78,17 +78,32 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .._io import ensure_writable_dir
-    from ..base import COLUMNS, robustness_table, save_heatmap, summarize
+    from ..base import (
+        COLUMNS,
+        resolve_corruptions,
+        resolve_severities,
+        robustness_table,
+        save_heatmap,
+        summarize,
+    )
     from ..models import load_checkpoint
 
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit {args.limit} must be at least 1")
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads {args.threads} must be at least 1")
+    if args.data in BUILTIN:  # check names before creating --out or loading anything
+        resolve_corruptions(args.corruptions)
+        resolve_severities(args.severities)
+    elif not Path(args.data).exists():
+        raise InputError(
+            f"--data {args.data!r} is neither a built-in dataset ({', '.join(BUILTIN)}) nor an "
+            "existing file; give one of those or a labeled stream .npz"
+        )
+    checkpoint = load_checkpoint(args.model)
     out = Path(args.out) if args.out else None
     if out is not None:
         ensure_writable_dir(out / "accuracy.csv")
-    checkpoint = load_checkpoint(args.model)
     previous = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -2,7 +2,7 @@
 
 Example::
 
-    ttmpd train-base --model resnet20 --data mnist --epochs 5 --seed 0 --threads 2 \\
+    ttmpd train-base --model resnet20 --data mnist --epochs 12 --seed 0 --threads 1 \\
         --out base.pt
 """
 
@@ -26,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", default="resnet20", help="zoo name (default resnet20)")
     parser.add_argument("--data", choices=DATASETS, default="mnist", help="built-in dataset")
-    parser.add_argument("--epochs", type=int, default=5, help="passes over the source split")
-    parser.add_argument("--batch-size", type=int, default=128, help="images per step")
+    parser.add_argument("--epochs", type=int, default=12, help="passes over the source split")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per step")
     parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate (0.1)")
     parser.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum")
     parser.add_argument("--weight-decay", type=float, default=5e-4, help="L2 penalty")
