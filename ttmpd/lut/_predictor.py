@@ -226,7 +226,9 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
     ) -> LatencyPredictor:
         """Fit ``total = a·Σ unit + b·n_units + c`` (a, b, c >= 0) to measured whole models.
 
-        With fewer than 3 models only ``a`` is fitted (b = c = 0).
+        With fewer than 3 models only ``a`` is fitted (b = c = 0); when every model has the
+        same number of units (pruned variants of one architecture) ``b`` is 0, since it
+        would only duplicate the offset ``c``.
         """
         self._check_fitted()
         from scipy.optimize import nnls
@@ -238,9 +240,12 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
             units = extract_units(model, x, self.fusion_).units
             rows.append([float(self.predict([u.config for u in units]).sum()), len(units), 1.0])
         A, y = np.asarray(rows), np.asarray(measured_ms, dtype=float)
+        columns = [0, 1, 2]
+        if np.ptp(A[:, 1]) == 0:  # same unit count (pruned variants): n_units ~ intercept
+            columns = [0, 2]
         if len(models) < 3:
-            A = A[:, :1]
-        coef, _ = nnls(A, y)
-        a, b, c = (*coef, 0.0, 0.0)[:3]
-        self.calibration_ = (float(a), float(b), float(c))
+            columns = [0]
+        coef, _ = nnls(A[:, columns], y)
+        full = dict.fromkeys(range(3), 0.0) | dict(zip(columns, coef, strict=True))
+        self.calibration_ = (float(full[0]), float(full[1]), float(full[2]))
         return self
