@@ -60,14 +60,14 @@ def error_table(table: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     rows = []
     for severity in SEVERITIES:
         cells = table[table["severity"] == severity].set_index("corruption")["accuracy"]
-        errors = {SHORT.get(n, n): 100 * (1 - float(cells[n])) for n in names}
+        errors = {SHORT.get(n, n): round(100 * (1 - float(cells[n])), 2) for n in names}
         rows.append(
             {
                 "method": METHOD,
                 "severity": severity,
                 **errors,
-                "mean": sum(errors.values()) / len(errors),
-                "clean": clean_error,
+                "mean": round(sum(errors.values()) / len(errors), 2),
+                "clean": round(clean_error, 2),
             }
         )
     return pd.DataFrame(rows)
