@@ -180,8 +180,9 @@ class PruneSavings:
         rows, n = shifts.shape[0], len(units)
         base = self._base_frame.iloc[units]
         frame = base.iloc[np.tile(np.arange(n), rows)].reset_index(drop=True)
-        c_in = frame["in_channels"].to_numpy() - shifts[:, :, 0].reshape(-1)
-        c_out = frame["out_channels"].to_numpy() - shifts[:, :, 1].reshape(-1)
+        shifts = np.rint(shifts).astype(np.int64)  # keys must print ints ("16", not "16.0")
+        c_in = frame["in_channels"].to_numpy(dtype=np.int64) - shifts[:, :, 0].reshape(-1)
+        c_out = frame["out_channels"].to_numpy(dtype=np.int64) - shifts[:, :, 1].reshape(-1)
         groups = frame["groups"].to_numpy()
         depthwise = (
             (frame["op"].to_numpy() == "conv")
