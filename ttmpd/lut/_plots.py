@@ -20,6 +20,16 @@ def _figure():
     return plt
 
 
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Write a matplotlib figure as PNG atomically and close it."""
+    plt = _figure()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
 def plot_predicted_vs_measured(
     measured_ms, predicted: dict[str, np.ndarray], path: str | os.PathLike, title: str = ""
 ) -> Path:
@@ -39,11 +49,7 @@ def plot_predicted_vs_measured(
     ax.set_ylabel("predicted latency (ms)")
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def plot_layer_latency(
@@ -59,8 +65,4 @@ def plot_layer_latency(
     ax.set_xlabel("latency (ms)  — blue: measured in the LUT, orange: predicted")
     ax.set_title(title)
     ax.tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

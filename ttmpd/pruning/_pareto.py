@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._io import atomic_path
 from ..lut import LatencyPredictor
+from ..lut._plots import save_figure
 from ._search import SearchConfig, prune
 
 
@@ -92,8 +92,4 @@ def plot_pareto(frame: pd.DataFrame, path: str | os.PathLike, title: str = "") -
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
