@@ -8,33 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._io import atomic_path
-
-
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: str | os.PathLike) -> Path:
-    """Write a matplotlib figure as PNG atomically and close it."""
-    plt = _figure()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return Path(path)
+from .._figures import pyplot, save_figure
 
 
 def plot_predicted_vs_measured(
     measured_ms, predicted: dict[str, np.ndarray], path: str | os.PathLike, title: str = ""
 ) -> Path:
     """Scatter of each method's prediction against measured latency with the ±10% band."""
-    plt = _figure()
+    plt = pyplot()
     measured = np.asarray(measured_ms, dtype=float)
     fig, ax = plt.subplots(figsize=(5.5, 5))
     lo, hi = measured.min() * 0.8, measured.max() * 1.2
@@ -56,7 +37,7 @@ def plot_layer_latency(
     breakdown: pd.DataFrame, path: str | os.PathLike, title: str = "", top: int = 40
 ) -> Path:
     """Horizontal bars of per-unit latency (the ``top`` slowest), measured vs predicted."""
-    plt = _figure()
+    plt = pyplot()
     rows = breakdown.nlargest(top, "latency_ms").iloc[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.22 * len(rows) + 1.2))
     colors = np.where(rows["measured"].to_numpy(dtype=bool), "tab:blue", "tab:orange")

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._figures import pyplot, save_figure
 from ..lut import LatencyPredictor
-from ..lut._plots import save_figure
 from ._search import SearchConfig, prune
 
 
@@ -74,11 +74,7 @@ def pareto_front(latency_ms, accuracy) -> np.ndarray:
 
 def plot_pareto(frame: pd.DataFrame, path: str | os.PathLike, title: str = "") -> Path:
     """Accuracy against measured latency per method; the front is drawn as a step line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for (method, group), marker in zip(frame.groupby("method", sort=False), "*osd^v",
                                        strict=False):  # fmt: skip
