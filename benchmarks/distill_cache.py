@@ -2,7 +2,8 @@
 
 Scenario (shared with ``distill_losses.py``): the shipped base model
 ``ttmpd/models/resnet20_mnist.pt`` (or ``--teacher``) meets the MNIST test stream (4,000
-images) under fog, severity 3 (seed 0). The student is that ResNet-20 with ~50% of its
+images) under motion blur, severity 5 (seed 0; ``--corruption/--severity``; fog@3, the
+brief's example, leaves the teacher at chance: 9.5%). The student is that ResNet-20 with ~50% of its
 prunable channels removed (``ttmpd.pruning.random_plan``, seed 0, L1 channel choice). A
 fine-tuning subset of 512 unlabeled stream images is chosen (``--select``, default
 random); the other 3,488 images, with their labels, are the held-out evaluation set.
@@ -48,9 +49,13 @@ from ttmpd.distill import (
 from ttmpd.models import load_checkpoint
 
 LOSSES = ("kd:0.9,ce:0.1", "kd:0.9,at:1000,ce:0.1")
+#: fog@3 puts the shipped teacher at chance (9.5%: no signal to distil), so the default shift
+#: is motion blur at severity 5, where the teacher keeps 75.7% (benchmarks/results/
+#: base_model_robustness.md)
+CORRUPTION, SEVERITY = "motion_blur", 5
 
 
-def scenario(teacher_path=None, corruption="fog", severity=3, ratio=0.5, seed=0):
+def scenario(teacher_path=None, corruption=CORRUPTION, severity=SEVERITY, ratio=0.5, seed=0):
     """``(teacher, student, images, labels, to_input)`` of the benchmark scenario."""
     from ttmpd.pruning import apply_plan, random_plan
 
@@ -106,19 +111,34 @@ def run_once(teacher, student, images, labels, to_input, loss, online, args):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", help="base checkpoint (default: the shipped ResNet-20)")
+    parser.add_argument("--corruption", default=CORRUPTION)
+    parser.add_argument("--severity", type=int, default=SEVERITY)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--subset", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--select", default="random")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    teacher, student, images, labels, to_input = scenario(args.teacher)
-    before = accuracy(student, images, labels, to_input)
-    base = accuracy(teacher, images, labels, to_input)
-    print(f"teacher {base * 100:.2f}%, pruned student {before * 100:.2f}% on the fog@3 stream")
+    teacher, student, images, labels, to_input = scenario(
+        args.teacher, args.corruption, args.severity
+    )
+    subset = TeacherCache.build(  # random selection, no outputs: the held-out split only
+        teacher,
+        images,
+        to_input,
+        selection=SelectionConfig(args.select, size=args.subset, seed=0),
+        config=CacheConfig(outputs=False),
+    )
+    rest = held_out(len(images), subset.indices)
+    before = accuracy(student, images[rest], labels[rest], to_input)
+    base = accuracy(teacher, images[rest], labels[rest], to_input)
+    print(
+        f"teacher {base * 100:.2f}%, pruned student {before * 100:.2f}% on the held-out "
+        f"{args.corruption}@{args.severity} stream"
+    )
     runs: dict[tuple[str, str], list[dict]] = {}
     for repeat in range(args.repeats):
         for loss in LOSSES:
@@ -172,7 +192,8 @@ def main() -> None:
         select=args.select,
         teacher_accuracy=base,
         steps=runs[(LOSSES[0], "cached")][0]["steps"],
-        scenario="MNIST test stream, fog severity 3, seed 0; ResNet-20 pruned ~50% "
+        scenario=f"MNIST test stream, {args.corruption} severity {args.severity}, seed 0; "
+        "ResNet-20 pruned ~50% "
         "(random_plan seed 0); subset 512, held-out rest evaluated",
     )
 

@@ -2,8 +2,8 @@
 
 In the spirit of RepDistiller's CIFAR-100 table (Tian et al., ICLR 2020): one pruned
 student, one teacher, the same step budget for every row. Scenario as in
-``distill_cache.py``: the shipped ResNet-20 (MNIST) teacher, the MNIST test stream under fog
-severity 3, the student pruned ~``--ratio`` (random_plan, seed 0), 512 unlabeled stream
+``distill_cache.py``: the shipped ResNet-20 (MNIST) teacher, the MNIST test stream under motion
+blur severity 5, the student pruned ~``--ratio`` (random_plan, seed 0), 512 unlabeled stream
 images for fine-tuning (random, seed 0), the held-out 3,488 labeled images for evaluation.
 The teacher runs once: every row reuses one cache of logits and layer1-3 features.
 
@@ -29,7 +29,7 @@ import time
 import pandas as pd
 import torch
 from _report import RESULTS, markdown_table, write_results
-from distill_cache import scenario
+from distill_cache import CORRUPTION, SEVERITY, scenario
 
 from ttmpd.distill import (
     LOSSES,
@@ -62,15 +62,19 @@ def rows_to_run() -> list[tuple[str, str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", help="base checkpoint (default: the shipped ResNet-20)")
+    parser.add_argument("--corruption", default=CORRUPTION)
+    parser.add_argument("--severity", type=int, default=SEVERITY)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--subset", type=int, default=512)
     parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", help="comma-separated row names (default: all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    teacher, student, images, labels, to_input = scenario(args.teacher, ratio=args.ratio)
+    teacher, student, images, labels, to_input = scenario(
+        args.teacher, args.corruption, args.severity, ratio=args.ratio
+    )
     cache = TeacherCache.build(
         teacher,
         images,
@@ -133,7 +137,8 @@ def main() -> None:
         teacher_accuracy_pct=teacher_acc * 100,
         cache_teacher_forwards=cache.teacher_forwards,
         steps=args.epochs * math.ceil(cache.num_samples / config.batch_size),
-        scenario="MNIST test stream, fog severity 3, seed 0; ResNet-20 pruned "
+        scenario=f"MNIST test stream, {args.corruption} severity {args.severity}, seed 0; "
+        "ResNet-20 pruned "
         f"~{args.ratio:.0%} (random_plan seed 0); subset 512 random, held-out rest evaluated",
     )
 

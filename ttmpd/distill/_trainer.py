@@ -219,6 +219,9 @@ def distill(
         desc="distill",
         unit="step",
     )
+    if config.channels_last:
+        student.to(memory_format=torch.channels_last)
+        scheme.to(memory_format=torch.channels_last)
     student.train()
     loss.train()
     scheme.train()
@@ -240,9 +243,14 @@ def distill(
                         with torch.no_grad():
                             t_out = teacher_hooks.run(teacher, x, index)
                         teacher_forwards += len(ids)
-                    s_out = student_hooks.run(student, x, index)
+                    x_student = (
+                        x.contiguous(memory_format=torch.channels_last)
+                        if config.channels_last
+                        else x
+                    )
+                    s_out = student_hooks.run(student, x_student, index)
                     total, parts = loss(s_out, t_out)
-                    extra, extra_parts = scheme.extra_loss(x, s_out, t_out)
+                    extra, extra_parts = scheme.extra_loss(x_student, s_out, t_out)
                     total = total + extra
                     if not torch.isfinite(total):
                         raise InputError(
