@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "lut_cmd",
     "predict_cmd",
     "prune_cmd",
+    "pareto_cmd",
     "models_cmd",
     "data_cmd",
     "train_base_cmd",
