@@ -116,9 +116,12 @@ def test_channel_groups_of_a_residual_net():
     assert not groups["fc"].prunable  # classifier outputs
 
 
+@pytest.mark.parametrize("fusion", ["none", "conv-bn-add-act"])
 @pytest.mark.parametrize("net_cls", [ResidualNet, DepthwiseNet])
-def test_savings_equal_the_prediction_of_the_pruned_model(predictor, net_cls):
+def test_savings_equal_the_prediction_of_the_pruned_model(predictor, net_cls, fusion):
     tp = pytest.importorskip("torch_pruning")
+    predictor = copy.deepcopy(predictor)
+    predictor.fusion_ = fusion  # units as ONNX Runtime NCHWc fuses them (residual into conv)
     x = torch.randn(1, 3, 16, 16)
     net = net_cls().eval()
     savings = PruneSavings(predictor, net, x)

@@ -7,7 +7,9 @@ unit has an input and an output channel dimension, and a weighted union-find joi
   ``flatten`` of ``C x H x W`` sees ``H·W`` inputs per channel),
 * input and output of channel-preserving units (bn, activations, pools, add, mul) and of
   depthwise convs,
-* all inputs of a residual add (through the rule above, since they feed one add).
+* all inputs of a residual add (through the rule above, since they feed one add); for a
+  conv with a fused residual input (ONNX Runtime NCHWc) the residual joins the conv's
+  *output*, its first input the conv's input.
 
 A concat's output is the sum of its inputs: pruning any input group shrinks the concat and
 its consumers, so those dimensions join every input group. The image channels and the
@@ -92,11 +94,14 @@ def channel_groups(extraction: Extraction) -> list[ChannelGroup]:
         if c.op == "cat":
             cat_inputs[u.index] = [(s, "out") for s in u.inputs if s >= 0]
             continue
-        for s in u.inputs:
+        for n, s in enumerate(u.inputs):
             if s < 0:
                 continue
             produced = units[s].config.out_channels
-            uf.union((s, "out"), (u.index, "in"), c.in_channels / produced)
+            if c.op == "conv" and c.n_inputs > 1 and n > 0:  # fused residual: output-shaped
+                uf.union((s, "out"), (u.index, "out"), c.out_channels / produced)
+            else:
+                uf.union((s, "out"), (u.index, "in"), c.in_channels / produced)
 
     def dim_size(unit: int, dim: str) -> int:
         cfg = units[unit].config

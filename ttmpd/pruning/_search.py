@@ -8,8 +8,9 @@ of the unpruned model's predicted latency.
 
 ``ttmpd`` (greedy)
     Each step proposes, for every group, the next step down its latency staircase: the
-    smallest further removal at which the group's predicted latency actually drops (CPU
-    kernels often only get faster at multiples of 8 channels). A candidate is scored by the
+    smallest further removal of at least ``min_step`` of the group's channels at which the
+    group's predicted latency actually drops (CPU kernels often only get faster at
+    multiples of 8 channels). A candidate is scored by the
     predicted accuracy loss per predicted millisecond saved, where accuracy comes from the
     label-free proxies V1/V2 (:mod:`ttmpd.pruning._proxies`) of the masked candidate after
     adaptive BN. The best candidate is accepted. The accepted group's next candidate is
@@ -60,6 +61,7 @@ class SearchConfig:
     method: str = "ttmpd"
     importance: str = "l1"
     max_group_ratio: float = 0.9
+    min_step: float = 0.125
     refresh_every: int = 4
     accuracy_model: AccuracyModel = field(default_factory=AccuracyModel)
     seed: int = 0
@@ -129,12 +131,13 @@ class _Problem:
         """The next removal count on the group's latency staircase, or None."""
         curve = self.savings._curve(self.lut_id[group.id])
         limit = min(self.max_k[group.id], group.channels - 1)
-        if k >= limit:
+        first = k + max(1, int(np.ceil(self.config.min_step * group.channels)))
+        if first > limit:
             return None
-        window = curve[k + 1 : limit + 1]
+        window = curve[first : limit + 1]
         tol = 0.01 * (curve[k] - np.nanmin(curve)) + 1e-9
         drops = np.nonzero(window < curve[k] - tol)[0]
-        return k + 1 + int(drops[0]) if drops.size else None
+        return first + int(drops[0]) if drops.size else None
 
     def removed(self, state: dict[str, int]) -> dict[str, list[int]]:
         return {g: self.order[g][:k].tolist() for g, k in state.items() if k}
@@ -162,7 +165,7 @@ class _Problem:
     def check_reachable(self) -> None:
         deepest = {g.id: self.max_k[g.id] for g in self.prunable}
         floor = float(self.latency([deepest])[0])
-        if floor > self.config.budget * self.base_ms:
+        if not np.isfinite(floor) or floor > self.config.budget * self.base_ms:
             raise InputError(
                 f"budget {self.config.budget} is below what pruning can reach: at most "
                 f"{self.config.max_group_ratio:.0%} of each group's channels gives "
@@ -299,6 +302,8 @@ def _uniform(problem: _Problem) -> tuple[dict[str, int], list[dict]]:
         log.append({"step": step, "ratio": mid, "predicted_latency_ms": lat,
                     "accepted": lat <= target})  # fmt: skip
         lo, hi = (lo, mid) if lat <= target else (mid, hi)
+    if not float(problem.latency([state_at(hi)])[0]) <= target:
+        raise InputError(_NO_CANDIDATE)
     return state_at(hi), log
 
 
