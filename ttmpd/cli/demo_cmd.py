@@ -8,7 +8,7 @@ from ._common import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the embedded default scenario (MNIST under fog)")
+    p = sub.add_parser("demo", help="run the embedded default scenario (MNIST under motion blur)")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")
@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(as_dict(result))
         return 0
-    print(f"test stream: {result.stream_path} (MNIST test split, fog severity 3)")
+    print(f"test stream: {result.stream_path} (MNIST test split, motion blur severity 5)")
     print(f"corruption preview: {result.preview_path}")
     print(f"{'backend':<13}{'LUT rows':>9}{'new':>6}{'profile s':>11}{'model ms':>10}"
           f"{'LUT sum ms':>12}{'sum/model':>11}")  # fmt: skip
