@@ -2,8 +2,9 @@
 
 Base model: the shipped ResNet-20 trained on the MNIST source split. Test stream: the MNIST
 test split under a corruption (default motion_blur, severity 5: the base model keeps
-~76% accuracy; fog or contrast push it to chance, where no ranking is possible). 256 random stream samples are the
-unlabeled calibration/fine-tuning set; the rest (with labels) measures accuracy.
+~76% accuracy; fog or contrast push it to chance, where no ranking is possible). 256
+random stream samples are the unlabeled calibration/fine-tuning set; the rest (with labels)
+measures accuracy.
 
 For >= 30 random candidates (``ttmpd.pruning.random_plan``, overall ratios 0.2-0.7):
 
