@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from ttmpd.base import TrainConfig, train_base
 from ttmpd.data import ImageDataset
@@ -24,15 +23,6 @@ def synthetic_digits(n: int = 256, side: int = 16, channels: int = 1, seed: int 
         r, c = divmod(int(label), 2)
         images[i, r * half : r * half + half - 2, c * half : c * half + half - 2] = 230
     return ImageDataset(images, labels, name="synthetic", classes=("a", "b", "c", "d"))
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _one_thread():
-    """One intra-op thread: small tests run faster and do not spin-wait on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")
