@@ -1,4 +1,4 @@
-"""Fixtures for the pruning tests: one CPU thread (fast and stable under load)."""
+"""Fixtures for the pruning tests (the one-thread pin lives in tests/conftest.py)."""
 
 from __future__ import annotations
 
