@@ -56,9 +56,7 @@ def load_scenario(model_path: str, data: str, samples: int, seed: int = 0) -> Sc
     if samples < 8:
         raise InputError(f"--calib-samples must be >= 8, got {samples}")
     checkpoint = load_checkpoint(model_path)
-    stream = (
-        load_stream(data, labels=True) if data not in ("mnist", "digits") else load_stream(data)
-    )
+    stream = load_stream(data, labels=True)  # labels, when present, are for evaluation only
     check_input_channels(checkpoint.model, stream.images)
     n = len(stream.images)
     if samples >= n:
