@@ -20,7 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--lut", help="device latency table (a predictor is fitted on it)")
     src.add_argument("--predictor", help="predictor saved by ttmpd lut fit (.json)")
     p.add_argument("--budget", type=float, required=True, help="target / original latency")
-    p.add_argument("--method", default="ttmpd", help="ttmpd | knapsack | uniform")
+    p.add_argument(
+        "--method",
+        default="ttmpd",
+        help="ttmpd | knapsack | uniform, or a baseline: halp | eagleeye | netadapt | tp-magnitude",
+    )
     p.add_argument("--importance", default="l1", help="l1 | l2 | bn_scale | taylor | random")
     p.add_argument("--calib-samples", type=int, default=256, help="unlabeled samples used")
     p.add_argument(

@@ -29,13 +29,13 @@ from ._plan import PLAN_FORMAT as PLAN_FORMAT
 from ._plan import SCHEMA_VERSION as SCHEMA_VERSION
 from ._plan import PrunePlan as PrunePlan
 from ._plan import model_fingerprint as model_fingerprint
+from ._problem import METHODS as METHODS
+from ._problem import PruneResult as PruneResult
+from ._problem import SearchConfig as SearchConfig
 from ._proxies import PROXIES as PROXIES
 from ._proxies import AccuracyModel as AccuracyModel
 from ._proxies import agreement_proxies as agreement_proxies
 from ._random import random_plan as random_plan
-from ._search import METHODS as METHODS
-from ._search import PruneResult as PruneResult
-from ._search import SearchConfig as SearchConfig
 from ._search import prune as prune
 
 __all__ = [

@@ -11,7 +11,7 @@ import torch
 
 from .._io import atomic_path
 from ..models import save_checkpoint
-from ._search import PruneResult
+from ._problem import PruneResult
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,40 @@
+"""Short-term fine-tuning inside a search (NetAdapt's candidate evaluation).
+
+A few SGD steps of logit distillation towards the unpruned model's outputs on the unlabeled
+calibration images: ``loss = T² · KL(softmax(t/T) ‖ softmax(s/T))`` with ``T = 4``. This is
+deliberately small and separate from :mod:`ttmpd.distill` (which stands alone and is used
+for the final fine-tuning of every method).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+TEMPERATURE = 4.0
+
+
+def short_finetune(
+    model: nn.Module,
+    images: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    steps: int,
+    batch_size: int = 64,
+    lr: float = 0.01,
+    seed: int = 0,
+) -> nn.Module:
+    """Train ``model`` in place for ``steps`` mini-batches of ``images`` ``(N, C, H, W)``
+    against ``teacher_logits`` ``(N, K)``; returns it in eval mode."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    soft_targets = F.log_softmax(teacher_logits / TEMPERATURE, dim=1)
+    model.train()
+    for _ in range(steps):
+        batch = torch.randint(len(images), (min(batch_size, len(images)),), generator=generator)
+        student = F.log_softmax(model(images[batch]) / TEMPERATURE, dim=1)
+        loss = F.kl_div(student, soft_targets[batch], log_target=True, reduction="batchmean")
+        optimizer.zero_grad(set_to_none=True)
+        (loss * TEMPERATURE**2).backward()
+        optimizer.step()
+    return model.eval()

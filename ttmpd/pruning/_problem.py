@@ -1,0 +1,196 @@
+"""The pruning problem every search method shares: config, groups, latency, proxies.
+
+A pruning *state* maps a prunable group id to how many channels it has lost; by default
+always the least important ones (a per-group ranking by ``importance``, computed once).
+Latency comes only from the predictor (:meth:`ttmpd.lut.PruneSavings.latencies`, exact for
+the whole state); nothing is measured inside a search.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import InputError
+from ..lut import PruneSavings
+from ._apply import apply_plan, plan_from_removed
+from ._bn import recalibrate_bn
+from ._groups import ChannelGroup, channel_groups
+from ._importance import importance as importance_fn
+from ._mask import ChannelMasker
+from ._plan import PrunePlan
+from ._proxies import AccuracyModel, agreement_proxies
+
+logger = logging.getLogger(__name__)
+#: ttmpd's search, then the baselines run beside it (see _search and _baselines).
+METHODS = ("ttmpd", "knapsack", "uniform", "halp", "eagleeye", "netadapt", "tp-magnitude")
+NO_CANDIDATE = "no candidate lowers the predicted latency further; raise the budget"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Settings of :func:`prune`. ``budget``: target latency / unpruned latency, in (0, 1)."""
+
+    budget: float
+    method: str = "ttmpd"
+    importance: str = "l1"
+    max_group_ratio: float = 0.9
+    min_step: float = 0.125
+    refresh_every: int = 4
+    accuracy_model: AccuracyModel = field(default_factory=AccuracyModel)
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.budget < 1:
+            raise InputError(
+                f"budget must be a fraction of the original latency in (0, 1), got "
+                f"{self.budget}; e.g. 0.5 keeps half the latency"
+            )
+        if self.method not in METHODS:
+            raise InputError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if not 0 < self.max_group_ratio < 1:
+            raise InputError(f"max_group_ratio must be in (0, 1), got {self.max_group_ratio}")
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """The outcome of :func:`prune`: plan, pruned model (BN re-estimated), candidate log."""
+
+    plan: PrunePlan
+    model: nn.Module
+    log: pd.DataFrame
+    base_latency_ms: float
+    predicted_latency_ms: float
+    target_latency_ms: float
+    method: str
+    search_s: float
+
+
+class SearchProblem:
+    """Everything the search methods share."""
+
+    def __init__(self, model, example_input, predictor, calib, config: SearchConfig) -> None:
+        self.model, self.x, self.calib, self.config = model.eval(), example_input, calib, config
+        self.groups = channel_groups(model, example_input)
+        self.savings = PruneSavings(predictor, model, example_input)
+        self.lut_id = lut_group_ids(self.groups, self.savings)
+        self.prunable = [g for g in self.groups if g.prunable and g.id in self.lut_id]
+        if not self.prunable:
+            raise InputError("the model has no prunable channel group the LUT can price")
+        with torch.no_grad():
+            self.teacher = model(calib)
+        #: raw importance per channel of each prunable group, and its ascending order
+        self.scores = self._scores()
+        self.order = {g: np.argsort(v, kind="stable") for g, v in self.scores.items()}
+        self.base_ms = float(self.savings.latencies([{}])[0])
+        self.max_k = {g.id: int(self.config.max_group_ratio * g.channels) for g in self.prunable}
+
+    def _scores(self) -> dict[str, np.ndarray]:
+        kwargs: dict = {"seed": self.config.seed}
+        if self.config.importance == "taylor":
+            target = self.teacher.argmax(1)
+
+            def loss_fn(m: nn.Module) -> torch.Tensor:
+                return F.cross_entropy(m(self.calib), target)
+
+            kwargs["loss_fn"] = loss_fn
+        score = importance_fn(self.config.importance)
+        return {g.id: np.asarray(score(self.model, g, **kwargs), dtype=float)
+                for g in self.prunable}  # fmt: skip
+
+    def latency(self, states: list[dict[str, int]]) -> np.ndarray:
+        mapped = [{self.lut_id[g]: k for g, k in s.items() if k} for s in states]
+        return self.savings.latencies(mapped)
+
+    def next_k(self, group: ChannelGroup, k: int) -> int | None:
+        """The next removal count on the group's latency staircase, or None."""
+        curve = self.savings._curve(self.lut_id[group.id])
+        limit = min(self.max_k[group.id], group.channels - 1)
+        first = k + max(1, int(np.ceil(self.config.min_step * group.channels)))
+        if first > limit:
+            return None
+        window = curve[first : limit + 1]
+        tol = 0.01 * (curve[k] - np.nanmin(curve)) + 1e-9
+        drops = np.nonzero(window < curve[k] - tol)[0]
+        return first + int(drops[0]) if drops.size else None
+
+    def removed(self, state: dict[str, int]) -> dict[str, list[int]]:
+        return {g: self.order[g][:k].tolist() for g, k in state.items() if k}
+
+    def proxies(self, masker: ChannelMasker, state: dict[str, int]) -> tuple[float, float]:
+        candidate = recalibrate_bn(masker.masked(self.removed(state)), self.calib)
+        return agreement_proxies(candidate, self.calib, self.teacher)
+
+    def finish(
+        self,
+        state: dict[str, int],
+        log: list[dict],
+        start: float,
+        removed: dict[str, list[int]] | None = None,
+        model: nn.Module | None = None,
+    ) -> PruneResult:
+        """The result for ``state``; ``removed`` (original channel indices per group) and
+        ``model`` (an already pruned model) override the importance order and re-pruning."""
+        removed = self.removed(state) if removed is None else removed
+        meta = {"method": self.config.method, "budget": self.config.budget}
+        plan = plan_from_removed(self.groups, removed, model=self.model, metadata=meta)
+        pruned = model if model is not None else apply_plan(self.model, self.x, plan)
+        pruned = recalibrate_bn(pruned, self.calib)
+        return PruneResult(
+            plan=plan,
+            model=pruned,
+            log=pd.DataFrame(log),
+            base_latency_ms=self.base_ms,
+            predicted_latency_ms=float(self.latency([state])[0]),
+            target_latency_ms=self.config.budget * self.base_ms,
+            method=self.config.method,
+            search_s=time.perf_counter() - start,
+        )
+
+    def check_reachable(self) -> None:
+        deepest = {g.id: self.max_k[g.id] for g in self.prunable}
+        floor = float(self.latency([deepest])[0])
+        if not np.isfinite(floor) or floor > self.config.budget * self.base_ms:
+            raise InputError(
+                f"budget {self.config.budget} is below what pruning can reach: at most "
+                f"{self.config.max_group_ratio:.0%} of each group's channels gives "
+                f"{floor / self.base_ms:.2f} of the original latency; raise the budget"
+            )
+
+
+def lut_group_ids(groups: list[ChannelGroup], savings: PruneSavings) -> dict[str, str]:
+    """Map pruning group ids to latency-group ids through a producing member's unit name."""
+    by_unit: dict[tuple[str, str], str] = {}
+    for lut_group in savings.groups.values():
+        for i, dim, _ in lut_group.members:
+            by_unit.setdefault((savings.extraction.units[i].name, dim), lut_group.id)
+    mapping = {}
+    for g in groups:
+        for path, side in g.members:
+            if side == "out" and (path, "out") in by_unit:
+                mapping[g.id] = by_unit[(path, "out")]
+                break
+        else:
+            if g.prunable:
+                logger.warning("group %s has no priced unit; it is left unpruned", g.id)
+    return mapping
+
+
+def progress_bar(problem: SearchProblem, total: float):
+    return tqdm(
+        total=round(problem.base_ms - total, 4),
+        desc=f"prune {problem.config.method}",
+        unit="ms",
+        disable=None if problem.config.progress else True,
+        leave=False,
+        bar_format="{desc}: {bar} {n:.3f}/{total:.3f} ms saved [{elapsed}<{remaining}]",
+    )
