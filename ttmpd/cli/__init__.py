@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "train_base_cmd",
     "evaluate_cmd",
     "distill_cmd",
+    "run_cmd",
 )
 
 

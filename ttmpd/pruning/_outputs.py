@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -49,8 +50,10 @@ def save_prune_result(
     exported = None
     try:
         program = torch.export.export(result.model.eval(), (example_input,))
+        buffer = io.BytesIO()
+        torch.export.save(program, buffer)
         with atomic_path(out / "model.pt2") as tmp:
-            torch.export.save(program, str(tmp))
+            tmp.write_bytes(buffer.getvalue())
         exported = "model.pt2"
     except Exception as exc:  # export support varies by model; the checkpoint is enough
         logger.warning("torch.export of the pruned model failed (%s); wrote model.pt only", exc)

@@ -1,0 +1,68 @@
+"""The settings of one ``ttmpd run``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..errors import InputError
+
+#: Fields that may change between a run and its ``--resume`` (they change no result).
+VOLATILE = ("progress",)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One TT-MPD job: prune ``model`` to ``budget`` of its latency on ``backend``, then
+    distil it with one-time pseudo labels on ``finetune_samples`` unlabeled stream images.
+
+    ``lut``: a device table to reuse (extended with what this model needs; it must come from
+    this device and these backend settings), default ``OUT/lut.parquet``. The stream's
+    labels, when present, are used only to report accuracy on the held-out rest.
+    """
+
+    model: str
+    data: str
+    backend: str = "onnxruntime"
+    budget: float = 0.5
+    method: str = "ttmpd"
+    lut: str | None = None
+    threads: int = 1
+    channel_step: int = 8
+    calibrate_variants: int = 4
+    finetune_samples: int = 512
+    proxy_samples: int = 128
+    importance: str = "l1"
+    loss: str = "kd:0.9,ce:0.1"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.01
+    online_teacher: bool = False
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        from ..distill import DistillConfig
+        from ..profiler import BACKENDS
+        from ..pruning import SearchConfig
+
+        if self.backend not in BACKENDS:
+            raise InputError(
+                f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS.names())}"
+            )
+        SearchConfig(budget=self.budget, method=self.method, importance=self.importance)
+        DistillConfig(loss=self.loss, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)
+        for name in ("threads", "channel_step"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.calibrate_variants < 0:
+            raise InputError("--calibrate-variants must be >= 0")
+        if self.finetune_samples < 8:
+            raise InputError(f"--finetune-samples must be >= 8, got {self.finetune_samples}")
+        if not 8 <= self.proxy_samples <= self.finetune_samples:
+            raise InputError(
+                f"--proxy-samples must be in [8, --finetune-samples], got {self.proxy_samples}"
+            )
+
+    def signature(self) -> dict:
+        """What must match for ``--resume`` to continue a run."""
+        return {k: v for k, v in asdict(self).items() if k not in VOLATILE}

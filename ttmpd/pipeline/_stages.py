@@ -1,0 +1,348 @@
+"""``ttmpd run``: the whole TT-MPD job as resumable stages writing into one folder.
+
+==========  ==================================================================  ===========
+stage       does                                                                writes
+==========  ==================================================================  ===========
+data        splits the stream: ``finetune_samples`` unlabeled images (seeded)   data/*.npz
+            for pruning and fine-tuning, the rest held out for evaluation
+lut         profiles the model's grid on the backend, reusing every row of a    lut.parquet
+            matching table (``--lut``)
+predictor   fits the latency predictor, calibrates it on the measured model     predictor.json
+            and ``calibrate_variants`` random prunes
+prune       searches a prune meeting the budget (``method``) on the first       prune/
+            ``proxy_samples`` fine-tuning images, no measuring in the loop
+distill     teacher pseudo labels computed once on the fine-tuning images       distill/
+            (or every step with ``online_teacher``), then distillation
+evaluate    held-out accuracy (labels) and agreement with the unpruned model    -
+            of the original, the pruned and the final model
+export      ONNX export of the final model, checked against PyTorch             model.onnx
+measure     measured latency of the original and the final model; per-layer    layers.csv
+            latency before and after (predictor breakdown)
+report      report.md with the figures, stage times and configuration           report.md
+==========  ==================================================================  ===========
+
+Stages talk only through files, so a killed run restarts (``resume=True``) after its last
+finished stage (:mod:`ttmpd.pipeline._state`); profiling and distillation also resume
+mid-stage from their own journals.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._io import atomic_path, ensure_writable_dir
+from ..errors import InputError, TtmpdError
+from ._config import RunConfig
+from ._state import RunState
+
+logger = logging.getLogger(__name__)
+
+
+class RunInterrupted(TtmpdError):
+    """A run was interrupted; finished stages are kept for ``--resume``."""
+
+    exit_code = 130
+
+
+class Run:
+    """The artefacts of one run folder, loaded lazily from its files."""
+
+    def __init__(self, config: RunConfig, out: str | Path) -> None:
+        self.config = config
+        self.out = Path(out)
+        self.lut_path = Path(config.lut) if config.lut else self.out / "lut.parquet"
+
+    # --- inputs -------------------------------------------------------------------------
+    @cached_property
+    def checkpoint(self):
+        from ..models import load_checkpoint
+
+        return load_checkpoint(self.config.model)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.checkpoint.model.eval()
+
+    def to_input(self, images: np.ndarray) -> torch.Tensor:
+        from ..base import to_model_input
+
+        return to_model_input(images, self.checkpoint.normalization)
+
+    @cached_property
+    def finetune_images(self) -> np.ndarray:
+        with np.load(self.out / "data" / "finetune.npz") as npz:
+            return npz["images"]
+
+    @cached_property
+    def held_out(self) -> tuple[np.ndarray, np.ndarray | None]:
+        with np.load(self.out / "data" / "held_out.npz") as npz:
+            return npz["images"], npz["labels"] if "labels" in npz.files else None
+
+    @cached_property
+    def example(self) -> torch.Tensor:
+        return self.to_input(self.finetune_images[:1])
+
+    @cached_property
+    def backend(self):
+        from ..profiler import BackendConfig, get_backend
+
+        backend = get_backend(self.config.backend, BackendConfig(threads=self.config.threads))
+        backend.require_available()
+        return backend
+
+    # --- stage outputs ------------------------------------------------------------------
+    @cached_property
+    def predictor(self):
+        from ..lut import load_predictor
+
+        return load_predictor(self.out / "predictor.json", self.lut_path)[0]
+
+    def load(self, relative: str) -> nn.Module:
+        from ..models import load_checkpoint
+
+        return load_checkpoint(self.out / relative).model.eval()
+
+    def measure(self, model: nn.Module) -> float:
+        from ..pruning import MODEL_TIMING
+
+        return self.backend.measure_model(model, self.example, MODEL_TIMING).median_ms
+
+
+# --- stages ---------------------------------------------------------------------------
+
+
+def stage_data(run: Run) -> dict:
+    from ..base import check_input_channels
+    from ..workflow import load_stream
+
+    stream = load_stream(run.config.data, labels=True)
+    check_input_channels(run.model, stream.images)
+    n, k = len(stream.images), run.config.finetune_samples
+    if k >= n:
+        raise InputError(f"--finetune-samples {k} must be below the stream size {n}")
+    pick = np.zeros(n, dtype=bool)
+    pick[np.random.default_rng(run.config.seed).choice(n, size=k, replace=False)] = True
+    (run.out / "data").mkdir(parents=True, exist_ok=True)
+    with atomic_path(run.out / "data" / "finetune.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, images=stream.images[pick])
+    held = {"images": stream.images[~pick]}
+    if stream.labels is not None:
+        held["labels"] = stream.labels[~pick]
+    with atomic_path(run.out / "data" / "held_out.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **held)
+    return {"stream": n, "finetune": k, "held_out": n - k, "labels": stream.labels is not None}
+
+
+def stage_lut(run: Run) -> dict:
+    from ..lut import profile_model
+    from ..profiler import GridConfig
+
+    result = profile_model(
+        run.model, run.example, run.backend, run.lut_path,
+        grid=GridConfig(channel_step=run.config.channel_step), resume=True,
+        model_name=Path(run.config.model).stem, progress=run.config.progress,
+    )  # fmt: skip
+    return {"lut": str(run.lut_path), "rows": len(result.table), "measured": result.measured,
+            "reused": result.reused, "uncovered_ops": len(result.uncovered)}  # fmt: skip
+
+
+def stage_predictor(run: Run) -> dict:
+    from ..lut import LatencyPredictor, LatencyTable, save_predictor
+    from ..pruning import calibrate_predictor
+
+    table = LatencyTable.load(run.lut_path)
+    predictor = LatencyPredictor(random_state=run.config.seed).fit(table)
+    if run.config.calibrate_variants:
+        measured = calibrate_predictor(predictor, run.model, run.example, run.backend,
+                                       run.config.calibrate_variants, run.config.seed)  # fmt: skip
+        original_ms = measured[0]
+    else:
+        original_ms = run.measure(run.model)
+    save_predictor(predictor, run.out / "predictor.json", table, str(run.lut_path))
+    run.__dict__["predictor"] = predictor
+    predicted_ms = predictor.predict_model(run.model, run.example).total_ms
+    return {"calibration": [float(v) for v in predictor.calibration_],
+            "measured_original_ms": original_ms, "predicted_original_ms": predicted_ms}  # fmt: skip
+
+
+def search_budget(budget: float, measured_ms: float, predicted_ms: float) -> float:
+    """The budget is a fraction of the *measured* original latency; the search works on
+    predicted latency, so it gets ``budget · measured / predicted`` (clipped below 1)."""
+    fraction = budget * measured_ms / predicted_ms
+    if fraction >= 1:
+        raise InputError(
+            f"the budget {budget} of the measured {measured_ms:.3f} ms is above the predicted "
+            f"original latency {predicted_ms:.3f} ms: nothing to prune; lower the budget"
+        )
+    return fraction
+
+
+def stage_prune(run: Run, state: RunState) -> dict:
+    from ..pruning import SearchConfig, prune, save_prune_result
+
+    cfg, figures = run.config, state.stages["predictor"]
+    calib = run.to_input(run.finetune_images[: cfg.proxy_samples])
+    fraction = search_budget(cfg.budget, figures["measured_original_ms"],
+                             figures["predicted_original_ms"])  # fmt: skip
+    search = SearchConfig(budget=fraction, method=cfg.method, importance=cfg.importance,
+                          seed=cfg.seed, progress=cfg.progress)  # fmt: skip
+    result = prune(run.model, run.example, run.predictor, calib, search)
+    summary = save_prune_result(result, run.out / "prune", run.example,
+                                normalization=run.checkpoint.normalization,
+                                num_classes=run.checkpoint.num_classes)  # fmt: skip
+    keys = ("base_latency_ms", "target_latency_ms", "predicted_latency_ms", "search_s",
+            "candidates_evaluated", "removed_fraction")  # fmt: skip
+    return {k: summary[k] for k in keys} | {"search_budget": fraction}
+
+
+def stage_distill(run: Run) -> dict:
+    from ..distill import CacheConfig, DistillConfig, SelectionConfig, TeacherCache, distill
+    from ..models import save_checkpoint
+
+    cfg = run.config
+    student = run.load("prune/model.pt")
+    config = DistillConfig(loss=cfg.loss, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                           lr=cfg.lr, seed=cfg.seed, online=cfg.online_teacher,
+                           progress=cfg.progress)  # fmt: skip
+    _, teacher_layers = config.resolve_layers(student)
+    images = run.finetune_images
+    start = time.perf_counter()
+    cache = TeacherCache.build(
+        run.model, images, run.to_input, layers=teacher_layers,
+        selection=SelectionConfig(size=len(images), seed=cfg.seed),
+        config=CacheConfig(outputs=not cfg.online_teacher),
+    )  # fmt: skip
+    cache_s = time.perf_counter() - start
+    out = run.out / "distill"
+    ensure_writable_dir(out / "student.pt")
+    resume = (out / "train_state.pt").exists()
+    result = distill(run.model, student, cache, run.to_input, config, out_dir=out,
+                     resume=resume)  # fmt: skip
+    save_checkpoint(out / "student.pt", result.student,
+                    input_shape=tuple(run.example.shape[1:]),
+                    num_classes=run.checkpoint.num_classes,
+                    normalization=run.checkpoint.normalization)  # fmt: skip
+    s = result.summary
+    return {"cache_s": round(cache_s, 3), "train_s": s["train_seconds"], "steps": s["steps"],
+            "teacher_forwards": s["teacher_forwards"], "online_teacher": cfg.online_teacher,
+            "resumed": resume}  # fmt: skip
+
+
+def stage_evaluate(run: Run) -> dict:
+    from ..pruning._proxies import agreement
+
+    images, labels = run.held_out
+    x = run.to_input(images)
+    models = {"original": run.model, "pruned": run.load("prune/model.pt"),
+              "final": run.load("distill/student.pt")}  # fmt: skip
+    figures: dict = {"held_out": len(images)}
+    with torch.no_grad():
+        logits = {name: torch.cat([m(b) for b in x.split(512)]) for name, m in models.items()}
+    for name, out in logits.items():
+        figures[f"agreement_{name}"] = agreement(out, logits["original"])
+        if labels is not None:
+            hits = out.argmax(1).numpy() == labels
+            figures[f"accuracy_{name}"] = float(hits.mean())
+    return figures
+
+
+def stage_export(run: Run) -> dict:
+    from ._export import export_checked_onnx
+
+    check = export_checked_onnx(run.load("distill/student.pt"),
+                                run.to_input(run.finetune_images[:16]),
+                                run.out / "model.onnx")  # fmt: skip
+    return {k: v for k, v in asdict(check).items() if k != "path"} | {"onnx": "model.onnx"}
+
+
+def stage_measure(run: Run) -> dict:
+    import pandas as pd
+
+    final = run.load("distill/student.pt")
+    before = run.predictor.predict_model(run.model, run.example).breakdown
+    after = run.predictor.predict_model(final, run.example).breakdown
+    layers = before[["name", "op", "in_channels", "out_channels", "latency_ms"]].rename(
+        columns={"latency_ms": "before_ms", "in_channels": "in_before",
+                 "out_channels": "out_before"})  # fmt: skip
+    after = after[["name", "in_channels", "out_channels", "latency_ms"]].rename(
+        columns={"latency_ms": "after_ms", "in_channels": "in_after",
+                 "out_channels": "out_after"})  # fmt: skip
+    layers = pd.merge(layers, after, on="name", how="outer", sort=False)
+    with atomic_path(run.out / "layers.csv") as tmp:
+        layers.to_csv(tmp, index=False)
+    original_ms, final_ms = run.measure(run.model), run.measure(final)
+    predicted = run.predictor.predict_model(final, run.example).total_ms
+    return {"original_ms": original_ms, "final_ms": final_ms,
+            "measured_ratio": final_ms / original_ms, "predicted_final_ms": predicted,
+            "measured_vs_predicted_pct": 100 * (final_ms / predicted - 1),
+            "within_budget": bool(final_ms <= run.config.budget * original_ms * 1.05)}  # fmt: skip
+
+
+def stage_report(run: Run, state: RunState) -> dict:
+    from ._report import write_report
+
+    path = write_report(run, state)
+    return {"report": str(path.relative_to(run.out))}
+
+
+STAGES: tuple[tuple[str, Callable], ...] = (
+    ("data", stage_data),
+    ("lut", stage_lut),
+    ("predictor", stage_predictor),
+    ("prune", stage_prune),
+    ("distill", stage_distill),
+    ("evaluate", stage_evaluate),
+    ("export", stage_export),
+    ("measure", stage_measure),
+    ("report", stage_report),
+)
+
+
+NEEDS_STATE = ("prune", "report")
+
+
+def run_pipeline(
+    config: RunConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    on_stage: Callable[[str, dict, bool], None] | None = None,
+) -> RunState:
+    """Run every stage not finished yet into ``out``; returns the run state.
+
+    ``on_stage(name, figures, skipped)`` is called after each stage (for progress output).
+    """
+    out = Path(out)
+    ensure_writable_dir(out / "run.json")
+    state = RunState(out, config.signature(), resume)
+    run = Run(config, out)
+    for name, stage in STAGES:
+        if state.done(name):
+            if on_stage:
+                on_stage(name, state.stages[name], True)
+            continue
+        if name == "report":
+            state.record(name, 0.0, {})  # the report lists itself
+        start = time.perf_counter()
+        try:
+            figures = stage(run, state) if name in NEEDS_STATE else stage(run)
+        except (KeyboardInterrupt, TtmpdError) as exc:
+            if isinstance(exc, KeyboardInterrupt) or getattr(exc, "exit_code", 2) == 130:
+                raise RunInterrupted(
+                    f"interrupted in stage {name!r}; finished stages are kept: rerun the same "
+                    "command with --resume"
+                ) from None
+            raise
+        state.record(name, time.perf_counter() - start, figures)
+        if on_stage:
+            on_stage(name, figures, False)
+    return state
