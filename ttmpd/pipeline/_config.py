@@ -41,7 +41,6 @@ class RunConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        from ..distill import DistillConfig
         from ..profiler import BACKENDS
         from ..pruning import SearchConfig
 
@@ -50,7 +49,7 @@ class RunConfig:
                 f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS.names())}"
             )
         SearchConfig(budget=self.budget, method=self.method, importance=self.importance)
-        DistillConfig(loss=self.loss, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)
+        self.distill_config()
         for name in ("threads", "channel_step"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1")
@@ -62,6 +61,14 @@ class RunConfig:
             raise InputError(
                 f"--proxy-samples must be in [8, --finetune-samples], got {self.proxy_samples}"
             )
+
+    def distill_config(self):
+        """The :class:`~ttmpd.distill.DistillConfig` of the fine-tuning stage."""
+        from ..distill import DistillConfig
+
+        return DistillConfig(loss=self.loss, epochs=self.epochs, batch_size=self.batch_size,
+                             lr=self.lr, seed=self.seed, online=self.online_teacher,
+                             progress=self.progress)  # fmt: skip
 
     def signature(self) -> dict:
         """What must match for ``--resume`` to continue a run."""

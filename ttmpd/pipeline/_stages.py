@@ -204,37 +204,47 @@ def stage_prune(run: Run, state: RunState) -> dict:
     return {k: summary[k] for k in keys} | {"search_budget": fraction}
 
 
-def stage_distill(run: Run) -> dict:
-    from ..distill import CacheConfig, DistillConfig, SelectionConfig, TeacherCache, distill
-    from ..models import save_checkpoint
+def distill_student(
+    teacher: nn.Module,
+    student: nn.Module,
+    images: np.ndarray,
+    to_input: Callable[[np.ndarray], torch.Tensor],
+    config,
+    out_dir: Path | None = None,
+) -> tuple[nn.Module, dict]:
+    """Distil ``student`` from ``teacher`` on uint8 ``images`` with a
+    :class:`~ttmpd.distill.DistillConfig`: teacher outputs cached once (unless
+    ``config.online``), training resumed from ``out_dir/train_state.pt`` when present."""
+    from ..distill import CacheConfig, SelectionConfig, TeacherCache, distill
 
-    cfg = run.config
-    student = run.load("prune/model.pt")
-    config = DistillConfig(loss=cfg.loss, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                           lr=cfg.lr, seed=cfg.seed, online=cfg.online_teacher,
-                           progress=cfg.progress)  # fmt: skip
     _, teacher_layers = config.resolve_layers(student)
-    images = run.finetune_images
     start = time.perf_counter()
     cache = TeacherCache.build(
-        run.model, images, run.to_input, layers=teacher_layers,
-        selection=SelectionConfig(size=len(images), seed=cfg.seed),
-        config=CacheConfig(outputs=not cfg.online_teacher),
+        teacher, images, to_input, layers=teacher_layers,
+        selection=SelectionConfig(size=len(images), seed=config.seed),
+        config=CacheConfig(outputs=not config.online),
     )  # fmt: skip
     cache_s = time.perf_counter() - start
+    resume = out_dir is not None and (out_dir / "train_state.pt").exists()
+    result = distill(teacher, student, cache, to_input, config, out_dir=out_dir, resume=resume)
+    s = result.summary
+    return result.student, {"cache_s": round(cache_s, 3), "train_s": s["train_seconds"],
+                            "steps": s["steps"], "teacher_forwards": s["teacher_forwards"],
+                            "online_teacher": config.online, "resumed": resume}  # fmt: skip
+
+
+def stage_distill(run: Run) -> dict:
+    from ..models import save_checkpoint
+
     out = run.out / "distill"
     ensure_writable_dir(out / "student.pt")
-    resume = (out / "train_state.pt").exists()
-    result = distill(run.model, student, cache, run.to_input, config, out_dir=out,
-                     resume=resume)  # fmt: skip
-    save_checkpoint(out / "student.pt", result.student,
-                    input_shape=tuple(run.example.shape[1:]),
+    student, figures = distill_student(run.model, run.load("prune/model.pt"),
+                                       run.finetune_images, run.to_input,
+                                       run.config.distill_config(), out)  # fmt: skip
+    save_checkpoint(out / "student.pt", student, input_shape=tuple(run.example.shape[1:]),
                     num_classes=run.checkpoint.num_classes,
                     normalization=run.checkpoint.normalization)  # fmt: skip
-    s = result.summary
-    return {"cache_s": round(cache_s, 3), "train_s": s["train_seconds"], "steps": s["steps"],
-            "teacher_forwards": s["teacher_forwards"], "online_teacher": cfg.online_teacher,
-            "resumed": resume}  # fmt: skip
+    return figures
 
 
 def stage_evaluate(run: Run) -> dict:
