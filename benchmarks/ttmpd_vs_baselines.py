@@ -49,6 +49,7 @@ from _report import RESULTS, markdown_table, write_results
 
 from ttmpd.base import reference_checkpoint_path, to_model_input
 from ttmpd.data import corrupt, load_mnist
+from ttmpd.errors import InputError
 from ttmpd.lut import LatencyPredictor, profile_model
 from ttmpd.models import load_checkpoint
 from ttmpd.pipeline import RunConfig, distill_student, search_budget
@@ -145,32 +146,42 @@ def main(argv: list[str] | None = None) -> int:
                                           method="ttmpd" if method == "online-teacher"
                                           else method)  # fmt: skip
                     start = time.perf_counter()
-                    if method == "online-teacher" and cached_prune is not None:
-                        result, prune_s = cached_prune
-                    else:
-                        result = prune(model, x, predictor, calib, search)
-                        prune_s = time.perf_counter() - start
-                        if method == "ttmpd":
-                            cached_prune = (result, prune_s)
+                    base = {"backend": backend_name, "corruption": corruption, "budget": budget,
+                            "method": method, "original_acc": original_acc,
+                            "original_ms": original_ms}  # fmt: skip
+                    try:
+                        if method == "online-teacher" and cached_prune is not None:
+                            result, prune_s = cached_prune
+                        else:
+                            result = prune(model, x, predictor, calib, search)
+                            prune_s = time.perf_counter() - start
+                            if method == "ttmpd":
+                                cached_prune = (result, prune_s)
+                    except InputError as exc:  # e.g. a budget below what pruning can reach
+                        print(f"{method} {budget}: {exc}", file=sys.stderr)
+                        row = {**base, "within_budget": False, "status": str(exc)}
+                        pd.DataFrame([row]).to_csv(partial_csv, mode="a", index=False,
+                                                   header=not partial_csv.exists())  # fmt: skip
+                        continue
                     start = time.perf_counter()
                     student, _ = distill_student(model, copy.deepcopy(result.model), tune,
                                                  to_input, config)  # fmt: skip
                     finetune_s = time.perf_counter() - start
                     measured = backend.measure_model(student, x, MODEL_TIMING).median_ms
-                    row = {"backend": backend_name, "corruption": corruption, "budget": budget,
-                           "method": method, "accuracy": accuracy(student, held, labels, norm),
-                           "original_acc": original_acc, "measured_ms": measured,
-                           "original_ms": original_ms, "ratio": measured / original_ms,
+                    row = {**base, "accuracy": accuracy(student, held, labels, norm),
+                           "measured_ms": measured, "ratio": measured / original_ms,
                            "within_budget": measured <= budget * original_ms * 1.05,
                            "predicted_ms": result.predicted_latency_ms * original_ms
                            / predicted_ms, "prune_s": prune_s, "finetune_s": finetune_s,
-                           "total_s": prune_s + finetune_s}  # fmt: skip
+                           "total_s": prune_s + finetune_s, "status": "ok"}  # fmt: skip
                     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in row.items()), file=sys.stderr)  # fmt: skip
                     pd.DataFrame([row]).to_csv(partial_csv, mode="a", index=False,
                                                header=not partial_csv.exists())  # fmt: skip
     frame = pd.read_csv(partial_csv)
     frame["within_budget"] = frame["within_budget"].astype(bool)
+    failed = frame[frame["status"] != "ok"]
+    frame = frame[frame["status"] == "ok"]
     summary = summarize(frame)
     write_results(RESULTS / args.name, frame, severity=args.severity, finetune_samples=512,
                   proxy_samples=128, epochs=10)  # fmt: skip
@@ -194,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(mean))
     print()
     print(markdown_table(summary))
+    if len(failed):
+        print("\nnot run (the search refused the budget):")
+        for (backend_name, budget), group in failed.groupby(["backend", "budget"]):
+            print(f"- {backend_name} budget {budget}: {group['status'].iloc[0]}")
     if len(summary):
         print(f"\nmedian time reduction vs best baseline: "
               f"{summary['time_reduction_pct'].median():.1f}%, median accuracy diff "

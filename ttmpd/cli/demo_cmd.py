@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import print_json
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -21,14 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..demo import run_demo
-    from .run_cmd import print_stage, summarize
+    from .run_cmd import finish, print_stage
 
     print(f"test stream: {args.out}/stream.npz (MNIST test split, motion blur severity 5)",
           file=sys.stderr)  # fmt: skip
     state = run_demo(args.out, progress=not args.no_progress,
                      on_stage=None if args.json else print_stage)  # fmt: skip
-    if args.json:
-        print_json({"out": args.out, "stages": state.stages})
-        return 0
-    summarize(state, args.out)
-    return 0
+    return finish(state, args)

@@ -82,10 +82,15 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     state = run_pipeline(config, args.out, resume=args.resume,
                          on_stage=None if args.json else print_stage)  # fmt: skip
+    return finish(state, args)
+
+
+def finish(state, args: argparse.Namespace) -> int:
+    """Print the run's stages as JSON (``--json``) or its summary lines."""
     if args.json:
         print_json({"out": args.out, "stages": state.stages})
-        return 0
-    summarize(state, args.out)
+    else:
+        summarize(state, args.out)
     return 0
 
 

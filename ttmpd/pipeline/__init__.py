@@ -10,10 +10,10 @@ from ._export import ExportCheck as ExportCheck
 from ._export import export_checked_onnx as export_checked_onnx
 from ._stages import STAGES as STAGES
 from ._stages import Run as Run
-from ._stages import distill_student as distill_student
-from ._stages import search_budget as search_budget
 from ._stages import RunInterrupted as RunInterrupted
+from ._stages import distill_student as distill_student
 from ._stages import run_pipeline as run_pipeline
+from ._stages import search_budget as search_budget
 from ._state import RunState as RunState
 
 __all__ = [
