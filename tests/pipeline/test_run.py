@@ -109,3 +109,36 @@ def test_missing_model_and_changed_settings_are_refused(tmp_path, stream, capsys
     assert "already holds a run" in capsys.readouterr().err
     assert _run(out, stream, "--resume") == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_sigkilled_run_resumes(tmp_path, stream):
+    """A real kill (no handler runs): the stages recorded before it are kept as they were."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ttmpd", "run", "--model", MODEL, "--data", str(stream),
+           "--out", str(out), *SMALL]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    before: dict = {}
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            before = json.loads((out / "run.json").read_text())["stages"]
+        except (OSError, ValueError):
+            before = {}
+        if len(before) >= 3:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert before, "the run never recorded a stage"
+    assert main(["run", "--model", MODEL, "--data", str(stream), "--out", str(out), *SMALL,
+                 "--resume"]) == 0  # fmt: skip
+    after = json.loads((out / "run.json").read_text())["stages"]
+    assert list(after) == [name for name, _ in stages.STAGES]
+    for name, figures in before.items():
+        assert after[name] == figures
