@@ -65,7 +65,16 @@ from ttmpd.pruning import (
 
 LUTS = Path(__file__).parent / "luts"
 METHODS = ("ttmpd", "online-teacher", "halp", "eagleeye", "netadapt", "tp-magnitude")
+COLUMNS = ("backend", "corruption", "budget", "method", "original_acc", "original_ms",
+           "accuracy", "measured_ms", "ratio", "within_budget", "predicted_ms", "prune_s",
+           "finetune_s", "total_s", "status")  # fmt: skip
 BASELINES = METHODS[1:]
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Append ``row`` to the partial CSV in :data:`COLUMNS` order (missing values empty)."""
+    frame = pd.DataFrame([row]).reindex(columns=list(COLUMNS))
+    frame.to_csv(path, mode="a", index=False, header=not path.exists())
 
 
 def split(images: np.ndarray, labels: np.ndarray, n: int, seed: int):
@@ -160,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                     except InputError as exc:  # e.g. a budget below what pruning can reach
                         print(f"{method} {budget}: {exc}", file=sys.stderr)
                         row = {**base, "within_budget": False, "status": str(exc)}
-                        pd.DataFrame([row]).to_csv(partial_csv, mode="a", index=False,
-                                                   header=not partial_csv.exists())  # fmt: skip
+                        append_row(partial_csv, row)
                         continue
                     start = time.perf_counter()
                     student, _ = distill_student(model, copy.deepcopy(result.model), tune,
@@ -176,8 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                            "total_s": prune_s + finetune_s, "status": "ok"}  # fmt: skip
                     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in row.items()), file=sys.stderr)  # fmt: skip
-                    pd.DataFrame([row]).to_csv(partial_csv, mode="a", index=False,
-                                               header=not partial_csv.exists())  # fmt: skip
+                    append_row(partial_csv, row)
     frame = pd.read_csv(partial_csv)
     frame["within_budget"] = frame["within_budget"].astype(bool)
     failed = frame[frame["status"] != "ok"]

@@ -12,7 +12,8 @@ without labels is agreement with the unpruned model's pseudo labels.
     (statistics re-estimated on the calibration images); the best is returned.
 ``netadapt`` (Yang et al., 2018)
     Iterative: each iteration asks for a predicted latency reduction of
-    ``(base - target) / NETADAPT_ITERATIONS``. For every group it takes the smallest removal
+    ``(base - target) / NETADAPT_ITERATIONS`` (halved, as often as needed, when no group can
+    deliver it any more). For every group it takes the smallest removal
     on the group's latency staircase that achieves it (channels chosen by importance on the
     *current* weights), short-term fine-tunes that candidate for ``NETADAPT_STEPS``
     distillation steps (:func:`~ttmpd.pruning._finetune.short_finetune`) and keeps the most
@@ -117,15 +118,15 @@ def netadapt(problem: SearchProblem, start: float) -> PruneResult:
     score = importance_fn("l1" if cfg.importance == "taylor" else cfg.importance)
     log, iteration = [], 0
     while current_ms > target:
-        goal = max(target, current_ms - step_ms)
-        options = {g.id: _staircase_k(problem, state, g.id, goal) for g in problem.prunable}
-        options = {gid: o for gid, o in options.items() if o is not None}
-        if not options:  # no single group reaches the goal: take the deepest step there is
-            goal = current_ms - 1e-9
+        options: dict = {}
+        while not options:  # halve the asked reduction until some group can deliver it
+            if step_ms < 1e-6 * problem.base_ms:
+                raise InputError(NO_CANDIDATE)
+            goal = max(target, current_ms - step_ms)
             options = {g.id: _staircase_k(problem, state, g.id, goal) for g in problem.prunable}
             options = {gid: o for gid, o in options.items() if o is not None}
             if not options:
-                raise InputError(NO_CANDIDATE)
+                step_ms /= 2
         groups = {g.id: g for g in channel_groups(current, problem.x)}
         rows, models = [], []
         for gid, (k, lat) in options.items():
