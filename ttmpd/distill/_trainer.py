@@ -304,6 +304,9 @@ def distill(
         student_hooks.close()
         if teacher_hooks is not None:
             teacher_hooks.close()
+        if config.channels_last:  # hand back the layout the caller deploys (NCHW weights)
+            student.to(memory_format=torch.contiguous_format)
+            scheme.to(memory_format=torch.contiguous_format)
     student.eval()
     frame = pd.DataFrame(history)
     seconds = float(frame["seconds"].sum()) if len(frame) else 0.0
