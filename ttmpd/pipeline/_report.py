@@ -115,6 +115,7 @@ def write_report(run, state: RunState) -> Path:
         f"predicted {ms['measured_vs_predicted_pct']:+.1f}%."
     )
     stage_rows = [(name, f"{info.get('seconds', 0.0):.1f}") for name, info in st.items()]
+    stage_rows.append(("report", "(this file)"))
     prune_ft = st["prune"]["seconds"] + st["distill"]["seconds"]
     config_rows = [(k, f"`{v}`") for k, v in state.signature.items()]
     artefacts = [

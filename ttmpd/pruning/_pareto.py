@@ -76,7 +76,7 @@ def plot_pareto(frame: pd.DataFrame, path: str | os.PathLike, title: str = "") -
     """Accuracy against measured latency per method; the front is drawn as a step line."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for (method, group), marker in zip(frame.groupby("method", sort=False), "*osd^v",
+    for (method, group), marker in zip(frame.groupby("method", sort=False), "*osd^vPXh<>",
                                        strict=False):  # fmt: skip
         ax.scatter(group["measured_ms"], 100 * group["accuracy"], marker=marker, s=40,
                    label=method, zorder=3)  # fmt: skip
