@@ -22,12 +22,12 @@ from tqdm.auto import tqdm
 from ..errors import InputError
 from ..lut import PruneSavings
 from ._apply import apply_plan, plan_from_removed
-from ._bn import recalibrate_bn
+from ._bn import adaptive_bn_logits, recalibrate_bn
 from ._groups import ChannelGroup, channel_groups
 from ._importance import importance as importance_fn
 from ._mask import ChannelMasker
 from ._plan import PrunePlan
-from ._proxies import AccuracyModel, agreement_proxies
+from ._proxies import AccuracyModel, agreement, kd_gap
 
 logger = logging.getLogger(__name__)
 #: ttmpd's search, then the baselines run beside it (see _search and _baselines).
@@ -127,8 +127,9 @@ class SearchProblem:
         return {g: self.order[g][:k].tolist() for g, k in state.items() if k}
 
     def proxies(self, masker: ChannelMasker, state: dict[str, int]) -> tuple[float, float]:
-        candidate = recalibrate_bn(masker.masked(self.removed(state)), self.calib)
-        return agreement_proxies(candidate, self.calib, self.teacher)
+        """``(V1, V2)`` of the masked candidate after adaptive BN on the calibration images."""
+        logits = adaptive_bn_logits(masker.masked(self.removed(state)), self.calib)
+        return agreement(logits, self.teacher), kd_gap(logits, self.teacher)
 
     def finish(
         self,
