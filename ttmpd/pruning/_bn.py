@@ -1,34 +1,45 @@
-"""Adaptive BatchNorm: re-estimate BN statistics on unlabeled test-time samples (EagleEye)."""
+"""Adaptive BatchNorm: re-estimating BN statistics on unlabeled test samples (EagleEye)."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 
-def recalibrate_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> nn.Module:
-    """Replace every BN's running mean/var by their average over ``images`` (N, C, H, W).
-
-    BN layers run in training mode with cumulative averaging (``momentum=None``); all other
-    layers stay in eval mode and no parameter changes. Returns ``model`` in eval mode.
-    """
+@contextlib.contextmanager
+def _recalibrating(model: nn.Module) -> Iterator[None]:
+    """BN layers reset, in training mode with cumulative averaging (``momentum=None``);
+    everything else in eval mode. On exit the momenta are restored and the model is in eval
+    mode; no parameter changes."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return model.eval()
-    model.eval()
     momenta = [m.momentum for m in bns]
+    model.eval()
     for m in bns:
         m.reset_running_stats()
         m.momentum = None
         m.train()
     try:
         with torch.no_grad():
-            for start in range(0, len(images), batch_size):
-                model(images[start : start + batch_size])
+            yield
     finally:
         for m, momentum in zip(bns, momenta, strict=True):
             m.momentum = momentum
         model.eval()
+
+
+def recalibrate_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> nn.Module:
+    """Replace every BN's running mean/var by their average over ``images`` (N, C, H, W).
+
+    Returns ``model`` in eval mode; no parameter changes.
+    """
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return model.eval()
+    with _recalibrating(model):
+        for start in range(0, len(images), batch_size):
+            model(images[start : start + batch_size])
     return model
 
 
@@ -46,17 +57,5 @@ def adaptive_bn_logits(
         recalibrate_bn(model, images, batch_size)
         with torch.no_grad():
             return torch.cat([model(b) for b in images.split(batch_size)])
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in bns]
-    model.eval()
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-        m.train()
-    try:
-        with torch.no_grad():
-            return model(images)
-    finally:
-        for m, momentum in zip(bns, momenta, strict=True):
-            m.momentum = momentum
-        model.eval()
+    with _recalibrating(model):
+        return model(images)
