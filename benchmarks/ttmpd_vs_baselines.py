@@ -62,6 +62,7 @@ from ttmpd.pruning import (
     plot_pareto,
     prune,
 )
+from ttmpd.workflow import split_mask
 
 LUTS = Path(__file__).parent / "luts"
 METHODS = ("ttmpd", "online-teacher", "halp", "eagleeye", "netadapt", "tp-magnitude")
@@ -78,8 +79,7 @@ def append_row(path: Path, row: dict) -> None:
 
 
 def split(images: np.ndarray, labels: np.ndarray, n: int, seed: int):
-    pick = np.zeros(len(images), dtype=bool)
-    pick[np.random.default_rng(seed).choice(len(images), n, replace=False)] = True
+    pick = split_mask(len(images), n, seed)
     return images[pick], images[~pick], labels[~pick]
 
 

@@ -29,6 +29,14 @@ def load_stream(data: str, labels: bool = False):
     return load_path(data, labels=labels)
 
 
+def split_mask(n: int, k: int, seed: int) -> np.ndarray:
+    """Boolean mask of ``k`` of ``n`` stream positions drawn at random (seeded): the
+    unlabeled calibration / fine-tuning samples; the rest is held out."""
+    pick = np.zeros(n, dtype=bool)
+    pick[np.random.default_rng(seed).choice(n, size=k, replace=False)] = True
+    return pick
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A base checkpoint and its test stream: calibration samples and the held-out rest."""
@@ -61,9 +69,7 @@ def load_scenario(model_path: str, data: str, samples: int, seed: int = 0) -> Sc
     n = len(stream.images)
     if samples >= n:
         raise InputError(f"--calib-samples {samples} must be below the stream size {n}")
-    rng = np.random.default_rng(seed)
-    pick = np.zeros(n, dtype=bool)
-    pick[rng.choice(n, size=samples, replace=False)] = True
+    pick = split_mask(n, samples, seed)
     calib = to_model_input(stream.images[pick], checkpoint.normalization)
     labels = None if stream.labels is None else stream.labels[~pick]
     return Scenario(checkpoint, calib, calib[:1].clone(), stream.images[~pick], labels)

@@ -122,15 +122,14 @@ class Run:
 
 def stage_data(run: Run) -> dict:
     from ..base import check_input_channels
-    from ..workflow import load_stream
+    from ..workflow import load_stream, split_mask
 
     stream = load_stream(run.config.data, labels=True)
     check_input_channels(run.model, stream.images)
     n, k = len(stream.images), run.config.finetune_samples
     if k >= n:
         raise InputError(f"--finetune-samples {k} must be below the stream size {n}")
-    pick = np.zeros(n, dtype=bool)
-    pick[np.random.default_rng(run.config.seed).choice(n, size=k, replace=False)] = True
+    pick = split_mask(n, k, run.config.seed)
     (run.out / "data").mkdir(parents=True, exist_ok=True)
     with atomic_path(run.out / "data" / "finetune.npz") as tmp, open(tmp, "wb") as fh:
         np.savez(fh, images=stream.images[pick])
