@@ -91,6 +91,12 @@ class SearchProblem:
         #: raw importance per channel of each prunable group, and its ascending order
         self.scores = self._scores()
         self.order = {g: np.argsort(v, kind="stable") for g, v in self.scores.items()}
+        #: importance removed by dropping a group's k least important channels, at index k
+        self._removed_mass = {
+            g: np.concatenate([[0.0], np.cumsum(np.clip(v[self.order[g]], 0, None))])
+            for g, v in self.scores.items()
+        }
+        self._total_mass = sum(float(m[-1]) for m in self._removed_mass.values())
         self.base_ms = float(self.savings.latencies([{}])[0])
         self.max_k = {g.id: int(self.config.max_group_ratio * g.channels) for g in self.prunable}
 
@@ -130,6 +136,21 @@ class SearchProblem:
         """``(V1, V2)`` of the masked candidate after adaptive BN on the calibration images."""
         logits = adaptive_bn_logits(masker.masked(self.removed(state)), self.calib)
         return agreement(logits, self.teacher), kd_gap(logits, self.teacher)
+
+    def kept(self, state: dict[str, int]) -> float:
+        """Share of the prunable groups' importance mass the state keeps, in (0, 1]:
+        ``1 − Σ_g (importance of g's removed channels) / Σ_g (importance of g)``."""
+        if self._total_mass <= 0:
+            return 1.0
+        removed = sum(float(self._removed_mass[g][k]) for g, k in state.items() if k)
+        return max(1.0 - removed / self._total_mass, 1e-6)
+
+    def predicted_accuracy(self, masker: ChannelMasker, state: dict[str, int]) -> dict:
+        """V1, V2, kept and the :class:`AccuracyModel` prediction of ``state``."""
+        v1, v2 = self.proxies(masker, state)
+        kept = self.kept(state)
+        acc = float(self.config.accuracy_model.predict(v1, v2, kept))
+        return {"v1": v1, "v2": v2, "kept": kept, "predicted_acc": acc}
 
     def finish(
         self,

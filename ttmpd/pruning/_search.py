@@ -10,11 +10,12 @@ predicted latency.
     smallest further removal of at least ``min_step`` of the group's channels at which the
     group's predicted latency actually drops (CPU kernels often only get faster at
     multiples of 8 channels). A candidate is scored by the
-    predicted accuracy loss per predicted millisecond saved, where accuracy comes from the
-    label-free proxies V1/V2 (:mod:`ttmpd.pruning._proxies`) of the masked candidate after
-    adaptive BN. The best candidate is accepted. The accepted group's next candidate is
-    re-evaluated every step; the others' accuracy deltas are reused and refreshed every
-    ``refresh_every`` steps.
+    predicted accuracy loss per predicted millisecond saved, where accuracy is the
+    :class:`~ttmpd.pruning.AccuracyModel` of the label-free proxies V1/V2 of the masked
+    candidate after adaptive BN and of the importance share it keeps
+    (:mod:`ttmpd.pruning._proxies`). The best candidate is accepted. The accepted group's
+    next candidate is re-evaluated every step; the others' accuracy deltas are reused and
+    refreshed every ``refresh_every`` steps.
 ``knapsack`` (HALP-style without gradients) and ``halp`` (the same with Taylor importance)
     No accuracy proxy: channel blocks (staircase steps) are removed greedily by importance
     lost per ms saved, with importance normalised by each group's mean, until the budget
@@ -43,13 +44,13 @@ from ._problem import NO_CANDIDATE, PruneResult, SearchConfig, SearchProblem, pr
 
 
 def _greedy(problem: SearchProblem) -> tuple[dict[str, int], list[dict]]:
-    cfg, acc_model = problem.config, problem.config.accuracy_model
+    cfg = problem.config
     masker = ChannelMasker(problem.model, problem.groups)
     state = {g.id: 0 for g in problem.prunable}
     target = cfg.budget * problem.base_ms
     current_ms = problem.base_ms
-    current_acc = float(acc_model.predict(*problem.proxies(masker, state)))
-    deltas: dict[tuple[str, int], tuple[float, float, float]] = {}
+    current_acc = problem.predicted_accuracy(masker, state)["predicted_acc"]
+    deltas: dict[tuple[str, int], tuple[float, dict]] = {}
     log, step = [], 0
     bar = progress_bar(problem, target)
     try:
@@ -68,14 +69,15 @@ def _greedy(problem: SearchProblem) -> tuple[dict[str, int], list[dict]]:
                 key = (g.id, k)
                 fresh = fresh_all or key not in deltas
                 if fresh:
-                    v1, v2 = problem.proxies(masker, cand_state)
-                    deltas[key] = (current_acc - float(acc_model.predict(v1, v2)), v1, v2)
-                loss, v1, v2 = deltas[key]
+                    signals = problem.predicted_accuracy(masker, cand_state)
+                    deltas[key] = (current_acc - signals["predicted_acc"], signals)
+                loss, signals = deltas[key]
                 saving = current_ms - float(lat)
                 score = (max(loss, 0.0) + 1e-6) / saving if saving > 0 else np.inf
                 rows.append({"step": step, "group": g.id, "k_from": state[g.id], "k_to": k,
                              "channels_left": g.channels - k, "predicted_saving_ms": saving,
-                             "predicted_latency_ms": float(lat), "v1": v1, "v2": v2,
+                             "predicted_latency_ms": float(lat), "v1": signals["v1"],
+                             "v2": signals["v2"], "kept": signals["kept"],
                              "predicted_acc": current_acc - loss, "score": score,
                              "fresh": fresh, "accepted": False})  # fmt: skip
             best = int(np.argmin([r["score"] for r in rows]))
