@@ -87,6 +87,7 @@ def test_killed_run_resumes_without_redoing_finished_stages(tmp_path, stream, mo
         (["--method", "magic"], "unknown method"),
         (["--backend", "tpu"], "unknown backend"),
         (["--finetune-samples", "4"], "--finetune-samples must be >= 8"),
+        (["--budget-checks", "-1"], "--budget-checks must be >= 0"),
         (["--finetune-samples", "5000"], "must be below the stream size"),
         (["--resume"], "nothing to resume"),
     ],
@@ -142,3 +143,31 @@ def test_sigkilled_run_resumes(tmp_path, stream):
     assert list(after) == [name for name, _ in stages.STAGES]
     for name, figures in before.items():
         assert after[name] == figures
+
+
+def test_budget_check_searches_again_when_the_measured_prune_misses(tmp_path, stream, capsys,
+                                                                  monkeypatch):  # fmt: skip
+    # the fake backend matches its predictor; pretend the first prune measures 40% slower
+    real_measure, calls = stages.Run.measure, []
+
+    def measure(run, model):
+        ms = real_measure(run, model)
+        calls.append(ms)
+        return ms * 1.4 if len(calls) == 1 else ms
+
+    monkeypatch.setattr(stages.Run, "measure", measure)
+    assert _run(tmp_path / "run", stream, "--json") == 0
+    result = json.loads(capsys.readouterr().out)["stages"]
+    prune, target = result["prune"], 0.6 * result["predictor"]["measured_original_ms"]
+    first, second = prune["attempts"][:2]
+    assert first["measured_ms"] > 1.3 * target  # the inflated measurement
+    scaled = first["search_budget"] * target / first["measured_ms"]
+    assert second["search_budget"] == pytest.approx(scaled, rel=1e-9)
+    assert second["measured_ms"] < first["measured_ms"]
+    assert prune["kept_attempt"] >= 1  # the inflated first prune is not kept
+
+
+def test_budget_check_keeps_the_slowest_prune_within_the_limit():
+    assert stages._pick_attempt([1.3, 0.9, 0.7], limit_ms=1.0) == 1
+    assert stages._pick_attempt([1.3, 1.2], limit_ms=1.0) == 1  # none within: the fastest
+    assert stages._pick_attempt([float("nan")], limit_ms=1.0) == 0  # --budget-checks 0

@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="unlabeled stream images for pruning and fine-tuning (512)")  # fmt: skip
     p.add_argument("--proxy-samples", type=int, default=128,
                    help="of those, images the accuracy proxies use (128)")  # fmt: skip
+    p.add_argument("--budget-checks", type=int, default=2,
+                   help="searches again when the measured prune misses the budget (2)")  # fmt: skip
     p.add_argument("--importance", default="l1", help="l1 | l2 | bn_scale | taylor | random")
     p.add_argument("--loss", default="kd:0.9,ce:0.1", help="distillation losses (kd:0.9,ce:0.1)")
     p.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs (10)")
@@ -61,7 +63,8 @@ def config_from_args(args: argparse.Namespace):
         method=args.method, lut=args.lut, threads=args.threads,
         channel_step=args.channel_step, calibrate_variants=args.calibrate_variants,
         finetune_samples=args.finetune_samples, proxy_samples=args.proxy_samples,
-        importance=args.importance, loss=args.loss, epochs=args.epochs,
+        budget_checks=args.budget_checks, importance=args.importance, loss=args.loss,
+        epochs=args.epochs,
         online_teacher=args.online_teacher, seed=args.seed, progress=not args.no_progress,
     )  # fmt: skip
 

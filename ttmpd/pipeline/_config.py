@@ -18,6 +18,8 @@ class RunConfig:
     ``lut``: a device table to reuse (extended with what this model needs; it must come from
     this device and these backend settings), default ``OUT/lut.parquet``. The stream's
     labels, when present, are used only to report accuracy on the held-out rest.
+    ``budget_checks``: how often the prune stage may search again when the measured pruned
+    model misses the budget (0: trust the predictor).
     """
 
     model: str
@@ -31,6 +33,7 @@ class RunConfig:
     calibrate_variants: int = 4
     finetune_samples: int = 512
     proxy_samples: int = 128
+    budget_checks: int = 2
     importance: str = "l1"
     loss: str = "kd:0.9,ce:0.1"
     epochs: int = 10
@@ -53,8 +56,9 @@ class RunConfig:
         for name in ("threads", "channel_step"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1")
-        if self.calibrate_variants < 0:
-            raise InputError("--calibrate-variants must be >= 0")
+        for name in ("calibrate_variants", "budget_checks"):
+            if getattr(self, name) < 0:
+                raise InputError(f"--{name.replace('_', '-')} must be >= 0")
         if self.finetune_samples < 8:
             raise InputError(f"--finetune-samples must be >= 8, got {self.finetune_samples}")
         if not 8 <= self.proxy_samples <= self.finetune_samples:

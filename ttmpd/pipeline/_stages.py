@@ -10,7 +10,9 @@ lut         profiles the model's grid on the backend, reusing every row of a    
 predictor   fits the latency predictor, calibrates it on the measured model     predictor.json
             and ``calibrate_variants`` random prunes
 prune       searches a prune meeting the budget (``method``) on the first       prune/
-            ``proxy_samples`` fine-tuning images, no measuring in the loop
+            ``proxy_samples`` fine-tuning images, no measuring in the loop;
+            the result is measured and searched again (``budget_checks``)
+            if it misses the budget
 distill     teacher pseudo labels computed once on the fine-tuning images       distill/
             (or every step with ``online_teacher``), then distillation
 evaluate    held-out accuracy (labels) and agreement with the unpruned model    -
@@ -185,22 +187,68 @@ def search_budget(budget: float, measured_ms: float, predicted_ms: float) -> flo
     return fraction
 
 
+#: A prune measured within ``[1 − UNDER, 1 + OVER] · target`` needs no further search.
+BUDGET_OVER, BUDGET_UNDER = 0.02, 0.10
+
+
 def stage_prune(run: Run, state: RunState) -> dict:
+    """Search to the budget. Then (``budget_checks > 0``) measure the result on the backend;
+    while it lands outside ``[1 − BUDGET_UNDER, 1 + BUDGET_OVER] · target``, search again
+    with the search budget scaled by ``target / measured``, at most ``budget_checks`` times.
+    Kept: the slowest attempt within ``(1 + BUDGET_OVER) · target`` (it pruned least), else
+    the fastest. The search itself measures nothing; the check catches what the predictor
+    misses (on ORT, layout effects of channel counts)."""
     from ..pruning import SearchConfig, prune, save_prune_result
 
     cfg, figures = run.config, state.stages["predictor"]
     calib = run.to_input(run.finetune_images[: cfg.proxy_samples])
+    target_ms = cfg.budget * figures["measured_original_ms"]
     fraction = search_budget(cfg.budget, figures["measured_original_ms"],
                              figures["predicted_original_ms"])  # fmt: skip
-    search = SearchConfig(budget=fraction, method=cfg.method, importance=cfg.importance,
-                          seed=cfg.seed, progress=cfg.progress)  # fmt: skip
-    result = prune(run.model, run.example, run.predictor, calib, search)
+    attempts, results = [], []
+    for _ in range(cfg.budget_checks + 1):
+        search = SearchConfig(budget=fraction, method=cfg.method, importance=cfg.importance,
+                              seed=cfg.seed, progress=cfg.progress)  # fmt: skip
+        try:
+            results.append(prune(run.model, run.example, run.predictor, calib, search))
+        except InputError as exc:
+            if not results:
+                raise
+            logger.warning("budget check stopped: %s; keeping an earlier prune", exc)
+            break
+        measured = run.measure(results[-1].model) if cfg.budget_checks else float("nan")
+        attempts.append({"search_budget": fraction, "search_s": results[-1].search_s,
+                         "predicted_ms": results[-1].predicted_latency_ms,
+                         "measured_ms": measured})  # fmt: skip
+        ratio = measured / target_ms
+        if not (ratio > 1 + BUDGET_OVER or ratio < 1 - BUDGET_UNDER):
+            break
+        fraction *= 1 / ratio
+        if fraction >= 1:
+            break
+    pick = _pick_attempt([a["measured_ms"] for a in attempts], target_ms * (1 + BUDGET_OVER))
+    result = results[pick]
     summary = save_prune_result(result, run.out / "prune", run.example,
                                 normalization=run.checkpoint.normalization,
                                 num_classes=run.checkpoint.num_classes)  # fmt: skip
     keys = ("base_latency_ms", "target_latency_ms", "predicted_latency_ms", "search_s",
             "candidates_evaluated", "removed_fraction")  # fmt: skip
-    return {k: summary[k] for k in keys} | {"search_budget": fraction}
+    return {k: summary[k] for k in keys} | {
+        "search_budget": attempts[pick]["search_budget"],
+        "attempts": attempts,
+        "kept_attempt": pick,
+    }
+
+
+def _pick_attempt(measured_ms: list[float], limit_ms: float) -> int:
+    """Index of the slowest attempt within ``limit_ms``, else of the fastest (the last one
+    when nothing was measured)."""
+    within = [i for i, m in enumerate(measured_ms) if m <= limit_ms]
+    if within:
+        return max(within, key=lambda i: measured_ms[i])
+    if all(np.isnan(measured_ms)):
+        return len(measured_ms) - 1
+    return int(np.nanargmin(measured_ms))
 
 
 def distill_student(
