@@ -165,6 +165,9 @@ def test_budget_check_searches_again_when_the_measured_prune_misses(tmp_path, st
     assert second["search_budget"] == pytest.approx(scaled, rel=1e-9)
     assert second["measured_ms"] < first["measured_ms"]
     assert prune["kept_attempt"] >= 1  # the inflated first prune is not kept
+    assert prune["measured_target_ms"] == pytest.approx(target)
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert f"Budget check: {len(prune['attempts'])} searches" in report
 
 
 def test_budget_check_keeps_the_slowest_prune_within_the_limit():

@@ -114,6 +114,13 @@ def write_report(run, state: RunState) -> Path:
         f"({'within' if ms['within_budget'] else 'NOT within'} budget + 5%); measured vs "
         f"predicted {ms['measured_vs_predicted_pct']:+.1f}%."
     )
+    attempts = pr.get("attempts", [])
+    if len(attempts) > 1:
+        tried = ", ".join(f"{a['measured_ms']:.3f}" for a in attempts)
+        budget_line += (
+            f" Budget check: {len(attempts)} searches measured {tried} ms against a target of "
+            f"{pr['measured_target_ms']:.3f} ms; search {pr['kept_attempt'] + 1} was kept."
+        )
     stage_rows = [(name, f"{info.get('seconds', 0.0):.1f}") for name, info in st.items()]
     stage_rows.append(("report", "(this file)"))
     prune_ft = st["prune"]["seconds"] + st["distill"]["seconds"]

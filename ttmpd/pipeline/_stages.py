@@ -235,6 +235,7 @@ def stage_prune(run: Run, state: RunState) -> dict:
             "candidates_evaluated", "removed_fraction")  # fmt: skip
     return {k: summary[k] for k in keys} | {
         "search_budget": attempts[pick]["search_budget"],
+        "measured_target_ms": target_ms,
         "attempts": attempts,
         "kept_attempt": pick,
     }
