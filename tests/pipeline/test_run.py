@@ -161,7 +161,7 @@ def test_budget_check_searches_again_when_the_measured_prune_misses(tmp_path, st
     prune, target = result["prune"], 0.6 * result["predictor"]["measured_original_ms"]
     first, second = prune["attempts"][:2]
     assert first["measured_ms"] > 1.3 * target  # the inflated measurement
-    scaled = first["search_budget"] * target / first["measured_ms"]
+    scaled = first["search_budget"] * 0.97 * target / first["measured_ms"]
     assert second["search_budget"] == pytest.approx(scaled, rel=1e-9)
     assert second["measured_ms"] < first["measured_ms"]
     assert prune["kept_attempt"] >= 1  # the inflated first prune is not kept
@@ -174,3 +174,14 @@ def test_budget_check_keeps_the_slowest_prune_within_the_limit():
     assert stages._pick_attempt([1.3, 0.9, 0.7], limit_ms=1.0) == 1
     assert stages._pick_attempt([1.3, 1.2], limit_ms=1.0) == 1  # none within: the fastest
     assert stages._pick_attempt([float("nan")], limit_ms=1.0) == 0  # --budget-checks 0
+
+
+def test_next_search_budget_scales_then_follows_the_secant():
+    one = [{"search_budget": 0.5, "measured_ms": 2.0}]
+    assert stages._next_search_budget(one, goal_ms=1.0) == pytest.approx(0.25)
+    # measured falls 0.5 ms per 0.1 of budget: the secant lands on the goal
+    two = [*one, {"search_budget": 0.4, "measured_ms": 1.5}]
+    assert stages._next_search_budget(two, goal_ms=1.0) == pytest.approx(0.3)
+    # measured did not respond to the budget (noise): fall back to scaling
+    flat = [*one, {"search_budget": 0.4, "measured_ms": 2.0}]
+    assert stages._next_search_budget(flat, goal_ms=1.0) == pytest.approx(0.2)

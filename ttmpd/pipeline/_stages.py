@@ -187,14 +187,16 @@ def search_budget(budget: float, measured_ms: float, predicted_ms: float) -> flo
     return fraction
 
 
-#: A prune measured within ``[1 − UNDER, 1 + OVER] · target`` needs no further search.
-BUDGET_OVER, BUDGET_UNDER = 0.02, 0.10
+#: A prune measured within ``[1 − UNDER, 1 + OVER] · target`` needs no further search;
+#: a new search aims ``AIM`` under the target, to leave room for measurement noise.
+BUDGET_OVER, BUDGET_UNDER, BUDGET_AIM = 0.02, 0.10, 0.03
 
 
 def stage_prune(run: Run, state: RunState) -> dict:
     """Search to the budget. Then (``budget_checks > 0``) measure the result on the backend;
     while it lands outside ``[1 − BUDGET_UNDER, 1 + BUDGET_OVER] · target``, search again
-    with the search budget scaled by ``target / measured``, at most ``budget_checks`` times.
+    (at most ``budget_checks`` times) with the search budget expected to measure
+    ``(1 − BUDGET_AIM) · target`` (:func:`_next_search_budget`).
     Kept: the slowest attempt within ``(1 + BUDGET_OVER) · target`` (it pruned least), else
     the fastest. The search itself measures nothing; the check catches what the predictor
     misses (on ORT, layout effects of channel counts)."""
@@ -223,8 +225,8 @@ def stage_prune(run: Run, state: RunState) -> dict:
         ratio = measured / target_ms
         if not (ratio > 1 + BUDGET_OVER or ratio < 1 - BUDGET_UNDER):
             break
-        fraction *= 1 / ratio
-        if fraction >= 1:
+        fraction = _next_search_budget(attempts, target_ms * (1 - BUDGET_AIM))
+        if not 0 < fraction < 1:
             break
     pick = _pick_attempt([a["measured_ms"] for a in attempts], target_ms * (1 + BUDGET_OVER))
     result = results[pick]
@@ -239,6 +241,21 @@ def stage_prune(run: Run, state: RunState) -> dict:
         "attempts": attempts,
         "kept_attempt": pick,
     }
+
+
+def _next_search_budget(attempts: list[dict], goal_ms: float) -> float:
+    """The search budget expected to measure ``goal_ms``: the secant through the last two
+    attempts ``(search_budget, measured_ms)`` when measured latency rose with the budget,
+    else the last budget scaled by ``goal / measured``."""
+    last = attempts[-1]
+    if len(attempts) >= 2:
+        prev = attempts[-2]
+        slope = (last["measured_ms"] - prev["measured_ms"]) / (
+            last["search_budget"] - prev["search_budget"]
+        )
+        if np.isfinite(slope) and slope > 0:
+            return last["search_budget"] + (goal_ms - last["measured_ms"]) / slope
+    return last["search_budget"] * goal_ms / last["measured_ms"]
 
 
 def _pick_attempt(measured_ms: list[float], limit_ms: float) -> int:
