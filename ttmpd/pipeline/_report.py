@@ -41,26 +41,30 @@ def _table(rows: list[tuple], header: tuple[str, ...]) -> str:
 
 
 def plot_search(log: pd.DataFrame, measured: dict, path: Path, title: str) -> Path:
-    """Evaluated candidates (predicted latency, predicted accuracy), the accepted path, and
-    the measured original/final models (measured latency, held-out accuracy)."""
+    """Evaluated candidates (predicted latency, the search's accuracy score, right axis), the
+    accepted path, and the measured original/final models (measured latency, held-out
+    accuracy, left axis). The score ranks candidates; it is not a held-out accuracy."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    handles = []
     y = next((c for c in ("predicted_acc", "v1", "short_ft_agreement") if c in log), None)
     if y is not None and "predicted_latency_ms" in log:
-        ax.scatter(log["predicted_latency_ms"], 100 * log[y], s=10, color="0.7",
-                   label=f"candidates: {y} vs predicted ms")  # fmt: skip
+        score = ax.twinx()
+        handles.append(score.scatter(log["predicted_latency_ms"], log[y], s=10, color="0.7",
+                                     label=f"candidates: {y} vs predicted ms"))  # fmt: skip
         path_rows = log[log["accepted"]]
-        ax.plot(path_rows["predicted_latency_ms"], 100 * path_rows[y], "-o", ms=3,
-                color="C0", label="accepted steps")  # fmt: skip
+        handles += score.plot(path_rows["predicted_latency_ms"], path_rows[y], "-o", ms=3,
+                              color="C0", label="accepted steps")  # fmt: skip
+        score.set_ylabel(f"search score: {y} (right axis)")
     for (name, (ms, acc)), marker in zip(measured.items(), "*sD", strict=False):
         if acc is not None:
-            ax.scatter([ms], [100 * acc], marker=marker, s=90, zorder=4,
-                       label=f"{name} (measured ms, held-out)")  # fmt: skip
+            handles.append(ax.scatter([ms], [100 * acc], marker=marker, s=90, zorder=4,
+                                      label=f"{name} (measured ms, held-out)"))  # fmt: skip
     ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("accuracy / agreement (%)")
+    ax.set_ylabel("held-out accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(handles=handles, fontsize=7)
     return save_figure(fig, path)
 
 
