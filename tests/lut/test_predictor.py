@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import sklearn
 import torch
 from nets import UNITS, DepthwiseNet, ResidualNet
 from sklearn.base import clone
@@ -19,6 +20,8 @@ from ttmpd.lut import (
     load_predictor,
     profile_model,
     save_predictor,
+    unit_work,
+    work_offset,
 )
 from ttmpd.profiler import GridConfig, extract_units, get_backend
 from ttmpd.profiler.backends import fake_latency_ms
@@ -140,7 +143,7 @@ def test_savings_equal_the_prediction_of_the_pruned_model(predictor, net_cls, fu
         assert savings.savings([(group.id, k)])[0] == pytest.approx(actual, rel=1e-6)
         checked += 1
     assert checked >= 1
-    costs = savings.costs(step=2)
+    costs = savings.costs(step=8)  # a whole block of 8: a real saving on the fake staircase
     assert (costs["ms_per_channel"] > 0).all() and set(costs["group"]) <= set(savings.groups)
     with pytest.raises(InputError, match="unknown channel group"):
         savings.savings([("nope", 1)])
@@ -162,6 +165,14 @@ def test_save_load_round_trip_and_refit_rules(predictor, fake_lut, tmp_path, cap
     moved.write_text(json.dumps({**payload, "lut_path": "missing.parquet"}))
     with pytest.raises(LutError, match=r"missing.*scikit-learn 0\.0\.1"):
         load_predictor(moved)
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps({**payload, "sklearn_version": sklearn.__version__,
+                                 "features": ["log_macs"]}))  # fmt: skip
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        refit, _ = load_predictor(older)
+    assert "the features changed" in caplog.text
+    np.testing.assert_allclose(refit.predict(UNITS), predictor.predict(UNITS), rtol=1e-6)
     (tmp_path / "foreign.json").write_text("{}")
     with pytest.raises(LutError, match="not a ttmpd predictor"):
         load_predictor(tmp_path / "foreign.json")
@@ -178,3 +189,33 @@ def test_fake_latency_has_a_staircase():
     assert fake_latency_ms(unit.replace(out_channels=9)) == pytest.approx(
         fake_latency_ms(unit.replace(out_channels=16)), rel=0.05
     )
+
+
+def test_work_offset_is_where_overhead_equals_work():
+    work = np.geomspace(1e3, 1e9, 200)
+    latency = 0.004 + 2e-8 * work  # t0 = 4 µs, k = 2e-8 ms per unit of work
+    assert work_offset(latency, work) == pytest.approx(0.004 / 2e-8, rel=0.05)
+    assert work_offset(np.full(5, 0.01), np.arange(1.0, 6.0)) == 3.0  # flat: median work
+
+
+def test_unit_work_is_macs_or_elements():
+    frame = configs_frame(UNITS)
+    work = unit_work(frame)
+    conv = (frame["op"] == "conv").to_numpy()
+    assert (work[conv] == frame["macs"].to_numpy()[conv] + 1).all()
+    other = ~conv & (frame["macs"].to_numpy() == 0)
+    expected = frame["input_elements"] + frame["output_elements"] + 1
+    assert (work[other] == expected.to_numpy()[other]).all()
+
+
+def test_calibration_fits_relative_error_and_allows_a_negative_offset(predictor):
+    x = torch.randn(1, 3, 16, 16)
+    nets = [ResidualNet(c=c).eval() for c in (32, 24, 16, 12, 8)]
+    sums = np.array([predictor.predict_model(n, x, calibrated=False).unit_sum_ms for n in nets])
+    measured = 0.9 * sums - 0.2 * sums.min()  # per-call overhead counted once per unit
+    p = copy.deepcopy(predictor).fit_calibration([(n, x) for n in nets], measured)
+    a, b, c = p.calibration_
+    assert a == pytest.approx(0.9, rel=1e-3) and b == 0.0
+    assert c == pytest.approx(-0.2 * sums.min(), rel=1e-2)
+    with pytest.raises(InputError, match="positive"):
+        p.fit_calibration([(n, x) for n in nets], [0.0] * len(nets))

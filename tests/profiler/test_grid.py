@@ -47,6 +47,22 @@ def test_grid_is_deduplicated_and_capped(example_input):
     assert diagonal <= {(v.in_channels, v.out_channels) for v in conv1}
 
 
+def test_off_grid_counts_cover_every_residue_mod_8(example_input):
+    units = extract_units(ResidualNet(c=64).eval(), example_input).units
+    conv = next(u for u in units if not (u.fixed_in or u.fixed_out))
+    grid = GridConfig(channel_step=8, max_variants_per_unit=1, off_grid_per_unit=7)
+    pairs = {(v.in_channels, v.out_channels) for v in unit_variants(conv, grid)}
+    off = {(i, o) for i, o in pairs if i % 8 or o % 8}
+    assert len(off) == 7
+    assert {i % 8 for i, _ in off} == set(range(1, 8)) == {o % 8 for _, o in off}
+    assert all(1 <= i <= 64 and 1 <= o <= 64 for i, o in off)
+    dw = next(u for u in extract_units(DepthwiseNet().eval(), example_input).units
+              if u.config.is_depthwise)  # fmt: skip
+    variants = unit_variants(dw, GridConfig(channel_step=8, off_grid_per_unit=7))
+    assert all(v.is_depthwise for v in variants)
+    assert {v.in_channels % 8 for v in variants} == set(range(8))
+
+
 def test_bad_grid_configs():
     with pytest.raises(InputError, match="exactly one"):
         GridConfig(channel_step=8, keep_fractions=(0.5,))

@@ -152,11 +152,10 @@ def _fit(args: argparse.Namespace) -> int:
             predictor, model, example, backend_for_table(table), args.calibrate_variants
         )
     elif args.calibrate:
-        from ..pruning import MODEL_TIMING
+        from ..pruning import measure_models
 
-        backend = backend_for_table(table)
         models = [load_model_spec(spec) for spec in args.calibrate]
-        measured = [backend.measure_model(m, x, MODEL_TIMING).median_ms for m, x in models]
+        measured = measure_models(models, backend_for_table(table))
         predictor.fit_calibration(models, measured)
     save_predictor(predictor, args.out, table, args.path)
     summary = {

@@ -8,6 +8,7 @@ from ._device import backend_for_table as backend_for_table
 from ._features import FEATURE_NAMES as FEATURE_NAMES
 from ._features import configs_frame as configs_frame
 from ._features import unit_features as unit_features
+from ._features import unit_work as unit_work
 from ._persist import load_predictor as load_predictor
 from ._persist import save_predictor as save_predictor
 from ._persist import table_digest as table_digest
@@ -16,6 +17,7 @@ from ._plots import plot_predicted_vs_measured as plot_predicted_vs_measured
 from ._predictor import REGRESSORS as REGRESSORS
 from ._predictor import LatencyPredictor as LatencyPredictor
 from ._predictor import ModelPrediction as ModelPrediction
+from ._predictor import work_offset as work_offset
 from ._savings import ChannelGroup as ChannelGroup
 from ._savings import PruneSavings as PruneSavings
 from ._savings import channel_groups as channel_groups
@@ -54,4 +56,6 @@ __all__ = [
     "save_predictor",
     "table_digest",
     "unit_features",
+    "unit_work",
+    "work_offset",
 ]

@@ -9,9 +9,14 @@ Output: a float matrix, one row per unit, with the columns of :data:`FEATURE_NAM
 * log1p of MACs, params, input/output elements (latency spans 4 decades, so the regressor
   fits ``log(latency_ms)``);
 * raw shape: batch, channels, spatial size, kernel, stride, groups;
-* vector-width alignment: ``c mod 8``, ``c mod 16`` and log1p of the MACs with channels
-  rounded up to multiples of 8 (CPU kernels process channel blocks; a misaligned count
-  costs like the next multiple).
+* vector-width alignment: ``c mod 8``, ``c mod 16``, whether ``c`` is a multiple of 4, and
+  log1p of the MACs with channels rounded up to multiples of 8 (CPU kernels process channel
+  blocks; a misaligned count costs like the next multiple). The multiple-of-4 flags are
+  there because ONNX Runtime's blocked-layout (NCHWc) kernels take channel counts divisible
+  by 4 and fall back to much slower generic kernels otherwise: a misaligned depthwise conv
+  costs 2-4x an aligned one with more channels (measured on MobileNetV2 LUTs).
+
+:func:`unit_work` is the size measure the predictor normalises latency by.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "out_mod8",
     "in_mod16",
     "out_mod16",
+    "in_align4",
+    "out_align4",
     "n_inputs",
     "broadcast",
 )
@@ -151,6 +158,20 @@ def unit_features(frame: pd.DataFrame) -> np.ndarray:
     f["groups"] = groups
     f["in_mod8"], f["out_mod8"] = cin % 8, cout % 8
     f["in_mod16"], f["out_mod16"] = cin % 16, cout % 16
+    f["in_align4"], f["out_align4"] = (cin % 4 == 0).astype(float), (cout % 4 == 0).astype(float)
     f["n_inputs"] = num["n_inputs"]
     f["broadcast"] = frame["broadcast"].to_numpy(dtype=float)
     return np.column_stack([f[name] for name in FEATURE_NAMES])
+
+
+def unit_work(frame: pd.DataFrame) -> np.ndarray:
+    """Size of each unit's work: ``max(MACs, input elements + output elements) + 1``.
+
+    Compute-bound units (conv, linear) scale with MACs, memory-bound ones (activations, adds,
+    pooling) with the elements they read and write. Shape: ``(n_units,)``, unitless counts.
+    """
+    macs = frame["macs"].to_numpy(dtype=float)
+    elements = frame["input_elements"].to_numpy(dtype=float) + frame["output_elements"].to_numpy(
+        dtype=float
+    )
+    return np.maximum(macs, elements) + 1.0

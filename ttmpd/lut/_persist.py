@@ -3,12 +3,14 @@
 A predictor file (``.json``) holds: format and schema version, the scikit-learn and ttmpd
 versions it was fitted with, the LUT path (relative to the file when possible) and a digest
 of the LUT's keys and latencies, the predictor's parameters, its calibration coefficients,
-its fusion, and the fitted regressor as a base64 pickle.
+its fusion, the feature names and target form of the regressor, and the fitted regressor as
+a base64 pickle.
 
-On load, the pickle is used only when the scikit-learn version matches and the LUT (if it is
-present) still has the same digest. Otherwise the predictor is refitted from the LUT, which
-stays the source of truth; the calibration (plain numbers) carries over. If a refit is needed
-and the LUT is missing, :class:`~ttmpd.errors.LutError` says which file to provide.
+On load, the pickle is used only when the scikit-learn version, the features and the target
+form match and the LUT (if it is present) still has the same digest. Otherwise the predictor
+is refitted from the LUT, which stays the source of truth; the calibration (plain numbers)
+carries over. If a refit is needed and the LUT is missing, :class:`~ttmpd.errors.LutError`
+says which file to provide.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import sklearn
 from .._io import atomic_path
 from .._version import __version__
 from ..errors import LutError
+from ._features import FEATURE_NAMES
 from ._predictor import LatencyPredictor
 from ._table import LatencyTable
 
@@ -33,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "ttmpd.predictor"
 SCHEMA_VERSION = 1
+#: What the pickled regressor maps to what; a file with another form is refitted.
+TARGET = "log(latency_ms) - log(unit_work + work_offset)"
 
 
 def table_digest(table: LatencyTable) -> str:
@@ -64,6 +69,8 @@ def save_predictor(
         "params": predictor.get_params(),
         "calibration": list(predictor.calibration_),
         "fusion": predictor.fusion_,
+        "features": list(FEATURE_NAMES),
+        "target": TARGET,
         "estimator_pickle": base64.b64encode(pickle.dumps(predictor.estimator_)).decode(),
     }
     with atomic_path(path) as tmp:
@@ -92,8 +99,9 @@ def load_predictor(path: str | os.PathLike, lut: str | os.PathLike | None = None
     table = LatencyTable.load(lut_path) if lut_path.is_file() else None
     same_sklearn = payload["sklearn_version"] == sklearn.__version__
     same_lut = table is None or table_digest(table) == payload["lut_digest"]
+    same_form = (payload.get("features"), payload.get("target")) == (list(FEATURE_NAMES), TARGET)
     predictor = LatencyPredictor(**payload["params"])
-    if same_sklearn and same_lut and table is not None:
+    if same_sklearn and same_lut and same_form and table is not None:
         predictor.fit_from_state(pickle.loads(base64.b64decode(payload["estimator_pickle"])), table)
     else:
         if table is None:
@@ -101,13 +109,21 @@ def load_predictor(path: str | os.PathLike, lut: str | os.PathLike | None = None
                 f"it was fitted with scikit-learn {payload['sklearn_version']} "
                 f"(this is {sklearn.__version__})"
                 if not same_sklearn
+                else "it was fitted by an older ttmpd with other features"
+                if not same_form
                 else "exact LUT hits need the table"
             )
             raise LutError(
                 f"predictor {path} needs its LUT {lut_path}, which is missing ({why}); "
                 "pass --lut PATH"
             )
-        reason = "scikit-learn version changed" if not same_sklearn else "the LUT changed"
+        reason = (
+            "scikit-learn version changed"
+            if not same_sklearn
+            else "the features changed"
+            if not same_form
+            else "the LUT changed"
+        )
         logger.warning("refitting predictor %s from %s: %s", path, lut_path, reason)
         predictor.fit(table)
     predictor.calibration_ = tuple(float(v) for v in payload["calibration"])

@@ -5,15 +5,24 @@ sets attributes ending in ``_``, ``predict`` raises ``NotFittedError`` before ``
 
 Unit level
     A regressor (default: gradient boosting, chosen by cross-validation; ``ttmpd lut fit
-    --cv`` reruns it on your table) maps the
-    features of :mod:`ttmpd.lut._features` to ``log(latency_ms)``. Configurations present in
-    the table are returned exactly as measured (``exact_hits=True``).
+    --cv`` reruns it on your table) maps the features of :mod:`ttmpd.lut._features` to the
+    log time per unit of work::
+
+        target = log(latency_ms) - log(work + W0)        work = unit_work(config)
+
+    ``W0`` (``work_offset_``) is where a unit's fixed overhead equals its work-proportional
+    cost, from ``latency ≈ t0 + k·work`` on the table: ``W0 = t0 / k``. The target is then
+    nearly flat both for overhead-bound and for compute-bound units, and a tree ensemble,
+    which predicts piecewise-constant values, interpolates a *rate* between measured channel
+    counts rather than a latency (it cannot extrapolate a latency linearly). Configurations
+    present in the table are returned exactly as measured (``exact_hits=True``).
 Model level
     ``predict_model`` extracts the model's units with the table's fusion, predicts each, and
-    applies the calibration ``total = a·Σ unit + b·n_units + c`` (fitted by non-negative least
-    squares on a handful of measured whole models with :meth:`fit_calibration`; identity
-    ``a = 1, b = c = 0`` until then). It absorbs what isolated units miss or over-count:
-    framework dispatch per op, layout conversions, cache effects.
+    applies the calibration ``total = a·Σ unit + b·n_units + c`` (fitted with
+    :meth:`fit_calibration` on a handful of measured whole models; identity ``a = 1,
+    b = c = 0`` until then). It absorbs what isolated units miss or over-count: framework
+    dispatch per op, per-call overhead that every isolated unit pays once, layout
+    conversions, cache effects.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from torch import nn
 from .._registry import Registry
 from ..errors import InputError
 from ..profiler import UncoveredOp, UnitConfig, extract_units
-from ._features import FEATURE_NAMES, configs_frame, unit_features
+from ._features import FEATURE_NAMES, configs_frame, unit_features, unit_work
 from ._table import LatencyTable
 
 logger = logging.getLogger(__name__)
@@ -99,6 +108,21 @@ class ModelPrediction:
     uncovered: tuple[UncoveredOp, ...]
 
 
+def work_offset(latency_ms: np.ndarray, work: np.ndarray) -> float:
+    """``W0 = t0 / k`` of ``latency ≈ t0 + k·work`` (see the module docstring), robustly.
+
+    ``t0`` is the 2nd percentile of the latencies (the smallest units are all overhead);
+    ``k`` is the median of ``(latency - t0) / work`` over units at least 4x slower than
+    ``t0``. Falls back to the median work when fewer than 3 such units exist.
+    """
+    t0 = float(np.quantile(latency_ms, 0.02))
+    big = latency_ms > 4 * t0
+    if big.sum() < 3:
+        return float(np.median(work))
+    k = float(np.median((latency_ms[big] - t0) / work[big]))
+    return t0 / k if k > 0 else float(np.median(work))
+
+
 def _as_frame(X) -> pd.DataFrame:
     if isinstance(X, LatencyTable):
         return X.frame
@@ -132,8 +156,10 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         if not (np.isfinite(y).all() and (y > 0).all()):
             raise InputError("latencies must be positive and finite")
         features = unit_features(frame)
+        work = unit_work(frame)
+        self.work_offset_ = work_offset(y, work)
         self.estimator_ = REGRESSORS.get(self.regressor)(self.random_state)
-        self.estimator_.fit(features, np.log(y))
+        self.estimator_.fit(features, np.log(y) - np.log(work + self.work_offset_))
         keys = frame["key"] if "key" in frame else configs_frame([])["key"]
         self.lut_ = dict(zip(keys, y, strict=False)) if self.exact_hits else {}
         self.n_features_in_ = features.shape[1]
@@ -149,6 +175,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.estimator_ = estimator
         frame = table.frame
         y = frame["latency_ms"].to_numpy()
+        self.work_offset_ = work_offset(y, unit_work(frame))
         self.lut_ = dict(zip(frame["key"], y, strict=True)) if self.exact_hits else {}
         self.n_features_in_ = len(FEATURE_NAMES)
         self.feature_names_ = FEATURE_NAMES
@@ -167,7 +194,8 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         frame = _as_frame(X)
         if len(frame) == 0:
             return np.zeros(0)
-        out = np.exp(self.estimator_.predict(unit_features(frame)))
+        rate = self.estimator_.predict(unit_features(frame))
+        out = np.exp(rate) * (unit_work(frame) + self.work_offset_)
         if self.lut_ and "key" in frame:
             hits = frame["key"].map(self.lut_).to_numpy(dtype=float)
             out = np.where(np.isnan(hits), out, hits)
@@ -224,28 +252,37 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         models: Sequence[tuple[nn.Module, torch.Tensor]],
         measured_ms: Sequence[float],
     ) -> LatencyPredictor:
-        """Fit ``total = a·Σ unit + b·n_units + c`` (a, b, c >= 0) to measured whole models.
+        """Fit ``total = a·Σ unit + b·n_units + c`` to measured whole models.
 
-        With fewer than 3 models only ``a`` is fitted (b = c = 0); when every model has the
-        same number of units (pruned variants of one architecture) ``b`` is 0, since it
-        would only duplicate the offset ``c``.
+        Least squares on the *relative* residuals, ``Σ_i ((a·S_i + b·n_i + c) / y_i - 1)²``,
+        since the predictor is judged by relative error and the models span several-fold
+        latencies. Bounds: ``a, b >= 0``; ``c >= -0.5·min(y)``. A negative offset is real:
+        each isolated unit pays the per-call overhead once, which a whole model pays once in
+        all (ONNX Runtime on small models). With fewer than 3 models only ``a`` is fitted;
+        when every model has the same number of units (pruned variants of one architecture)
+        ``b`` is 0, since it would only duplicate the offset ``c``.
         """
         self._check_fitted()
-        from scipy.optimize import nnls
+        from scipy.optimize import lsq_linear
 
         if len(models) != len(measured_ms) or not models:
             raise InputError("fit_calibration needs one measured latency per model (>= 1)")
+        y = np.asarray(measured_ms, dtype=float)
+        if not (np.isfinite(y).all() and (y > 0).all()):
+            raise InputError("measured latencies must be positive and finite")
         rows = []
         for model, x in models:
             units = extract_units(model, x, self.fusion_).units
             rows.append([float(self.predict([u.config for u in units]).sum()), len(units), 1.0])
-        A, y = np.asarray(rows), np.asarray(measured_ms, dtype=float)
+        A = np.asarray(rows)
         columns = [0, 1, 2]
         if np.ptp(A[:, 1]) == 0:  # same unit count (pruned variants): n_units ~ intercept
             columns = [0, 2]
         if len(models) < 3:
             columns = [0]
-        coef, _ = nnls(A[:, columns], y)
-        full = dict.fromkeys(range(3), 0.0) | dict(zip(columns, coef, strict=True))
+        lower = {0: 0.0, 1: 0.0, 2: -0.5 * float(y.min())}
+        bounds = ([lower[j] for j in columns], [np.inf] * len(columns))
+        fit = lsq_linear(A[:, columns] / y[:, None], np.ones_like(y), bounds=bounds)
+        full = dict.fromkeys(range(3), 0.0) | dict(zip(columns, fit.x, strict=True))
         self.calibration_ = (float(full[0]), float(full[1]), float(full[2]))
         return self

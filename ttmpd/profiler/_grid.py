@@ -83,16 +83,34 @@ def _cross(unit: LayerUnit, grid: GridConfig) -> list[tuple[int, int]]:
     return sorted(diagonal) + rng.sample(rest, min(budget, len(rest)))
 
 
+def _misaligned(rng: random.Random, channels: int, residue: int) -> int:
+    """A random count in ``[1, channels]`` that is ``residue`` mod 8, else any count."""
+    options = range(residue, channels + 1, 8)
+    return rng.choice(options) if len(options) else rng.randint(1, channels)
+
+
 def _off_grid(unit: LayerUnit, grid: GridConfig) -> list[tuple[int, int]]:
+    """``off_grid_per_unit`` (in, out) pairs off the multiples of 8, stratified by residue.
+
+    Sample j takes an input count that is ``1 + j mod 7`` mod 8 and an output count that is
+    ``1 + 3j mod 7`` mod 8, with random magnitudes: 7 samples cover every residue on each
+    side. Kernels switch code paths by alignment (ONNX Runtime's NCHWc kernels need counts
+    divisible by 4), so each residue class needs its own data; uniform random counts left
+    some classes unsampled on units that occur once.
+    """
     cfg = unit.config
     if grid.off_grid_per_unit == 0 or (cfg.groups > 1 and not cfg.is_depthwise):
         return []
     rng = random.Random(zlib.crc32(f"off|{grid.seed}|{cfg.key}".encode()))
     one_dim = cfg.is_depthwise or cfg.op in _ONE_DIM
     pairs = []
-    for _ in range(grid.off_grid_per_unit):
-        c_in = cfg.in_channels if unit.fixed_in else rng.randint(1, cfg.in_channels)
-        c_out = cfg.out_channels if unit.fixed_out else rng.randint(1, cfg.out_channels)
+    for j in range(grid.off_grid_per_unit):
+        c_in = cfg.in_channels if unit.fixed_in else _misaligned(rng, cfg.in_channels, 1 + j % 7)
+        c_out = (
+            cfg.out_channels
+            if unit.fixed_out
+            else _misaligned(rng, cfg.out_channels, 1 + (3 * j) % 7)
+        )
         if one_dim:
             c_out = c_in = cfg.in_channels if (unit.fixed_in or unit.fixed_out) else c_in
         pairs.append((c_in, c_out))

@@ -12,6 +12,7 @@ from ._bn import recalibrate_bn as recalibrate_bn
 from ._calibrate import MODEL_TIMING as MODEL_TIMING
 from ._calibrate import calibrate_predictor as calibrate_predictor
 from ._calibrate import calibration_variants as calibration_variants
+from ._calibrate import measure_models as measure_models
 from ._groups import ChannelGroup as ChannelGroup
 from ._groups import MemberSlice as MemberSlice
 from ._groups import channel_groups as channel_groups
@@ -60,6 +61,7 @@ __all__ = [
     "channel_groups",
     "importance",
     "latency_costs",
+    "measure_models",
     "model_fingerprint",
     "parameter_grads",
     "pareto_front",
