@@ -4,10 +4,12 @@ For each CPU backend and model (ResNet-18 and MobileNetV2 at 224x224, CIFAR ResN
 32x32, batch 1, 1 thread):
 
 1. build (or reuse, ``benchmarks/luts/``) the device LUT: channel step 8, <= 16 in x out
-   pairs per unit, 8 off-grid channel counts per unit;
+   pairs per unit, 8 off-grid channel counts per unit (stratified by residue mod 8; LUTs
+   built before that sampler also keep their earlier uniform off-grid rows);
 2. draw random channel-pruned variants with ttmpd's dependency-aware pruning
    (``ttmpd.pruning.random_plan``: overall ratios uniform in 0-80%, per-group ratios random):
-   6 calibration variants and 40 test variants;
+   8 calibration variants (`ttmpd.pruning.calibration_variants`, ratios 0.1-0.8) and 40 test
+   variants;
 3. measure every calibration and test variant end to end in 3 interleaved passes; the
    median of the 3 is the measured latency, and pass 2 against pass 1 is the noise floor of
    a single measurement;
@@ -15,7 +17,7 @@ For each CPU backend and model (ResNet-18 and MobileNetV2 at 224x224, CIFAR ResN
    (a) FLOPs-proportional: ``k · MACs`` with ``k`` fitted on the unpruned model,
    (b) plain LUT sum (HALP/NetAdapt style; a missing key falls back to the measured entry
        with the nearest channel counts, since exact-key tables fail otherwise),
-   (c) the ttmpd predictor: regression + calibration on the unpruned model and the 6
+   (c) the ttmpd predictor: regression + calibration on the unpruned model and the 8
        calibration variants (also reported: (c) before calibration, and (c) fitted on a
        random 25% of the LUT rows);
 5. report share within ±10% / ±5%, MAPE, Spearman of each against the measured latency,
@@ -23,7 +25,7 @@ For each CPU backend and model (ResNet-18 and MobileNetV2 at 224x224, CIFAR ResN
 
 Also: cross-validated regressor choice on each LUT, and prune-savings throughput.
 
-    python benchmarks/latency_prediction.py            # ~25 min on 2 cores
+    python benchmarks/latency_prediction.py            # ~40 min on 2 cores
     python benchmarks/latency_prediction.py --quick    # resnet56 only, 12 variants
 
 Writes benchmarks/results/latency_prediction.{csv,json}, *_cv.csv, *_savings.csv and a
