@@ -15,7 +15,7 @@ from torch import nn
 from .errors import InputError
 from .lut import LatencyPredictor, LatencyTable, backend_for_table, load_predictor
 from .models import Checkpoint, load_checkpoint
-from .pruning import MODEL_TIMING, calibrate_predictor
+from .pruning import calibrate_predictor, measure_models
 
 
 def load_stream(data: str, labels: bool = False):
@@ -102,5 +102,7 @@ def load_predictor_for(
 
 
 def measure_on_table_backend(table: LatencyTable, model: nn.Module, example) -> float:
-    """Median end-to-end latency (ms) of ``model`` on the backend the table was built on."""
-    return backend_for_table(table).measure_model(model, example, MODEL_TIMING).median_ms
+    """End-to-end latency (ms) of ``model`` on the backend the table was built on: the
+    median of 3 measurements, as the calibration measures (one burst of load on a shared
+    host then cannot decide the reported number)."""
+    return measure_models([(model, example)], backend_for_table(table), rounds=3)[0]

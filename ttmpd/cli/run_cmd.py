@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lut", help="device table to reuse and extend (default OUT/lut.parquet)")
     p.add_argument("--threads", type=int, default=1, help="threads of the backend and torch (1)")
     p.add_argument("--channel-step", type=int, default=8, help="LUT grid channel step (8)")
+    p.add_argument("--off-grid-per-unit", type=int, default=8,
+                   help="LUT channel counts per unit off the step (8)")  # fmt: skip
     p.add_argument("--calibrate-variants", type=int, default=4,
                    help="measured random prunes calibrating the predictor (4)")  # fmt: skip
     p.add_argument("--finetune-samples", type=int, default=512,
@@ -61,7 +63,8 @@ def config_from_args(args: argparse.Namespace):
     return RunConfig(
         model=args.model, data=args.data, backend=args.backend, budget=args.budget,
         method=args.method, lut=args.lut, threads=args.threads,
-        channel_step=args.channel_step, calibrate_variants=args.calibrate_variants,
+        channel_step=args.channel_step, off_grid_per_unit=args.off_grid_per_unit,
+        calibrate_variants=args.calibrate_variants,
         finetune_samples=args.finetune_samples, proxy_samples=args.proxy_samples,
         budget_checks=args.budget_checks, importance=args.importance, loss=args.loss,
         epochs=args.epochs,

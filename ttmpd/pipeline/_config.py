@@ -18,6 +18,8 @@ class RunConfig:
     ``lut``: a device table to reuse (extended with what this model needs; it must come from
     this device and these backend settings), default ``OUT/lut.parquet``. The stream's
     labels, when present, are used only to report accuracy on the held-out rest.
+    ``off_grid_per_unit``: LUT channel counts per unit off the ``channel_step`` grid (one per
+    residue mod 8), so the predictor sees the misaligned counts pruning leaves.
     ``budget_checks``: how often the prune stage may search again when the measured pruned
     model misses the budget (0: trust the predictor).
     """
@@ -30,6 +32,7 @@ class RunConfig:
     lut: str | None = None
     threads: int = 1
     channel_step: int = 8
+    off_grid_per_unit: int = 8
     calibrate_variants: int = 4
     finetune_samples: int = 512
     proxy_samples: int = 128
@@ -56,7 +59,7 @@ class RunConfig:
         for name in ("threads", "channel_step"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1")
-        for name in ("calibrate_variants", "budget_checks"):
+        for name in ("off_grid_per_unit", "calibrate_variants", "budget_checks"):
             if getattr(self, name) < 0:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 0")
         if self.finetune_samples < 8:

@@ -149,7 +149,8 @@ def stage_lut(run: Run) -> dict:
 
     result = profile_model(
         run.model, run.example, run.backend, run.lut_path,
-        grid=GridConfig(channel_step=run.config.channel_step), resume=True,
+        grid=GridConfig(channel_step=run.config.channel_step,
+                        off_grid_per_unit=run.config.off_grid_per_unit), resume=True,
         model_name=Path(run.config.model).stem, progress=run.config.progress,
     )  # fmt: skip
     return {"lut": str(run.lut_path), "rows": len(result.table), "measured": result.measured,
