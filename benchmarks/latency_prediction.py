@@ -171,8 +171,7 @@ def run_pair(backend_name: str, name: str, n_test: int, n_cal: int, seed: int):
         p = LatencyPredictor().fit(fit_table)
         raw = np.array([p.predict(cs).sum() for cs in unit_lists])
         p.fit_calibration([(m, x) for m in cal_models], cal_ms)
-        return raw, np.array([p._calibrate(r, len(cs)) for r, cs in
-                              zip(raw, unit_lists, strict=True)])  # fmt: skip
+        return raw, np.array([p.calibrated_total(cs) for cs in unit_lists])
 
     raw, calibrated = ttmpd(table)
     sparse_rows = table.frame.sample(frac=0.25, random_state=seed)

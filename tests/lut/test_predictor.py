@@ -23,6 +23,7 @@ from ttmpd.lut import (
     unit_work,
     work_offset,
 )
+from ttmpd.lut._features import blocked_layout_mask
 from ttmpd.profiler import GridConfig, extract_units, get_backend
 from ttmpd.profiler.backends import fake_latency_ms
 
@@ -216,6 +217,31 @@ def test_calibration_fits_relative_error_and_allows_a_negative_offset(predictor)
     p = copy.deepcopy(predictor).fit_calibration([(n, x) for n in nets], measured)
     a, b, c = p.calibration_
     assert a == pytest.approx(0.9, rel=1e-3) and b == 0.0
+    assert p.aligned_slope_ == pytest.approx(0.9, rel=1e-3)
     assert c == pytest.approx(-0.2 * sums.min(), rel=1e-2)
     with pytest.raises(InputError, match="positive"):
         p.fit_calibration([(n, x) for n in nets], [0.0] * len(nets))
+
+
+def test_blocked_layout_convs_get_their_own_slope(predictor):
+    x = torch.randn(1, 3, 16, 16)
+    nets = [ResidualNet(c=c).eval() for c in (32, 24, 20, 16, 12, 8)]
+    parts = []
+    for n in nets:
+        frame = configs_frame([u.config for u in extract_units(n, x).units])
+        latency, blocked = predictor.predict(frame), blocked_layout_mask(frame)
+        assert blocked.any() and (~blocked).any()
+        parts.append((latency[~blocked].sum(), latency[blocked].sum()))
+    other, aligned = np.array(parts).T
+    measured = 1.0 * other + 0.6 * aligned + 0.01  # whole graphs discount aligned chains
+    p = copy.deepcopy(predictor).fit_calibration([(n, x) for n in nets], measured)
+    assert p.calibration_[0] == pytest.approx(1.0, rel=1e-2)
+    assert p.aligned_slope_ == pytest.approx(0.6, rel=1e-2)
+    assert p.calibration_[2] == pytest.approx(0.01, abs=2e-3)
+    assert p.predict_model(nets[0], x).total_ms == pytest.approx(measured[0], rel=1e-3)
+    savings = PruneSavings(p, nets[0], x)
+    group = next(g for g in savings.groups.values() if g.prunable)
+    pruned = savings.latencies([{group.id: 8}])[0]
+    assert savings.savings([(group.id, 8)])[0] == pytest.approx(
+        savings.latencies([{}])[0] - pruned, rel=1e-9
+    )

@@ -164,7 +164,8 @@ def _fit(args: argparse.Namespace) -> int:
         "regressor": args.regressor,
         "calibration": dict(
             zip(("slope", "ms_per_unit", "offset_ms"), predictor.calibration_, strict=True)
-        ),
+        )
+        | {"aligned_slope": predictor.aligned_slope_},
         "calibration_models": len(measured),
         "cv": None if cv is None else cv.to_dict("records"),
     }
@@ -176,6 +177,7 @@ def _fit(args: argparse.Namespace) -> int:
     a, b, c = predictor.calibration_
     print(
         f"{args.out}: {args.regressor} on {len(table)} rows; calibration total = "
-        f"{a:.3f}·Σunits + {b:.4f}·n_units + {c:.3f} ms ({len(measured)} measured models)"
+        f"{a:.3f}·Σother + {predictor.aligned_slope_:.3f}·Σblocked-layout convs + "
+        f"{b:.4f}·n_units + {c:.3f} ms ({len(measured)} measured models)"
     )
     return 0

@@ -175,3 +175,16 @@ def unit_work(frame: pd.DataFrame) -> np.ndarray:
         dtype=float
     )
     return np.maximum(macs, elements) + 1.0
+
+
+def blocked_layout_mask(frame: pd.DataFrame) -> np.ndarray:
+    """True for convs whose channel counts suit a blocked (NCHWc) layout: output channels a
+    multiple of 4, input channels a multiple of 4 or below 4 (a stem reading NCHW input).
+
+    Whole models run chains of such convs without the layout conversions that each isolated
+    unit pays, so the calibration gives them their own slope. Shape ``(n_units,)``.
+    """
+    conv = frame["op"].to_numpy() == "conv"
+    c_in = frame["in_channels"].to_numpy(dtype=np.int64)
+    c_out = frame["out_channels"].to_numpy(dtype=np.int64)
+    return conv & (c_out % 4 == 0) & ((c_in % 4 == 0) | (c_in < 4))

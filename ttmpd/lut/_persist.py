@@ -68,6 +68,7 @@ def save_predictor(
         "lut_digest": table_digest(table),
         "params": predictor.get_params(),
         "calibration": list(predictor.calibration_),
+        "aligned_slope": predictor.aligned_slope_,
         "fusion": predictor.fusion_,
         "features": list(FEATURE_NAMES),
         "target": TARGET,
@@ -127,4 +128,5 @@ def load_predictor(path: str | os.PathLike, lut: str | os.PathLike | None = None
         logger.warning("refitting predictor %s from %s: %s", path, lut_path, reason)
         predictor.fit(table)
     predictor.calibration_ = tuple(float(v) for v in payload["calibration"])
+    predictor.aligned_slope_ = float(payload.get("aligned_slope", predictor.calibration_[0]))
     return predictor, table

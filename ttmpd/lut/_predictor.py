@@ -18,11 +18,14 @@ Unit level
     present in the table are returned exactly as measured (``exact_hits=True``).
 Model level
     ``predict_model`` extracts the model's units with the table's fusion, predicts each, and
-    applies the calibration ``total = a·Σ unit + b·n_units + c`` (fitted with
-    :meth:`fit_calibration` on a handful of measured whole models; identity ``a = 1,
-    b = c = 0`` until then). It absorbs what isolated units miss or over-count: framework
-    dispatch per op, per-call overhead that every isolated unit pays once, layout
-    conversions, cache effects.
+    applies the calibration ``total = a·Σ other units + a4·Σ blocked-layout convs + b·n_units
+    + c`` (fitted with :meth:`fit_calibration` on a handful of measured whole models;
+    identity ``a = a4 = 1, b = c = 0`` until then). ``a4`` (``aligned_slope_``) is the
+    slope of convs whose channel counts suit a blocked layout (multiples of 4): in a whole
+    ONNX Runtime graph, chains of them skip the layout conversions each isolated unit pays,
+    so they run at a larger discount than misaligned ones. The calibration absorbs what
+    isolated units miss or over-count: framework dispatch per op, per-call overhead that
+    every isolated unit pays once, layout conversions, cache effects.
 """
 
 from __future__ import annotations
@@ -42,7 +45,13 @@ from torch import nn
 from .._registry import Registry
 from ..errors import InputError
 from ..profiler import UncoveredOp, UnitConfig, extract_units
-from ._features import FEATURE_NAMES, configs_frame, unit_features, unit_work
+from ._features import (
+    FEATURE_NAMES,
+    blocked_layout_mask,
+    configs_frame,
+    unit_features,
+    unit_work,
+)
 from ._table import LatencyTable
 
 logger = logging.getLogger(__name__)
@@ -168,6 +177,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.fusion_ = meta.fusion if meta else "none"
         self.fingerprint_ = meta.fingerprint if meta else None
         self.calibration_ = (1.0, 0.0, 0.0)
+        self.aligned_slope_ = 1.0
         return self
 
     def fit_from_state(self, estimator, table: LatencyTable) -> LatencyPredictor:
@@ -182,6 +192,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.fusion_ = table.meta.fusion
         self.fingerprint_ = table.meta.fingerprint
         self.calibration_ = (1.0, 0.0, 0.0)
+        self.aligned_slope_ = 1.0
         return self
 
     def _check_fitted(self) -> None:
@@ -240,27 +251,43 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
                 stacklevel=2,
             )
         unit_sum = float(latency.sum())
-        total = self._calibrate(unit_sum, len(configs)) if calibrated else unit_sum
+        total = self.calibrated_total(frame, latency) if calibrated else unit_sum
         return ModelPrediction(total, unit_sum, breakdown, extraction.uncovered)
 
-    def _calibrate(self, unit_sum: float, n_units: int) -> float:
-        a, b, c = self.calibration_
-        return a * unit_sum + b * n_units + c
+    def unit_slopes(self, X) -> np.ndarray:
+        """Calibration slope of each unit: ``a4`` for blocked-layout convs, else ``a``."""
+        self._check_fitted()
+        frame = _as_frame(X)
+        a = self.calibration_[0]
+        if not len(frame):
+            return np.zeros(0)
+        return np.where(blocked_layout_mask(frame), self.aligned_slope_, a)
+
+    def calibrated_total(self, X, latency_ms: np.ndarray | None = None) -> float:
+        """Calibrated latency (ms) of a whole model given its units (``X``) and, optionally,
+        their already predicted latencies: ``Σ slope_i·latency_i + b·n_units + c``."""
+        frame = _as_frame(X)
+        latency = self.predict(frame) if latency_ms is None else np.asarray(latency_ms)
+        _, b, c = self.calibration_
+        return float(np.sum(self.unit_slopes(frame) * latency) + b * len(frame) + c)
 
     def fit_calibration(
         self,
         models: Sequence[tuple[nn.Module, torch.Tensor]],
         measured_ms: Sequence[float],
     ) -> LatencyPredictor:
-        """Fit ``total = a·Σ unit + b·n_units + c`` to measured whole models.
+        """Fit ``total = a·S_other + a4·S_blocked + b·n_units + c`` to measured whole models.
 
-        Least squares on the *relative* residuals, ``Σ_i ((a·S_i + b·n_i + c) / y_i - 1)²``,
-        since the predictor is judged by relative error and the models span several-fold
-        latencies. Bounds: ``a, b >= 0``; ``c >= -0.5·min(y)``. A negative offset is real:
-        each isolated unit pays the per-call overhead once, which a whole model pays once in
-        all (ONNX Runtime on small models). With fewer than 3 models only ``a`` is fitted;
-        when every model has the same number of units (pruned variants of one architecture)
-        ``b`` is 0, since it would only duplicate the offset ``c``.
+        ``S_blocked`` sums the predicted latencies of blocked-layout convs
+        (:func:`~ttmpd.lut._features.blocked_layout_mask`), ``S_other`` those of every other
+        unit. Least squares on the *relative* residuals, ``Σ_i (total_i / y_i - 1)²``, since
+        the predictor is judged by relative error and the models span several-fold
+        latencies. Bounds: ``a, a4, b >= 0``; ``c >= -0.5·min(y)``. A negative offset is
+        real: each isolated unit pays the per-call overhead that a whole model pays once
+        (ONNX Runtime on small models). Fewer parameters when the data cannot tell them
+        apart: one slope (``a4 = a``) below 4 models or when every model has only one kind
+        of unit; ``b = 0`` when every model has the same number of units (pruned variants
+        of one architecture: it would duplicate ``c``); only ``a`` below 3 models.
         """
         self._check_fitted()
         from scipy.optimize import lsq_linear
@@ -272,17 +299,23 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
             raise InputError("measured latencies must be positive and finite")
         rows = []
         for model, x in models:
-            units = extract_units(model, x, self.fusion_).units
-            rows.append([float(self.predict([u.config for u in units]).sum()), len(units), 1.0])
-        A = np.asarray(rows)
-        columns = [0, 1, 2]
-        if np.ptp(A[:, 1]) == 0:  # same unit count (pruned variants): n_units ~ intercept
-            columns = [0, 2]
+            frame = configs_frame([u.config for u in extract_units(model, x, self.fusion_).units])
+            latency = self.predict(frame)
+            blocked = blocked_layout_mask(frame)
+            rows.append([latency[~blocked].sum(), latency[blocked].sum(), len(frame), 1.0])
+        A = np.asarray(rows, dtype=float)
+        two_slopes = len(models) >= 4 and (A[:, 0] > 0).all() and (A[:, 1] > 0).all()
+        if not two_slopes:
+            A = np.c_[A[:, 0] + A[:, 1], np.zeros(len(A)), A[:, 2:]]
+        columns = [0, 1, 2, 3] if two_slopes else [0, 2, 3]
+        if np.ptp(A[:, 2]) == 0:  # same unit count (pruned variants): n_units ~ intercept
+            columns.remove(2)
         if len(models) < 3:
             columns = [0]
-        lower = {0: 0.0, 1: 0.0, 2: -0.5 * float(y.min())}
+        lower = {0: 0.0, 1: 0.0, 2: 0.0, 3: -0.5 * float(y.min())}
         bounds = ([lower[j] for j in columns], [np.inf] * len(columns))
         fit = lsq_linear(A[:, columns] / y[:, None], np.ones_like(y), bounds=bounds)
-        full = dict.fromkeys(range(3), 0.0) | dict(zip(columns, fit.x, strict=True))
-        self.calibration_ = (float(full[0]), float(full[1]), float(full[2]))
+        full = dict.fromkeys(range(4), 0.0) | dict(zip(columns, fit.x, strict=True))
+        self.calibration_ = (float(full[0]), float(full[2]), float(full[3]))
+        self.aligned_slope_ = float(full[1]) if two_slopes else float(full[0])
         return self

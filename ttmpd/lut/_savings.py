@@ -162,7 +162,6 @@ class PruneSavings:
         self.predictor = predictor
         self.extraction = extract_units(model, example_input, predictor.fusion_)
         self.groups = {g.id: g for g in channel_groups(self.extraction)}
-        self.slope = predictor.calibration_[0]
         self._curves: dict[str, np.ndarray] = {}
         self._base_frame = configs_frame([u.config for u in self.extraction.units])
 
@@ -203,7 +202,8 @@ class PruneSavings:
         return with_derived_columns(frame), ok.reshape(rows, n).all(axis=1)
 
     def _curve(self, group_id: str) -> np.ndarray:
-        """Latency (ms, uncalibrated) of the group's units after removing k = 0..C-1."""
+        """Latency (ms) of the group's units after removing k = 0..C-1, each unit scaled by
+        its calibration slope (no offset: it cancels in a saving)."""
         curve = self._curves.get(group_id)
         if curve is not None:
             return curve
@@ -215,7 +215,8 @@ class PruneSavings:
             per_k[0, position[i], 0 if dim == "in" else 1] = f
         shifts = np.arange(group.channels)[:, None, None] * per_k
         frame, valid = self._shifted_frame(shifts, units)
-        latency = self.predictor.predict(frame).reshape(group.channels, len(units)).sum(axis=1)
+        scaled = self.predictor.predict(frame) * self.predictor.unit_slopes(frame)
+        latency = scaled.reshape(group.channels, len(units)).sum(axis=1)
         curve = np.where(valid, latency, np.nan)
         self._curves[group_id] = curve
         return curve
@@ -233,9 +234,10 @@ class PruneSavings:
                 for i, dim, f in self._group(group_id).members:
                     shifts[row, i, 0 if dim == "in" else 1] += k * f
         frame, valid = self._shifted_frame(shifts, units)
-        total = self.predictor.predict(frame).reshape(len(states), len(units)).sum(axis=1)
-        a, b, c = self.predictor.calibration_
-        return np.where(valid, a * total + b * len(units) + c, np.nan)
+        scaled = self.predictor.predict(frame) * self.predictor.unit_slopes(frame)
+        total = scaled.reshape(len(states), len(units)).sum(axis=1)
+        _, b, c = self.predictor.calibration_
+        return np.where(valid, total + b * len(units) + c, np.nan)
 
     def savings(self, candidates: Sequence[tuple[str, int]]) -> np.ndarray:
         """Calibrated saving in ms of each ``(group_id, k removed)`` candidate."""
@@ -246,7 +248,7 @@ class PruneSavings:
                 raise InputError(
                     f"cannot remove {k} of {len(curve)} channels from group {group_id!r}"
                 )
-            out[n] = self.slope * (curve[0] - curve[k])
+            out[n] = curve[0] - curve[k]
         return out
 
     def costs(self, step: int = 1) -> pd.DataFrame:
