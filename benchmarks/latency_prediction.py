@@ -25,7 +25,7 @@ For each CPU backend and model (ResNet-18 and MobileNetV2 at 224x224, CIFAR ResN
 
 Also: cross-validated regressor choice on each LUT, and prune-savings throughput.
 
-    python benchmarks/latency_prediction.py            # ~40 min on 2 cores
+    python benchmarks/latency_prediction.py            # ~20 min on 2 cores
     python benchmarks/latency_prediction.py --quick    # resnet56 only, 12 variants
 
 Writes benchmarks/results/latency_prediction.{csv,json}, *_cv.csv, *_savings.csv and a
