@@ -93,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         "uncovered": [f"{u.aten} in {u.name or '<model>'} {u.shapes}" for u in result.uncovered],
         "wall_s": round(result.wall_s, 3),
         "overhead": round(result.overhead, 2) if result.measured else None,
+        "drift_ratio": round(result.drift.median_ratio, 3) if result.drift else None,
+        "drift_rebased": bool(result.drift and result.drift.drifted),
     }
     if args.json:
         print_json(summary)
@@ -101,6 +103,11 @@ def run(args: argparse.Namespace) -> int:
             f"{summary['out']}: {summary['rows']} rows ({result.measured} measured, "
             f"{result.reused} already there) on {backend.name} in {result.wall_s:.1f} s"
         )
+        if result.drift and result.drift.drifted:
+            print(
+                f"timing drift: re-measured rows now take {result.drift.median_ratio:.2f}x "
+                "their stored latency; new rows were mapped onto the table's time base"
+            )
         if result.uncovered:
             print(f"not priced ({len(result.uncovered)} ops): " + "; ".join(summary["uncovered"]))
     return 0

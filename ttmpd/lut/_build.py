@@ -5,6 +5,10 @@ fsynced per row) before anything else happens, so a run stopped by Ctrl-C or ``k
 at most the row being measured. ``resume=True`` reads the existing table and the journal,
 skips every configuration already there, and measures only the rest. When the grid is done
 the table is written atomically to ``out`` and the journal is removed.
+
+Extending a saved table first re-measures a few of its rows (:mod:`ttmpd.lut._drift`;
+they are not written again); if the device's timing drifted since, new rows are mapped onto
+the table's time base.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from ..profiler import (
     extract_units,
     grid_configs,
 )
+from ._drift import DriftMap, drift_map
 from ._schema import LutMeta, make_row
 from ._table import LatencyTable, table_format
 
@@ -60,6 +65,7 @@ class ProfileResult:
     wall_s: float
     measure_wall_s: float
     timed_s: float
+    drift: DriftMap | None = None
 
     @property
     def overhead(self) -> float:
@@ -175,6 +181,9 @@ def profile_model(
     todo = [c for c in configs if c.key not in table]
     reused = len(configs) - len(todo)
     models = (model_name,) if model_name else ()
+    extending = resume and out.exists()  # a saved table, not only an interrupted journal
+    drift = _check_drift(table, backend, timing) if todo and extending else None
+    mapped = drift is not None and drift.drifted
 
     new_journal = not journal.exists()
     measured, measure_wall, timed_ms = 0, 0.0, 0.0
@@ -189,6 +198,8 @@ def profile_model(
             for config in bar:
                 bar.set_postfix_str(config.op, refresh=False)
                 result = backend.measure(config, timing)
+                if mapped:
+                    result = _rebased(result, drift)
                 fh.write(json.dumps(make_row(config, result)) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -216,4 +227,30 @@ def profile_model(
         wall_s=time.perf_counter() - start,
         measure_wall_s=measure_wall,
         timed_s=timed_ms / 1e3,
+        drift=drift,
+    )
+
+
+def _check_drift(table: LatencyTable, backend: BackendBase, timing: TimingConfig):
+    """Re-measure anchor rows of a non-empty table; warn when the device drifted."""
+    if len(table) == 0:
+        return None
+    drift = drift_map(table, lambda c: backend.measure(c, timing).median_ms)
+    if drift is not None and drift.drifted:
+        logger.warning(
+            "this device now runs %d re-measured rows of the table %.2fx as long as when they "
+            "were stored; new rows are mapped onto the table's time base "
+            "(stored = %.3f * now %+.4f ms). Re-profile into a new file for fresh timings.",
+            drift.anchors, drift.median_ratio, drift.slope, drift.offset_ms,
+        )  # fmt: skip
+    return drift
+
+
+def _rebased(result, drift: DriftMap):
+    """A timing with its latencies mapped by ``drift`` (the same map for every statistic)."""
+    return dataclasses.replace(
+        result,
+        median_ms=drift.apply(result.median_ms),
+        p10_ms=drift.apply(result.p10_ms),
+        p90_ms=drift.apply(result.p90_ms),
     )
