@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from ttmpd.lut import LatencyTable, profile_model
+from ttmpd.lut import LatencyTable, ProfileInterrupted, profile_model
 from ttmpd.lut._drift import DriftMap, anchor_configs, drift_map
 from ttmpd.profiler.backends.fake import FakeBackend, _timing, fake_latency_ms
 
@@ -84,3 +84,19 @@ def test_drift_map_needs_three_rows_and_keeps_latencies_positive():
     mapping = DriftMap(slope=1.0, offset_ms=-1.0, median_ratio=2.0, anchors=16)
     assert mapping.drifted and mapping.apply(0.5) > 0
     assert np.isclose(mapping.apply(3.0), 2.0)
+
+
+def test_ctrl_c_during_the_drift_check_writes_nothing(tmp_path):
+    out = tmp_path / "t.parquet"
+    profile_model(_net(16), _x(), FakeBackend(), out, progress=False)
+    before = out.read_bytes()
+
+    class Interrupted(FakeBackend):
+        def measure(self, unit, timing=None):
+            raise KeyboardInterrupt
+
+    with pytest.raises(ProfileInterrupted, match="drift check; nothing was written"):
+        profile_model(_net(24), _x(), Interrupted(), out, resume=True, progress=False)
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "t.parquet"
+    ]

@@ -21,12 +21,21 @@ import torch
 from torch import nn
 
 from ttmpd.errors import LutError
-from ttmpd.lut import LatencyTable, ProfileInterrupted, journal_path, profile_model
+from ttmpd.lut import LatencyTable, ProfileInterrupted, journal_path
+from ttmpd.lut import profile_model as _profile_model
 from ttmpd.models import load_model
 from ttmpd.profiler import BackendConfig, GridConfig, UnitConfig, extract_units, grid_configs
 from ttmpd.profiler.backends.fake import FakeBackend
 
 SHAPE = (1, 3, 16, 16)
+
+
+def profile_model(*args, **kwargs):
+    """One round per configuration: these tests count measurements and journal rows one by
+    one (interleaved rounds are tested in test_rounds.py)."""
+    return _profile_model(*args, **{"rounds": 1, **kwargs})
+
+
 SENTINEL_TIME = "2000-01-01T00:00:00+00:00"
 
 FACTORY = """\
@@ -174,7 +183,7 @@ def _cli(tmp_path: Path, *extra: str, delay_ms: int = 0) -> subprocess.Popen:
         env["TTMPD_FAKE_DELAY_MS"] = str(delay_ms)
     argv = [sys.executable, "-m", "ttmpd", "profile", "--model", "net.py:net", "--input-shape",
             ",".join(map(str, SHAPE)), "--backend", "fake", "--out", "t.parquet",
-            "--no-progress", *extra]  # fmt: skip
+            "--no-progress", "--rounds", "1", *extra]  # fmt: skip
     return subprocess.Popen(
         argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -289,7 +298,8 @@ def test_resume_with_other_settings_is_refused(tmp_path, left):
         backend = ScriptedFake(threads=2)
         profile_model(_net(16), _input(), backend, out, progress=False)
     if left in ("journal", "both"):
-        _interrupted_run(_net(24), out, 4, threads=2, resume=True)
+        # extending a saved table starts with the drift check's 16 anchor measurements
+        _interrupted_run(_net(24), out, 4 + (16 if left == "both" else 0), threads=2, resume=True)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert set(before) == {"table": {"t.parquet"}, "journal": {"t.parquet.journal"}}.get(
         left, {"t.parquet", "t.parquet.journal"}

@@ -40,12 +40,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="extra random off-grid channel counts per unit (helps the latency predictor)",
     )
     timing = p.add_argument_group("timing")
+    timing.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved measurements per configuration, the median is kept (default 3)",
+    )
     timing.add_argument("--max-seconds", type=float, default=1.0, help="time cap per entry")
     timing.add_argument(
         "--target-ci", type=float, default=0.02, help="stop when the median's 95%% CI is ±this"
     )
     p.add_argument("--out", required=True, help="output table (.parquet or .csv)")
     p.add_argument("--resume", action="store_true", help="continue or extend an existing table")
+
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
@@ -81,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         timing=timing,
         resume=args.resume,
         model_name=name,
+        rounds=args.rounds,
         progress=not args.no_progress,
     )
     summary = {
