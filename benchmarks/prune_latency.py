@@ -14,8 +14,11 @@ At the end all results and the original are measured in 3 interleaved passes: th
 is the measured latency, pass 2 against pass 1 the noise floor.
 
 Reported per result: predicted ms (calibrated), measured ms, measured / predicted − 1, and
-the measured fraction of the original. Summary per backend: share within ±10% and ±5%,
-median and worst absolute error, and the same share for pass 2 against pass 1.
+the predicted and measured fractions of the original with their relative difference. The
+fractions are free of host drift between calibration and measurement: both divide by the
+original measured (or predicted) at the same time. Summary per backend: share within ±10%
+and ±5%, median and worst absolute error, the share of fractions within ±10%, the
+original's own error, and the same share for pass 2 against pass 1.
 
     python benchmarks/prune_latency.py [--backends torch-cpu,onnxruntime]
         [--methods ttmpd,knapsack,uniform] [--budgets 0.35,0.4,0.5,0.6,0.7]   # ~15 min
@@ -76,17 +79,25 @@ def run_backend(backend_name: str, methods, budgets, calib, x, model) -> list[di
         row["error_pct"] = 100 * (ms / row["predicted_ms"] - 1)
         row["measured_fraction"] = ms / measured[0]
         row["original_ms"] = measured[0]
+        # drift-free: both fractions divide by the original of the same time
+        row["predicted_fraction"] = row["predicted_ms"] / row["predicted_original_ms"]
+        row["fraction_error_pct"] = 100 * (row["measured_fraction"] / row["predicted_fraction"] - 1)
     return rows
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    err = frame.assign(abs_err=frame["error_pct"].abs())
+    err = frame.assign(
+        abs_err=frame["error_pct"].abs(),
+        original_error_pct=100 * (frame["original_ms"] / frame["predicted_original_ms"] - 1),
+    )
     return err.groupby("backend", as_index=False).agg(
         results=("abs_err", "size"),
         within10_pct=("abs_err", lambda e: 100 * float((e <= 10).mean())),
         within5_pct=("abs_err", lambda e: 100 * float((e <= 5).mean())),
         median_abs_error_pct=("abs_err", "median"),
         worst_error_pct=("error_pct", lambda e: float(e.iloc[np.argmax(np.abs(e))])),
+        fraction_within10_pct=("fraction_error_pct", lambda e: 100 * float((e.abs() <= 10).mean())),
+        original_error_pct=("original_error_pct", "first"),
         noise_within10_pct=("pass2_vs_pass1_pct", lambda e: 100 * float((e.abs() <= 10).mean())),
         noise_median_pct=("pass2_vs_pass1_pct", lambda e: float(e.abs().median())),
     )
@@ -120,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     write_results(args.out, frame, severity=args.severity, calibration_variants=6, rounds=3)
     write_results(args.out.with_name(args.out.name + "_summary"), summary)
     print(markdown_table(frame[["backend", "method", "budget", "predicted_ms", "measured_ms",
-                                "error_pct", "measured_fraction", "search_s"]]))  # fmt: skip
+                                "error_pct", "predicted_fraction", "measured_fraction",
+                                "fraction_error_pct", "search_s"]]))  # fmt: skip
     print()
     print(markdown_table(summary))
     return 0
