@@ -197,7 +197,7 @@ def profile_model(
     models = (model_name,) if model_name else ()
     extending = resume and out.exists()  # a saved table, not only an interrupted journal
     try:
-        drift = _check_drift(table, backend, timing) if todo and extending else None
+        drift = _check_drift(table, backend, timing, rounds) if todo and extending else None
     except KeyboardInterrupt:
         raise ProfileInterrupted(
             "interrupted while re-measuring rows of the table for the drift check; nothing "
@@ -261,11 +261,12 @@ def profile_model(
     )
 
 
-def _check_drift(table: LatencyTable, backend: BackendBase, timing: TimingConfig):
-    """Re-measure anchor rows of a non-empty table; warn when the device drifted."""
+def _check_drift(table: LatencyTable, backend: BackendBase, timing: TimingConfig, rounds: int):
+    """Re-measure anchor rows of a non-empty table (``rounds`` interleaved sweeps); warn
+    when the device drifted."""
     if len(table) == 0:
         return None
-    drift = drift_map(table, lambda c: backend.measure(c, timing).median_ms)
+    drift = drift_map(table, lambda c: backend.measure(c, timing).median_ms, rounds=rounds)
     if drift is not None and drift.drifted:
         logger.warning(
             "this device now runs %d re-measured rows of the table %.2fx as long as when they "

@@ -61,11 +61,15 @@ def anchor_configs(table: LatencyTable, n: int = 16) -> list[UnitConfig]:
 
 
 def drift_map(
-    table: LatencyTable, measure_ms: Callable[[UnitConfig], float], n_anchors: int = 16
+    table: LatencyTable,
+    measure_ms: Callable[[UnitConfig], float],
+    n_anchors: int = 16,
+    rounds: int = 1,
 ) -> DriftMap | None:
     """Re-measure ``n_anchors`` rows of ``table`` with ``measure_ms`` and fit the map.
 
-    Returns None for a table with fewer than 3 rows (nothing to fit).
+    Each anchor's latency now is the median of ``rounds`` interleaved sweeps over the
+    anchors. Returns None for a table with fewer than 3 rows (nothing to fit).
     """
     from scipy.stats import theilslopes
 
@@ -73,7 +77,8 @@ def drift_map(
     if len(anchors) < 3:
         return None
     stored = np.array([table.lookup(c) for c in anchors], dtype=float)
-    now = np.array([measure_ms(c) for c in anchors], dtype=float)
+    sweeps = [[measure_ms(c) for c in anchors] for _ in range(max(rounds, 1))]
+    now = np.median(np.asarray(sweeps, dtype=float), axis=0)
     slope = float(theilslopes(stored, now)[0])
     offset = float(np.median(stored - slope * now))  # robust too, unlike the mean-based one
     if not slope > 0:  # degenerate spread: fall back to a pure ratio
