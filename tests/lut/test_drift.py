@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ttmpd.lut import LatencyTable, ProfileInterrupted, profile_model
-from ttmpd.lut._drift import DriftMap, anchor_configs, drift_map
+from ttmpd.lut._drift import DriftMap, anchor_configs, fit_drift, remeasure
 from ttmpd.profiler.backends.fake import FakeBackend, _timing, fake_latency_ms
 
 
@@ -62,27 +62,58 @@ def test_no_drift_keeps_rows_as_measured(tmp_path):
     assert result.drift.median_ratio == pytest.approx(1.0)
 
 
-def test_drift_map_survives_one_disturbed_anchor(tmp_path):
+def test_a_burst_during_one_check_maps_nothing(tmp_path, caplog):
+    out = tmp_path / "t.parquet"
+    first = profile_model(_net(16), _x(), FakeBackend(), out, progress=False)
+    n_anchors = len(anchor_configs(first.table))
+
+    class BurstAtStart(FakeBackend):  # slow only while the first check runs (3 rounds)
+        calls = 0
+
+        def measure(self, unit, timing=None):
+            BurstAtStart.calls += 1
+            slow = BurstAtStart.calls <= 3 * n_anchors
+            return _timing(fake_latency_ms(unit) * (1.5 if slow else 1.0))
+
+    with caplog.at_level(logging.WARNING, logger="ttmpd.lut._build"):
+        result = profile_model(_net(24), _x(), BurstAtStart(), out, resume=True, progress=False)
+    assert result.drift.before_ratio == pytest.approx(1.5)
+    assert result.drift.after_ratio == pytest.approx(1.0)
+    assert result.drift.drifted and not result.drift.steady
+    assert "kept as measured" in caplog.text
+    table = LatencyTable.load(out)
+    for config in table.configs():
+        assert table.lookup(config) == pytest.approx(fake_latency_ms(config))
+
+
+def _stored(tmp_path):
     table = profile_model(_net(24), _x(), FakeBackend(), tmp_path / "t.csv", progress=False).table
     anchors = anchor_configs(table, 16)
-    stored = sorted(table.lookup(c) for c in anchors)
-    assert len(anchors) == 16 and stored[0] == table.frame["latency_ms"].min()
-    assert stored[-1] == table.frame["latency_ms"].max()
-    burst = anchors[5].key
+    return table, anchors, np.array([table.lookup(c) for c in anchors])
 
-    def now(c):
-        return 2.0 * table.lookup(c) * (10.0 if c.key == burst else 1.0)
 
-    drift = drift_map(table, now)
+def test_anchors_span_the_table_and_the_fit_survives_one_disturbed_anchor(tmp_path):
+    table, anchors, stored = _stored(tmp_path)
+    assert len(anchors) == 16 and stored.min() == table.frame["latency_ms"].min()
+    assert stored.max() == table.frame["latency_ms"].max()
+    now = 2.0 * stored
+    now[5] *= 10.0  # one anchor caught in a burst
+    drift = fit_drift(stored, now, now)
     assert drift.slope == pytest.approx(0.5, rel=1e-6) and abs(drift.offset_ms) < 1e-9
-    assert drift.median_ratio == pytest.approx(2.0)
+    assert drift.before_ratio == pytest.approx(2.0) and drift.steady
 
 
-def test_drift_map_needs_three_rows_and_keeps_latencies_positive():
-    empty = LatencyTable.empty(FakeBackend().fingerprint())
-    assert drift_map(empty, lambda c: 1.0) is None
-    mapping = DriftMap(slope=1.0, offset_ms=-1.0, median_ratio=2.0, anchors=16)
-    assert mapping.drifted and mapping.apply(0.5) > 0
+def test_checks_must_agree_to_be_steady():
+    stored = np.linspace(0.01, 0.1, 16)
+    assert fit_drift(stored, 1.3 * stored, 1.25 * stored).steady
+    assert not fit_drift(stored, 1.3 * stored, 1.0 * stored).steady  # a passing burst
+    assert not fit_drift(stored, 1.3 * stored, 0.8 * stored).steady  # opposite sides
+    assert not fit_drift(stored, 1.6 * stored, 1.3 * stored).steady  # disagree by 23%
+
+
+def test_mapping_keeps_latencies_positive():
+    mapping = DriftMap(slope=1.0, offset_ms=-1.0, before_ratio=2.0, after_ratio=2.0, anchors=16)
+    assert mapping.drifted and mapping.steady and mapping.apply(0.5) > 0
     assert np.isclose(mapping.apply(3.0), 2.0)
 
 
@@ -102,15 +133,13 @@ def test_ctrl_c_during_the_drift_check_writes_nothing(tmp_path):
     ]
 
 
-def test_drift_map_takes_the_median_of_interleaved_sweeps(tmp_path):
-    table = profile_model(_net(24), _x(), FakeBackend(), tmp_path / "t.csv", progress=False).table
+def test_remeasure_takes_the_median_of_interleaved_sweeps(tmp_path):
+    table, anchors, stored = _stored(tmp_path)
     calls = []
 
     def now(c):  # the whole second sweep lands in a burst of host load
         calls.append(c.key)
-        sweep = (len(calls) - 1) // 16
-        return table.lookup(c) * (10.0 if sweep == 1 else 1.0)
+        return table.lookup(c) * (10.0 if (len(calls) - 1) // 16 == 1 else 1.0)
 
-    drift = drift_map(table, now, n_anchors=16, rounds=3)
+    assert np.allclose(remeasure(anchors, now, rounds=3), stored)
     assert len(calls) == 48 and calls[:16] == calls[16:32] == calls[32:]
-    assert drift.median_ratio == pytest.approx(1.0) and not drift.drifted

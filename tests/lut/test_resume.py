@@ -326,9 +326,11 @@ def test_resume_into_a_complete_table_adds_only_new_configurations(tmp_path):
     result = profile_model(
         large, _input(), counter, out, resume=True, model_name="large", progress=False
     )
-    # the drift check re-measures up to 16 stored rows first (not written again)
-    anchors, measured = counter.calls[: result.drift.anchors], counter.calls[result.drift.anchors :]
-    assert set(anchors) <= set(old) and len(anchors) == min(16, len(old))
+    # the drift check re-measures 16 stored rows before and after (not written again)
+    n = result.drift.anchors
+    anchors, measured = counter.calls[:n], counter.calls[n:-n]
+    assert set(anchors) <= set(old) and n == min(16, len(old))
+    assert counter.calls[-n:] == anchors
     assert sorted(measured) == sorted(set(new_keys) - set(old))
     assert result.measured == len(measured)
     assert result.reused == len(overlap)

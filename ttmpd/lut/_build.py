@@ -13,9 +13,10 @@ the existing table and the journal, skips every configuration already there, and
 only the rest. When the grid is done the table is written atomically to ``out`` and the
 journal is removed.
 
-Extending a saved table first re-measures a few of its rows (:mod:`ttmpd.lut._drift`;
-they are not written again); if the device's timing drifted since, new rows are mapped onto
-the table's time base.
+Extending a saved table re-measures 16 of its rows before and after the new ones
+(:mod:`ttmpd.lut._drift`; they are not written again). If the device's timing drifted since
+and both checks agree, the new rows are mapped onto the table's time base. Rows that an
+interrupted extension journaled are kept as measured.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -44,7 +46,7 @@ from ..profiler import (
     extract_units,
     grid_configs,
 )
-from ._drift import DriftMap, drift_map
+from ._drift import DriftMap, anchor_configs, fit_drift, remeasure
 from ._schema import LutMeta, make_row
 from ._table import LatencyTable, table_format
 
@@ -196,14 +198,15 @@ def profile_model(
     reused = len(configs) - len(todo)
     models = (model_name,) if model_name else ()
     extending = resume and out.exists()  # a saved table, not only an interrupted journal
+    anchors = anchor_configs(table) if todo and extending else []
+    anchors = anchors if len(anchors) >= 3 else []
     try:
-        drift = _check_drift(table, backend, timing, rounds) if todo and extending else None
+        before = remeasure(anchors, lambda c: backend.measure(c, timing).median_ms, rounds)
     except KeyboardInterrupt:
         raise ProfileInterrupted(
             "interrupted while re-measuring rows of the table for the drift check; nothing "
             "was written; rerun with --resume"
         ) from None
-    mapped = drift is not None and drift.drifted
 
     new_journal = not journal.exists()
     measured, measure_wall, timed_ms = 0, 0.0, 0.0
@@ -227,8 +230,6 @@ def profile_model(
                 for n, config in enumerate(batch):
                     per_round = [sweep[n] for sweep in sweeps]
                     result = _median_round(per_round)
-                    if mapped:
-                        result = _rebased(result, drift)
                     fh.write(json.dumps(make_row(config, result)) + "\n")
                     timed_ms += sum(t.samples * t.number * t.median_ms for t in per_round)
                     measure_wall += result.wall_s
@@ -236,6 +237,7 @@ def profile_model(
                 os.fsync(fh.fileno())
                 measured += len(batch)
                 bar.update(len(batch))
+            after = remeasure(anchors, lambda c: backend.measure(c, timing).median_ms, rounds)
         except KeyboardInterrupt:
             raise ProfileInterrupted(
                 f"interrupted after {measured} of {len(todo)} configurations; measured rows "
@@ -244,6 +246,11 @@ def profile_model(
         finally:
             bar.close()
     _, rows, _ = _read_journal(journal)
+    drift = None
+    if anchors:
+        stored = np.array([table.lookup(c) for c in anchors], dtype=float)
+        drift = fit_drift(stored, before, after)
+        rows = _rebase_rows(rows, drift, {c.key for c in todo})
     table = table.with_rows(rows, models=models)
     table.save(out)
     with contextlib.suppress(FileNotFoundError):
@@ -261,20 +268,30 @@ def profile_model(
     )
 
 
-def _check_drift(table: LatencyTable, backend: BackendBase, timing: TimingConfig, rounds: int):
-    """Re-measure anchor rows of a non-empty table (``rounds`` interleaved sweeps); warn
-    when the device drifted."""
-    if len(table) == 0:
-        return None
-    drift = drift_map(table, lambda c: backend.measure(c, timing).median_ms, rounds=rounds)
-    if drift is not None and drift.drifted:
+def _rebase_rows(rows: list[dict], drift: DriftMap, keys: set[str]) -> list[dict]:
+    """Rows with the given keys mapped onto the table's time base if the drift was steady;
+    warns whenever the device drifted."""
+    if not drift.drifted:
+        return rows
+    ratios = f"{drift.before_ratio:.2f}x before and {drift.after_ratio:.2f}x after"
+    if not drift.steady:
         logger.warning(
-            "this device now runs %d re-measured rows of the table %.2fx as long as when they "
-            "were stored; new rows are mapped onto the table's time base "
-            "(stored = %.3f * now %+.4f ms). Re-profile into a new file for fresh timings.",
-            drift.anchors, drift.median_ratio, drift.slope, drift.offset_ms,
+            "the device's speed changed during profiling: %d re-measured rows of the table ran "
+            "%s the new rows; new rows are kept as measured. Re-profile into a new file if "
+            "the table should be on one time base.", drift.anchors, ratios,
         )  # fmt: skip
-    return drift
+        return rows
+    logger.warning(
+        "this device now runs %d re-measured rows of the table %s the new rows; the new "
+        "rows are mapped onto the table's time base (stored = %.3f * now %+.4f ms). "
+        "Re-profile into a new file for fresh timings.",
+        drift.anchors, ratios, drift.slope, drift.offset_ms,
+    )  # fmt: skip
+    columns = ("latency_ms", "p10_ms", "p90_ms")
+    return [
+        row | {c: drift.apply(row[c]) for c in columns} if row["key"] in keys else row
+        for row in rows
+    ]
 
 
 def _median_round(timings: list) -> Timing:
@@ -283,13 +300,3 @@ def _median_round(timings: list) -> Timing:
     ordered = sorted(timings, key=lambda t: t.median_ms)
     middle = ordered[(len(ordered) - 1) // 2]
     return dataclasses.replace(middle, wall_s=sum(t.wall_s for t in timings))
-
-
-def _rebased(result, drift: DriftMap):
-    """A timing with its latencies mapped by ``drift`` (the same map for every statistic)."""
-    return dataclasses.replace(
-        result,
-        median_ms=drift.apply(result.median_ms),
-        p10_ms=drift.apply(result.p10_ms),
-        p90_ms=drift.apply(result.p90_ms),
-    )
