@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         "wall_s": round(result.wall_s, 3),
         "overhead": round(result.overhead, 2) if result.measured else None,
         "drift_ratio": round(result.drift.median_ratio, 3) if result.drift else None,
-        "drift_rebased": bool(result.drift and result.drift.drifted and result.drift.steady),
+        "drift_rebased": bool(result.drift and result.drift.applies),
     }
     if args.json:
         print_json(summary)
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
             d = result.drift
             what = (
                 "new rows were mapped onto the table's time base"
-                if d.steady
+                if d.applies
                 else "the checks disagree, so new rows are kept as measured"
             )
             print(

@@ -48,6 +48,7 @@ class DriftMap:
 
     @property
     def median_ratio(self) -> float:
+        """The mean of the two checks' median ``now / stored`` ratios."""
         return (self.before_ratio + self.after_ratio) / 2
 
     @property
@@ -61,6 +62,11 @@ class DriftMap:
         both = all(abs(r - 1.0) > DRIFT_TOLERANCE for r in (self.before_ratio, self.after_ratio))
         same_side = (self.before_ratio - 1.0) * (self.after_ratio - 1.0) > 0
         return both and same_side and abs(self.before_ratio / self.after_ratio - 1) <= AGREEMENT
+
+    @property
+    def applies(self) -> bool:
+        """New rows are mapped: the device drifted, and steadily."""
+        return self.drifted and self.steady
 
     def apply(self, latency_ms: float) -> float:
         """A latency measured now, on the table's time base (kept positive)."""

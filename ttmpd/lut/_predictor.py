@@ -263,13 +263,22 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
             return np.zeros(0)
         return np.where(blocked_layout_mask(frame), self.aligned_slope_, a)
 
-    def calibrated_total(self, X, latency_ms: np.ndarray | None = None) -> float:
-        """Calibrated latency (ms) of a whole model given its units (``X``) and, optionally,
-        their already predicted latencies: ``Σ slope_i·latency_i + b·n_units + c``."""
+    def calibrated_totals(
+        self, X, n_models: int = 1, latency_ms: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Calibrated latency (ms) of ``n_models`` whole models whose units are stacked in
+        ``X``, model by model, the same number each: ``Σ slope_i·latency_i + b·n_units + c``
+        per model. ``latency_ms``: the units' already predicted latencies. Shape
+        ``(n_models,)``."""
         frame = _as_frame(X)
         latency = self.predict(frame) if latency_ms is None else np.asarray(latency_ms)
+        scaled = (self.unit_slopes(frame) * latency).reshape(n_models, -1).sum(axis=1)
         _, b, c = self.calibration_
-        return float(np.sum(self.unit_slopes(frame) * latency) + b * len(frame) + c)
+        return scaled + b * (len(frame) // n_models) + c
+
+    def calibrated_total(self, X, latency_ms: np.ndarray | None = None) -> float:
+        """Calibrated latency (ms) of one whole model given its units (``X``)."""
+        return float(self.calibrated_totals(X, 1, latency_ms)[0])
 
     def fit_calibration(
         self,

@@ -234,10 +234,7 @@ class PruneSavings:
                 for i, dim, f in self._group(group_id).members:
                     shifts[row, i, 0 if dim == "in" else 1] += k * f
         frame, valid = self._shifted_frame(shifts, units)
-        scaled = self.predictor.predict(frame) * self.predictor.unit_slopes(frame)
-        total = scaled.reshape(len(states), len(units)).sum(axis=1)
-        _, b, c = self.predictor.calibration_
-        return np.where(valid, total + b * len(units) + c, np.nan)
+        return np.where(valid, self.predictor.calibrated_totals(frame, len(states)), np.nan)
 
     def savings(self, candidates: Sequence[tuple[str, int]]) -> np.ndarray:
         """Calibrated saving in ms of each ``(group_id, k removed)`` candidate."""
