@@ -21,9 +21,10 @@ Model level
     applies the calibration ``total = a·Σ other units + a4·Σ blocked-layout convs + b·n_units
     + c`` (fitted with :meth:`fit_calibration` on a handful of measured whole models;
     identity ``a = a4 = 1, b = c = 0`` until then). ``a4`` (``aligned_slope_``) is the
-    slope of convs whose channel counts suit a blocked layout (multiples of 4): in a whole
-    ONNX Runtime graph, chains of them skip the layout conversions each isolated unit pays,
-    so they run at a larger discount than misaligned ones. The calibration absorbs what
+    slope of convs whose channel counts qualify for a blocked (NCHWc) kernel
+    (:func:`~ttmpd.lut._features.blocked_layout_mask`): in a whole ONNX Runtime graph,
+    chains of them skip the layout conversions each isolated unit pays, so they run at a
+    larger discount than the others. The calibration absorbs what
     isolated units miss or over-count: framework dispatch per op, per-call overhead that
     every isolated unit pays once, layout conversions, cache effects.
 """
