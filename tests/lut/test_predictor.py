@@ -46,7 +46,9 @@ def predictor(fake_lut):
 
 def test_sklearn_conventions(fake_lut):
     p = LatencyPredictor(regressor="rf", random_state=3)
-    assert p.get_params() == {"regressor": "rf", "exact_hits": True, "random_state": 3}
+    assert p.get_params() == {
+        "regressor": "rf", "exact_hits": True, "random_state": 3, "blocked_slope": "auto",
+    }  # fmt: skip
     with pytest.raises(NotFittedError):
         p.predict(UNITS[:2])
     assert p.fit(LatencyTable.load(fake_lut)) is p
@@ -223,7 +225,24 @@ def test_calibration_fits_relative_error_and_allows_a_negative_offset(predictor)
         p.fit_calibration([(n, x) for n in nets], [0.0] * len(nets))
 
 
-def test_blocked_layout_convs_get_their_own_slope(predictor):
+def test_blocked_slope_follows_the_backend(fake_lut):
+    table = LatencyTable.load(fake_lut)
+    assert not LatencyPredictor().fit(table).blocked_layout_  # "auto": ONNX Runtime only
+    assert LatencyPredictor(blocked_slope=True).fit(table).blocked_layout_
+    with pytest.raises(InputError, match="blocked_slope"):
+        LatencyPredictor(blocked_slope="yes").fit(table)
+
+
+def test_without_blocked_slope_every_unit_shares_one(predictor):
+    x = torch.randn(1, 3, 16, 16)
+    nets = [ResidualNet(c=c).eval() for c in (32, 24, 20, 16, 12, 8)]
+    sums = [predictor.predict_model(n, x, calibrated=False).unit_sum_ms for n in nets]
+    p = copy.deepcopy(predictor).fit_calibration([(n, x) for n in nets], 0.7 * np.array(sums))
+    assert p.aligned_slope_ == p.calibration_[0] == pytest.approx(0.7, rel=1e-2)
+
+
+def test_blocked_layout_convs_get_their_own_slope(fake_lut):
+    predictor = LatencyPredictor(blocked_slope=True).fit(LatencyTable.load(fake_lut))
     x = torch.randn(1, 3, 16, 16)
     nets = [ResidualNet(c=c).eval() for c in (32, 24, 20, 16, 12, 8)]
     parts = []
