@@ -28,7 +28,8 @@ Also: cross-validated regressor choice on each LUT, and prune-savings throughput
     python benchmarks/latency_prediction.py            # ~20 min on 2 cores
     python benchmarks/latency_prediction.py --quick    # resnet56 only, 12 variants
 
-Writes benchmarks/results/latency_prediction.{csv,json}, *_cv.csv, *_savings.csv and a
+Writes benchmarks/results/latency_prediction.{csv,json}, *_cv.csv, *_savings.csv,
+*_variants.csv (every test variant: measured passes and each method's prediction) and a
 predicted-vs-measured plot per backend.
 """
 
@@ -199,7 +200,10 @@ def run_pair(backend_name: str, name: str, n_test: int, n_cal: int, seed: int):
         "latency_range_ms": f"{truth.min():.3f}-{truth.max():.3f}",
     }
     scatter = {"measured": truth, "ttmpd": calibrated, "flops": flops, "lut": np.array(lut_sum)}
-    return rows, info, table, (model, x, groups), scatter
+    per_variant = pd.DataFrame({"backend": backend_name, "model": name, "ratio": ratios,
+                                "measured_ms": truth, "pass1_ms": pass1, "pass2_ms": pass2,
+                                **{m: p for m, p in methods.items()}})  # fmt: skip
+    return rows, info, table, (model, x, groups), scatter, per_variant
 
 
 def savings_throughput(table: LatencyTable, model, x, n: int = 20_000, seed: int = 0) -> dict:
@@ -232,17 +236,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.models, args.variants = ["resnet56"], 12
     warnings.simplefilter("ignore")
-    rows, infos, cv_rows, saving_rows = [], [], [], []
+    rows, infos, cv_rows, saving_rows, variant_frames = [], [], [], [], []
     for backend_name in args.backends:
         if not get_backend(backend_name).is_available():
             print(f"skip {backend_name}: unavailable", file=sys.stderr)
             continue
         scatter_all = {"ttmpd (c)": [], "LUT sum (b)": [], "FLOPs (a)": [], "measured": []}
         for name in args.models:
-            r, info, table, (model, x, _), scatter = run_pair(
+            r, info, table, (model, x, _), scatter, per_variant = run_pair(
                 backend_name, name, args.variants, args.calibration, args.seed
             )
             rows += r
+            variant_frames.append(per_variant)
             infos.append(info)
             cv = cross_validate_regressors(table, ["gbr", "hgb", "extra", "rf", "ridge"])
             cv_rows += [{"backend": backend_name, "model": name, **c} for c in
@@ -265,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     write_results(args.out, frame, variants=args.variants, calibration=args.calibration,
                   grid=GRID.__dict__, pairs=infos)  # fmt: skip
     pd.DataFrame(infos).to_csv(args.out.with_name(args.out.name + "_info.csv"), index=False)
+    pd.concat(variant_frames).to_csv(args.out.with_name(args.out.name + "_variants.csv"),
+                                     index=False)  # fmt: skip
     pd.DataFrame(cv_rows).to_csv(args.out.with_name(args.out.name + "_cv.csv"), index=False)
     pd.DataFrame(saving_rows).to_csv(args.out.with_name(args.out.name + "_savings.csv"),
                                      index=False)  # fmt: skip

@@ -4,7 +4,8 @@ Base model: the shipped ResNet-20 (MNIST source split). Test streams: the MNIST 
 (4,000 images) under each corruption at severity 5. Per stream, 512 seeded random images are
 the unlabeled pruning + fine-tuning set (the proxies use the first 128); the other 3,488,
 with labels, measure accuracy. Per backend, one LUT (channel step 8, 1 thread) and one
-predictor calibrated on the measured model and 4 random prunes serve every method.
+predictor calibrated as ``ttmpd prune`` does it (the model and 6 random prunes, median of 3
+interleaved rounds) serves every method.
 
 Budgets are fractions of the *measured* original latency. Every method then gets the same
 fine-tuning recipe: distillation ``kd:0.9,ce:0.1`` (pseudo labels), 10 epochs over the 512
@@ -24,10 +25,19 @@ tp-magnitude    torch-pruning GroupMagnitudeImportance,     cached
                 uniform ratio, round_to 8
 =============== ===========================================================================
 
-Reported per cell: held-out accuracy, measured latency and its ratio to the original, prune
-and fine-tune wall time. The summary compares ttmpd with the best baseline of each cell (the
-most accurate one within budget + 5%). Rows are appended to a ``.partial.csv`` as they
-finish; a re-run skips the cells already there.
+Latency: each result is measured once right after its fine-tune (``measured_once_ms``, kept
+if a run is interrupted); when a backend's cells are done, the original and every result of
+this run are measured again in 3 interleaved passes, and the median is the reported
+``measured_ms``, its ``ratio`` to the original of the same passes, and ``within_budget``
+(ratio <= budget + 5%). One measurement right after a fine-tune, against an original
+measured half an hour earlier, mixed host drift into the latency (the ORT run of
+2026-11-24 measured the same architecture up to 25% apart).
+
+Reported per cell: held-out accuracy, measured latency and its ratio to the original, the
+predicted fraction of the original, prune and fine-tune wall time. The summary compares
+ttmpd with the best baseline of each cell (the most accurate one within budget + 5%). Rows
+are appended to a ``.partial.csv`` as they finish; a re-run skips the cells already there
+(and does not re-measure them).
 
     python benchmarks/ttmpd_vs_baselines.py [--backends onnxruntime,torch-cpu]
         [--corruptions motion_blur,rotate,impulse_noise] [--budgets 0.3,0.5,0.7]
@@ -58,6 +68,7 @@ from ttmpd.pruning import (
     MODEL_TIMING,
     SearchConfig,
     calibrate_predictor,
+    measure_models,
     pareto_front,
     plot_pareto,
     prune,
@@ -67,8 +78,10 @@ from ttmpd.workflow import split_mask
 LUTS = Path(__file__).parent / "luts"
 METHODS = ("ttmpd", "online-teacher", "halp", "eagleeye", "netadapt", "tp-magnitude")
 COLUMNS = ("backend", "corruption", "budget", "method", "original_acc", "original_ms",
-           "accuracy", "measured_ms", "ratio", "within_budget", "predicted_ms", "prune_s",
-           "finetune_s", "total_s", "status")  # fmt: skip
+           "accuracy", "measured_once_ms", "measured_ms", "ratio", "within_budget",
+           "predicted_ms", "predicted_ratio", "prune_s", "finetune_s", "total_s",
+           "status")  # fmt: skip
+KEY = ["backend", "corruption", "budget", "method"]
 BASELINES = METHODS[1:]
 
 
@@ -76,6 +89,23 @@ def append_row(path: Path, row: dict) -> None:
     """Append ``row`` to the partial CSV in :data:`COLUMNS` order (missing values empty)."""
     frame = pd.DataFrame([row]).reindex(columns=list(COLUMNS))
     frame.to_csv(path, mode="a", index=False, header=not path.exists())
+
+
+def remeasure(path: Path, backend, model, x, students: dict) -> None:
+    """Re-measure ``students`` (keyed like :data:`KEY`) and the original in 3 interleaved
+    passes; rewrite their rows of the partial CSV with the medians (module docstring)."""
+    keys = list(students)
+    ms = measure_models([(model, x)] + [(students[k], x) for k in keys], backend, rounds=3)
+    frame = pd.read_csv(path)
+    index = {tuple(map(str, k)): i for i, k in enumerate(frame[KEY].to_numpy())}
+    for k, measured in zip(keys, ms[1:], strict=True):
+        i = index[tuple(map(str, k))]
+        frame.loc[i, ["original_ms", "measured_ms"]] = [ms[0], measured]
+        frame.loc[i, "ratio"] = measured / ms[0]
+        frame.loc[i, "within_budget"] = bool(measured / ms[0] <= float(k[2]) * 1.05)
+    tmp = path.with_suffix(".tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
 
 
 def split(images: np.ndarray, labels: np.ndarray, n: int, seed: int):
@@ -121,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     partial_csv = RESULTS / f"{args.name}.partial.csv"
     done = pd.read_csv(partial_csv) if partial_csv.exists() else pd.DataFrame()
-    key = ["backend", "corruption", "budget", "method"]
-    have = set() if done.empty else set(map(tuple, done[key].astype(str).to_numpy()))
+    have = set() if done.empty else set(map(tuple, done[KEY].astype(str).to_numpy()))
     checkpoint = load_checkpoint(reference_checkpoint_path())
     model, norm = checkpoint.model.eval(), checkpoint.normalization
     test = load_mnist("test")
@@ -134,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         table = profile_model(model, x, backend, lut, grid=GridConfig(channel_step=8),
                               resume=True, progress=False).table  # fmt: skip
         predictor = LatencyPredictor().fit(table)
-        original_ms = calibrate_predictor(predictor, model, x, backend, 4)[0]
+        original_ms = calibrate_predictor(predictor, model, x, backend, 6)[0]
         predicted_ms = predictor.predict_model(model, x).total_ms
+        students = {}
         for corruption in args.corruptions.split(","):
             images = corrupt(test.images, corruption, args.severity, seed=args.seed)
             tune, held, labels = split(images, test.labels, 512, args.seed)
@@ -176,15 +206,21 @@ def main(argv: list[str] | None = None) -> int:
                                                  to_input, config)  # fmt: skip
                     finetune_s = time.perf_counter() - start
                     measured = backend.measure_model(student, x, MODEL_TIMING).median_ms
+                    predicted_ratio = result.predicted_latency_ms / predicted_ms
                     row = {**base, "accuracy": accuracy(student, held, labels, norm),
-                           "measured_ms": measured, "ratio": measured / original_ms,
+                           "measured_once_ms": measured, "measured_ms": measured,
+                           "ratio": measured / original_ms,
                            "within_budget": measured <= budget * original_ms * 1.05,
-                           "predicted_ms": result.predicted_latency_ms * original_ms
-                           / predicted_ms, "prune_s": prune_s, "finetune_s": finetune_s,
-                           "total_s": prune_s + finetune_s, "status": "ok"}  # fmt: skip
+                           "predicted_ms": predicted_ratio * original_ms,
+                           "predicted_ratio": predicted_ratio, "prune_s": prune_s,
+                           "finetune_s": finetune_s, "total_s": prune_s + finetune_s,
+                           "status": "ok"}  # fmt: skip
+                    students[(backend_name, corruption, budget, method)] = student
                     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in row.items()), file=sys.stderr)  # fmt: skip
                     append_row(partial_csv, row)
+        if students:
+            remeasure(partial_csv, backend, model, x, students)
     frame = pd.read_csv(partial_csv)
     frame["within_budget"] = frame["within_budget"].astype(bool)
     failed = frame[frame["status"] != "ok"]
@@ -221,6 +257,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{summary['time_reduction_pct'].median():.1f}%, median accuracy diff "
               f"{summary['acc_diff_pp'].median():+.2f} pp, ttmpd within budget in "
               f"{summary['ttmpd_within_budget'].mean():.0%} of cells")  # fmt: skip
+    ours = frame[frame["method"] == "ttmpd"]
+    if len(ours) and "predicted_ratio" in ours:
+        error = 100 * (ours["ratio"] / ours["predicted_ratio"] - 1)
+        print(f"ttmpd measured / predicted fraction of the original - 1: median "
+              f"{error.median():+.1f}%, within ±10% in {(error.abs() <= 10).mean():.0%} "
+              f"of cells")  # fmt: skip
     return 0
 
 
