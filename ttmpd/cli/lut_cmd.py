@@ -175,9 +175,13 @@ def _fit(args: argparse.Namespace) -> int:
     if cv is not None:
         print(cv.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     a, b, c = predictor.calibration_
+    slopes = (
+        f"{a:.3f}·Σother + {predictor.aligned_slope_:.3f}·Σblocked-layout convs"
+        if predictor.blocked_layout_
+        else f"{a:.3f}·Σunits"
+    )
     print(
         f"{args.out}: {args.regressor} on {len(table)} rows; calibration total = "
-        f"{a:.3f}·Σother + {predictor.aligned_slope_:.3f}·Σblocked-layout convs + "
-        f"{b:.4f}·n_units + {c:.3f} ms ({len(measured)} measured models)"
+        f"{slopes} + {b:.4f}·n_units + {c:.3f} ms ({len(measured)} measured models)"
     )
     return 0
