@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from nets import DepthwiseNet, ResidualNet
@@ -153,3 +154,21 @@ def test_pareto_front_and_sweep(tmp_path):
     assert (pruned["measured_ms"] < frame.iloc[0]["measured_ms"]).all()
     path = plot_pareto(frame, tmp_path / "pareto.png")
     assert path.stat().st_size > 1000
+
+
+def test_greedy_walks_past_a_step_the_whole_model_does_not_price_lower():
+    from types import SimpleNamespace
+
+    from ttmpd.pruning._search import first_lowering_step
+
+    # whole-model latency by removal count of group "g": step 2 costs more than step 0
+    # (a coupled group already pruned), step 4 is the first that lowers it
+    by_k = {0: 1.0, 2: 1.05, 4: 0.9, 6: 0.8}
+    problem = SimpleNamespace(
+        latency=lambda states: np.array([by_k[s["g"]] for s in states]),
+        next_k=lambda group, k: k + 2 if k + 2 in by_k else None,
+    )
+    group = SimpleNamespace(id="g")
+    assert first_lowering_step(problem, {"g": 0}, group, 2, current_ms=1.0) == 4
+    assert first_lowering_step(problem, {"g": 0}, group, 2, current_ms=0.5) is None
+    assert first_lowering_step(problem, {"g": 0}, group, None, current_ms=1.0) is None

@@ -9,7 +9,9 @@ predicted latency.
     Each step proposes, for every group, the next step down its latency staircase: the
     smallest further removal of at least ``min_step`` of the group's channels at which the
     group's predicted latency actually drops (CPU kernels often only get faster at
-    multiples of 8 channels). A candidate is scored by the
+    multiples of 8 channels). If that step does not lower the *whole-model* prediction
+    (coupled groups already pruned shift a group's staircase), the candidate walks further
+    down the staircase to the first step that does. A candidate is scored by the
     predicted accuracy loss per predicted millisecond saved, where accuracy is the
     :class:`~ttmpd.pruning.AccuracyModel` of the label-free proxies V1/V2 of the masked
     candidate after adaptive BN and of the importance share it keeps
@@ -43,6 +45,18 @@ from ._mask import ChannelMasker
 from ._problem import NO_CANDIDATE, PruneResult, SearchConfig, SearchProblem, progress_bar
 
 
+def first_lowering_step(
+    problem: SearchProblem, state: dict[str, int], group, k: int | None, current_ms: float
+) -> int | None:
+    """The first removal count from ``k`` on down ``group``'s staircase (``problem.next_k``)
+    at which the predicted whole-model latency drops below ``current_ms``, or None."""
+    while k is not None:
+        if float(problem.latency([{**state, group.id: k}])[0]) < current_ms:
+            return k
+        k = problem.next_k(group, k)
+    return None
+
+
 def _greedy(problem: SearchProblem) -> tuple[dict[str, int], list[dict]]:
     cfg = problem.config
     masker = ChannelMasker(problem.model, problem.groups)
@@ -56,6 +70,8 @@ def _greedy(problem: SearchProblem) -> tuple[dict[str, int], list[dict]]:
     try:
         while current_ms > target:
             candidates = [(g, problem.next_k(g, state[g.id])) for g in problem.prunable]
+            candidates = [(g, first_lowering_step(problem, state, g, k, current_ms))
+                          for g, k in candidates if k is not None]  # fmt: skip
             candidates = [(g, k) for g, k in candidates if k is not None]
             if not candidates:
                 raise InputError(
