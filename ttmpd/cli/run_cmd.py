@@ -36,8 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channel-step", type=int, default=8, help="LUT grid channel step (8)")
     p.add_argument("--off-grid-per-unit", type=int, default=8,
                    help="LUT channel counts per unit off the step (8)")  # fmt: skip
-    p.add_argument("--calibrate-variants", type=int, default=4,
-                   help="measured random prunes calibrating the predictor (4)")  # fmt: skip
+    p.add_argument("--calibrate-variants", type=int, default=6,
+                   help="measured random prunes calibrating the predictor (6)")  # fmt: skip
     p.add_argument("--finetune-samples", type=int, default=512,
                    help="unlabeled stream images for pruning and fine-tuning (512)")  # fmt: skip
     p.add_argument("--proxy-samples", type=int, default=128,

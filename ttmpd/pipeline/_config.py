@@ -33,7 +33,7 @@ class RunConfig:
     threads: int = 1
     channel_step: int = 8
     off_grid_per_unit: int = 8
-    calibrate_variants: int = 4
+    calibrate_variants: int = 6
     finetune_samples: int = 512
     proxy_samples: int = 128
     budget_checks: int = 2
