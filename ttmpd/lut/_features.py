@@ -119,10 +119,6 @@ def with_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _ceil8(x: np.ndarray) -> np.ndarray:
-    return np.ceil(x / 8.0) * 8.0
-
-
 def _ceil(x: np.ndarray, multiple: int) -> np.ndarray:
     return np.ceil(x / multiple) * multiple
 
@@ -150,11 +146,11 @@ def unit_features(frame: pd.DataFrame) -> np.ndarray:
     f["log_params"] = np.log1p(num["params"])
     f["log_in_elems"] = np.log1p(num["input_elements"])
     f["log_out_elems"] = np.log1p(num["output_elements"])
-    per_group_in = np.where(depthwise, 1.0, _ceil8(cin / np.maximum(groups, 1)))
+    per_group_in = np.where(depthwise, 1.0, _ceil(cin / np.maximum(groups, 1), 8))
     spatial_out = num["out_h"] * num["out_w"]
     macs8 = (
         num["batch"]
-        * _ceil8(cout)
+        * _ceil(cout, 8)
         * spatial_out
         * per_group_in
         * num["kernel_h"]
