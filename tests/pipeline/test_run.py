@@ -148,40 +148,39 @@ def test_sigkilled_run_resumes(tmp_path, stream):
 def test_budget_check_searches_again_when_the_measured_prune_misses(tmp_path, stream, capsys,
                                                                   monkeypatch):  # fmt: skip
     # the fake backend matches its predictor; pretend the first prune measures 40% slower
-    real_measure, calls = stages.Run.measure, []
+    real_measure, calls = stages.Run.measure_beside_original, []
 
     def measure(run, model):
-        ms = real_measure(run, model)
+        original_ms, ms = real_measure(run, model)
         calls.append(ms)
-        return ms * 1.4 if len(calls) == 1 else ms
+        return original_ms, ms * 1.4 if len(calls) == 1 else ms
 
-    monkeypatch.setattr(stages.Run, "measure", measure)
+    monkeypatch.setattr(stages.Run, "measure_beside_original", measure)
     assert _run(tmp_path / "run", stream, "--json") == 0
-    result = json.loads(capsys.readouterr().out)["stages"]
-    prune, target = result["prune"], 0.6 * result["predictor"]["measured_original_ms"]
+    prune = json.loads(capsys.readouterr().out)["stages"]["prune"]
     first, second = prune["attempts"][:2]
-    assert first["measured_ms"] > 1.3 * target  # the inflated measurement
-    scaled = first["search_budget"] * 0.97 * target / first["measured_ms"]
+    assert first["measured_fraction"] == pytest.approx(first["measured_ms"] / first["original_ms"])
+    assert first["measured_fraction"] > 1.3 * 0.6  # the inflated measurement
+    scaled = first["search_budget"] * 0.97 * 0.6 / first["measured_fraction"]
     assert second["search_budget"] == pytest.approx(scaled, rel=1e-9)
-    assert second["measured_ms"] < first["measured_ms"]
+    assert second["measured_fraction"] < first["measured_fraction"]
     assert prune["kept_attempt"] >= 1  # the inflated first prune is not kept
-    assert prune["measured_target_ms"] == pytest.approx(target)
     report = (tmp_path / "run" / "report.md").read_text()
     assert f"Budget check: {len(prune['attempts'])} searches" in report
 
 
 def test_budget_check_keeps_the_slowest_prune_within_the_limit():
-    assert stages._pick_attempt([1.3, 0.9, 0.7], limit_ms=1.0) == 1
-    assert stages._pick_attempt([1.3, 1.2], limit_ms=1.0) == 1  # none within: the fastest
-    assert stages._pick_attempt([float("nan")], limit_ms=1.0) == 0  # --budget-checks 0
+    assert stages._pick_attempt([1.3, 0.9, 0.7], limit=1.0) == 1
+    assert stages._pick_attempt([1.3, 1.2], limit=1.0) == 1  # none within: the fastest
+    assert stages._pick_attempt([float("nan")], limit=1.0) == 0  # --budget-checks 0
 
 
 def test_next_search_budget_scales_then_follows_the_secant():
-    one = [{"search_budget": 0.5, "measured_ms": 2.0}]
-    assert stages._next_search_budget(one, goal_ms=1.0) == pytest.approx(0.25)
-    # measured falls 0.5 ms per 0.1 of budget: the secant lands on the goal
-    two = [*one, {"search_budget": 0.4, "measured_ms": 1.5}]
-    assert stages._next_search_budget(two, goal_ms=1.0) == pytest.approx(0.3)
+    one = [{"search_budget": 0.5, "measured_fraction": 0.8}]
+    assert stages._next_search_budget(one, goal=0.4) == pytest.approx(0.25)
+    # measured falls 0.2 per 0.1 of budget: the secant lands on the goal
+    two = [*one, {"search_budget": 0.4, "measured_fraction": 0.6}]
+    assert stages._next_search_budget(two, goal=0.4) == pytest.approx(0.3)
     # measured did not respond to the budget (noise): fall back to scaling
-    flat = [*one, {"search_budget": 0.4, "measured_ms": 2.0}]
-    assert stages._next_search_budget(flat, goal_ms=1.0) == pytest.approx(0.2)
+    flat = [*one, {"search_budget": 0.4, "measured_fraction": 0.8}]
+    assert stages._next_search_budget(flat, goal=0.4) == pytest.approx(0.2)

@@ -120,10 +120,10 @@ def write_report(run, state: RunState) -> Path:
     )
     attempts = pr.get("attempts", [])
     if len(attempts) > 1:
-        tried = ", ".join(f"{a['measured_ms']:.3f}" for a in attempts)
+        tried = ", ".join(f"{a['measured_fraction']:.3f}" for a in attempts)
         budget_line += (
-            f" Budget check: {len(attempts)} searches measured {tried} ms against a target of "
-            f"{pr['measured_target_ms']:.3f} ms; search {pr['kept_attempt'] + 1} was kept."
+            f" Budget check: {len(attempts)} searches measured {tried} of the original "
+            f"against the budget {cfg.budget}; search {pr['kept_attempt'] + 1} was kept."
         )
     stage_rows = [(name, f"{info.get('seconds', 0.0):.1f}") for name, info in st.items()]
     stage_rows.append(("report", "(this file)"))
