@@ -23,8 +23,8 @@ from ttmpd.lut import (
     unit_work,
     work_offset,
 )
-from ttmpd.lut._features import blocked_layout_mask
-from ttmpd.profiler import GridConfig, extract_units, get_backend
+from ttmpd.lut._features import block_macs, blocked_layout_mask
+from ttmpd.profiler import GridConfig, UnitConfig, extract_units, get_backend
 from ttmpd.profiler.backends import fake_latency_ms
 
 
@@ -47,7 +47,7 @@ def predictor(fake_lut):
 def test_sklearn_conventions(fake_lut):
     p = LatencyPredictor(regressor="rf", random_state=3)
     assert p.get_params() == {
-        "regressor": "rf", "exact_hits": True, "random_state": 3, "blocked_slope": "auto",
+        "regressor": "rf", "exact_hits": True, "random_state": 3, "blocked_layout": "auto",
     }  # fmt: skip
     with pytest.raises(NotFittedError):
         p.predict(UNITS[:2])
@@ -211,6 +211,37 @@ def test_unit_work_is_macs_or_elements():
     assert (work[other] == expected.to_numpy()[other]).all()
 
 
+def test_blocked_convs_work_with_the_padding_of_their_block():
+    # 16->4 at 8x8, 3x3: a blocked kernel computes a whole 16-wide output block
+    narrow = UnitConfig(op="conv", batch=1, in_channels=16, out_channels=4, in_h=8, in_w=8, out_h=8,
+                        out_w=8, kernel_h=3, kernel_w=3, pad_h=1, pad_w=1)  # fmt: skip
+    frame = configs_frame([narrow, narrow.replace(out_channels=16),
+                           narrow.replace(in_channels=20, out_channels=20)])  # fmt: skip
+    plain, padded = unit_work(frame), unit_work(frame, np.array([True, True, True]))
+    assert plain[0] == 16 * 4 * 64 * 9 + 1
+    assert padded[0] == padded[1] == plain[1] == 16 * 16 * 64 * 9 + 1
+    assert padded[2] == 32 * 32 * 64 * 9 + 1  # wide inputs are blocked too
+    unmasked = unit_work(frame, np.array([False, True, False]))
+    assert unmasked[0] == plain[0] and unmasked[2] == plain[2]
+
+
+def test_blocked_layout_prices_narrow_convs_like_their_block():
+    # a device whose blocked convs cost their padded MACs; the table has c_out >= 8 only
+    base = UnitConfig(op="conv", batch=1, in_channels=8, out_channels=8, in_h=8, in_w=8, out_h=8,
+                      out_w=8, kernel_h=3, kernel_w=3, pad_h=1, pad_w=1)  # fmt: skip
+    grid = [base.replace(in_channels=i, out_channels=o, in_h=h, in_w=h, out_h=h, out_w=h)
+            for i in range(8, 65, 8) for o in range(8, 65, 8) for h in (8, 16)]  # fmt: skip
+    frame = configs_frame(grid)
+    truth = lambda f: 0.002 + 1e-6 * block_macs(f)  # noqa: E731
+    narrow = configs_frame([base.replace(in_channels=16, out_channels=c) for c in (2, 4, 6)])
+    errors = {}
+    for on in (True, False):
+        p = LatencyPredictor(blocked_layout=on).fit(frame, truth(frame))
+        errors[on] = p.predict(narrow) / truth(narrow) - 1
+    assert np.abs(errors[True]).max() < 0.05
+    assert (errors[False] < -0.05).all() and errors[False].min() < -0.3  # plain MACs
+
+
 def test_calibration_fits_relative_error_and_allows_a_negative_offset(predictor):
     x = torch.randn(1, 3, 16, 16)
     nets = [ResidualNet(c=c).eval() for c in (32, 24, 16, 12, 8)]
@@ -225,15 +256,15 @@ def test_calibration_fits_relative_error_and_allows_a_negative_offset(predictor)
         p.fit_calibration([(n, x) for n in nets], [0.0] * len(nets))
 
 
-def test_blocked_slope_follows_the_backend(fake_lut):
+def test_blocked_layout_follows_the_backend(fake_lut):
     table = LatencyTable.load(fake_lut)
     assert not LatencyPredictor().fit(table).blocked_layout_  # "auto": ONNX Runtime only
-    assert LatencyPredictor(blocked_slope=True).fit(table).blocked_layout_
-    with pytest.raises(InputError, match="blocked_slope"):
-        LatencyPredictor(blocked_slope="yes").fit(table)
+    assert LatencyPredictor(blocked_layout=True).fit(table).blocked_layout_
+    with pytest.raises(InputError, match="blocked_layout"):
+        LatencyPredictor(blocked_layout="yes").fit(table)
 
 
-def test_without_blocked_slope_every_unit_shares_one(predictor):
+def test_without_blocked_layout_every_unit_shares_one_slope(predictor):
     x = torch.randn(1, 3, 16, 16)
     nets = [ResidualNet(c=c).eval() for c in (32, 24, 20, 16, 12, 8)]
     sums = [predictor.predict_model(n, x, calibrated=False).unit_sum_ms for n in nets]
@@ -242,7 +273,7 @@ def test_without_blocked_slope_every_unit_shares_one(predictor):
 
 
 def test_blocked_layout_convs_get_their_own_slope(fake_lut):
-    predictor = LatencyPredictor(blocked_slope=True).fit(LatencyTable.load(fake_lut))
+    predictor = LatencyPredictor(blocked_layout=True).fit(LatencyTable.load(fake_lut))
     x = torch.randn(1, 3, 16, 16)
     nets = [ResidualNet(c=c).eval() for c in (32, 24, 20, 16, 12, 8)]
     parts = []

@@ -158,16 +158,7 @@ def unit_features(frame: pd.DataFrame) -> np.ndarray:
     )
     f["log_macs_ceil8"] = np.where(is_conv | (op == "linear"), np.log1p(macs8), 0.0)
     blocked = blocked_layout_mask(frame)
-    in_block = np.where(depthwise, 1.0, np.where(cin <= BLOCK, cin, _ceil(cin, BLOCK)) / groups)
-    macs16 = (
-        num["batch"]
-        * _ceil(cout, BLOCK)
-        * spatial_out
-        * in_block
-        * num["kernel_h"]
-        * (num["kernel_w"])
-    )
-    f["log_macs_block16"] = np.where(blocked, np.log1p(macs16), f["log_macs"])
+    f["log_macs_block16"] = np.where(blocked, np.log1p(block_macs(frame)), f["log_macs"])
     f["blocked"] = blocked.astype(float)
     f["in_le16"] = (cin <= BLOCK).astype(float)
     f["batch"] = num["batch"]
@@ -185,13 +176,19 @@ def unit_features(frame: pd.DataFrame) -> np.ndarray:
     return np.column_stack([f[name] for name in FEATURE_NAMES])
 
 
-def unit_work(frame: pd.DataFrame) -> np.ndarray:
+def unit_work(frame: pd.DataFrame, blocked: np.ndarray | None = None) -> np.ndarray:
     """Size of each unit's work: ``max(MACs, input elements + output elements) + 1``.
 
     Compute-bound units (conv, linear) scale with MACs, memory-bound ones (activations, adds,
-    pooling) with the elements they read and write. Shape: ``(n_units,)``, unitless counts.
+    pooling) with the elements they read and write. ``blocked`` (a mask, e.g.
+    :func:`blocked_layout_mask`) marks convs that run a blocked (NCHWc) kernel: their MACs
+    count with the channel padding of the block (:func:`block_macs`), since a ``16->4``
+    conv computes a whole 16-wide output block and costs what ``16->16`` does. Shape:
+    ``(n_units,)``, unitless counts.
     """
     macs = frame["macs"].to_numpy(dtype=float)
+    if blocked is not None and np.any(blocked):
+        macs = np.where(blocked, block_macs(frame), macs)
     elements = frame["input_elements"].to_numpy(dtype=float) + frame["output_elements"].to_numpy(
         dtype=float
     )
@@ -220,3 +217,20 @@ def blocked_layout_mask(frame: pd.DataFrame) -> np.ndarray:
     depthwise = (groups > 1) & (groups == c_in)
     dense = (groups == 1) & ((c_in <= BLOCK) | (c_in % 4 == 0))
     return conv & np.where(depthwise, c_in % 4 == 0, dense)
+
+
+def block_macs(frame: pd.DataFrame) -> np.ndarray:
+    """Conv MACs as a blocked (NCHWc) kernel computes them, padding included: ``c_out``
+    rounded up to :data:`BLOCK`; ``c_in`` too, unless it is read unblocked (``<= BLOCK``)
+    or the conv is depthwise. Shape ``(n_units,)``; only meaningful for convs."""
+    num = {c: frame[c].to_numpy(dtype=float) for c in (
+        "batch", "in_channels", "out_channels", "out_h", "out_w", "kernel_h", "kernel_w",
+        "groups",
+    )}  # fmt: skip
+    cin, groups = num["in_channels"], np.maximum(num["groups"], 1)
+    depthwise = (groups > 1) & (groups == cin)
+    in_block = np.where(depthwise, 1.0, np.where(cin <= BLOCK, cin, _ceil(cin, BLOCK)) / groups)
+    return (
+        num["batch"] * _ceil(num["out_channels"], BLOCK) * num["out_h"] * num["out_w"]
+        * in_block * num["kernel_h"] * num["kernel_w"]
+    )  # fmt: skip

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 FORMAT = "ttmpd.predictor"
 SCHEMA_VERSION = 1
 #: What the pickled regressor maps to what; a file with another form is refitted.
-TARGET = "log(latency_ms) - log(unit_work + work_offset)"
+TARGET = "log(latency_ms) - log(unit_work(blocked_layout) + work_offset)"
 
 
 def table_digest(table: LatencyTable) -> str:
@@ -101,7 +101,10 @@ def load_predictor(path: str | os.PathLike, lut: str | os.PathLike | None = None
     same_sklearn = payload["sklearn_version"] == sklearn.__version__
     same_lut = table is None or table_digest(table) == payload["lut_digest"]
     same_form = (payload.get("features"), payload.get("target")) == (list(FEATURE_NAMES), TARGET)
-    predictor = LatencyPredictor(**payload["params"])
+    params = dict(payload["params"])
+    if "blocked_slope" in params:  # files before the parameter was renamed
+        params["blocked_layout"] = params.pop("blocked_slope")
+    predictor = LatencyPredictor(**params)
     if same_sklearn and same_lut and same_form and table is not None:
         predictor.fit_from_state(pickle.loads(base64.b64decode(payload["estimator_pickle"])), table)
     else:

@@ -16,6 +16,14 @@ Unit level
     which predicts piecewise-constant values, interpolates a *rate* between measured channel
     counts rather than a latency (it cannot extrapolate a latency linearly). Configurations
     present in the table are returned exactly as measured (``exact_hits=True``).
+
+    With ``blocked_layout`` on, the work of a conv that runs a blocked (NCHWc) kernel
+    counts the channel padding of its 16-wide block (``unit_work(config, blocked)``): a
+    ``16->4`` conv costs what ``16->16`` does, a rate the trees cannot extrapolate from
+    plain MACs. On units of searched ResNet-20 prunes measured in isolation (ONNX Runtime,
+    not in the LUT), this took the share within ±10% from 70 to 89%; on units of random
+    prunes from 80 to 87% (ResNet-20), 77 to 80% (MobileNetV2), 68 to 84% (ResNet-56). On
+    torch-cpu it lost 12 points, so it is off there.
 Model level
     ``predict_model`` extracts the model's units with the table's fusion, predicts each, and
     applies the calibration ``total = a·Σ other units + a4·Σ blocked-layout convs + b·n_units
@@ -25,11 +33,12 @@ Model level
     (:func:`~ttmpd.lut._features.blocked_layout_mask`): in a whole ONNX Runtime graph,
     chains of them skip the layout conversions each isolated unit pays, so they run at a
     larger discount than the others. The rule is ONNX Runtime's, so by default
-    (``blocked_slope="auto"``) only tables measured on ``onnxruntime`` get the second
-    slope; on eager torch-cpu it cost ResNet-56 12 points of "within ±10%" (95.0 -> 82.5%
-    on the same measurements) and bought nothing elsewhere. The calibration absorbs what
-    isolated units miss or over-count: framework dispatch per op, per-call overhead that
-    every isolated unit pays once, layout conversions, cache effects.
+    (``blocked_layout="auto"``) only tables measured on ``onnxruntime`` get the padded work
+    and the second slope; on eager torch-cpu the second slope cost ResNet-56 12 points of
+    "within ±10%" (95.0 -> 82.5% on the same measurements) and bought nothing elsewhere.
+    The calibration absorbs what isolated units miss or over-count: framework dispatch per
+    op, per-call overhead that every isolated unit pays once, layout conversions, cache
+    effects.
 """
 
 from __future__ import annotations
@@ -155,10 +164,10 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         regressor: str = "gbr",
         exact_hits: bool = True,
         random_state: int = 0,
-        blocked_slope: bool | str = "auto",
+        blocked_layout: bool | str = "auto",
     ):
         self.regressor = regressor
-        self.blocked_slope = blocked_slope
+        self.blocked_layout = blocked_layout
         self.exact_hits = exact_hits
         self.random_state = random_state
 
@@ -175,8 +184,10 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
             raise InputError(f"fit needs >= 5 rows with one latency each, got {len(frame)}")
         if not (np.isfinite(y).all() and (y > 0).all()):
             raise InputError("latencies must be positive and finite")
+        meta = X.meta if isinstance(X, LatencyTable) else None
+        self.blocked_layout_ = self._uses_blocked_layout(meta.backend if meta else None)
         features = unit_features(frame)
-        work = unit_work(frame)
+        work = self._work(frame)
         self.work_offset_ = work_offset(y, work)
         self.estimator_ = REGRESSORS.get(self.regressor)(self.random_state)
         self.estimator_.fit(features, np.log(y) - np.log(work + self.work_offset_))
@@ -184,9 +195,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.lut_ = dict(zip(keys, y, strict=False)) if self.exact_hits else {}
         self.n_features_in_ = features.shape[1]
         self.feature_names_ = FEATURE_NAMES
-        meta = X.meta if isinstance(X, LatencyTable) else None
         self.fusion_ = meta.fusion if meta else "none"
-        self.blocked_layout_ = self._uses_blocked_slope(meta.backend if meta else None)
         self.fingerprint_ = meta.fingerprint if meta else None
         self.calibration_ = (1.0, 0.0, 0.0)
         self.aligned_slope_ = 1.0
@@ -197,29 +206,35 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.estimator_ = estimator
         frame = table.frame
         y = frame["latency_ms"].to_numpy()
-        self.work_offset_ = work_offset(y, unit_work(frame))
+        self.blocked_layout_ = self._uses_blocked_layout(table.meta.backend)
+        self.work_offset_ = work_offset(y, self._work(frame))
         self.lut_ = dict(zip(frame["key"], y, strict=True)) if self.exact_hits else {}
         self.n_features_in_ = len(FEATURE_NAMES)
         self.feature_names_ = FEATURE_NAMES
         self.fusion_ = table.meta.fusion
-        self.blocked_layout_ = self._uses_blocked_slope(table.meta.backend)
         self.fingerprint_ = table.meta.fingerprint
         self.calibration_ = (1.0, 0.0, 0.0)
         self.aligned_slope_ = 1.0
         return self
 
-    def _uses_blocked_slope(self, backend: str | None) -> bool:
-        if self.blocked_slope == "auto":
+    def _uses_blocked_layout(self, backend: str | None) -> bool:
+        if self.blocked_layout == "auto":
             return backend == "onnxruntime"
-        if isinstance(self.blocked_slope, bool):
-            return self.blocked_slope
-        raise InputError(f"blocked_slope must be 'auto', True or False, got {self.blocked_slope!r}")
+        if isinstance(self.blocked_layout, bool):
+            return self.blocked_layout
+        raise InputError(
+            f"blocked_layout must be 'auto', True or False, got {self.blocked_layout!r}"
+        )
 
     def _blocked(self, frame: pd.DataFrame) -> np.ndarray:
-        """Units the calibration prices with ``a4``: blocked-layout convs, if enabled."""
+        """Blocked-layout convs (padded work, calibration slope ``a4``), if enabled."""
         if not self.blocked_layout_:
             return np.zeros(len(frame), dtype=bool)
         return blocked_layout_mask(frame)
+
+    def _work(self, frame: pd.DataFrame) -> np.ndarray:
+        """:func:`unit_work`, blocked-layout convs padded to their channel block if enabled."""
+        return unit_work(frame, self._blocked(frame))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "estimator_"):
@@ -232,7 +247,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         if len(frame) == 0:
             return np.zeros(0)
         rate = self.estimator_.predict(unit_features(frame))
-        out = np.exp(rate) * (unit_work(frame) + self.work_offset_)
+        out = np.exp(rate) * (self._work(frame) + self.work_offset_)
         if self.lut_ and "key" in frame:
             hits = frame["key"].map(self.lut_).to_numpy(dtype=float)
             out = np.where(np.isnan(hits), out, hits)
@@ -315,7 +330,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
 
         ``S_blocked`` sums the predicted latencies of blocked-layout convs
         (:func:`~ttmpd.lut._features.blocked_layout_mask`; none unless ``blocked_layout_``,
-        see ``blocked_slope``), ``S_other`` those of every other unit. Least squares on the
+        see ``blocked_layout``), ``S_other`` those of every other unit. Least squares on the
         *relative* residuals, ``Σ_i (total_i / y_i - 1)²``, since the predictor is judged by
         relative error and the models span several-fold latencies. Bounds: ``a, a4, b >= 0``;
         ``c >= -0.5·min(y)``. A negative offset is real: each isolated unit pays the per-call
