@@ -159,6 +159,7 @@ PROFILE_CASES = {
     ),
     "out-unknown-extension": Case(_profile(out="x.txt"), ("format", ".txt")),
     "out-exists": Case(_profile(), ("exists", "--resume"), _copy("ref.parquet", "x.parquet")),
+    "sample-fraction-zero": Case(_profile("--sample-fraction", "0"), ("sample fraction",)),
 }
 CUDA_CASE = Case(_with(_profile(), "--backend", "torch-cuda"), ("torch-cuda", "unavailable"))
 # argparse's own errors print the whole usage block before the error line.

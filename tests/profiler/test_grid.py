@@ -63,7 +63,27 @@ def test_off_grid_counts_cover_every_residue_mod_8(example_input):
     assert {v.in_channels % 8 for v in variants} == set(range(8))
 
 
+def test_sparse_grid_keeps_a_spread_share_of_each_unit(example_input):
+    units = extract_units(ResidualNet(c=64).eval(), example_input).units
+    conv = next(u for u in units if u.config.op == "conv" and not (u.fixed_in or u.fixed_out))
+    dense = GridConfig(channel_step=8, max_variants_per_unit=10_000, off_grid_per_unit=8)
+    sparse = GridConfig(channel_step=8, max_variants_per_unit=10_000, off_grid_per_unit=8,
+                        sample_fraction=0.25)  # fmt: skip
+    full, thin = unit_variants(conv, dense), unit_variants(conv, sparse)
+    assert thin[0] == full[0] == conv.config  # the unpruned configuration always
+    assert {v.key for v in thin} <= {v.key for v in full}
+    assert len(thin) == 1 + 16 + 2  # a quarter of 8 x 8 grid pairs and of 8 off-grid counts
+    ins = sorted({v.in_channels for v in thin[1:] if v.in_channels % 8 == 0})
+    assert ins[0] <= 16 and ins[-1] >= 56  # the sample spans the range of counts
+    assert [v.key for v in unit_variants(conv, sparse)] == [v.key for v in thin]
+    whole = grid_configs(units, sparse)
+    assert len(whole) < 0.4 * len(grid_configs(units, dense))
+    assert {u.config.key for u in units} <= {c.key for c in whole}
+
+
 def test_bad_grid_configs():
+    with pytest.raises(InputError, match="sample fraction"):
+        GridConfig(sample_fraction=0.0)
     with pytest.raises(InputError, match="exactly one"):
         GridConfig(channel_step=8, keep_fractions=(0.5,))
     with pytest.raises(InputError, match="keep fractions"):

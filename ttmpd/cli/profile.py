@@ -39,6 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0,
         help="extra random off-grid channel counts per unit (helps the latency predictor)",
     )
+    grid.add_argument(
+        "--sample-fraction",
+        type=float,
+        default=1.0,
+        help="sparse profiling: measure this share of each unit's grid, spread evenly; the "
+        "predictor fills in the rest (default 1: the whole grid)",
+    )
     timing = p.add_argument_group("timing")
     timing.add_argument(
         "--rounds",
@@ -70,12 +77,14 @@ def run(args: argparse.Namespace) -> int:
             keep_fractions=parse_fractions(args.keep_fractions),
             max_variants_per_unit=args.max_variants_per_unit,
             off_grid_per_unit=args.off_grid_per_unit,
+            sample_fraction=args.sample_fraction,
         )
     else:
         grid = GridConfig(
             channel_step=args.channel_step or 8,
             max_variants_per_unit=args.max_variants_per_unit,
             off_grid_per_unit=args.off_grid_per_unit,
+            sample_fraction=args.sample_fraction,
         )
     timing = TimingConfig(max_seconds=args.max_seconds, target_rel_ci=args.target_ci)
     name, model, example = model_from_args(args)

@@ -12,6 +12,8 @@ same grid). Depthwise convs and channel-preserving ops have one dimension.
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 import zlib
 from collections.abc import Iterable
@@ -30,6 +32,8 @@ class GridConfig:
 
     ``off_grid_per_unit`` adds that many extra variants per unit with random channel counts
     off the grid (e.g. not multiples of 8), so a latency predictor sees misaligned counts.
+    ``sample_fraction`` < 1 profiles sparsely: that share of each unit's grid and of its
+    off-grid counts, spread evenly (:func:`unit_variants`); the predictor fills the rest.
     """
 
     channel_step: int | None = 8
@@ -37,6 +41,7 @@ class GridConfig:
     max_variants_per_unit: int = 64
     off_grid_per_unit: int = 0
     seed: int = 0
+    sample_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if (self.channel_step is None) == (self.keep_fractions is None):
@@ -49,6 +54,8 @@ class GridConfig:
             raise InputError("max_variants_per_unit must be >= 1")
         if self.off_grid_per_unit < 0:
             raise InputError("off_grid_per_unit must be >= 0")
+        if not 0 < self.sample_fraction <= 1:
+            raise InputError(f"sample fraction must be in (0, 1], got {self.sample_fraction}")
 
     def channel_options(self, channels: int, multiple_of: int = 1) -> list[int]:
         """Channel counts pruning may leave, descending, always including ``channels``."""
@@ -117,10 +124,28 @@ def _off_grid(unit: LayerUnit, grid: GridConfig) -> list[tuple[int, int]]:
     return pairs
 
 
+def _spread(pairs: list[tuple[int, int]], fraction: float, rng: random.Random):
+    """``ceil(fraction · n)`` of ``pairs``: one at random from each of that many contiguous,
+    equal-sized runs of the list, so the sample spans its whole order."""
+    k = math.ceil(fraction * len(pairs) - 1e-9)
+    edges = [round(i * len(pairs) / k) for i in range(k + 1)] if k else [0]
+    return [pairs[rng.randrange(lo, hi)] for lo, hi in itertools.pairwise(edges) if hi > lo]
+
+
 def unit_variants(unit: LayerUnit, grid: GridConfig) -> list[UnitConfig]:
-    """All grid configurations of one unit, the unpruned one first."""
+    """The grid configurations of one unit, the unpruned one first.
+
+    With ``grid.sample_fraction < 1``, the (in, out) grid sorted by channel counts and the
+    off-grid counts (in their residue order) are each thinned by :func:`_spread`, seeded
+    by the unit: every range of counts and every alignment class keeps samples.
+    """
+    grid_pairs, off_pairs = _cross(unit, grid), _off_grid(unit, grid)
+    if grid.sample_fraction < 1:
+        rng = random.Random(zlib.crc32(f"sparse|{grid.seed}|{unit.config.key}".encode()))
+        grid_pairs = _spread(sorted(grid_pairs), grid.sample_fraction, rng)
+        off_pairs = _spread(off_pairs, grid.sample_fraction, rng)
     variants = [unit.config]
-    for c_in, c_out in _cross(unit, grid) + _off_grid(unit, grid):
+    for c_in, c_out in grid_pairs + off_pairs:
         v = with_channels(unit.config, c_in, c_out)
         if v != unit.config:
             variants.append(v)
