@@ -32,7 +32,7 @@ def cross_validate_regressors(
         for train, test in KFold(folds, shuffle=True, random_state=seed).split(frame):
             start = time.perf_counter()
             model = LatencyPredictor(regressor=name, exact_hits=False, random_state=seed)
-            model.fit(frame.iloc[train], y[train])
+            model.fit(LatencyTable(frame.iloc[train], table.meta))  # the backend's features
             fit_s.append(time.perf_counter() - start)
             errors[test] = np.abs(model.predict(frame.iloc[test]) - y[test]) / y[test]
         rows.append(
