@@ -24,7 +24,9 @@ For each CPU backend and model (ResNet-18 and MobileNetV2 at 224x224, CIFAR ResN
 5. report share within ±10% / ±5%, MAPE, Spearman of each against the measured latency,
    and the same for pass 2 against pass 1 (the noise floor).
 
-Also: cross-validated regressor choice on each LUT, and prune-savings throughput.
+Also: cross-validated regressor choice on each LUT, and prune-savings throughput. Each
+(backend, model) pair runs in a fresh process (``--same-process`` to turn it off; see
+:func:`isolated` for why).
 
     python benchmarks/latency_prediction.py            # ~20 min on 2 cores
     python benchmarks/latency_prediction.py --quick    # resnet56 only, 12 variants
@@ -37,9 +39,11 @@ predicted-vs-measured plot per backend.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -235,6 +239,37 @@ def savings_throughput(table: LatencyTable, model, x, n: int = 20_000, seed: int
             "warm_per_s": n / warm}  # fmt: skip
 
 
+def pair_job(backend_name: str, name: str, n_test: int, n_cal: int, seed: int) -> dict:
+    """Everything measured and computed for one (backend, model) pair."""
+    warnings.simplefilter("ignore")
+    rows, info, table, (model, x, _), scatter, per_variant = run_pair(
+        backend_name, name, n_test, n_cal, seed
+    )
+    cv = cross_validate_regressors(table, ["gbr", "hgb", "extra", "rf", "ridge"])
+    return {
+        "rows": rows,
+        "info": info,
+        "cv": [{"backend": backend_name, "model": name, **c} for c in cv.to_dict("records")],
+        "savings": {"backend": backend_name, "model": name, **savings_throughput(table, model, x)},
+        "scatter": scatter,
+        "variants": per_variant,
+    }
+
+
+def isolated(job, *args):
+    """``job(*args)`` in a fresh Python process (spawned), its result returned.
+
+    In one long process, eager PyTorch ran ResNet-56 about 20% slower after the ResNet-18
+    and MobileNetV2 pairs, and far less steadily: its noise floor (pass 2 within ±10% of
+    pass 1) fell from 97.5% when measured alone to 35%. The cause is the process's state,
+    not the garbage collector (disabling it changed nothing). Each pair therefore starts
+    from a clean process.
+    """
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(job, *args).result()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=["torch-cpu", "onnxruntime"])
@@ -244,6 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="resnet56, 12 variants")
     parser.add_argument("--out", type=Path, default=RESULTS / "latency_prediction")
+    parser.add_argument(
+        "--same-process",
+        dest="isolate",
+        action="store_false",
+        help="run every pair in this process (default: a fresh one each)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.models, args.variants = ["resnet56"], 12
@@ -255,17 +296,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         scatter_all = {"ttmpd (c)": [], "LUT sum (b)": [], "FLOPs (a)": [], "measured": []}
         for name in args.models:
-            r, info, table, (model, x, _), scatter, per_variant = run_pair(
-                backend_name, name, args.variants, args.calibration, args.seed
-            )
-            rows += r
-            variant_frames.append(per_variant)
-            infos.append(info)
-            cv = cross_validate_regressors(table, ["gbr", "hgb", "extra", "rf", "ridge"])
-            cv_rows += [{"backend": backend_name, "model": name, **c} for c in
-                        cv.to_dict("records")]  # fmt: skip
-            saving_rows.append({"backend": backend_name, "model": name,
-                                **savings_throughput(table, model, x)})  # fmt: skip
+            job = (backend_name, name, args.variants, args.calibration, args.seed)
+            result = isolated(pair_job, *job) if args.isolate else pair_job(*job)
+            rows += result["rows"]
+            variant_frames.append(result["variants"])
+            infos.append(result["info"])
+            cv_rows += result["cv"]
+            saving_rows.append(result["savings"])
+            scatter = result["scatter"]
             scatter_all["measured"].append(scatter["measured"])
             scatter_all["ttmpd (c)"].append(scatter["ttmpd"])
             scatter_all["LUT sum (b)"].append(scatter["lut"])

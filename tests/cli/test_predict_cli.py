@@ -4,7 +4,7 @@ import torch
 from nets import ResidualNet
 
 from ttmpd.cli import main
-from ttmpd.lut import profile_model
+from ttmpd.lut import LatencyTable, profile_model
 from ttmpd.profiler import GridConfig, get_backend
 
 FACTORY = "from nets import ResidualNet\n\ndef build():\n    return ResidualNet(c=16)\n"
@@ -29,3 +29,22 @@ def test_fit_then_predict_with_measure(tmp_path, capsys):
     assert abs(out["error_pct"]) < 8  # fake backend: 1.1 x sum + 0.01, calibrated
     assert out["lut_hits"] == out["units"] == len(out["breakdown"])
     assert (tmp_path / "bars.png").stat().st_size > 1000
+
+
+def test_lut_check_exits_1_only_when_rows_drifted_apart(tmp_path, capsys):
+    lut = tmp_path / "lut.parquet"
+    profile_model(ResidualNet(c=16).eval(), torch.randn(1, 3, 16, 16), get_backend("fake"), lut,
+                  grid=GridConfig(channel_step=4), progress=False)  # fmt: skip
+    assert main(["lut", "check", str(lut), "--rounds", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] == "ok"
+    table = LatencyTable.load(lut)
+    frame = table.frame.copy()
+    frame["latency_ms"] *= 1.4  # the whole table measured on a faster day
+    LatencyTable(frame, table.meta).save(lut)
+    assert main(["lut", "check", str(lut), "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "drifted" in out and "0.71x" in out and "calibration" in out
+    frame.loc[frame.index[::2], "latency_ms"] *= 1.5  # and half of it on another
+    LatencyTable(frame, table.meta).save(lut)
+    assert main(["lut", "check", str(lut), "--rounds", "1"]) == 1
+    assert "re-profile" in capsys.readouterr().out

@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from ttmpd.errors import InputError
 from ttmpd.lut import LatencyTable, ProfileInterrupted, profile_model
-from ttmpd.lut._drift import DriftMap, anchor_configs, fit_drift, remeasure
+from ttmpd.lut._drift import DriftMap, anchor_configs, check_table, fit_drift, remeasure
 from ttmpd.profiler.backends.fake import FakeBackend, _timing, fake_latency_ms
 
 
@@ -143,3 +144,17 @@ def test_remeasure_takes_the_median_of_interleaved_sweeps(tmp_path):
 
     assert np.allclose(remeasure(anchors, now, rounds=3), stored)
     assert len(calls) == 48 and calls[:16] == calls[16:32] == calls[32:]
+
+
+def test_table_check_tells_a_uniform_drift_from_rows_that_no_longer_agree(tmp_path):
+    table, _, _ = _stored(tmp_path)
+    same = check_table(table, table.lookup, rounds=1)
+    assert same.verdict == "ok" and same.median_ratio == pytest.approx(1.0) and same.spread == 0
+    slower = check_table(table, lambda c: 1.3 * table.lookup(c), rounds=1)
+    assert slower.verdict == "drifted" and slower.median_ratio == pytest.approx(1.3)
+    keys = sorted(table.frame["key"])  # half the rows drifted, half did not: a stale batch
+    stale = set(keys[::2])
+    mixed = check_table(table, lambda c: table.lookup(c) * (1.3 if c.key in stale else 1.0))
+    assert mixed.verdict == "inconsistent" and mixed.spread > 0.2
+    with pytest.raises(InputError, match=">= 3 anchor rows"):
+        check_table(table, table.lookup, n_anchors=2)

@@ -1,4 +1,4 @@
-"""``ttmpd lut show|validate|merge``: inspect and combine latency tables."""
+"""``ttmpd lut show|validate|merge|check|fit``: inspect, combine, re-check and fit tables."""
 
 from __future__ import annotations
 
@@ -28,6 +28,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     merge.add_argument("--force", action="store_true", help="merge different devices anyway")
     merge.add_argument("--json", action="store_true")
     merge.set_defaults(func=_merge)
+
+    check = lut_sub.add_parser(
+        "check",
+        help="re-measure a few rows: is the table still what this device does now?",
+        description="Re-measures anchor rows spread over the table's latency range and "
+        "compares them with their stored latency. Exit 0: ok or drifted uniformly (a "
+        "calibration absorbs it); exit 1: the rows drifted by different factors, re-profile.",
+    )
+    check.add_argument("path", help="latency table")
+    check.add_argument("--anchors", type=int, default=16, help="rows to re-measure (default 16)")
+    check.add_argument("--rounds", type=int, default=3, help="interleaved sweeps (default 3)")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=_check)
 
     fit = lut_sub.add_parser("fit", help="fit a latency predictor on a table and save it")
     fit.add_argument("path", help="latency table")
@@ -125,6 +138,54 @@ def _merge(args: argparse.Namespace) -> int:
     else:
         print(f"{args.out}: {len(merged)} rows merged from {len(tables)} tables")
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..lut import LatencyTable, backend_for_table, check_table
+    from ..profiler import TimingConfig
+
+    if args.rounds < 1:
+        raise InputError(f"--rounds must be >= 1, got {args.rounds}")
+    table = LatencyTable.load(args.path)
+    backend = backend_for_table(table)
+    timing = TimingConfig(**table.meta.timing)  # as the rows were measured
+    result = check_table(
+        table, lambda c: backend.measure(c, timing).median_ms, args.anchors, args.rounds
+    )
+    stamps = table.frame["measured_at"].astype(str)
+    advice = {
+        "ok": "the table still matches this device",
+        "drifted": "every row moved alike; a whole-model calibration measured now absorbs it "
+        "(ttmpd lut fit --calibrate-variants N)",
+        "inconsistent": f"rows drifted by different factors; re-profile: ttmpd profile ... "
+        f"--out NEW_TABLE (backend {table.meta.backend})",
+    }[result.verdict]
+    summary = {
+        "path": args.path,
+        "verdict": result.verdict,
+        "median_ratio": round(result.median_ratio, 3),
+        "spread": round(result.spread, 3),
+        "anchors": len(result.keys),
+        "measured_from": stamps.min(),
+        "measured_to": stamps.max(),
+        "advice": advice,
+        "rows": [
+            {"key": k, "stored_ms": round(s, 5), "now_ms": round(n, 5)}
+            for k, s, n in zip(result.keys, result.stored_ms, result.now_ms, strict=True)
+        ],
+    }
+    if args.json:
+        print_json(summary)
+    else:
+        print(
+            f"{args.path}: {result.verdict}: {len(result.keys)} rows re-measured now take "
+            f"{result.median_ratio:.2f}x their stored latency (median; spread p75/p25 "
+            f"{1 + result.spread:.2f}); measured {summary['measured_from']} to "
+            f"{summary['measured_to']}"
+        )
+        print(advice)
+    return 1 if result.verdict == "inconsistent" else 0
 
 
 def _fit(args: argparse.Namespace) -> int:

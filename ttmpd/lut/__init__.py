@@ -5,6 +5,8 @@ from ._build import ProfileResult as ProfileResult
 from ._build import journal_path as journal_path
 from ._build import profile_model as profile_model
 from ._device import backend_for_table as backend_for_table
+from ._drift import TableCheck as TableCheck
+from ._drift import check_table as check_table
 from ._features import FEATURE_NAMES as FEATURE_NAMES
 from ._features import configs_frame as configs_frame
 from ._features import unit_features as unit_features
@@ -42,8 +44,10 @@ __all__ = [
     "ProfileInterrupted",
     "ProfileResult",
     "PruneSavings",
+    "TableCheck",
     "backend_for_table",
     "channel_groups",
+    "check_table",
     "config_from_row",
     "configs_frame",
     "cross_validate_regressors",

@@ -13,6 +13,11 @@ Before and after measuring new rows into an existing table, the profiler re-meas
 disturbed anchor). The new rows are mapped with it only if both checks show the same drift:
 the host's speed also flips for seconds at a time, and one check caught in such a burst
 (1.37x, then 1.0x a minute later) would have shifted every new row by 24%.
+
+:func:`check_table` asks the same question of a whole table before it is used: are its
+rows still what the device does now, and do they still agree with each other? A uniform
+change is absorbed by the calibration slope of whole-model predictions; rows that drifted
+by different factors are not, and call for re-profiling.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InputError
 from ..profiler import UnitConfig
 from ._table import LatencyTable
 
@@ -107,4 +113,72 @@ def fit_drift(stored: np.ndarray, before: np.ndarray, after: np.ndarray) -> Drif
         before_ratio=float(np.median(before / stored)),
         after_ratio=float(np.median(after / stored)),
         anchors=len(stored),
+    )
+
+
+#: Above this spread of the anchors' ``now / stored`` ratios (``p75 / p25 - 1``), the
+#: table's rows no longer agree with each other and only re-profiling fixes it.
+CONSISTENCY = 0.10
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    """Anchor rows of a table re-measured now (:func:`check_table`).
+
+    ``ratios = now_ms / stored_ms`` per anchor. ``verdict``:
+
+    * ``"ok"``: median ratio within ``±DRIFT_TOLERANCE`` of 1 and spread ``p75/p25 - 1``
+      at most :data:`CONSISTENCY`;
+    * ``"drifted"``: the device runs every row about ``median_ratio`` times its stored
+      latency. A whole-model calibration measured now absorbs a uniform change (its slope);
+    * ``"inconsistent"``: the rows drifted by different factors (rows measured at
+      different times on a shared host, or a changed library or setting). No calibration
+      slope fixes that: re-profile.
+    """
+
+    keys: tuple[str, ...]
+    stored_ms: tuple[float, ...]
+    now_ms: tuple[float, ...]
+
+    @property
+    def ratios(self) -> np.ndarray:
+        return np.asarray(self.now_ms) / np.asarray(self.stored_ms)
+
+    @property
+    def median_ratio(self) -> float:
+        return float(np.median(self.ratios))
+
+    @property
+    def spread(self) -> float:
+        """``p75 / p25 - 1`` of the ratios: 0 when every anchor drifted alike."""
+        p25, p75 = np.quantile(self.ratios, [0.25, 0.75])
+        return float(p75 / p25 - 1)
+
+    @property
+    def verdict(self) -> str:
+        if self.spread > CONSISTENCY:
+            return "inconsistent"
+        if abs(self.median_ratio - 1.0) > DRIFT_TOLERANCE:
+            return "drifted"
+        return "ok"
+
+
+def check_table(
+    table: LatencyTable,
+    measure_ms: Callable[[UnitConfig], float],
+    n_anchors: int = 16,
+    rounds: int = 3,
+) -> TableCheck:
+    """Re-measure ``n_anchors`` rows spread over the table's latency range (the median of
+    ``rounds`` interleaved sweeps) and compare them with their stored latency (ms)."""
+    if n_anchors < 3:
+        raise InputError(f"a table check needs >= 3 anchor rows, got {n_anchors}")
+    anchors = anchor_configs(table, n_anchors)
+    if len(anchors) < 3:
+        raise InputError(f"the table has {len(table)} rows; a check needs >= 3")
+    now = remeasure(anchors, measure_ms, rounds)
+    return TableCheck(
+        keys=tuple(c.key for c in anchors),
+        stored_ms=tuple(float(table.lookup(c)) for c in anchors),
+        now_ms=tuple(float(v) for v in now),
     )
