@@ -18,7 +18,11 @@ the predicted and measured fractions of the original with their relative differe
 fractions are free of host drift between calibration and measurement: both divide by the
 original measured (or predicted) at the same time. Summary per backend: share within ±10%
 and ±5%, median and worst absolute error, the share of fractions within ±10%, the
-original's own error, and the same share for pass 2 against pass 1.
+original's own error, and the same share for pass 2 against pass 1. Control: the 6
+calibration prunes are measured again in the final passes; ``control_error_pct`` is their
+median error against the calibrated prediction then, ``control_drift_pct`` their median
+change since the calibration measured them. A result error that the control shares is a
+change of the device between calibration and measurement, not a wrong prediction.
 
     python benchmarks/prune_latency.py [--backends torch-cpu,onnxruntime]
         [--methods ttmpd,knapsack,uniform] [--budgets 0.35,0.4,0.5,0.6,0.7]   # ~15 min
@@ -41,7 +45,13 @@ from ttmpd.errors import InputError
 from ttmpd.lut import LatencyPredictor, profile_model
 from ttmpd.models import load_checkpoint
 from ttmpd.profiler import BackendConfig, GridConfig, get_backend
-from ttmpd.pruning import SearchConfig, calibrate_predictor, measure_models, prune
+from ttmpd.pruning import (
+    SearchConfig,
+    calibrate_predictor,
+    calibration_variants,
+    measure_models,
+    prune,
+)
 
 LUTS = Path(__file__).parent / "luts"
 GRID = GridConfig(channel_step=8, off_grid_per_unit=8)
@@ -53,7 +63,8 @@ def run_backend(backend_name: str, methods, budgets, calib, x, model) -> list[di
     table = profile_model(model, x, backend, lut, grid=GRID, resume=True, progress=False,
                           model_name="resnet20_mnist").table  # fmt: skip
     predictor = LatencyPredictor().fit(table)
-    calibrate_predictor(predictor, model, x, backend, n_variants=6)
+    at_calibration = calibrate_predictor(predictor, model, x, backend, n_variants=6)
+    controls = [(m, x) for m in calibration_variants(model, x, 6)[1:]]  # the same 6 prunes
     rows, models = [], [(model, x)]
     for budget in budgets:
         for method in methods:
@@ -70,8 +81,13 @@ def run_backend(backend_name: str, methods, budgets, calib, x, model) -> list[di
                          "search_s": result.search_s})  # fmt: skip
             print(f"{backend_name} {method} {budget}: {result.predicted_latency_ms:.3f} ms "
                   f"predicted, {result.search_s:.1f} s", file=sys.stderr)  # fmt: skip
-    passes = np.array([measure_models(models, backend, rounds=1) for _ in range(3)])
+    both = np.array([measure_models(models + controls, backend, rounds=1) for _ in range(3)])
+    passes, at_end = both[:, : len(models)], np.median(both[:, len(models) :], axis=0)
     measured = np.median(passes, axis=0)
+    # control: the calibration prunes again, now; did they move since the calibration?
+    control_pred = np.array([predictor.predict_model(m, x).total_ms for m, _ in controls])
+    control_error_pct = float(np.median(100 * (at_end / control_pred - 1)))
+    control_drift_pct = float(np.median(100 * (at_end / np.asarray(at_calibration[1:]) - 1)))
     for row, ms, first, second in zip(rows, measured[1:], passes[0, 1:], passes[1, 1:],
                                       strict=True):  # fmt: skip
         row["measured_ms"] = ms
@@ -82,6 +98,8 @@ def run_backend(backend_name: str, methods, budgets, calib, x, model) -> list[di
         # drift-free: both fractions divide by the original of the same time
         row["predicted_fraction"] = row["predicted_ms"] / row["predicted_original_ms"]
         row["fraction_error_pct"] = 100 * (row["measured_fraction"] / row["predicted_fraction"] - 1)
+        row["control_error_pct"] = control_error_pct
+        row["control_drift_pct"] = control_drift_pct
     return rows
 
 
@@ -100,6 +118,8 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
         original_error_pct=("original_error_pct", "first"),
         noise_within10_pct=("pass2_vs_pass1_pct", lambda e: 100 * float((e.abs() <= 10).mean())),
         noise_median_pct=("pass2_vs_pass1_pct", lambda e: float(e.abs().median())),
+        control_error_pct=("control_error_pct", "first"),
+        control_drift_pct=("control_drift_pct", "first"),
     )
 
 

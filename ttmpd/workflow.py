@@ -6,6 +6,7 @@ This is the one module that imports several stages; stage packages never import 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,9 +14,17 @@ import torch
 from torch import nn
 
 from .errors import InputError
-from .lut import LatencyPredictor, LatencyTable, backend_for_table, load_predictor
+from .lut import (
+    LatencyPredictor,
+    LatencyTable,
+    backend_for_table,
+    load_predictor,
+    recheck_table,
+)
 from .models import Checkpoint, load_checkpoint
 from .pruning import calibrate_predictor, measure_models
+
+logger = logging.getLogger(__name__)
 
 
 def load_stream(data: str, labels: bool = False):
@@ -96,6 +105,13 @@ def load_predictor_for(
     table = LatencyTable.load(lut)
     predictor = LatencyPredictor().fit(table)
     if calibrate_variants:
+        check = recheck_table(table)  # ~1 s: the calibration cannot fix rows drifted apart
+        if check.verdict == "inconsistent":
+            logger.warning(
+                "%s: re-measured rows moved by different factors (p75/p25 of now/stored: "
+                "%.2f); predictions of pruned models may be off; re-profile the table "
+                "(ttmpd lut check %s)", lut, 1 + check.spread, lut,
+            )  # fmt: skip
         calibrate_predictor(predictor, model, example, backend_for_table(table),
                             calibrate_variants)  # fmt: skip
     return predictor, table

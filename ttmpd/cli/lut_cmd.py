@@ -142,17 +142,12 @@ def _merge(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..lut import LatencyTable, backend_for_table, check_table
-    from ..profiler import TimingConfig
+    from ..lut import LatencyTable, recheck_table
 
     if args.rounds < 1:
         raise InputError(f"--rounds must be >= 1, got {args.rounds}")
     table = LatencyTable.load(args.path)
-    backend = backend_for_table(table)
-    timing = TimingConfig(**table.meta.timing)  # as the rows were measured
-    result = check_table(
-        table, lambda c: backend.measure(c, timing).median_ms, args.anchors, args.rounds
-    )
+    result = recheck_table(table, args.anchors, args.rounds)
     stamps = table.frame["measured_at"].astype(str)
     advice = {
         "ok": "the table still matches this device",

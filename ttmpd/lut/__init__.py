@@ -5,6 +5,7 @@ from ._build import ProfileResult as ProfileResult
 from ._build import journal_path as journal_path
 from ._build import profile_model as profile_model
 from ._device import backend_for_table as backend_for_table
+from ._device import recheck_table as recheck_table
 from ._drift import TableCheck as TableCheck
 from ._drift import check_table as check_table
 from ._features import FEATURE_NAMES as FEATURE_NAMES
@@ -57,6 +58,7 @@ __all__ = [
     "plot_layer_latency",
     "plot_predicted_vs_measured",
     "profile_model",
+    "recheck_table",
     "save_predictor",
     "table_digest",
     "unit_features",
