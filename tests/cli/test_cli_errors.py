@@ -219,6 +219,12 @@ ALL_CASES: dict[str, Case] = {
     **_table_cases("truncated-csv", TRUNCATED_CSV),
     "merge-different-devices": MERGE_DIFFERENT,
     "merge-force": MERGE_FORCE,
+    "check-missing-file": Case(("lut", "check", "x.parquet"), ("does not exist",)),
+    "check-too-few-anchors": Case(
+        ("lut", "check", "ref.parquet", "--anchors", "2"),
+        (">= 3 anchor rows",),
+        _copy("ref.parquet", "ref.parquet"),
+    ),
 }
 
 
@@ -344,9 +350,15 @@ def test_merge_force_writes_a_valid_table(runs, shared):
     assert not list(run.dir.rglob(".*.tmp"))
 
 
+@pytest.mark.parametrize("name", ["check-missing-file", "check-too-few-anchors"])
+def test_lut_check_bad_input(runs, name):
+    _check(runs, name)
+
+
 def test_every_case_is_checked():
     """Guard against a case added to ALL_CASES but never asserted on."""
     checked = {*PROFILE_CASES, *TABLE_CASES, "backend-cuda-unavailable"}
     checked |= {"shape-negative-first-dim", "show-truncated-csv", "validate-truncated-csv"}
     checked |= {"merge-different-devices", "merge-force"}
+    checked |= {"check-missing-file", "check-too-few-anchors"}
     assert checked >= set(ALL_CASES)
