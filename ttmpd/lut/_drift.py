@@ -117,8 +117,11 @@ def fit_drift(stored: np.ndarray, before: np.ndarray, after: np.ndarray) -> Drif
 
 
 #: Above this spread of the anchors' ``now / stored`` ratios (``p75 / p25 - 1``), the
-#: table's rows no longer agree with each other and only re-profiling fixes it.
-CONSISTENCY = 0.10
+#: table's rows no longer agree with each other and only re-profiling fixes it. Single
+#: checks of tables built in one go spread 0.01-0.09 on this shared host (the most on
+#: ResNet-56's sub-0.05 ms units); the two batches of the extended ResNet-20 table above
+#: disagreed by 0.27.
+CONSISTENCY = 0.15
 
 
 @dataclass(frozen=True)
