@@ -10,6 +10,7 @@ from ttmpd.lut._features import (
     FEATURE_NAMES,
     blocked_layout_mask,
     configs_frame,
+    native_conv_mask,
     unit_features,
 )
 from ttmpd.profiler import UnitConfig
@@ -79,3 +80,28 @@ def test_rule_matches_onnxruntime_on_this_host():
     for c_in, c_out, groups in cases:
         expected = blocked_layout_mask(configs_frame([conv(c_in, c_out, groups)]))[0]
         assert _ort_blocked(c_in, c_out, groups) == expected, (c_in, c_out, groups)
+
+
+def test_native_conv_mask_follows_pytorchs_conv_path_rule():
+    """Cases checked with the profiler on torch 2.13 (1 thread): slow_conv2d vs oneDNN."""
+
+    def conv(c, hw, k=3, stride=1, groups=1, batch=1):
+        out = hw // stride
+        return UnitConfig(op="conv", batch=batch, in_channels=c,
+                          out_channels=64 if groups == 1 else c, in_h=hw, in_w=hw, out_h=out,
+                          out_w=out, kernel_h=k, kernel_w=k, stride_h=stride, stride_w=stride,
+                          pad_h=k // 2, pad_w=k // 2, groups=groups)  # fmt: skip
+
+    cases = {
+        conv(104, 14): True,  # 20,384 input elements: native
+        conv(105, 14): False,  # 20,580: oneDNN
+        conv(256, 28, k=1): True,  # pointwise, stride 1, one thread: native at any size
+        conv(256, 28, k=1, stride=2): False,
+        conv(32, 7, groups=32): False,  # grouped: oneDNN
+        conv(3, 8, k=7): False,  # kernel > 3: oneDNN
+        conv(16, 32, batch=2): False,  # batch > 1: oneDNN
+    }
+    frame = configs_frame(list(cases))
+    assert native_conv_mask(frame).tolist() == list(cases.values())
+    # with more threads, a pointwise conv follows the size rule
+    assert native_conv_mask(configs_frame([conv(256, 28, k=1)]), threads=2).tolist() == [False]

@@ -23,7 +23,7 @@ from ttmpd.lut import (
     unit_work,
     work_offset,
 )
-from ttmpd.lut._features import block_macs, blocked_layout_mask
+from ttmpd.lut._features import block_macs, blocked_layout_mask, native_conv_mask
 from ttmpd.profiler import GridConfig, UnitConfig, extract_units, get_backend
 from ttmpd.profiler.backends import fake_latency_ms
 
@@ -48,6 +48,7 @@ def test_sklearn_conventions(fake_lut):
     p = LatencyPredictor(regressor="rf", random_state=3)
     assert p.get_params() == {
         "regressor": "rf", "exact_hits": True, "random_state": 3, "blocked_layout": "auto",
+        "native_conv_slope": "auto",
     }  # fmt: skip
     with pytest.raises(NotFittedError):
         p.predict(UNITS[:2])
@@ -295,3 +296,20 @@ def test_blocked_layout_convs_get_their_own_slope(fake_lut):
     assert savings.savings([(group.id, 8)])[0] == pytest.approx(
         savings.latencies([{}])[0] - pruned, rel=1e-9
     )
+
+
+def test_native_path_convs_get_their_own_calibration_slope(fake_lut):
+    """torch-cpu: convs on PyTorch's native path run slower inside a whole model."""
+    p = LatencyPredictor(native_conv_slope=True).fit(LatencyTable.load(fake_lut))
+    x = torch.randn(1, 3, 32, 32)  # c * 32 * 32 > 20480 only for c > 20: a mix of paths
+    nets = [ResidualNet(c=c).eval() for c in (32, 24, 16, 12, 8)]
+    measured = []
+    for net in nets:
+        frame = configs_frame([u.config for u in extract_units(net, x, p.fusion_).units])
+        latency, native = p.predict(frame), native_conv_mask(frame)
+        measured.append(latency[~native].sum() + 1.5 * latency[native].sum())
+    p.fit_calibration([(n, x) for n in nets], measured)
+    assert p.calibration_[0] == pytest.approx(1.0, rel=0.02)
+    assert p.aligned_slope_ == pytest.approx(1.5, rel=0.02)
+    assert p.predict_model(nets[0], x).total_ms == pytest.approx(measured[0], rel=0.01)
+    assert not LatencyPredictor().fit(LatencyTable.load(fake_lut)).native_conv_slope_  # fake

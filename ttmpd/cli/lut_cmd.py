@@ -231,9 +231,10 @@ def _fit(args: argparse.Namespace) -> int:
     if cv is not None:
         print(cv.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     a, b, c = predictor.calibration_
+    second = "blocked-layout" if predictor.blocked_layout_ else "native-path"
     slopes = (
-        f"{a:.3f}·Σother + {predictor.aligned_slope_:.3f}·Σblocked-layout convs"
-        if predictor.blocked_layout_
+        f"{a:.3f}·Σother + {predictor.aligned_slope_:.3f}·Σ{second} convs"
+        if predictor.blocked_layout_ or predictor.native_conv_slope_
         else f"{a:.3f}·Σunits"
     )
     print(

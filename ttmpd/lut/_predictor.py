@@ -36,6 +36,12 @@ Model level
     (``blocked_layout="auto"``) only tables measured on ``onnxruntime`` get the padded work
     and the second slope; on eager torch-cpu the second slope cost ResNet-56 12 points of
     "within ±10%" (95.0 -> 82.5% on the same measurements) and bought nothing elsewhere.
+    On torch-cpu (``native_conv_slope="auto"``) the second slope goes to the convs eager
+    PyTorch runs on its native ``slow_conv2d`` path instead of oneDNN
+    (:func:`~ttmpd.lut._features.native_conv_mask`): inside a whole model they run 1.1-1.4x
+    their isolated time, oneDNN convs about 1.0x. ResNet-18's layer-4 convs switch path
+    once pruned, which left one slope over-predicting light prunes and under-predicting
+    pruned ones.
     The calibration absorbs what isolated units miss or over-count: framework dispatch per
     op, per-call overhead that every isolated unit pays once, layout conversions, cache
     effects.
@@ -62,6 +68,7 @@ from ._features import (
     FEATURE_NAMES,
     blocked_layout_mask,
     configs_frame,
+    native_conv_mask,
     unit_features,
     unit_work,
 )
@@ -165,9 +172,11 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         exact_hits: bool = True,
         random_state: int = 0,
         blocked_layout: bool | str = "auto",
+        native_conv_slope: bool | str = "auto",
     ):
         self.regressor = regressor
         self.blocked_layout = blocked_layout
+        self.native_conv_slope = native_conv_slope
         self.exact_hits = exact_hits
         self.random_state = random_state
 
@@ -186,6 +195,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
             raise InputError("latencies must be positive and finite")
         meta = X.meta if isinstance(X, LatencyTable) else None
         self.blocked_layout_ = self._uses_blocked_layout(meta.backend if meta else None)
+        self._set_native_slope(meta)
         features = unit_features(frame)
         work = self._work(frame)
         self.work_offset_ = work_offset(y, work)
@@ -207,6 +217,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         frame = table.frame
         y = frame["latency_ms"].to_numpy()
         self.blocked_layout_ = self._uses_blocked_layout(table.meta.backend)
+        self._set_native_slope(table.meta)
         self.work_offset_ = work_offset(y, self._work(frame))
         self.lut_ = dict(zip(frame["key"], y, strict=True)) if self.exact_hits else {}
         self.n_features_in_ = len(FEATURE_NAMES)
@@ -225,6 +236,27 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         raise InputError(
             f"blocked_layout must be 'auto', True or False, got {self.blocked_layout!r}"
         )
+
+    def _set_native_slope(self, meta) -> None:
+        backend = meta.backend if meta else None
+        if self.native_conv_slope == "auto":
+            self.native_conv_slope_ = backend == "torch-cpu"
+        elif isinstance(self.native_conv_slope, bool):
+            self.native_conv_slope_ = self.native_conv_slope
+        else:
+            raise InputError(
+                f"native_conv_slope must be 'auto', True or False, got {self.native_conv_slope!r}"
+            )
+        self.threads_ = int(meta.fingerprint.threads) if meta else 1
+
+    def _second_slope(self, frame: pd.DataFrame) -> np.ndarray:
+        """Units with the second calibration slope ``a4``: blocked-layout convs on ONNX
+        Runtime, native-path convs on torch-cpu (:func:`native_conv_mask`), else none."""
+        if self.blocked_layout_:
+            return blocked_layout_mask(frame)
+        if getattr(self, "native_conv_slope_", False):
+            return native_conv_mask(frame, getattr(self, "threads_", 1))
+        return np.zeros(len(frame), dtype=bool)
 
     def _blocked(self, frame: pd.DataFrame) -> np.ndarray:
         """Blocked-layout convs (padded work, calibration slope ``a4``), if enabled."""
@@ -302,7 +334,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         a = self.calibration_[0]
         if not len(frame):
             return np.zeros(0)
-        return np.where(self._blocked(frame), self.aligned_slope_, a)
+        return np.where(self._second_slope(frame), self.aligned_slope_, a)
 
     def calibrated_totals(
         self, X, n_models: int = 1, latency_ms: np.ndarray | None = None
@@ -328,17 +360,19 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
     ) -> LatencyPredictor:
         """Fit ``total = a·S_other + a4·S_blocked + b·n_units + c`` to measured whole models.
 
-        ``S_blocked`` sums the predicted latencies of blocked-layout convs
-        (:func:`~ttmpd.lut._features.blocked_layout_mask`; none unless ``blocked_layout_``,
-        see ``blocked_layout``), ``S_other`` those of every other unit. Least squares on the
-        *relative* residuals, ``Σ_i (total_i / y_i - 1)²``, since the predictor is judged by
-        relative error and the models span several-fold latencies. Bounds: ``a, a4, b >= 0``;
-        ``c >= -0.5·min(y)``. A negative offset is real: each isolated unit pays the per-call
-        overhead that a whole model pays once (ONNX Runtime on small models). Fewer
-        parameters when the data cannot tell them apart: one slope (``a4 = a``) below 4
-        models or when every model has only one kind of unit; ``b = 0`` when every model
-        has the same number of units (pruned variants of one architecture: it would
-        duplicate ``c``); only ``a`` below 3 models.
+        ``S_blocked`` sums the predicted latencies of the second-slope units: blocked-layout
+        convs (:func:`~ttmpd.lut._features.blocked_layout_mask`) with ``blocked_layout_``,
+        native-path convs (:func:`~ttmpd.lut._features.native_conv_mask`) with
+        ``native_conv_slope_``, else none. ``S_other`` sums those of every other unit.
+        Least squares on the *relative* residuals, ``Σ_i (total_i / y_i - 1)²``, since the
+        predictor is judged by relative error and the models span several-fold latencies.
+        Bounds: ``a, a4, b >= 0``; ``c >= -0.5·min(y)``. A negative offset is real: each
+        isolated unit pays the per-call overhead that a whole model pays once (ONNX Runtime
+        on small models). Fewer parameters when the data cannot tell them apart: one slope
+        (``a4 = a``) below 4 models, or when some model has no second-slope units and their
+        share of the unit sum varies by at most 5 points between models; ``b = 0`` when
+        every model has the same number of units (pruned variants of one architecture: it
+        would duplicate ``c``); only ``a`` below 3 models.
         """
         self._check_fitted()
         from scipy.optimize import lsq_linear
@@ -352,10 +386,12 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         for model, x in models:
             frame = configs_frame([u.config for u in extract_units(model, x, self.fusion_).units])
             latency = self.predict(frame)
-            blocked = self._blocked(frame)
-            rows.append([latency[~blocked].sum(), latency[blocked].sum(), len(frame), 1.0])
+            second = self._second_slope(frame)
+            rows.append([latency[~second].sum(), latency[second].sum(), len(frame), 1.0])
         A = np.asarray(rows, dtype=float)
-        two_slopes = len(models) >= 4 and (A[:, 0] > 0).all() and (A[:, 1] > 0).all()
+        share = A[:, 1] / np.maximum(A[:, 0] + A[:, 1], 1e-12)
+        varies = (A[:, 1] > 0).all() or np.ptp(share) > 0.05  # the data can tell a4 from a
+        two_slopes = len(models) >= 4 and (A[:, 0] > 0).all() and varies
         if not two_slopes:
             A = np.c_[A[:, 0] + A[:, 1], np.zeros(len(A)), A[:, 2:]]
         columns = [0, 1, 2, 3] if two_slopes else [0, 2, 3]
