@@ -176,6 +176,8 @@ def check_table(
     ``rounds`` interleaved sweeps) and compare them with their stored latency (ms)."""
     if n_anchors < 3:
         raise InputError(f"a table check needs >= 3 anchor rows, got {n_anchors}")
+    if rounds < 1:
+        raise InputError(f"a table check needs rounds >= 1, got {rounds}")
     anchors = anchor_configs(table, n_anchors)
     if len(anchors) < 3:
         raise InputError(f"the table has {len(table)} rows; a check needs >= 3")

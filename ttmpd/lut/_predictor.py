@@ -194,8 +194,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         if not (np.isfinite(y).all() and (y > 0).all()):
             raise InputError("latencies must be positive and finite")
         meta = X.meta if isinstance(X, LatencyTable) else None
-        self.blocked_layout_ = self._uses_blocked_layout(meta.backend if meta else None)
-        self._set_native_slope(meta)
+        self._set_backend_rules(meta)
         features = unit_features(frame)
         work = self._work(frame)
         self.work_offset_ = work_offset(y, work)
@@ -216,8 +215,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.estimator_ = estimator
         frame = table.frame
         y = frame["latency_ms"].to_numpy()
-        self.blocked_layout_ = self._uses_blocked_layout(table.meta.backend)
-        self._set_native_slope(table.meta)
+        self._set_backend_rules(table.meta)
         self.work_offset_ = work_offset(y, self._work(frame))
         self.lut_ = dict(zip(frame["key"], y, strict=True)) if self.exact_hits else {}
         self.n_features_in_ = len(FEATURE_NAMES)
@@ -228,25 +226,20 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.aligned_slope_ = 1.0
         return self
 
-    def _uses_blocked_layout(self, backend: str | None) -> bool:
-        if self.blocked_layout == "auto":
-            return backend == "onnxruntime"
-        if isinstance(self.blocked_layout, bool):
-            return self.blocked_layout
-        raise InputError(
-            f"blocked_layout must be 'auto', True or False, got {self.blocked_layout!r}"
-        )
-
-    def _set_native_slope(self, meta) -> None:
+    def _set_backend_rules(self, meta) -> None:
+        """Resolve the backend-specific switches (``"auto"``: on for their own backend)."""
         backend = meta.backend if meta else None
-        if self.native_conv_slope == "auto":
-            self.native_conv_slope_ = backend == "torch-cpu"
-        elif isinstance(self.native_conv_slope, bool):
-            self.native_conv_slope_ = self.native_conv_slope
-        else:
-            raise InputError(
-                f"native_conv_slope must be 'auto', True or False, got {self.native_conv_slope!r}"
-            )
+
+        def switch(name: str, auto_backend: str) -> bool:
+            value = getattr(self, name)
+            if value == "auto":
+                return backend == auto_backend
+            if isinstance(value, bool):
+                return value
+            raise InputError(f"{name} must be 'auto', True or False, got {value!r}")
+
+        self.blocked_layout_ = switch("blocked_layout", "onnxruntime")
+        self.native_conv_slope_ = switch("native_conv_slope", "torch-cpu")
         self.threads_ = int(meta.fingerprint.threads) if meta else 1
 
     def _second_slope(self, frame: pd.DataFrame) -> np.ndarray:
@@ -254,8 +247,8 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         Runtime, native-path convs on torch-cpu (:func:`native_conv_mask`), else none."""
         if self.blocked_layout_:
             return blocked_layout_mask(frame)
-        if getattr(self, "native_conv_slope_", False):
-            return native_conv_mask(frame, getattr(self, "threads_", 1))
+        if self.native_conv_slope_:
+            return native_conv_mask(frame, self.threads_)
         return np.zeros(len(frame), dtype=bool)
 
     def _blocked(self, frame: pd.DataFrame) -> np.ndarray:
