@@ -1,3 +1,6 @@
+"""Device-rule features: the rules come from probes of the device, and the tests check the
+probes against what the libraries themselves do (ORT's optimised graph, PyTorch's ops)."""
+
 import os
 import tempfile
 
@@ -8,55 +11,77 @@ from torch import nn
 
 from ttmpd.lut._features import (
     FEATURE_NAMES,
+    block_macs,
     blocked_layout_mask,
     configs_frame,
     native_conv_mask,
     unit_features,
 )
-from ttmpd.profiler import UnitConfig
+from ttmpd.profiler import UnitConfig, get_backend
+from ttmpd.profiler.backends.fake import fake_conv_layout
 
 
-def conv(c_in: int, c_out: int, groups: int = 1, hw: int = 8) -> UnitConfig:
+def conv(c_in: int, c_out: int, groups: int = 1, hw: int = 8, k: int = 3) -> UnitConfig:
     return UnitConfig(
         op="conv", batch=1, in_channels=c_in, out_channels=c_out, in_h=hw, in_w=hw,
-        out_h=hw, out_w=hw, kernel_h=3, kernel_w=3, pad_h=1, pad_w=1, groups=groups,
+        out_h=hw, out_w=hw, kernel_h=k, kernel_w=k, pad_h=k // 2, pad_w=k // 2, groups=groups,
     )  # fmt: skip
 
 
-def column(configs: list[UnitConfig], name: str) -> np.ndarray:
-    return unit_features(configs_frame(configs))[:, FEATURE_NAMES.index(name)]
+def fake_rules(monkeypatch, block: int):
+    monkeypatch.setenv("TTMPD_FAKE_BLOCK", str(block))
+    return get_backend("fake").probe_rules()
 
 
-@pytest.mark.parametrize(
-    ("config", "blocked"),
-    [
-        (conv(3, 17), True),  # narrow input read as NCHW, any output count
-        (conv(13, 32), True),
-        (conv(16, 7), True),
-        (conv(20, 32), True),  # multiple of 4
-        (conv(17, 32), False),
-        (conv(22, 32), False),
-        (conv(12, 12, groups=12), True),  # depthwise, multiple of 4
-        (conv(6, 6, groups=6), False),
-        (conv(16, 16, groups=4), False),  # other grouped convs
-        (UnitConfig(op="act", batch=1, in_channels=16, out_channels=16, act="relu"), False),
-    ],
-)
-def test_blocked_layout_rule(config, blocked):
-    assert blocked_layout_mask(configs_frame([config]))[0] == blocked
-    assert column([config], "blocked")[0] == float(blocked)
+# held-out counts: inside and far beyond the probed range
+HELD_OUT = [(c_in, c_out) for c_in in (3, 7, 9, 12, 13, 17, 20, 22, 36, 37, 96, 100, 130, 257)
+            for c_out in (5, 24, 40)]  # fmt: skip
 
 
-def test_block_padding_prices_output_counts_in_steps_of_16():
-    padded = column([conv(32, 17), conv(32, 32), conv(17, 32)], "log_macs_block16")
-    assert padded[0] == padded[1]  # 17 output channels cost like 32 in a blocked kernel
-    assert padded[2] == column([conv(17, 32)], "log_macs")[0]  # not blocked: no padding
-    narrow = column([conv(7, 32), conv(8, 32)], "log_macs_block16")
-    assert narrow[0] < narrow[1]  # inputs <= 16 are read unpadded
+@pytest.mark.parametrize("block", [8, 16])
+def test_learned_rule_follows_the_fake_devices_block(monkeypatch, block):
+    rules = fake_rules(monkeypatch, block)
+    assert rules.blocked is not None and rules.blocked.block == block
+    configs = [conv(i, o) for i, o in HELD_OUT] + [conv(c, c, groups=c) for c in (4, 6, 12, 98)]
+    frame = configs_frame(configs)
+    truth = [fake_conv_layout(c.in_channels, c.out_channels, c.groups, block) for c in configs]
+    mask = blocked_layout_mask(frame, rules.blocked)
+    assert mask.tolist() == [t.blocked for t in truth]
+    padded = [
+        conv(t.padded_in, t.padded_out, groups=c.groups if c.groups == 1 else t.padded_in).macs
+        for c, t in zip(configs, truth, strict=True)
+    ]
+    assert np.allclose(block_macs(frame, rules.blocked)[mask], np.array(padded)[mask])
+
+
+def test_rules_of_block_8_and_16_price_the_same_conv_differently(monkeypatch):
+    frame = configs_frame([conv(20, 20)])  # c_in 20 pads to 24 with block 8, 32 with 16
+    macs = {b: block_macs(frame, fake_rules(monkeypatch, b).blocked)[0] for b in (8, 16)}
+    assert macs[8] == conv(24, 24).macs and macs[16] == conv(32, 32).macs
+
+
+def test_no_blocked_rule_means_no_blocked_features(monkeypatch):
+    rules = fake_rules(monkeypatch, 0)
+    assert rules.blocked is None and rules.second_slope == ""
+    f = unit_features(configs_frame([conv(16, 4), conv(20, 20)]), rules)
+    assert (f[:, FEATURE_NAMES.index("blocked")] == 0).all()
+    assert (
+        f[:, FEATURE_NAMES.index("log_macs_block")] == f[:, FEATURE_NAMES.index("log_macs")]
+    ).all()
+
+
+def test_blocked_features_carry_the_padding(monkeypatch):
+    rules = fake_rules(monkeypatch, 16)
+    f = unit_features(configs_frame([conv(32, 17), conv(32, 32), conv(7, 32), conv(8, 32)]), rules)
+    padded = f[:, FEATURE_NAMES.index("log_macs_block")]
+    assert padded[0] == padded[1]  # 17 outputs cost like 32 in a 16-wide block
+    assert padded[2] < padded[3]  # c_in below the block is read unpadded
+    assert f[2, FEATURE_NAMES.index("in_unpadded")] == 1.0
+    assert f[0, FEATURE_NAMES.index("in_unpadded")] == 1.0  # 32 is its own padding
 
 
 def _ort_blocked(c_in: int, c_out: int, groups: int = 1) -> bool:
-    """Does ONNX Runtime (all optimisations) run this conv as an NCHWc conv on this host?"""
+    """Does ONNX Runtime (all optimisations) run this conv alone as an NCHWc conv?"""
     import onnx
 
     from ttmpd.profiler import BackendConfig
@@ -71,37 +96,41 @@ def _ort_blocked(c_in: int, c_out: int, groups: int = 1) -> bool:
     return any(n.domain == "com.microsoft.nchwc" and n.op_type == "Conv" for n in nodes)
 
 
-def test_rule_matches_onnxruntime_on_this_host():
+@pytest.mark.ort
+def test_probed_ort_rule_predicts_ort_on_held_out_counts():
     pytest.importorskip("onnxruntime")
-    if not _ort_blocked(13, 32):
-        pytest.skip("this host's NCHWc block is not 16 channels (no AVX-512), or no NCHWc")
-    cases = [(17, 32, 1), (18, 8, 1), (20, 32, 1), (22, 22, 1), (36, 40, 1), (16, 9, 1),
-             (6, 6, 6), (12, 12, 12)]  # fmt: skip
-    for c_in, c_out, groups in cases:
-        expected = blocked_layout_mask(configs_frame([conv(c_in, c_out, groups)]))[0]
-        assert _ort_blocked(c_in, c_out, groups) == expected, (c_in, c_out, groups)
+    rules = get_backend("onnxruntime").probe_rules()
+    if rules.blocked is None:
+        assert not _ort_blocked(16, 16) and not _ort_blocked(32, 32)
+        return
+    cases = [(17, 32, 1), (18, 8, 1), (22, 22, 1), (9, 40, 1), (6, 6, 6), (12, 12, 12),
+             (72, 16, 1), (74, 16, 1), (96, 40, 1), (150, 8, 1), (76, 76, 76),
+             (90, 90, 90)]  # fmt: skip
+    frame = configs_frame([conv(i, o, g) for i, o, g in cases])
+    predicted = blocked_layout_mask(frame, rules.blocked).tolist()
+    assert predicted == [_ort_blocked(i, o, g) for i, o, g in cases]
 
 
-def test_native_conv_mask_follows_pytorchs_conv_path_rule():
-    """Cases checked with the profiler on torch 2.13 (1 thread): slow_conv2d vs oneDNN."""
+def _torch_native(c: UnitConfig) -> bool:
+    """Does eager PyTorch run this conv on its native path? (kineto profiler, independent
+    of the probe's legacy profiler)."""
+    from torch.profiler import ProfilerActivity, profile
 
-    def conv(c, hw, k=3, stride=1, groups=1, batch=1):
-        out = hw // stride
-        return UnitConfig(op="conv", batch=batch, in_channels=c,
-                          out_channels=64 if groups == 1 else c, in_h=hw, in_w=hw, out_h=out,
-                          out_w=out, kernel_h=k, kernel_w=k, stride_h=stride, stride_w=stride,
-                          pad_h=k // 2, pad_w=k // 2, groups=groups)  # fmt: skip
+    net = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_h, stride=c.stride_h,
+                    padding=c.pad_h, groups=c.groups).eval()  # fmt: skip
+    x = torch.randn(c.batch, c.in_channels, c.in_h, c.in_w)
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        net(x)
+    return any("slow_conv2d" in e.key for e in prof.key_averages())
 
-    cases = {
-        conv(104, 14): True,  # 20,384 input elements: native
-        conv(105, 14): False,  # 20,580: oneDNN
-        conv(256, 28, k=1): True,  # pointwise, stride 1, one thread: native at any size
-        conv(256, 28, k=1, stride=2): False,
-        conv(32, 7, groups=32): False,  # grouped: oneDNN
-        conv(3, 8, k=7): False,  # kernel > 3: oneDNN
-        conv(16, 32, batch=2): False,  # batch > 1: oneDNN
-    }
-    frame = configs_frame(list(cases))
-    assert native_conv_mask(frame).tolist() == list(cases.values())
-    # with more threads, a pointwise conv follows the size rule
-    assert native_conv_mask(configs_frame([conv(256, 28, k=1)]), threads=2).tolist() == [False]
+
+def test_probed_torch_rule_predicts_torchs_conv_path_on_held_out_shapes():
+    torch.set_num_threads(1)
+    rules = get_backend("torch-cpu").probe_rules()
+    cases = [conv(104, 8, hw=14), conv(105, 8, hw=14), conv(50, 16, hw=28, k=1),
+             conv(3, 8, hw=28, k=7), conv(32, 32, groups=32, hw=7), conv(20, 40, hw=32),
+             conv(8, 8, hw=56)]  # fmt: skip
+    cases.append(cases[0].replace(batch=2))
+    cases.append(conv(64, 64, hw=14, k=1).replace(stride_h=2, stride_w=2, out_h=7, out_w=7))
+    mask = native_conv_mask(configs_frame(cases), rules.native, threads=1)
+    assert mask.tolist() == [_torch_native(c) for c in cases]

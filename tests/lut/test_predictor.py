@@ -1,5 +1,6 @@
 import copy
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -24,7 +25,14 @@ from ttmpd.lut import (
     work_offset,
 )
 from ttmpd.lut._features import block_macs, blocked_layout_mask, native_conv_mask
-from ttmpd.profiler import GridConfig, UnitConfig, extract_units, get_backend
+from ttmpd.profiler import (
+    DeviceRules,
+    GridConfig,
+    NativeConvRule,
+    UnitConfig,
+    extract_units,
+    get_backend,
+)
 from ttmpd.profiler.backends import fake_latency_ms
 
 
@@ -37,6 +45,25 @@ def fake_lut(tmp_path_factory):
         profile_model(net.eval(), x, get_backend("fake"), path, grid=grid, resume=True,
                       progress=False)  # fmt: skip
     return path
+
+
+@pytest.fixture(scope="module")
+def block16_lut(tmp_path_factory):
+    """A table of the fake device emulating a 16-channel blocked layout (rules probed)."""
+    path = tmp_path_factory.mktemp("lut16") / "fake16.parquet"
+    x = torch.randn(1, 3, 16, 16)
+    grid = GridConfig(channel_step=4, off_grid_per_unit=6)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TTMPD_FAKE_BLOCK", "16")
+        for net in (ResidualNet(c=32), DepthwiseNet(c=16)):
+            profile_model(net.eval(), x, get_backend("fake"), path, grid=grid, resume=True,
+                          progress=False)  # fmt: skip
+    return path
+
+
+def with_native_rule(table: LatencyTable) -> LatencyTable:
+    rule = NativeConvRule(20480, 3, 1, 8, 1)
+    return LatencyTable(table.frame, replace(table.meta, rules=DeviceRules(native=rule).to_dict()))
 
 
 @pytest.fixture(scope="module")
@@ -212,32 +239,39 @@ def test_unit_work_is_macs_or_elements():
     assert (work[other] == expected.to_numpy()[other]).all()
 
 
-def test_blocked_convs_work_with_the_padding_of_their_block():
+def test_blocked_convs_work_with_the_padding_of_their_block(block16_lut):
     # 16->4 at 8x8, 3x3: a blocked kernel computes a whole 16-wide output block
+    rule = LatencyTable.load(block16_lut).meta.device_rules.blocked
     narrow = UnitConfig(op="conv", batch=1, in_channels=16, out_channels=4, in_h=8, in_w=8, out_h=8,
                         out_w=8, kernel_h=3, kernel_w=3, pad_h=1, pad_w=1)  # fmt: skip
     frame = configs_frame([narrow, narrow.replace(out_channels=16),
                            narrow.replace(in_channels=20, out_channels=20)])  # fmt: skip
-    plain, padded = unit_work(frame), unit_work(frame, np.array([True, True, True]))
+    plain, padded = unit_work(frame), unit_work(frame, np.array([True, True, True]), rule)
     assert plain[0] == 16 * 4 * 64 * 9 + 1
     assert padded[0] == padded[1] == plain[1] == 16 * 16 * 64 * 9 + 1
     assert padded[2] == 32 * 32 * 64 * 9 + 1  # wide inputs are blocked too
-    unmasked = unit_work(frame, np.array([False, True, False]))
+    unmasked = unit_work(frame, np.array([False, True, False]), rule)
     assert unmasked[0] == plain[0] and unmasked[2] == plain[2]
 
 
-def test_blocked_layout_prices_narrow_convs_like_their_block():
+def test_blocked_layout_prices_narrow_convs_like_their_block(block16_lut):
     # a device whose blocked convs cost their padded MACs; the table has c_out >= 8 only
+    rules = LatencyTable.load(block16_lut).meta.device_rules
     base = UnitConfig(op="conv", batch=1, in_channels=8, out_channels=8, in_h=8, in_w=8, out_h=8,
                       out_w=8, kernel_h=3, kernel_w=3, pad_h=1, pad_w=1)  # fmt: skip
     grid = [base.replace(in_channels=i, out_channels=o, in_h=h, in_w=h, out_h=h, out_w=h)
             for i in range(8, 65, 8) for o in range(8, 65, 8) for h in (8, 16)]  # fmt: skip
     frame = configs_frame(grid)
-    truth = lambda f: 0.002 + 1e-6 * block_macs(f)  # noqa: E731
+    truth = lambda f: 0.002 + 1e-6 * block_macs(f, rules.blocked)  # noqa: E731
     narrow = configs_frame([base.replace(in_channels=16, out_channels=c) for c in (2, 4, 6)])
+    table = LatencyTable.load(block16_lut)
     errors = {}
     for on in (True, False):
-        p = LatencyPredictor(blocked_layout=on).fit(frame, truth(frame))
+        y = truth(frame)
+        rows = frame.assign(latency_ms=y, p10_ms=y, p90_ms=y, samples=7, spread=0.0,
+                            unstable=False, measured_at="")  # fmt: skip
+        synthetic = LatencyTable(rows, table.meta)
+        p = LatencyPredictor(blocked_layout=on).fit(synthetic)
         errors[on] = p.predict(narrow) / truth(narrow) - 1
     assert np.abs(errors[True]).max() < 0.05
     assert (errors[False] < -0.05).all() and errors[False].min() < -0.3  # plain MACs
@@ -257,12 +291,15 @@ def test_calibration_fits_relative_error_and_allows_a_negative_offset(predictor)
         p.fit_calibration([(n, x) for n in nets], [0.0] * len(nets))
 
 
-def test_blocked_layout_follows_the_backend(fake_lut):
-    table = LatencyTable.load(fake_lut)
-    assert not LatencyPredictor().fit(table).blocked_layout_  # "auto": ONNX Runtime only
-    assert LatencyPredictor(blocked_layout=True).fit(table).blocked_layout_
+def test_blocked_layout_follows_the_tables_probed_rules(fake_lut, block16_lut):
+    plain, blocked = LatencyTable.load(fake_lut), LatencyTable.load(block16_lut)
+    assert not LatencyPredictor().fit(plain).blocked_layout_  # "auto": the probe found none
+    assert LatencyPredictor().fit(blocked).blocked_layout_  # ... here it found block 16
+    assert not LatencyPredictor(blocked_layout=False).fit(blocked).blocked_layout_
+    with pytest.raises(InputError, match="no such rule"):
+        LatencyPredictor(blocked_layout=True).fit(plain)
     with pytest.raises(InputError, match="blocked_layout"):
-        LatencyPredictor(blocked_layout="yes").fit(table)
+        LatencyPredictor(blocked_layout="yes").fit(blocked)
 
 
 def test_without_blocked_layout_every_unit_shares_one_slope(predictor):
@@ -273,14 +310,15 @@ def test_without_blocked_layout_every_unit_shares_one_slope(predictor):
     assert p.aligned_slope_ == p.calibration_[0] == pytest.approx(0.7, rel=1e-2)
 
 
-def test_blocked_layout_convs_get_their_own_slope(fake_lut):
-    predictor = LatencyPredictor(blocked_layout=True).fit(LatencyTable.load(fake_lut))
+def test_blocked_layout_convs_get_their_own_slope(block16_lut):
+    predictor = LatencyPredictor().fit(LatencyTable.load(block16_lut))
+    rule = predictor.rules_.blocked
     x = torch.randn(1, 3, 16, 16)
     nets = [ResidualNet(c=c).eval() for c in (32, 24, 20, 16, 12, 8)]
     parts = []
     for n in nets:
         frame = configs_frame([u.config for u in extract_units(n, x).units])
-        latency, blocked = predictor.predict(frame), blocked_layout_mask(frame)
+        latency, blocked = predictor.predict(frame), blocked_layout_mask(frame, rule)
         assert blocked.any() and (~blocked).any()
         parts.append((latency[~blocked].sum(), latency[blocked].sum()))
     other, aligned = np.array(parts).T
@@ -300,16 +338,16 @@ def test_blocked_layout_convs_get_their_own_slope(fake_lut):
 
 def test_native_path_convs_get_their_own_calibration_slope(fake_lut):
     """torch-cpu: convs on PyTorch's native path run slower inside a whole model."""
-    p = LatencyPredictor(native_conv_slope=True).fit(LatencyTable.load(fake_lut))
+    p = LatencyPredictor(native_conv_slope=True).fit(with_native_rule(LatencyTable.load(fake_lut)))
     x = torch.randn(1, 3, 32, 32)  # c * 32 * 32 > 20480 only for c > 20: a mix of paths
     nets = [ResidualNet(c=c).eval() for c in (32, 24, 16, 12, 8)]
     measured = []
     for net in nets:
         frame = configs_frame([u.config for u in extract_units(net, x, p.fusion_).units])
-        latency, native = p.predict(frame), native_conv_mask(frame)
+        latency, native = p.predict(frame), native_conv_mask(frame, p.rules_.native)
         measured.append(latency[~native].sum() + 1.5 * latency[native].sum())
     p.fit_calibration([(n, x) for n in nets], measured)
     assert p.calibration_[0] == pytest.approx(1.0, rel=0.02)
     assert p.aligned_slope_ == pytest.approx(1.5, rel=0.02)
     assert p.predict_model(nets[0], x).total_ms == pytest.approx(measured[0], rel=0.01)
-    assert not LatencyPredictor().fit(LatencyTable.load(fake_lut)).native_conv_slope_  # fake
+    assert not LatencyPredictor().fit(LatencyTable.load(fake_lut)).native_conv_slope_  # no rule

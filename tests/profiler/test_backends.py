@@ -52,7 +52,7 @@ def test_fingerprint_records_device_and_settings(name):
 
 
 def test_registry_lists_all_backends():
-    assert set(BACKENDS.names()) == {"torch-cpu", "torch-cuda", "onnxruntime", "fake"}
+    assert set(BACKENDS.names()) == {"torch-cpu", "torch-cuda", "onnxruntime", "openvino", "fake"}
 
 
 def test_cuda_reports_why_it_is_unavailable():

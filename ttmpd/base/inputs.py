@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._layout import with_layout
 from ..data import to_float_nchw
 from ..data.dataset import as_nhwc
 from ..errors import InputError
@@ -40,14 +41,17 @@ def channel_stats(images: np.ndarray, *, decimals: int = 4) -> Normalization:
 def to_model_input(
     images: np.ndarray, normalization: Normalization | Sequence[Sequence[float]] | None
 ) -> torch.Tensor:
-    """``uint8`` images ``(N, H, W[, C])`` -> normalised ``float32`` tensor ``(N, C, H, W)``.
+    """``uint8`` images ``(N, H, W[, C])`` -> normalised ``float32`` tensor ``(N, C, H, W)``
+    with plain NCHW strides.
 
     Args:
         images: ``uint8`` in 0..255 (the :mod:`ttmpd.data` convention).
         normalization: ``(mean, std)`` with one value per channel (or one for all), as
             stored in :attr:`ttmpd.models.Checkpoint.normalization`; ``None`` keeps [0, 1].
     """
-    x = torch.from_numpy(to_float_nchw(images))
+    # exact NCHW strides: grey images permuted from NHWC keep strides PyTorch reads as
+    # channels_last, which would run (and train) every conv in channels_last
+    x = with_layout(torch.from_numpy(to_float_nchw(images)), channels_last=False)
     if normalization is None:
         return x
     mean, std = (torch.as_tensor(v, dtype=torch.float32) for v in normalization)

@@ -40,7 +40,7 @@ def add_backend_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--backend",
         default="torch-cpu",
-        help="torch-cpu | torch-cuda | onnxruntime | fake (default: torch-cpu)",
+        help="torch-cpu | torch-cuda | onnxruntime | openvino | fake (default: torch-cpu)",
     )
     g.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     g.add_argument("--inter-op-threads", type=int, default=1, help="inter-op threads")
@@ -56,7 +56,14 @@ def add_backend_args(parser: argparse.ArgumentParser) -> None:
 
 
 def backend_from_args(args: argparse.Namespace):
+    """The backend the flags name; ``--threads`` also pins torch's own work in this process
+    (proxies, adaptive BN, fine-tuning), not only the backend's."""
+    import torch
+
     from ..profiler import BackendConfig, get_backend
+
+    if args.threads >= 1:
+        torch.set_num_threads(args.threads)
 
     config = BackendConfig(
         threads=args.threads,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
 
 from ._common import add_model_args, model_from_args, print_json
@@ -18,6 +19,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--lut", help="latency table (.parquet/.csv); fits a predictor on the fly")
     src.add_argument("--predictor", help="a predictor saved by ttmpd lut fit (.json)")
+    p.add_argument(
+        "--calibrate-variants",
+        type=int,
+        default=6,
+        help="with --lut: calibrate on the spot, measuring the model and N random prunes on "
+        "the table's backend (default 6)",
+    )
+    p.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="with --lut: report the plain unit sum, uncalibrated (no measuring)",
+    )
     p.add_argument("--breakdown", action="store_true", help="print the per-unit table")
     p.add_argument("--measure", action="store_true", help="also measure on the LUT's backend")
     p.add_argument("--plot", help="write a per-layer latency bar chart (PNG)")
@@ -26,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import InputError
     from ..lut import (
         LatencyPredictor,
         LatencyTable,
@@ -34,12 +48,29 @@ def run(args: argparse.Namespace) -> int:
         plot_layer_latency,
     )
 
+    if args.predictor and (args.uncalibrated or args.calibrate_variants != 6):
+        raise InputError("--uncalibrated/--calibrate-variants go with --lut, not --predictor")
+    if args.calibrate_variants < 1:
+        raise InputError(f"--calibrate-variants must be >= 1, got {args.calibrate_variants}")
+    name, model, example = model_from_args(args)
     if args.predictor:
         predictor, table = load_predictor(args.predictor)
+        calibration = "saved calibration"
     else:
         table = LatencyTable.load(args.lut)
         predictor = LatencyPredictor().fit(table)
-    name, model, example = model_from_args(args)
+        calibration = "UNCALIBRATED plain unit sum"
+        if not args.uncalibrated:
+            from ..pruning import calibrate_predictor
+
+            backend = backend_for_table(table)  # refuses with one line if unavailable
+            print(
+                f"calibrating: measuring {name} and {args.calibrate_variants} random prunes on "
+                f"{table.meta.backend} (3 interleaved rounds; --uncalibrated skips this)",
+                file=sys.stderr,
+            )
+            calibrate_predictor(predictor, model, example, backend, args.calibrate_variants)
+            calibration = f"calibrated on {args.calibrate_variants + 1} measured models"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         prediction = predictor.predict_model(model, example)
@@ -53,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         "model": name,
         "backend": table.meta.backend,
         "predicted_ms": prediction.total_ms,
+        "calibration": calibration,
         "unit_sum_ms": prediction.unit_sum_ms,
         "units": len(prediction.breakdown),
         "lut_hits": hits,
@@ -68,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"warning: {w.message}")
     print(
-        f"{name} on {table.meta.backend}: predicted {prediction.total_ms:.3f} ms "
+        f"{name} on {table.meta.backend}: predicted {prediction.total_ms:.3f} ms, {calibration} "
         f"({len(prediction.breakdown)} units, {hits} exact LUT hits, "
         f"plain sum {prediction.unit_sum_ms:.3f} ms)"
     )

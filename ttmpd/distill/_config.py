@@ -21,8 +21,9 @@ class DistillConfig:
     ``feature_layers`` are student module paths (None: ``layer1..`` stages when a loss or
     scheme needs features); ``teacher_layers`` default to the same paths. ``steps``, when
     given, overrides ``epochs`` (the last epoch may be partial). ``channels_last`` trains
-    the student with NHWC weights and inputs (oneDNN's faster CPU layout; same results up to
-    float rounding).
+    the student with NHWC weights and inputs (same results up to float rounding): ``"auto"``
+    where a probe of the student's convs finds it safe and faster on this device
+    (:mod:`ttmpd._layout`), True or False to force it.
     """
 
     loss: str = "kd"
@@ -41,7 +42,7 @@ class DistillConfig:
     online: bool = False
     progress: bool = True
     eval_batch_size: int = 512
-    channels_last: bool = True
+    channels_last: bool | str = "auto"
 
     def __post_init__(self) -> None:
         parse_loss_spec(self.loss)
@@ -63,6 +64,10 @@ class DistillConfig:
         if not (self.lr > 0 and math.isfinite(self.lr)) or self.weight_decay < 0:
             raise InputError(
                 f"lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}"
+            )
+        if self.channels_last not in ("auto", True, False):
+            raise InputError(
+                f"channels_last must be 'auto', True or False, got {self.channels_last!r}"
             )
         for name in ("feature_layers", "teacher_layers"):
             value = getattr(self, name)

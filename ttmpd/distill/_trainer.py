@@ -29,6 +29,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._io import atomic_path
+from .._layout import LayoutChoice, training_layout
+from .._progress import stall_watch
 from ..errors import InputError
 from ._cache import TeacherCache, ToInput
 from ._config import DistillConfig
@@ -153,6 +155,7 @@ def distill(
             f"outputs {tuple(s_probe.logits.shape[1:])}; distil between models with the same "
             "classes"
         )
+    layout = _training_layout(config, student, to_input(cache.images[0, : config.batch_size]))
     positions = None if config.online else cache.layer_positions(teacher_layers)
     context = LossContext(
         num_classes=int(t_probe.logits.shape[1]),
@@ -219,14 +222,14 @@ def distill(
         desc="distill",
         unit="step",
     )
-    if config.channels_last:
+    if layout.channels_last:
         student.to(memory_format=torch.channels_last)
         scheme.to(memory_format=torch.channels_last)
     student.train()
     loss.train()
     scheme.train()
     try:
-        with _InterruptFlag() as interrupt:
+        with _InterruptFlag() as interrupt, stall_watch(bar):
             while pos["epoch"] < epochs and pos["global_step"] < total_steps:
                 epoch = pos["epoch"]
                 rng = np.random.default_rng([config.seed, epoch])
@@ -243,11 +246,7 @@ def distill(
                         with torch.no_grad():
                             t_out = teacher_hooks.run(teacher, x, index)
                         teacher_forwards += len(ids)
-                    x_student = (
-                        x.contiguous(memory_format=torch.channels_last)
-                        if config.channels_last
-                        else x
-                    )
+                    x_student = layout.apply(x)
                     s_out = student_hooks.run(student, x_student, index)
                     total, parts = loss(s_out, t_out)
                     extra, extra_parts = scheme.extra_loss(x_student, s_out, t_out)
@@ -304,7 +303,7 @@ def distill(
         student_hooks.close()
         if teacher_hooks is not None:
             teacher_hooks.close()
-        if config.channels_last:  # hand back the layout the caller deploys (NCHW weights)
+        if layout.channels_last:  # hand back the layout the caller deploys (NCHW weights)
             student.to(memory_format=torch.contiguous_format)
             scheme.to(memory_format=torch.contiguous_format)
     student.eval()
@@ -325,8 +324,18 @@ def distill(
         "teacher_layers": list(teacher_layers),
         "accuracy_before": before,
         "accuracy_after": float(frame["accuracy"].iloc[-1]) if "accuracy" in frame else None,
+        "layout": layout.reason,
     }
     return DistillResult(student, frame, summary)
+
+
+def _training_layout(config: DistillConfig, student: nn.Module, x: torch.Tensor) -> LayoutChoice:
+    """``config.channels_last``: True/False force the layout, ``"auto"`` probes it
+    (:func:`ttmpd._layout.training_layout`: channels_last only where safe and faster)."""
+    if config.channels_last == "auto":
+        return training_layout(student, x)
+    forced = bool(config.channels_last)
+    return LayoutChoice(forced, f"{'channels_last' if forced else 'NCHW'} (set in the config)")
 
 
 def _history_row(pos: dict, epoch: int, schedule, teacher_forwards: int) -> dict:

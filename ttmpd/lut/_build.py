@@ -138,6 +138,7 @@ def _start_table(out: Path, journal: Path, current: LutMeta, resume: bool) -> La
         grid=current.grid,
         models=(),
         fusion=current.fusion,
+        rules=current.rules,
     )
     if resume and out.exists():
         existing = LatencyTable.load(out)
@@ -151,6 +152,8 @@ def _start_table(out: Path, journal: Path, current: LutMeta, resume: bool) -> La
             os.truncate(journal, complete)  # drop a half-written last line
             _check_same_device(LutMeta.from_dict(header), current, f"the partial run {journal}")
             table = table.with_rows(rows, models=header.get("models", ()))
+    if not table.meta.rules:  # a table from before rules were probed: take this probe's
+        table = LatencyTable(table.frame, dataclasses.replace(table.meta, rules=current.rules))
     return table
 
 
@@ -185,11 +188,14 @@ def profile_model(
     extraction = extract_units(model, example_input, backend.fusion)
     for op in extraction.uncovered:
         logger.warning("no latency unit for %s in %s %s", op.aten, op.name or "<model>", op.shapes)
+    rules = backend.probe_rules()
+    logger.info("device rules (%.2f s): %s", rules.probe_seconds, rules.describe())
     current = LutMeta(
         fingerprint=backend.fingerprint(),
         timing=dataclasses.asdict(timing),
         grid=dataclasses.asdict(grid),
         fusion=backend.fusion,
+        rules=rules.to_dict(),
     )
     journal = journal_path(out)
     table = _start_table(out, journal, current, resume)

@@ -4,11 +4,66 @@ from __future__ import annotations
 
 import logging
 
-from ..profiler import BackendBase, BackendConfig, TimingConfig, get_backend
+from ..errors import TtmpdError
+from ..profiler import BackendBase, BackendConfig, DeviceRules, TimingConfig, get_backend
 from ._drift import TableCheck, check_table
+from ._schema import LutMeta
 from ._table import LatencyTable
 
 logger = logging.getLogger(__name__)
+
+
+_PROBED: dict[str, DeviceRules | None] = {}
+
+
+def table_rules(meta: LutMeta) -> DeviceRules | None:
+    """The device rules stored with a table; for a table built before rules were probed,
+    the rules probed now on this device if it is the table's device (with a warning, once
+    per process), else None (predictions then use no device rule)."""
+    rules = meta.device_rules
+    if rules is not None:
+        return rules
+    key = repr(meta.fingerprint.device_key())
+    if key not in _PROBED:
+        _PROBED[key] = _probe_for_old_table(meta)
+    return _PROBED[key]
+
+
+def _probe_for_old_table(meta: LutMeta) -> DeviceRules | None:
+    try:
+        backend = _table_backend(meta)
+    except TtmpdError as exc:
+        logger.warning("the table holds no device rules and they cannot be probed: %s", exc)
+        return None
+    diffs = meta.fingerprint.differences(backend.fingerprint())
+    if diffs:
+        logger.warning(
+            "the table holds no device rules and this is not its device (%s): predicting "
+            "without them; re-profile it on its device",
+            "; ".join(diffs),
+        )
+        return None
+    rules = backend.probe_rules()
+    logger.warning(
+        "the table was built before device rules were probed; probed them now (%.2f s): %s. "
+        "Re-profile with --resume to store them",
+        rules.probe_seconds,
+        rules.describe().replace("\n", "; "),
+    )
+    return rules
+
+
+def _table_backend(meta: LutMeta) -> BackendBase:
+    fp = meta.fingerprint
+    config = BackendConfig(
+        threads=fp.threads,
+        inter_op_threads=fp.inter_op_threads,
+        provider=fp.provider or "CPUExecutionProvider",
+        graph_optimization=fp.graph_optimization or "all",
+    )
+    backend = get_backend(fp.backend, config)
+    backend.require_available()
+    return backend
 
 
 def backend_for_table(table: LatencyTable) -> BackendBase:

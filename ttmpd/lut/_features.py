@@ -9,17 +9,14 @@ Output: a float matrix, one row per unit, with the columns of :data:`FEATURE_NAM
 * log1p of MACs, params, input/output elements (latency spans 4 decades, so the regressor
   fits ``log(latency_ms)``);
 * raw shape: batch, channels, spatial size, kernel, stride, groups;
-* vector-width alignment: ``c mod 8``, ``c mod 16``, whether ``c`` is a multiple of 4, and
-  log1p of the MACs with channels rounded up to multiples of 8 (CPU kernels process channel
-  blocks; a misaligned count costs like the next multiple). The multiple-of-4 flags are
-  there because ONNX Runtime's blocked-layout (NCHWc) kernels take channel counts divisible
-  by 4 and fall back to much slower generic kernels otherwise: a misaligned depthwise conv
-  costs 2-4x an aligned one with more channels (measured on MobileNetV2 LUTs);
-* blocked-layout hints (:func:`blocked_layout_mask`): whether a conv qualifies for a blocked
-  (NCHWc) kernel, whether its input is narrow enough (``c_in <= 16``) to be read in plain
-  NCHW, and log1p of the MACs with the channel padding a 16-wide block implies. Without
-  them the trees had to find the rule from sparse off-grid rows and mis-priced off-grid
-  convs by 20-30% (ResNet-20 on ONNX Runtime: ``7->7`` +26%, ``19->38`` -33%).
+* generic alignment: ``c mod 8``, ``c mod 16``, whether ``c`` is a multiple of 4, and
+  log1p of the MACs with channels rounded up to multiples of 8 (the regressor learns from
+  the table which of them matter on the device);
+* blocked-layout hints from the device's probed rule (:func:`blocked_layout_mask`, see
+  :mod:`ttmpd.profiler._rules`): whether a conv runs a blocked kernel, whether it reads its
+  input unpadded, and log1p of the MACs with the padding the block implies. Without them
+  the trees must find the rule from sparse off-grid rows (design notes:
+  ``docs/design/device-rules.md``).
 
 :func:`unit_work` is the size measure the predictor normalises latency by.
 """
@@ -29,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..profiler import OP_KINDS, UnitConfig
+from ..profiler import OP_KINDS, BlockedLayoutRule, DeviceRules, NativeConvRule, UnitConfig
 from ._schema import CONFIG_COLUMNS
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -43,9 +40,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_in_elems",
     "log_out_elems",
     "log_macs_ceil8",
-    "log_macs_block16",
+    "log_macs_block",
     "blocked",
-    "in_le16",
+    "in_unpadded",
     "batch",
     "in_channels",
     "out_channels",
@@ -123,8 +120,9 @@ def _ceil(x: np.ndarray, multiple: int) -> np.ndarray:
     return np.ceil(x / multiple) * multiple
 
 
-def unit_features(frame: pd.DataFrame) -> np.ndarray:
-    """Feature matrix (n_units, len(FEATURE_NAMES)) of a table-shaped frame."""
+def unit_features(frame: pd.DataFrame, rules: DeviceRules | None = None) -> np.ndarray:
+    """Feature matrix (n_units, len(FEATURE_NAMES)) of a table-shaped frame; the blocked-
+    layout features follow the device's probed ``rules`` (zero without a blocked rule)."""
     n = len(frame)
     f = {name: np.zeros(n) for name in FEATURE_NAMES}
     op = frame["op"].to_numpy()
@@ -157,10 +155,16 @@ def unit_features(frame: pd.DataFrame) -> np.ndarray:
         * (num["kernel_w"])
     )
     f["log_macs_ceil8"] = np.where(is_conv | (op == "linear"), np.log1p(macs8), 0.0)
-    blocked = blocked_layout_mask(frame)
-    f["log_macs_block16"] = np.where(blocked, np.log1p(block_macs(frame)), f["log_macs"])
+    rule = rules.blocked if rules is not None else None
+    blocked = blocked_layout_mask(frame, rule)
+    if rule is not None and blocked.any():
+        padded = np.where(blocked, np.log1p(block_macs(frame, rule)), f["log_macs"])
+        unpadded_in = blocked & (_lookup(frame["in_channels"].to_numpy(), rule.padded_in) == cin)
+    else:
+        padded, unpadded_in = f["log_macs"], np.zeros(n, dtype=bool)
+    f["log_macs_block"] = padded
     f["blocked"] = blocked.astype(float)
-    f["in_le16"] = (cin <= BLOCK).astype(float)
+    f["in_unpadded"] = unpadded_in.astype(float)
     f["batch"] = num["batch"]
     f["in_channels"], f["out_channels"] = cin, cout
     f["in_hw"] = num["in_h"] * num["in_w"]
@@ -176,98 +180,108 @@ def unit_features(frame: pd.DataFrame) -> np.ndarray:
     return np.column_stack([f[name] for name in FEATURE_NAMES])
 
 
-def unit_work(frame: pd.DataFrame, blocked: np.ndarray | None = None) -> np.ndarray:
+def unit_work(
+    frame: pd.DataFrame,
+    blocked: np.ndarray | None = None,
+    rule: BlockedLayoutRule | None = None,
+) -> np.ndarray:
     """Size of each unit's work: ``max(MACs, input elements + output elements) + 1``.
 
     Compute-bound units (conv, linear) scale with MACs, memory-bound ones (activations, adds,
-    pooling) with the elements they read and write. ``blocked`` (a mask, e.g.
-    :func:`blocked_layout_mask`) marks convs that run a blocked (NCHWc) kernel: their MACs
-    count with the channel padding of the block (:func:`block_macs`), since a ``16->4``
-    conv computes a whole 16-wide output block and costs what ``16->16`` does. Shape:
-    ``(n_units,)``, unitless counts.
+    pooling) with the elements they read and write. ``blocked`` (a mask from
+    :func:`blocked_layout_mask`) marks convs that run a blocked kernel under ``rule``: their
+    MACs count with the channel padding of the block (:func:`block_macs`), since with a
+    block of B a ``B->4`` conv computes a whole B-wide output block and costs what
+    ``B->B`` does. Shape: ``(n_units,)``, unitless counts.
     """
     macs = frame["macs"].to_numpy(dtype=float)
-    if blocked is not None and np.any(blocked):
-        macs = np.where(blocked, block_macs(frame), macs)
+    if blocked is not None and rule is not None and np.any(blocked):
+        macs = np.where(blocked, block_macs(frame, rule), macs)
     elements = frame["input_elements"].to_numpy(dtype=float) + frame["output_elements"].to_numpy(
         dtype=float
     )
     return np.maximum(macs, elements) + 1.0
 
 
-BLOCK = 16
-"""Channel block of blocked (NCHWc) conv kernels: 16 fp32 lanes of AVX-512."""
-
-
-def blocked_layout_mask(frame: pd.DataFrame) -> np.ndarray:
-    """True for convs that qualify for a blocked (NCHWc) kernel. Shape ``(n_units,)``.
-
-    The rule ONNX Runtime 1.32 applies on this x86 host (probed conv by conv, channel
-    counts 1-69): a dense conv if ``c_in <= 16`` (read straight from NCHW) or ``c_in`` is a
-    multiple of 4, any ``c_out`` (padded up to the block); a depthwise conv if its channels
-    are a multiple of 4; other grouped convs never. Other backends have their own rules;
-    the regressor only takes this as a hint, and the calibration fits its slope.
+def blocked_layout_mask(frame: pd.DataFrame, rule: BlockedLayoutRule | None) -> np.ndarray:
+    """True for convs that run a blocked-layout kernel under the device's probed ``rule``
+    (:class:`~ttmpd.profiler.BlockedLayoutRule`; None: none do). Shape ``(n_units,)``.
 
     In a whole model, chains of such convs skip the layout conversions each isolated unit
     pays, so the calibration gives them their own slope.
     """
+    n = len(frame)
+    if rule is None or n == 0:
+        return np.zeros(n, dtype=bool)
     conv = frame["op"].to_numpy() == "conv"
     c_in = frame["in_channels"].to_numpy(dtype=np.int64)
     groups = np.maximum(frame["groups"].to_numpy(dtype=np.int64), 1)
     depthwise = (groups > 1) & (groups == c_in)
-    dense = (groups == 1) & ((c_in <= BLOCK) | (c_in % 4 == 0))
-    return conv & np.where(depthwise, c_in % 4 == 0, dense)
+    dense = groups == 1
+    dense_ok = _lookup(c_in, rule.dense_is_blocked)
+    depthwise_ok = _lookup(c_in, rule.depthwise_is_blocked)
+    return conv & np.where(depthwise, depthwise_ok, dense & dense_ok)
 
 
-def block_macs(frame: pd.DataFrame) -> np.ndarray:
-    """Conv MACs as a blocked (NCHWc) kernel computes them, padding included: ``c_out``
-    rounded up to :data:`BLOCK`; ``c_in`` too, unless it is read unblocked (``<= BLOCK``)
-    or the conv is depthwise. Shape ``(n_units,)``; only meaningful for convs."""
-    num = {c: frame[c].to_numpy(dtype=float) for c in (
+def block_macs(frame: pd.DataFrame, rule: BlockedLayoutRule) -> np.ndarray:
+    """Conv MACs as a blocked kernel computes them under ``rule``, padding included:
+    ``c_out`` rounded up to the block; a dense conv's ``c_in`` to what the probe read from
+    the stored weight (:meth:`~ttmpd.profiler.BlockedLayoutRule.padded_in`); a depthwise
+    conv's channels to the block. Shape ``(n_units,)``; only meaningful for convs."""
+    num = {c: frame[c].to_numpy(dtype=np.int64) for c in (
         "batch", "in_channels", "out_channels", "out_h", "out_w", "kernel_h", "kernel_w",
         "groups",
     )}  # fmt: skip
     cin, groups = num["in_channels"], np.maximum(num["groups"], 1)
     depthwise = (groups > 1) & (groups == cin)
-    in_block = np.where(depthwise, 1.0, np.where(cin <= BLOCK, cin, _ceil(cin, BLOCK)) / groups)
+    padded_in = _lookup(cin, rule.padded_in).astype(float)
+    in_block = np.where(depthwise, 1.0, padded_in / groups)
+    out = _lookup(num["out_channels"], rule.padded_out).astype(float)
     return (
-        num["batch"] * _ceil(num["out_channels"], BLOCK) * num["out_h"] * num["out_w"]
-        * in_block * num["kernel_h"] * num["kernel_w"]
-    )  # fmt: skip
+        num["batch"] * out * num["out_h"] * num["out_w"] * in_block * num["kernel_h"]
+        * num["kernel_w"]
+    ).astype(float)  # fmt: skip
 
 
-#: PyTorch CPU runs a batch-1 dense conv with a kernel of at most 3 on its native
-#: im2col + GEMM path (``slow_conv2d``) when the input has at most this many elements.
-NATIVE_CONV_MAX_INPUT = 20480
+def native_conv_mask(
+    frame: pd.DataFrame, rule: NativeConvRule | None, threads: int = 1
+) -> np.ndarray:
+    """True for convs eager PyTorch runs on its native path under the device's probed
+    ``rule`` (:class:`~ttmpd.profiler.NativeConvRule`; None: none do). Shape ``(n_units,)``.
 
-
-def native_conv_mask(frame: pd.DataFrame, threads: int = 1) -> np.ndarray:
-    """True for convs eager PyTorch (CPU, float32) runs on its native ``slow_conv2d`` path
-    rather than oneDNN. Shape ``(n_units,)``.
-
-    The rule, checked with the profiler conv by conv on torch 2.13: oneDNN if the conv is
-    grouped, or both kernel sides exceed 3, or the batch exceeds 1, or the input has more
-    than :data:`NATIVE_CONV_MAX_INPUT` elements; but a 1x1, stride-1, undilated conv on
-    one thread with a batch below 16 always takes the native path.
-
-    Measured inside whole models, native convs run 1.1-1.4x their isolated time while
-    oneDNN convs stay near 1.0x (ResNet-18 at 224: its layer-4 convs fall below the input
-    threshold once pruned), so the calibration gives them their own slope.
+    Inside whole models native convs run slower than their isolated time relative to
+    library (oneDNN) convs, so the calibration gives them their own slope.
     """
+    n = len(frame)
+    if rule is None or n == 0:
+        return np.zeros(n, dtype=bool)
     num = {c: frame[c].to_numpy(dtype=np.int64) for c in (
         "batch", "in_channels", "in_h", "in_w", "kernel_h", "kernel_w", "stride_h",
         "stride_w", "dilation_h", "dilation_w", "groups",
     )}  # fmt: skip
     conv = frame["op"].to_numpy() == "conv"
-    onednn = (
-        (num["groups"] > 1)
-        | ((num["kernel_h"] > 3) & (num["kernel_w"] > 3))
-        | (num["batch"] > 1)
-        | (num["batch"] * num["in_channels"] * num["in_h"] * num["in_w"] > NATIVE_CONV_MAX_INPUT)
+    inputs = num["batch"] * num["in_channels"] * num["in_h"] * num["in_w"]
+    native = (
+        ((num["groups"] == 1) | rule.grouped)
+        & (np.minimum(num["kernel_h"], num["kernel_w"]) <= rule.max_kernel)
+        & (num["batch"] <= rule.max_batch)
+        & (inputs <= rule.max_input_elements)
     )
     pointwise = (
         (num["kernel_h"] == 1) & (num["kernel_w"] == 1) & (num["stride_h"] == 1)
         & (num["stride_w"] == 1) & (num["dilation_h"] == 1) & (num["dilation_w"] == 1)
+        & (num["groups"] == 1)
     )  # fmt: skip
-    single_thread_pointwise = pointwise & (num["batch"] < 16) & (threads <= 1)
-    return conv & (~onednn | single_thread_pointwise)
+    pointwise_native = (
+        pointwise & (num["batch"] <= rule.pointwise_max_batch)
+        & (threads <= rule.pointwise_max_threads)
+    )  # fmt: skip
+    return conv & (native | pointwise_native)
+
+
+def _lookup(values: np.ndarray, fn) -> np.ndarray:
+    """``fn`` applied per distinct value of an integer array (rules are scalar functions)."""
+    if len(values) == 0:
+        return np.zeros(0)
+    distinct, inverse = np.unique(values, return_inverse=True)
+    return np.asarray([fn(int(v)) for v in distinct])[inverse]

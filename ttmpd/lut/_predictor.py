@@ -64,6 +64,7 @@ from torch import nn
 from .._registry import Registry
 from ..errors import InputError
 from ..profiler import UncoveredOp, UnitConfig, extract_units
+from ._device import table_rules
 from ._features import (
     FEATURE_NAMES,
     blocked_layout_mask,
@@ -195,7 +196,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
             raise InputError("latencies must be positive and finite")
         meta = X.meta if isinstance(X, LatencyTable) else None
         self._set_backend_rules(meta)
-        features = unit_features(frame)
+        features = self._features(frame)
         work = self._work(frame)
         self.work_offset_ = work_offset(y, work)
         self.estimator_ = REGRESSORS.get(self.regressor)(self.random_state)
@@ -227,39 +228,50 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         return self
 
     def _set_backend_rules(self, meta) -> None:
-        """Resolve the backend-specific switches (``"auto"``: on for their own backend)."""
-        backend = meta.backend if meta else None
+        """Read the device rules of the table (:func:`~ttmpd.lut._device.table_rules`) and
+        resolve the switches: ``"auto"`` is on when the probe found that rule."""
+        rules = table_rules(meta) if meta is not None else None
+        blocked = rules.blocked if rules is not None else None
+        native = rules.native if rules is not None else None
 
-        def switch(name: str, auto_backend: str) -> bool:
+        def switch(name: str, found: bool) -> bool:
             value = getattr(self, name)
             if value == "auto":
-                return backend == auto_backend
-            if isinstance(value, bool):
-                return value
-            raise InputError(f"{name} must be 'auto', True or False, got {value!r}")
+                return found
+            if not isinstance(value, bool):
+                raise InputError(f"{name} must be 'auto', True or False, got {value!r}")
+            if value and not found:
+                raise InputError(
+                    f"{name}=True, but the table's device rules hold no such rule "
+                    "(re-profile the table to probe them, or leave it 'auto')"
+                )
+            return value
 
-        self.blocked_layout_ = switch("blocked_layout", "onnxruntime")
-        self.native_conv_slope_ = switch("native_conv_slope", "torch-cpu")
+        self.rules_ = rules
+        self.blocked_layout_ = switch("blocked_layout", blocked is not None)
+        self.native_conv_slope_ = switch("native_conv_slope", native is not None)
         self.threads_ = int(meta.fingerprint.threads) if meta else 1
 
+    def _blocked_rule(self):
+        return self.rules_.blocked if self.blocked_layout_ else None
+
     def _second_slope(self, frame: pd.DataFrame) -> np.ndarray:
-        """Units with the second calibration slope ``a4``: blocked-layout convs on ONNX
-        Runtime, native-path convs on torch-cpu (:func:`native_conv_mask`), else none."""
+        """Units with the second calibration slope ``a4``: convs under the blocked-layout
+        rule if the device has one, else convs on the native path
+        (:func:`native_conv_mask`), else none."""
         if self.blocked_layout_:
-            return blocked_layout_mask(frame)
+            return blocked_layout_mask(frame, self.rules_.blocked)
         if self.native_conv_slope_:
-            return native_conv_mask(frame, self.threads_)
+            return native_conv_mask(frame, self.rules_.native, self.threads_)
         return np.zeros(len(frame), dtype=bool)
 
-    def _blocked(self, frame: pd.DataFrame) -> np.ndarray:
-        """Blocked-layout convs (padded work, calibration slope ``a4``), if enabled."""
-        if not self.blocked_layout_:
-            return np.zeros(len(frame), dtype=bool)
-        return blocked_layout_mask(frame)
+    def _features(self, frame: pd.DataFrame) -> np.ndarray:
+        return unit_features(frame, self.rules_ if self.blocked_layout_ else None)
 
     def _work(self, frame: pd.DataFrame) -> np.ndarray:
         """:func:`unit_work`, blocked-layout convs padded to their channel block if enabled."""
-        return unit_work(frame, self._blocked(frame))
+        rule = self._blocked_rule()
+        return unit_work(frame, blocked_layout_mask(frame, rule), rule)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "estimator_"):
@@ -271,7 +283,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         frame = _as_frame(X)
         if len(frame) == 0:
             return np.zeros(0)
-        rate = self.estimator_.predict(unit_features(frame))
+        rate = self.estimator_.predict(self._features(frame))
         out = np.exp(rate) * (self._work(frame) + self.work_offset_)
         if self.lut_ and "key" in frame:
             hits = frame["key"].map(self.lut_).to_numpy(dtype=float)

@@ -19,8 +19,9 @@ measurement
 
 Metadata (:class:`LutMeta`) travels with the table: schema version, ttmpd version, creation
 and update times, the device fingerprint (backend, CPU, cores, threads, library versions,
-GPU, provider), the backend's unit fusion (how ops were grouped into units), the timing and
-grid settings, and the models profiled into it.
+GPU, provider), the backend's unit fusion (how ops were grouped into units), the device
+rules its probe found (:class:`~ttmpd.profiler.DeviceRules`: blocked layouts, native conv
+paths), the timing and grid settings, and the models profiled into it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field, fields
 
-from ..profiler import DeviceFingerprint, Timing, UnitConfig
+from ..profiler import DeviceFingerprint, DeviceRules, Timing, UnitConfig
 
 SCHEMA_VERSION = 1
 
@@ -71,6 +72,7 @@ class LutMeta:
     grid: dict = field(default_factory=dict)
     models: tuple[str, ...] = ()
     fusion: str = "none"
+    rules: dict = field(default_factory=dict)
 
     @property
     def backend(self) -> str:
@@ -88,6 +90,7 @@ class LutMeta:
             "grid": dict(self.grid),
             "models": list(self.models),
             "fusion": self.fusion,
+            "rules": dict(self.rules),
         }
 
     @classmethod
@@ -102,7 +105,14 @@ class LutMeta:
             grid=dict(d.get("grid", {})),
             models=tuple(d.get("models", ())),
             fusion=str(d.get("fusion", "none")),
+            rules=dict(d.get("rules") or {}),
         )
+
+    @property
+    def device_rules(self) -> DeviceRules | None:
+        """The backend's probed :class:`~ttmpd.profiler.DeviceRules` (None: a table built
+        before rules were probed)."""
+        return DeviceRules.from_dict(self.rules) if self.rules else None
 
 
 def make_row(config: UnitConfig, timing: Timing, measured_at: str | None = None) -> dict:

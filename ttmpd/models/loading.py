@@ -3,6 +3,9 @@
 Accepted specs:
 
 * ``resnet18`` -- a zoo name (:func:`ttmpd.models.list_models`);
+* ``torchvision:resnet50``, ``timm:vit_tiny_patch16_224?img_size=28,in_chans=1`` -- a
+  torchvision or timm model by name, built without weights, ``KEY=VALUE`` arguments after
+  ``?`` (:mod:`ttmpd.models._sources`); these two prefixes are never read as module names;
 * ``path/to/file.py:factory`` -- a Python file imported by path, then ``factory(**kwargs)``;
 * ``package.module:factory`` -- an importable module, then ``factory(**kwargs)``;
 * ``path/to/model.pt`` (or ``.pth``) -- a checkpoint written by ``save_checkpoint``.
@@ -28,11 +31,15 @@ from torch import nn
 from .._registry import UnknownNameError
 from ..errors import InputError, ModelLoadError
 from ._messages import one_line
+from ._sources import SOURCES, load_source_model, prepare_import, source_of
 from ._zoo import create_model, list_models
 from .checkpoint import load_checkpoint
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
-_SPEC_FORMS = "a zoo name, path/to/file.py:factory, package.module:factory or a .pt/.pth checkpoint"
+_SPEC_FORMS = (
+    "a zoo name, torchvision:NAME, timm:NAME, path/to/file.py:factory, "
+    "package.module:factory or a .pt/.pth checkpoint"
+)
 
 
 def _import_file(path_text: str, spec: str) -> ModuleType:
@@ -126,6 +133,9 @@ def _from_factory(spec: str, kwargs: dict[str, Any]) -> nn.Module:
     if is_file:
         module, where = _import_file(target, spec), target
     else:
+        package = target.partition(".")[0]
+        if package in SOURCES:  # e.g. torchvision.models:resnet50 on a CPU-only torch
+            prepare_import(package)
         module, where = _import_module(target, spec), f"module {target!r}"
     return _call_factory(_get_factory(module, attr, where, spec), spec, kwargs)
 
@@ -142,7 +152,8 @@ def _from_zoo(spec: str, kwargs: dict[str, Any]) -> nn.Module:
     except UnknownNameError:
         raise ModelLoadError(
             f"unknown zoo model {spec!r}; choose one of: {', '.join(list_models())} "
-            "(or give path/to/file.py:factory, package.module:factory or a .pt/.pth checkpoint)"
+            "(or give torchvision:NAME, timm:NAME, path/to/file.py:factory, "
+            "package.module:factory or a .pt/.pth checkpoint)"
         ) from None
     except InputError as exc:
         raise ModelLoadError(f"cannot build zoo model {spec!r}: {exc}") from None
@@ -151,13 +162,16 @@ def _from_zoo(spec: str, kwargs: dict[str, Any]) -> nn.Module:
 def load_model(spec: str, **kwargs: Any) -> nn.Module:
     """Build or load the model named by ``spec`` (see the module docstring for the forms).
 
-    ``kwargs`` go to the zoo factory (``in_channels``, ``num_classes``, ...) or the user
+    ``kwargs`` go to the zoo factory (``in_channels``, ``num_classes``, ...), to the
+    torchvision builder or ``timm.create_model`` (beside those after ``?``), or to the user
     factory; a checkpoint takes none (its architecture is stored in it) and is returned in
     eval mode. Raises :class:`~ttmpd.errors.ModelLoadError` with a one-line fix on failure.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ModelLoadError(f"empty model spec {spec!r}; give {_SPEC_FORMS}")
     spec = spec.strip()
+    if source_of(spec) is not None:
+        return load_source_model(spec, **kwargs)
     if spec.lower().endswith(CHECKPOINT_SUFFIXES):
         if kwargs:
             raise ModelLoadError(

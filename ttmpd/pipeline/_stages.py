@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from .._io import atomic_path, ensure_writable_dir
+from .._threads import torch_threads
 from ..errors import InputError, TtmpdError
 from ._config import RunConfig
 from ._state import RunState
@@ -419,22 +420,23 @@ def run_pipeline(
     ensure_writable_dir(out / "run.json")
     state = RunState(out, config.signature(), resume)
     run = Run(config, out)
-    for name, stage in STAGES:
-        if state.done(name):
+    with torch_threads(config.threads):  # --threads governs every stage's torch work
+        for name, stage in STAGES:
+            if state.done(name):
+                if on_stage:
+                    on_stage(name, state.stages[name], True)
+                continue
+            start = time.perf_counter()
+            try:
+                figures = stage(run, state) if name in NEEDS_STATE else stage(run)
+            except (KeyboardInterrupt, TtmpdError) as exc:
+                if isinstance(exc, KeyboardInterrupt) or getattr(exc, "exit_code", 2) == 130:
+                    raise RunInterrupted(
+                        f"interrupted in stage {name!r}; finished stages are kept: rerun the "
+                        "same command with --resume"
+                    ) from None
+                raise
+            state.record(name, time.perf_counter() - start, figures)
             if on_stage:
-                on_stage(name, state.stages[name], True)
-            continue
-        start = time.perf_counter()
-        try:
-            figures = stage(run, state) if name in NEEDS_STATE else stage(run)
-        except (KeyboardInterrupt, TtmpdError) as exc:
-            if isinstance(exc, KeyboardInterrupt) or getattr(exc, "exit_code", 2) == 130:
-                raise RunInterrupted(
-                    f"interrupted in stage {name!r}; finished stages are kept: rerun the same "
-                    "command with --resume"
-                ) from None
-            raise
-        state.record(name, time.perf_counter() - start, figures)
-        if on_stage:
-            on_stage(name, figures, False)
+                on_stage(name, figures, False)
     return state

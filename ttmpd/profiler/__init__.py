@@ -22,6 +22,12 @@ from ._grid import GridConfig as GridConfig
 from ._grid import grid_configs as grid_configs
 from ._grid import unit_variants as unit_variants
 from ._modules import build_unit as build_unit
+from ._rules import BlockedLayoutRule as BlockedLayoutRule
+from ._rules import ConvLayout as ConvLayout
+from ._rules import DeviceRules as DeviceRules
+from ._rules import NativeConvRule as NativeConvRule
+from ._rules import infer_blocked_rule as infer_blocked_rule
+from ._rules import infer_native_rule as infer_native_rule
 from ._timing import Timing as Timing
 from ._timing import TimingConfig as TimingConfig
 from ._timing import measure as measure
@@ -42,10 +48,14 @@ __all__ = [
     "Backend",
     "BackendBase",
     "BackendConfig",
+    "BlockedLayoutRule",
+    "ConvLayout",
     "DeviceFingerprint",
+    "DeviceRules",
     "Extraction",
     "GridConfig",
     "LayerUnit",
+    "NativeConvRule",
     "Timing",
     "TimingConfig",
     "UncoveredOp",
@@ -55,6 +65,8 @@ __all__ = [
     "extract_units",
     "get_backend",
     "grid_configs",
+    "infer_blocked_rule",
+    "infer_native_rule",
     "measure",
     "unit_variants",
     "with_channels",

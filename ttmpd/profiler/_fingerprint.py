@@ -28,6 +28,10 @@ class DeviceFingerprint:
     gpu_name: str = ""
     provider: str = ""
     graph_optimization: str = ""
+    isa: str = ""
+    kernel_isa: str = ""
+    caches: str = ""
+    gpu: str = ""
     extra_info: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     def device_key(self) -> dict[str, object]:
@@ -51,9 +55,83 @@ class DeviceFingerprint:
         return cls(**d)
 
     def differences(self, other: DeviceFingerprint) -> list[str]:
-        """Human-readable ``field (a vs b)`` items where the device keys differ."""
+        """Human-readable ``field (a vs b)`` items where the device keys differ. The fields
+        added after the first tables (:data:`LATER_FIELDS`) count only where both sides
+        recorded them: an older table is not another device for lacking them."""
         a, b = self.device_key(), other.device_key()
-        return [f"{k} ({a[k]} vs {b[k]})" for k in a if a[k] != b[k]]
+        return [
+            f"{k} ({a[k]} vs {b[k]})"
+            for k in a
+            if a[k] != b[k] and not (k in LATER_FIELDS and not (a[k] and b[k]))
+        ]
+
+
+LATER_FIELDS = ("isa", "kernel_isa", "caches", "gpu")
+"""Fingerprint fields that tables written before them lack."""
+
+ISA_FLAGS = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+    "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd",
+    "sve", "sve2",
+)  # fmt: skip
+"""CPU feature flags that change which kernels libraries dispatch to."""
+
+
+@cache
+def cpu_isa() -> str:
+    """The :data:`ISA_FLAGS` this CPU reports in ``/proc/cpuinfo`` (comma-separated)."""
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    flags.update(value.split())
+                    break
+    except OSError:
+        return ""
+    return ",".join(f for f in ISA_FLAGS if f in flags)
+
+
+def kernel_isa() -> str:
+    """The instruction sets the libraries in this process actually use: PyTorch's ATen CPU
+    capability and the oneDNN/ATen ISA limits set in the environment (which emulate
+    another host's kernels)."""
+    parts = []
+    try:
+        import torch
+
+        parts.append(f"aten={torch.backends.cpu.get_cpu_capability()}")
+    except (ImportError, AttributeError, RuntimeError):  # torch is optional here
+        pass
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY"):
+        if os.environ.get(name):
+            parts.append(f"{name}={os.environ[name]}")
+    return ";".join(parts)
+
+
+@cache
+def cache_sizes() -> str:
+    """CPU cache sizes as ``L1d=48K,L1i=32K,L2=1024K,L3=32768K`` (empty where unknown)."""
+    out = []
+    root = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        entries = sorted(e for e in os.listdir(root) if e.startswith("index"))
+    except OSError:
+        return ""
+    for entry in entries:
+        try:
+            with open(f"{root}/{entry}/level") as f:
+                level = f.read().strip()
+            with open(f"{root}/{entry}/type") as f:
+                kind = f.read().strip()
+            with open(f"{root}/{entry}/size") as f:
+                size = f.read().strip()
+        except OSError:
+            continue
+        suffix = {"Data": "d", "Instruction": "i"}.get(kind, "")
+        out.append(f"L{level}{suffix}={size}")
+    return ",".join(out)
 
 
 @cache
@@ -94,7 +172,11 @@ def library_versions(*names: str) -> tuple[tuple[str, str], ...]:
 
 
 def host_fingerprint(backend: str, threads: int, inter_op_threads: int, **kw) -> DeviceFingerprint:
+    """This host's fingerprint: CPU model, cores, ISA flags, the kernels' ISA, caches."""
     model, physical, logical = cpu_info()
+    kw.setdefault("isa", cpu_isa())
+    kw.setdefault("kernel_isa", kernel_isa())
+    kw.setdefault("caches", cache_sizes())
     return DeviceFingerprint(
         backend=backend,
         cpu_model=model,

@@ -12,6 +12,7 @@ from ..._registry import Registry
 from ...errors import BackendUnavailableError, InputError
 from .._fingerprint import DeviceFingerprint
 from .._modules import build_unit
+from .._rules import DeviceRules
 from .._timing import Runner, Timing, TimingConfig, measure
 from .._units import UnitConfig
 
@@ -59,6 +60,7 @@ class Backend(Protocol):
     def is_available(self) -> bool: ...
     def unavailable_reason(self) -> str: ...
     def fingerprint(self) -> DeviceFingerprint: ...
+    def probe_rules(self) -> DeviceRules: ...
     def measure(self, unit: UnitConfig, timing: TimingConfig | None = None) -> Timing: ...
     def measure_model(
         self, model: nn.Module, example_input: torch.Tensor, timing: TimingConfig | None = None
@@ -84,6 +86,11 @@ class BackendBase:
         reason = self.unavailable_reason()
         if reason:
             raise BackendUnavailableError(f"backend {self.name!r} is unavailable: {reason}")
+
+    def probe_rules(self) -> DeviceRules:
+        """This device's layout and dispatch rules (:mod:`ttmpd.profiler._rules`), measured
+        by the backend's own probes; the default finds none."""
+        return DeviceRules()
 
     def _runner(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Runner:
         raise NotImplementedError

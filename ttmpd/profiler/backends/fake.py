@@ -7,6 +7,13 @@ like vectorised CPU kernels show::
 
 A whole model costs the sum of its units times 1.1 plus 0.01 ms. ``TTMPD_FAKE_DELAY_MS``
 (environment) makes each unit measurement sleep that long, so tests can interrupt a run.
+
+``TTMPD_FAKE_BLOCK`` (environment, default 0: off) emulates a device with a blocked conv
+layout of that many channels, so tests can check that probed rules follow the device: a
+dense conv runs blocked iff ``c_in < B`` or ``c_in % 4 == 0`` (a depthwise one iff
+``c % 4 == 0``), then costs the MACs with ``c_out`` (and, from ``c_in >= B``, ``c_in``)
+padded to ``B``; any other conv runs a generic kernel at twice the cost. The block is part
+of the fake device's fingerprint (``provider``).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from torch import nn
 
 from .._extract import extract_units
 from .._fingerprint import DeviceFingerprint, host_fingerprint, library_versions
+from .._rules import ConvLayout, DeviceRules, infer_blocked_rule
 from .._timing import Runner, Timing, TimingConfig
 from .._units import UnitConfig, with_channels
 from ._base import BACKENDS, BackendBase
@@ -29,8 +37,37 @@ def _ceil8(c: int) -> int:
     return max(8, math.ceil(c / 8) * 8)
 
 
+def fake_block() -> int:
+    """The emulated blocked-layout width (``TTMPD_FAKE_BLOCK``; 0: no blocked layout)."""
+    return int(os.environ.get("TTMPD_FAKE_BLOCK", "0") or 0)
+
+
+def fake_conv_layout(c_in: int, c_out: int, groups: int, block: int) -> ConvLayout:
+    """How the fake device with ``block`` runs a conv (see module docstring)."""
+    depthwise = groups > 1 and groups == c_in
+    if block <= 0 or (groups > 1 and not depthwise):
+        return ConvLayout(False, c_in, c_out)
+    if depthwise:
+        blocked = c_in % 4 == 0
+        padded = -(-c_in // block) * block if blocked else c_in
+        return ConvLayout(blocked, padded, padded)
+    blocked = c_in < block or c_in % 4 == 0
+    if not blocked:
+        return ConvLayout(False, c_in, c_out)
+    padded_in = c_in if c_in < block else -(-c_in // block) * block
+    return ConvLayout(True, padded_in, -(-c_out // block) * block)
+
+
 def fake_latency_ms(unit: UnitConfig) -> float:
     """The fake backend's latency of ``unit`` (see module docstring)."""
+    block = fake_block()
+    if block and unit.op == "conv":
+        layout = fake_conv_layout(unit.in_channels, unit.out_channels, unit.groups, block)
+        elements = unit.input_elements + unit.output_elements
+        if layout.blocked:
+            padded = with_channels(unit, layout.padded_in, layout.padded_out)
+            return 0.002 + 2e-8 * padded.macs + 4e-9 * elements
+        return 0.002 + 4e-8 * unit.macs + 4e-9 * elements
     if unit.is_depthwise:
         padded = with_channels(unit, _ceil8(unit.in_channels), _ceil8(unit.in_channels))
     elif unit.op in ("conv", "linear"):
@@ -57,12 +94,22 @@ class FakeBackend(BackendBase):
         return ""
 
     def fingerprint(self) -> DeviceFingerprint:
+        block = fake_block()
         return host_fingerprint(
             self.name,
             self.config.threads,
             self.config.inter_op_threads,
             library_versions=library_versions("ttmpd"),
+            provider=f"fake-block{block}" if block else "",
         )
+
+    def probe_rules(self) -> DeviceRules:
+        """The emulated device's rules, inferred from its conv layouts like a real probe."""
+        block = fake_block()
+        rule = infer_blocked_rule(
+            lambda specs: [fake_conv_layout(i, o, g, block) for i, o, g in specs]
+        )
+        return DeviceRules(blocked=rule)
 
     def measure(self, unit: UnitConfig, timing: TimingConfig | None = None) -> Timing:
         delay_ms = float(os.environ.get("TTMPD_FAKE_DELAY_MS", "0") or 0)

@@ -15,6 +15,7 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from functools import cache
 
 import torch
@@ -22,6 +23,7 @@ from torch import nn
 
 from ...errors import InputError
 from .._fingerprint import DeviceFingerprint, host_fingerprint, library_versions
+from .._rules import ConvLayout, DeviceRules, infer_blocked_rule
 from .._timing import Runner
 from ._base import BACKENDS, BackendBase, BackendConfig
 
@@ -149,6 +151,14 @@ class OnnxRuntimeBackend(BackendBase):
             extra_info=(("opset", str(self.config.opset)),),
         )
 
+    def probe_rules(self) -> DeviceRules:
+        """The blocked-layout (NCHWc) rule, read from ORT's optimised graphs of probe convs
+        (:func:`observe_conv_layouts`, :func:`~ttmpd.profiler._rules.infer_blocked_rule`)."""
+        self.require_available()
+        start = time.perf_counter()
+        rule = infer_blocked_rule(lambda specs: observe_conv_layouts(specs, self.config))
+        return DeviceRules(blocked=rule, probe_seconds=time.perf_counter() - start)
+
     def _runner(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Runner:
         try:
             model_bytes = export_onnx(module, inputs, self.config.opset)
@@ -167,3 +177,58 @@ class OnnxRuntimeBackend(BackendBase):
             return (time.perf_counter() - start) * 1e3
 
         return run
+
+
+class _ConvBank(nn.Module):
+    """Independent 3x3 convs, one input and one output each (one graph for many probes)."""
+
+    def __init__(self, specs: Sequence[tuple[int, int, int]]) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(i, o, 3, padding=1, groups=g) for i, o, g in specs)
+
+    def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(conv(x) for conv, x in zip(self.convs, xs, strict=True))
+
+
+def observe_conv_layouts(
+    specs: Sequence[tuple[int, int, int]], config: BackendConfig
+) -> list[ConvLayout | None]:
+    """How ORT's optimised graph runs each ``(c_in, c_out, groups)`` 3x3 conv.
+
+    All probe convs go into one graph (one export, one session); each conv node of the
+    optimised graph is traced back to its graph input. A conv in the ``com.microsoft.nchwc``
+    domain runs blocked; its weight initializer's shape gives the padded channel counts.
+    """
+    import onnx
+
+    bank = _ConvBank(specs).eval()
+    inputs = tuple(torch.randn(1, i, 8, 8) for i, _, _ in specs)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            bank, inputs, buffer, dynamo=False, opset_version=config.opset,
+            input_names=[f"x{i}" for i in range(len(specs))],
+            output_names=[f"y{i}" for i in range(len(specs))],
+        )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "optimized.onnx")
+        ort_session(buffer.getvalue(), config, optimized_path=path)
+        graph = onnx.load(path).graph
+    shapes = {t.name: tuple(t.dims) for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    found: list[ConvLayout | None] = [None] * len(specs)
+    for node in graph.node:
+        if node.op_type != "Conv":
+            continue
+        source = node.input[0]
+        while source in producer:  # back through layout reorders to the graph input
+            source = producer[source].input[0]
+        if not source.startswith("x") or node.input[1] not in shapes:
+            continue
+        weight = shapes[node.input[1]]
+        index = int(source[1:])
+        groups = specs[index][2]
+        padded_in = weight[1] * (groups if groups > 1 else 1)
+        found[index] = ConvLayout(node.domain == "com.microsoft.nchwc", padded_in, weight[0])
+    return found

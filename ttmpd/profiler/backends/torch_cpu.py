@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import time
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 from .._fingerprint import DeviceFingerprint, host_fingerprint, library_versions
+from .._rules import DeviceRules, infer_native_rule
 from .._timing import Runner
 from ._base import BACKENDS, BackendBase
 
@@ -40,6 +44,16 @@ class TorchCPUBackend(BackendBase):
             extra_info=(("torch_parallel", torch.__config__.parallel_info().splitlines()[0]),),
         )
 
+    def probe_rules(self) -> DeviceRules:
+        """The native-conv dispatch rule of this torch build on this device, read from the
+        ATen ops each probe conv runs (:func:`conv_runs_native`,
+        :func:`~ttmpd.profiler._rules.infer_native_rule`)."""
+        set_torch_threads(self.config.threads, self.config.inter_op_threads)
+        start = time.perf_counter()
+        with _quiet_stderr():
+            rule = infer_native_rule(conv_runs_native, self.config.threads)
+        return DeviceRules(native=rule, probe_seconds=time.perf_counter() - start)
+
     def _runner(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Runner:
         set_torch_threads(self.config.threads, self.config.inter_op_threads)
 
@@ -51,3 +65,28 @@ class TorchCPUBackend(BackendBase):
                 return (time.perf_counter() - start) * 1e3
 
         return run
+
+
+def conv_runs_native(c_in: int, hw: int, kernel: int, batch: int, groups: int) -> bool:
+    """Whether eager PyTorch runs this conv (``c_in -> 8·groups``, stride 1, same padding)
+    on its native ``slow_conv2d`` path: the ATen ops of one call, as the autograd profiler
+    records them, include ``_slow_conv2d_forward``."""
+    conv = nn.Conv2d(c_in, 8 * groups, kernel, padding=kernel // 2, groups=groups).eval()
+    x = torch.randn(batch, c_in, hw, hw)
+    with torch.inference_mode(), torch.autograd.profiler.profile(use_kineto=False) as prof:
+        conv(x)
+    return any("slow_conv2d" in e.name for e in prof.function_events)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (the profiler's native start/stop lines) for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

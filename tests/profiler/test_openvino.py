@@ -1,0 +1,145 @@
+"""The OpenVINO backend: settings read back, fusion read from the plugin, timing, numerics."""
+
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from nets import UNITS, ResidualNet
+
+from ttmpd.errors import BackendUnavailableError, InputError
+from ttmpd.profiler import (
+    BACKENDS,
+    FUSIONS,
+    BackendConfig,
+    TimingConfig,
+    UnitConfig,
+    build_unit,
+    extract_units,
+    get_backend,
+)
+from ttmpd.profiler._fingerprint import cpu_info
+from ttmpd.profiler.backends.openvino import OpenVinoBackend, onnx_kernels
+
+pytestmark = pytest.mark.openvino
+
+QUICK = TimingConfig(min_samples=5, max_samples=15, max_seconds=0.3, min_sample_ms=0.5)
+CONV = UnitConfig("conv", 1, 8, 8, 8, 8, 8, 8, 3, 3, 1, 1, 1, 1, bn=True, act="relu")
+
+
+@pytest.fixture
+def backend() -> OpenVinoBackend:
+    backend = get_backend("openvino")
+    if not backend.is_available():
+        pytest.skip(f"openvino unavailable: {backend.unavailable_reason()}")
+    return backend
+
+
+def test_openvino_is_registered():
+    assert "openvino" in BACKENDS.names()
+    backend = get_backend("openvino", BackendConfig(threads=2))
+    assert type(backend) is OpenVinoBackend and backend.name == "openvino"
+    assert backend.config.threads == 2
+
+
+def test_unavailable_without_openvino_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises
+    backend = get_backend("openvino")
+    reason = backend.unavailable_reason()
+    assert reason and "\n" not in reason and "pip install" in reason
+    assert not backend.is_available()
+    with pytest.raises(BackendUnavailableError, match="openvino"):
+        backend.measure(CONV, QUICK)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_model_runs_the_configured_settings(threads, backend):
+    import openvino.properties as props
+    import openvino.properties.hint as hints
+
+    if threads > cpu_info()[1]:
+        pytest.skip(f"{threads} threads need {threads} physical cores")
+    ov_backend = get_backend("openvino", BackendConfig(threads=threads))
+    _, compiled = ov_backend.compile(*build_unit(CONV))
+    assert compiled.get_property(props.inference_num_threads) == threads
+    assert compiled.get_property(props.num_streams) == 1
+    assert str(compiled.get_property(hints.performance_mode)) == "LATENCY"
+
+
+def test_threads_the_plugin_would_not_run_are_refused(backend):
+    too_many = 4 * cpu_info()[2]
+    with pytest.raises(InputError, match=f"not the {too_many} requested"):
+        get_backend("openvino", BackendConfig(threads=too_many)).compile(*build_unit(CONV))
+
+
+def test_fusion_is_read_from_the_runtime_graph(backend):
+    import onnx
+
+    model_bytes, compiled = backend.compile(*build_unit(CONV))
+    onnx_ops = [n.op_type for n in onnx.load_from_string(model_bytes).graph.node]
+    kernels = onnx_kernels(model_bytes, compiled)
+    assert sorted(onnx_ops) == ["Conv", "Relu"]  # the export folds the BN
+    assert sorted(t for k in kernels for t in k) == sorted(onnx_ops)  # every op traced
+    assert len(kernels) < len(onnx_ops)
+    assert backend.fusion in FUSIONS
+    assert backend.fusion in ("conv-bn-act", "conv-bn-add-act")  # Conv+Relu ran as one
+
+    residual = onnx_kernels(*backend.compile(*build_unit(CONV.replace(n_inputs=2))))
+    add_fused = any("Add" in k and "Conv" in k for k in residual)
+    assert (backend.fusion == "conv-bn-add-act") == add_fused
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v2"])
+def test_units_match_the_runtime_graph(name, backend):
+    """The units extracted with ``backend.fusion`` are the kernels the plugin runs."""
+    from ttmpd.models import create_model
+
+    model, x = create_model(name).eval(), torch.randn(1, 3, 32, 32)
+    kernels = Counter(onnx_kernels(*backend.compile(model, (x,))))
+    units = extract_units(model, x, backend.fusion).units
+    ops = Counter(u.config.op for u in units)
+    acts = Counter(u.config.act for u in units if u.config.op == "act")
+    assert sum(n for k, n in kernels.items() if "Conv" in k) == ops["conv"]
+    assert sum(n for k, n in kernels.items() if "Add" in k and "Conv" not in k) == ops["add"]
+    assert kernels[("Relu",)] + kernels[("Clip",)] == acts["relu"] + acts["relu6"]
+
+
+def test_latency_grows_with_work(backend):
+    small = UnitConfig("conv", 1, 8, 8, 32, 32, 32, 32, 3, 3, 1, 1, 1, 1)
+    big = small.replace(in_channels=32, out_channels=32)  # 16x the MACs
+    t_small = backend.measure(small, QUICK)
+    t_big = backend.measure(big, QUICK)
+    assert np.isfinite(t_small.median_ms) and t_small.median_ms > 0
+    assert t_big.median_ms > 3 * t_small.median_ms
+
+
+def test_measures_a_whole_model(backend, example_input):
+    whole = backend.measure_model(ResidualNet().eval(), example_input, QUICK)
+    unit = backend.measure(UnitConfig("act", 1, 8, 8, 8, 8, 8, 8, act="relu"), QUICK)
+    assert np.isfinite(whole.median_ms) and whole.samples >= 5
+    assert whole.median_ms > unit.median_ms
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.op)
+def test_compiled_unit_computes_what_torch_computes(unit, backend):
+    module, inputs = build_unit(unit)
+    _, compiled = backend.compile(module, inputs)
+    request = compiled.create_infer_request()
+    result = request.infer({f"x{i}": t.numpy() for i, t in enumerate(inputs)})
+    with torch.inference_mode():
+        expected = module(*inputs).numpy()
+    np.testing.assert_allclose(result[compiled.output(0)], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_fingerprint_names_the_openvino_device(backend):
+    import openvino as ov
+
+    fp = backend.fingerprint()
+    info, versions = dict(fp.extra_info), dict(fp.library_versions)
+    assert fp.backend == "openvino" and fp.threads == 1
+    assert info["full_device_name"] == ov.Core().get_property("CPU", "FULL_DEVICE_NAME")
+    assert "FP32" in info["optimization_capabilities"].split()
+    assert versions["openvino"] != "absent" and set(versions) == {"openvino", "onnx", "torch"}
+    other = get_backend("openvino", BackendConfig(threads=2)).fingerprint()
+    assert fp.differences(other) == ["threads (1 vs 2)"]

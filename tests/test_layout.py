@@ -1,0 +1,167 @@
+"""The training-layout probe: channels_last only where the device runs it safely.
+
+The emulated other ISA (``ONEDNN_MAX_CPU_ISA=AVX2``) brings oneDNN's AVX2 kernels to any
+x86 host; there, torch 2.13's channels_last backward of a 1x1 stride-2 conv on 5 input
+channels corrupts the heap (docs/design/avx2-conv-backward.md). Each test compares the
+probe with the plain-torch ground truth run in its own process, so it holds whether or not
+a given torch build still has the bug.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ttmpd._layout import ConvShape, conv_shapes, probe_layout, training_layout
+from ttmpd._progress import stall_watch
+from ttmpd._threads import torch_threads
+
+AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+REPRO = """
+import torch
+torch.set_num_threads(1)
+conv = torch.nn.Conv2d(5, 8, 1, stride=2).to(memory_format=torch.channels_last)
+x = torch.randn(64, 5, 28, 28).to(memory_format=torch.channels_last)
+for _ in range(2):
+    conv(x).sum().backward()
+"""
+
+
+def _plain_torch_survives(env: dict[str, str]) -> bool:
+    import os
+
+    proc = subprocess.run([sys.executable, "-c", REPRO], env={**os.environ, **env},
+                          capture_output=True, timeout=120)  # fmt: skip
+    return proc.returncode == 0
+
+
+def _downsample_net() -> nn.Module:
+    """A pruned-looking net: 5 channels into a 1x1 stride-2 projection (like a ResNet
+    downsample after pruning)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 5, 3, padding=1), nn.BatchNorm2d(5), nn.ReLU(),
+        nn.Conv2d(5, 8, 1, stride=2), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
+    )  # fmt: skip
+
+
+def test_conv_shapes_records_each_conv_with_its_input():
+    shapes = conv_shapes(_downsample_net(), torch.randn(64, 1, 28, 28))
+    assert [s.input_shape for s in shapes] == [(64, 1, 28, 28), (64, 5, 28, 28)]
+    assert shapes[1].kernel == (1, 1) and shapes[1].stride == (2, 2)
+    assert shapes[1].in_channels == 5 and shapes[1].out_channels == 8
+
+
+@pytest.mark.slow
+def test_probe_agrees_with_plain_torch_under_emulated_avx2():
+    shapes = (ConvShape(5, 8, (1, 1), (2, 2), (0, 0), (1, 1), 1, True, (64, 5, 28, 28)),)
+    choice = probe_layout(shapes, threads=1, env=AVX2)
+    if _plain_torch_survives(AVX2):
+        assert "failed" not in choice.reason
+    else:
+        assert not choice.channels_last and "failed" in choice.reason
+
+
+def test_probe_picks_the_faster_layout_it_measured():
+    shapes = conv_shapes(_downsample_net(), torch.randn(64, 1, 28, 28))
+    choice = probe_layout(shapes, threads=1)
+    if "failed" in choice.reason:
+        pytest.skip(f"channels_last is unsafe on this host: {choice.reason}")
+    assert choice.nchw_ms > 0 and choice.channels_last_ms > 0
+    assert choice.channels_last == (choice.channels_last_ms * 1.05 <= choice.nchw_ms)
+
+
+def test_no_convs_means_nchw_without_a_probe():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    choice = training_layout(net, torch.randn(4, 1, 4, 4))
+    assert not choice.channels_last and "no 2-d convolutions" in choice.reason
+
+
+DISTILL = """
+import json, numpy as np, torch
+from torch import nn
+from ttmpd.distill import DistillConfig, TeacherCache, distill
+torch.manual_seed(0)
+torch.set_num_threads(1)
+def net(c):
+    return nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
+        nn.Conv2d(c, 8, 1, stride=2), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+to_input = lambda im: torch.from_numpy(im).permute(0, 3, 1, 2).float().div(255).contiguous()
+images = np.random.default_rng(0).integers(0, 256, (128, 28, 28, 1), dtype=np.uint8)
+teacher = net(16).eval()
+cache = TeacherCache.build(teacher, images, to_input)
+result = distill(teacher, net(5), cache, to_input,
+                 DistillConfig(epochs=1, batch_size=64, progress=False))
+print(json.dumps({"layout": result.summary["layout"], "steps": result.summary["steps"]}))
+"""
+
+
+@pytest.mark.slow
+def test_distilling_a_pruned_downsample_survives_emulated_avx2():
+    """The regression of the crash: the README's distillation on the shapes pruning makes."""
+    import os
+
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(DISTILL)],
+                          env={**os.environ, **AVX2}, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 2
+    if not _plain_torch_survives(AVX2):
+        assert summary["layout"].startswith("channels_last conv backward failed")
+
+
+def test_torch_threads_sets_and_restores():
+    before = torch.get_num_threads()
+    target = 2 if before != 2 else 1
+    with torch_threads(target) as threads:
+        assert threads == target == torch.get_num_threads()
+    assert torch.get_num_threads() == before
+
+
+def test_stall_watch_says_so_on_the_bar_and_clears_after_progress(caplog):
+    bar = tqdm(total=10, disable=False, file=open("/dev/null", "w"))  # noqa: SIM115
+    with stall_watch(bar, after_s=0.2, poll_s=0.02):
+        time.sleep(0.5)
+        stalled = bar.postfix
+        bar.update(1)
+        time.sleep(0.05)
+    assert stalled and "no progress for" in stalled
+    assert any("no progress" in r.message for r in caplog.records)
+    assert not [t for t in threading.enumerate() if t.name == "ttmpd-stall-watch"]
+    bar.close()
+
+
+def test_stall_watch_stays_quiet_while_the_bar_moves():
+    bar = tqdm(total=100, disable=False, file=open("/dev/null", "w"))  # noqa: SIM115
+    with stall_watch(bar, after_s=0.2, poll_s=0.02):
+        for _ in range(20):
+            time.sleep(0.03)
+            bar.update(1)
+    assert not bar.postfix
+    bar.close()
+
+
+def test_grey_images_become_plain_nchw_model_inputs():
+    """A 1-channel NHWC batch permuted to NCHW has channels_last strides; model inputs must
+    not, or every conv runs (and trains) in channels_last whatever layout was chosen."""
+    import numpy as np
+
+    from ttmpd.base import to_model_input
+
+    images = np.zeros((4, 6, 6, 1), dtype=np.uint8)
+    for normalization in (None, ((0.5,), (0.25,))):
+        x = to_model_input(images, normalization)
+        assert x.stride() == (36, 36, 6, 1)
+        assert torch.nn.Conv2d(1, 2, 3)(x).is_contiguous()

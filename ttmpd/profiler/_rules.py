@@ -1,0 +1,293 @@
+"""Device rules: how a backend runs convolutions on *this* device, probed, stored as data.
+
+Kernel libraries pick code paths by shape, and the paths cost differently. Two such rules
+matter for latency prediction, and both differ between devices and library builds:
+
+* **blocked layout** (:class:`BlockedLayoutRule`): some backends (ONNX Runtime's NCHWc
+  transformer, oneDNN-based plugins) run a conv in a channel-blocked layout when its
+  channel counts qualify, padding ``c_out`` (and sometimes ``c_in``) up to the block. The
+  block follows the vector width (8 fp32 lanes on AVX2, 16 on AVX-512), and the
+  qualifying counts follow the library version.
+* **native conv path** (:class:`NativeConvRule`): eager PyTorch on the CPU runs some small
+  convs on its own im2col + GEMM path instead of oneDNN, with a dispatch threshold on the
+  input size that is a constant of the torch build.
+
+Each backend owns its probes (``BackendBase.probe_rules``); this module holds the records
+and the generic inference from observations to a rule, so the predictor reads numbers
+from the table's metadata and holds no constant of any host.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+from ..errors import InputError
+
+RULES_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ConvLayout:
+    """What a backend did with one probe conv: whether it runs blocked, and the channel
+    counts of its weight as the kernel stores it (padding included)."""
+
+    blocked: bool
+    padded_in: int
+    padded_out: int
+
+
+@dataclass(frozen=True)
+class BlockedLayoutRule:
+    """Which convs run in a channel-blocked layout, and the padding they compute.
+
+    ``block``: output channels are padded to ``ceil(c_out / block) * block``.
+    Dense convs with ``c_in <= probed_max`` run blocked iff ``c_in`` is in ``dense_blocked``,
+    and compute ``dense_padded_in[c_in - 1]`` input channels; above ``probed_max`` they run
+    blocked iff ``c_in % in_multiple == 0`` and compute ``ceil(c_in / in_block) * in_block``.
+    Depthwise convs likewise with ``depthwise_blocked`` and ``depthwise_multiple``.
+    Other grouped convs never run blocked.
+    """
+
+    block: int
+    in_block: int
+    probed_max: int
+    dense_blocked: tuple[int, ...]
+    dense_padded_in: tuple[int, ...]
+    depthwise_blocked: tuple[int, ...]
+    in_multiple: int
+    depthwise_multiple: int
+
+    def __post_init__(self) -> None:
+        if min(self.block, self.in_block, self.in_multiple, self.depthwise_multiple) < 1:
+            raise InputError(f"a blocked-layout rule needs positive sizes, got {self}")
+        if len(self.dense_padded_in) != self.probed_max:
+            raise InputError("dense_padded_in needs one entry per probed input channel count")
+        object.__setattr__(self, "dense_blocked", tuple(int(c) for c in self.dense_blocked))
+        object.__setattr__(self, "dense_padded_in", tuple(int(c) for c in self.dense_padded_in))
+        object.__setattr__(self, "depthwise_blocked", tuple(int(c) for c in self.depthwise_blocked))
+
+    def dense_is_blocked(self, c_in: int) -> bool:
+        if c_in <= self.probed_max:
+            return c_in in self.dense_blocked
+        return c_in % self.in_multiple == 0
+
+    def depthwise_is_blocked(self, channels: int) -> bool:
+        if channels <= self.probed_max:
+            return channels in self.depthwise_blocked
+        return channels % self.depthwise_multiple == 0
+
+    def padded_in(self, c_in: int) -> int:
+        if c_in <= self.probed_max:
+            return self.dense_padded_in[c_in - 1]
+        return _ceil(c_in, self.in_block)
+
+    def padded_out(self, c_out: int) -> int:
+        return _ceil(c_out, self.block)
+
+
+@dataclass(frozen=True)
+class NativeConvRule:
+    """Which convs eager PyTorch (CPU, float32) runs on its native path, not the library's.
+
+    A conv runs natively iff it is dense (or grouped, with ``grouped``), its smaller kernel
+    side is at most ``max_kernel``, its batch at most ``max_batch`` and its input at most
+    ``max_input_elements`` elements; or it is a 1x1 stride-1 conv with a batch of at most
+    ``pointwise_max_batch`` (0: never) when the threads are at most
+    ``pointwise_max_threads``.
+    """
+
+    max_input_elements: int
+    max_kernel: int
+    max_batch: int
+    pointwise_max_batch: int
+    pointwise_max_threads: int
+    grouped: bool = False
+
+
+@dataclass(frozen=True)
+class DeviceRules:
+    """The probed rules of one backend on one device (stored in the LUT metadata).
+
+    ``second_slope``: which convs the whole-model calibration gives their own slope,
+    ``"blocked"``, ``"native"`` or ``""`` (none), decided by which rule the probe found.
+    """
+
+    blocked: BlockedLayoutRule | None = None
+    native: NativeConvRule | None = None
+    probe_seconds: float = 0.0
+    version: int = RULES_VERSION
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def second_slope(self) -> str:
+        if self.blocked is not None:
+            return "blocked"
+        if self.native is not None:
+            return "native"
+        return ""
+
+    def describe(self) -> str:
+        """One line per rule, for ``ttmpd lut show`` and the docs."""
+        lines = []
+        if self.blocked is not None:
+            b = self.blocked
+            lines.append(
+                f"blocked layout: block {b.block} (c_in pad block {b.in_block}); dense convs "
+                f"blocked for c_in in {_ranges(b.dense_blocked)} (probed 1-{b.probed_max}), "
+                f"then multiples of {b.in_multiple}; depthwise for "
+                f"{_ranges(b.depthwise_blocked)}, then multiples of {b.depthwise_multiple}"
+            )
+        if self.native is not None:
+            n = self.native
+            lines.append(
+                f"native conv path: {'any groups' if n.grouped else 'dense'}, kernel <= "
+                f"{n.max_kernel}, batch <= {n.max_batch}, "
+                f"input <= {n.max_input_elements} elements; 1x1 stride-1 up to batch "
+                f"{n.pointwise_max_batch} on <= {n.pointwise_max_threads} threads"
+            )
+        return "\n".join(lines) or "no layout or dispatch rule found"
+
+    def to_dict(self) -> dict:
+        return {
+            "version": self.version,
+            "blocked": asdict(self.blocked) if self.blocked else None,
+            "native": asdict(self.native) if self.native else None,
+            "probe_seconds": self.probe_seconds,
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DeviceRules:
+        if int(d.get("version", 0)) != RULES_VERSION:
+            raise InputError(
+                f"device rules of version {d.get('version')} (this ttmpd reads {RULES_VERSION}); "
+                "re-probe with ttmpd lut probe"
+            )
+        blocked, native = d.get("blocked"), d.get("native")
+        return cls(
+            blocked=BlockedLayoutRule(**blocked) if blocked else None,
+            native=NativeConvRule(**native) if native else None,
+            probe_seconds=float(d.get("probe_seconds", 0.0)),
+            notes=tuple(d.get("notes", ())),
+        )
+
+
+ObserveConvs = Callable[[Sequence[tuple[int, int, int]]], list[ConvLayout | None]]
+"""``[(c_in, c_out, groups), ...] -> [ConvLayout, ...]`` for 3x3 convs (None: no conv found)."""
+
+
+def infer_blocked_rule(
+    observe: ObserveConvs, probed_max: int | None = None
+) -> BlockedLayoutRule | None:
+    """Infer a :class:`BlockedLayoutRule` from a backend's observations of probe convs.
+
+    1. ``c_in = 1..8 -> c_out = 1``: none blocked -> the backend has no blocked layout
+       (None); else ``block`` = the largest padded ``c_out``.
+    2. dense ``c_in = 1..probed_max`` (default ``4·block + 4``) to ``c_out = block`` and
+       depthwise ``c = 1..probed_max``: the blocked sets and padded input counts.
+    3. Extrapolation from the upper half of the probed range: ``in_multiple`` is the
+       smallest power of two (up to ``block``) whose multiples are exactly the blocked
+       counts there; ``in_block`` the smallest size whose ceiling reproduces every padded
+       ``c_in`` there (the largest padding seen if none does).
+    """
+    first = observe([(c, 1, 1) for c in range(1, 9)])
+    blocked = [o for o in first if o is not None and o.blocked]
+    if not blocked:
+        return None
+    block = max(o.padded_out for o in blocked)
+    probed_max = probed_max or 4 * block + 4
+    counts = range(1, probed_max + 1)
+    dense = observe([(c, block, 1) for c in counts])
+    depthwise = observe([(c, c, c) for c in counts])
+    dense_blocked = [c for c, o in zip(counts, dense, strict=True) if o is not None and o.blocked]
+    padded_in = [
+        o.padded_in if o is not None and o.blocked else c
+        for c, o in zip(counts, dense, strict=True)
+    ]
+    dw_blocked = [c for c, o in zip(counts, depthwise, strict=True) if o is not None and o.blocked]
+    upper = range(probed_max // 2 + 1, probed_max + 1)
+    return BlockedLayoutRule(
+        block=block,
+        in_block=_padding_block(
+            [(c, padded_in[c - 1]) for c in upper if c in dense_blocked], block
+        ),
+        probed_max=probed_max,
+        dense_blocked=tuple(dense_blocked),
+        dense_padded_in=tuple(padded_in),
+        depthwise_blocked=tuple(dw_blocked),
+        in_multiple=_multiple([c in dense_blocked for c in upper], upper, block),
+        depthwise_multiple=_multiple([c in dw_blocked for c in upper], upper, block),
+    )
+
+
+def infer_native_rule(
+    native: Callable[..., bool], threads: int, max_channels: int = 8192
+) -> NativeConvRule | None:
+    """Infer a :class:`NativeConvRule` from ``native(c_in, hw, kernel, batch, groups)``,
+    which says whether one conv ran on the native path (probes at ``hw = 8``).
+
+    None if a batch-1 3x3 conv on 4 channels is not native. Otherwise the largest native
+    batch of (1, 2, 4, 8, 16, 32), kernel of (3, 5, 7) and grouped flag on that conv; the
+    input threshold by bisection over ``c_in`` (resolution 64 elements); the largest
+    native batch of a 1x1 conv on an input past the threshold.
+    """
+    if not native(4, 8, 3, 1, 1):
+        return None
+    batches = (1, 2, 4, 8, 16, 32)
+    max_batch = max(b for b in batches if b == 1 or native(4, 8, 3, b, 1))
+    max_kernel = max(k for k in (3, 5, 7) if k == 3 or native(4, 8, k, 1, 1))
+    low, high = 4, max_channels  # native at low; find the last native c_in
+    if native(high, 8, 3, 1, 1):
+        low = high
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if native(mid, 8, 3, 1, 1) else (low, mid)
+    max_input = low * 64
+    big = max(8, -(-(max_input + 1) // 256))  # channels putting a 16x16 input past it
+    pointwise = [b for b in batches if native(big, 16, 1, b, 1)]
+    return NativeConvRule(
+        max_input_elements=max_input,
+        max_kernel=max_kernel,
+        max_batch=max_batch,
+        pointwise_max_batch=max(pointwise, default=0),
+        pointwise_max_threads=threads if pointwise else 0,
+        grouped=native(4, 8, 3, 1, 4),
+    )
+
+
+def _multiple(flags: Sequence[bool], counts: range, block: int) -> int:
+    """Smallest power of two ``m <= block`` with ``flag_c == (c % m == 0)`` on every count;
+    the best-agreeing one when none fits exactly; ``block·64`` (never) when no flag is set."""
+    if not any(flags):
+        return block * 64
+    candidates = [2**k for k in range(int(math.log2(block)) + 1)]
+    agree = [sum(f == (c % m == 0) for f, c in zip(flags, counts, strict=True)) for m in candidates]
+    return candidates[max(range(len(candidates)), key=lambda i: (agree[i], -i))]
+
+
+def _padding_block(pairs: Sequence[tuple[int, int]], block: int) -> int:
+    for size in range(1, 2 * block + 1):
+        if all(_ceil(c, size) == padded for c, padded in pairs):
+            return size
+    return block
+
+
+def _ceil(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _ranges(values: Sequence[int]) -> str:
+    """``1-16, 20, 24`` style text of sorted integers."""
+    if not values:
+        return "none"
+    out, start, prev = [], values[0], values[0]
+    for v in (*values[1:], None):
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        out.append(f"{start}-{prev}" if prev > start else f"{start}")
+        if v is not None:
+            start = prev = v
+    return ", ".join(out)
