@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ttmpd.profiler import cpu_info
+from ttmpd.profiler._fingerprint import cpu_isa, kernel_isa
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -25,8 +26,12 @@ def markdown_table(frame: pd.DataFrame, digits: int = 2) -> str:
 
 
 def machine() -> str:
+    """CPU, cores, the widest vector ISA it has and the kernels' ISA in this process (an
+    emulated other host shows as ``ONEDNN_MAX_CPU_ISA=AVX2``)."""
     cpu, cores, logical = cpu_info()
-    return f"{cpu}, {cores} cores ({logical} logical), shared"
+    flags = cpu_isa().split(",")
+    widest = next((f for f in ("avx512f", "avx2", "avx", "asimd") if f in flags), "?")
+    return f"{cpu}, {cores} cores ({logical} logical), {widest}, kernels {kernel_isa()}, shared"
 
 
 def write_results(out: Path, frame: pd.DataFrame, **meta: object) -> None:

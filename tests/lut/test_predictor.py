@@ -25,6 +25,7 @@ from ttmpd.lut import (
     work_offset,
 )
 from ttmpd.lut._features import block_macs, blocked_layout_mask, native_conv_mask
+from ttmpd.lut._schema import config_from_row
 from ttmpd.profiler import (
     DeviceRules,
     GridConfig,
@@ -351,3 +352,33 @@ def test_native_path_convs_get_their_own_calibration_slope(fake_lut):
     assert p.aligned_slope_ == pytest.approx(1.5, rel=0.02)
     assert p.predict_model(nets[0], x).total_ms == pytest.approx(measured[0], rel=0.01)
     assert not LatencyPredictor().fit(LatencyTable.load(fake_lut)).native_conv_slope_  # no rule
+
+
+@pytest.mark.parametrize("block", [8, 16])
+def test_predictor_follows_the_block_of_the_device_it_was_profiled_on(tmp_path, monkeypatch, block):
+    """Two fake devices, one rule form, different blocks: each table's predictor prices
+    held-out channel counts like its own device, because the rule was probed, not typed."""
+    monkeypatch.setenv("TTMPD_FAKE_BLOCK", str(block))
+    path = tmp_path / "lut.parquet"
+    profile_model(ResidualNet(c=32).eval(), torch.randn(1, 3, 16, 16), get_backend("fake"),
+                  path, grid=GridConfig(channel_step=8, off_grid_per_unit=4),
+                  progress=False)  # fmt: skip
+    table = LatencyTable.load(path)
+    assert table.meta.device_rules.blocked.block == block
+    frame = table.frame
+    dense = frame[(frame["op"] == "conv") & (frame["groups"] == 1) & (frame["kernel_h"] == 3)
+                  & (frame["in_channels"] > 3)]  # fmt: skip
+    conv = config_from_row(dense.iloc[0].to_dict())  # a unit shape of this net
+    measured = set(frame["key"])
+    pairs = [(20, 20), (12, 27), (28, 5), (20, 7), (4, 30), (28, 13), (28, 22), (12, 6)]
+    candidates = [conv.replace(in_channels=i, out_channels=o) for i, o in pairs]
+    # blocked convs off the grid: their padding is what the probed block decides
+    held_out = [c for c in candidates if c.key not in measured]
+    assert len(held_out) >= 6
+    truth = np.array([fake_latency_ms(c) for c in held_out])
+    error = {}
+    for on in (True, False):
+        p = LatencyPredictor(blocked_layout=on).fit(table)
+        error[on] = np.abs(p.predict(held_out) / truth - 1)
+    assert np.median(error[True]) < 0.05, error[True]
+    assert error[True].mean() < error[False].mean()
