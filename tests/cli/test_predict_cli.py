@@ -69,3 +69,15 @@ def test_predict_from_a_lut_calibrates_on_the_spot_or_says_it_does_not(tmp_path,
     assert raw["predicted_ms"] == raw["unit_sum_ms"]
     assert raw["error_pct"] < -5  # the plain sum misses the fake device's 1.1x + 0.01 ms
     assert abs(out["error_pct"]) < abs(raw["error_pct"]) / 2  # calibration closes most of it
+
+
+def test_lut_show_prints_the_probed_device_rules(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TTMPD_FAKE_BLOCK", "8")
+    lut = tmp_path / "lut.parquet"
+    profile_model(ResidualNet(c=16).eval(), torch.randn(1, 3, 16, 16), get_backend("fake"), lut,
+                  grid=GridConfig(channel_step=4), progress=False)  # fmt: skip
+    assert main(["lut", "show", str(lut)]) == 0
+    out = capsys.readouterr().out
+    assert "device rule: blocked layout: block 8" in out
+    assert main(["lut", "show", str(lut), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["device_rules"]["blocked"]["block"] == 8

@@ -74,8 +74,15 @@ def _show(args: argparse.Namespace) -> int:
 
     table = LatencyTable.load(args.path)
     summary = table.summary()
+    rules = table.meta.device_rules
     if args.json:
-        print_json({"summary": summary, "fingerprint": table.fingerprint.to_dict()})
+        print_json(
+            {
+                "summary": summary,
+                "fingerprint": table.fingerprint.to_dict(),
+                "device_rules": rules.to_dict() if rules else None,
+            }
+        )
         return 0
     fp = table.fingerprint
     print(
@@ -86,7 +93,14 @@ def _show(args: argparse.Namespace) -> int:
         f"device: {fp.cpu_model}{' / ' + fp.gpu_name if fp.gpu_name else ''}, "
         f"{fp.physical_cores} cores, threads {fp.threads}/{fp.inter_op_threads}"
     )
+    if fp.isa or fp.kernel_isa:
+        print(f"isa: {fp.isa or '?'}; kernels: {fp.kernel_isa or '?'}; caches: {fp.caches or '?'}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in fp.library_versions))
+    if rules is None:
+        print("device rules: none stored (a table from before rules were probed)")
+    else:
+        for line in rules.describe().splitlines():
+            print(f"device rule: {line}")
     print(
         f"models: {', '.join(summary['models']) or '-'}; unstable rows: {summary['unstable_rows']}"
     )
