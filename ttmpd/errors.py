@@ -27,3 +27,7 @@ class LutError(TtmpdError):
 
 class OutputError(TtmpdError):
     """An output path cannot be written."""
+
+
+class ProbeError(TtmpdError):
+    """A backend's device probe (layout and dispatch rules) failed on this machine."""

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,7 @@ class Case:
     argv: tuple[str, ...]  # "{shared}" is replaced by the shared directory
     words: tuple[str, ...] = ()  # each must appear in the error line (case-insensitive)
     setup: Setup | None = None
+    env: tuple[tuple[str, str], ...] = ()  # extra environment ("{shared}" replaced)
 
 
 # ----- setups: write the bad input into the case directory ---------------------------------
@@ -211,7 +212,34 @@ MERGE_FORCE = Case(
     setup=MERGE_INPUTS,
 )
 
+# A table measured on another ISA (an AVX2 host): same everything else.
+OTHER_ISA = "sse4_2,avx,avx2,fma,f16c"
+NO_OPENVINO = "import sys\nraise ImportError('No module named openvino (test shim)')\n"
+DEVICE_CASES = {
+    "merge-other-isa": Case(
+        ("lut", "merge", "a.parquet", "b.parquet", "--out", "m.parquet"),
+        ("isa", OTHER_ISA, "--force"),
+        _both(_copy("ref.parquet", "a.parquet"), _copy("avx2.parquet", "b.parquet")),
+    ),
+    "profile-resume-other-isa": Case(
+        _profile("--resume"), ("another device", "isa"), _copy("avx2.parquet", "x.parquet")
+    ),
+    "openvino-missing": Case(
+        _with(_profile(), "--backend", "openvino"),
+        ("openvino", "pip install"),
+        env=(("PYTHONPATH", "{shared}/no_openvino"),),
+    ),
+    "probe-fails": Case(
+        _profile(), ("device probe failed", "fake"), env=(("TTMPD_FAKE_BLOCK", "-8"),)
+    ),
+    "cuda-device-3": Case(
+        (*_with(_profile(), "--backend", "torch-cuda"), "--device", "3"),
+        ("torch-cuda", "unavailable"),
+    ),
+}
+
 ALL_CASES: dict[str, Case] = {
+    **DEVICE_CASES,
     **PROFILE_CASES,
     **({} if torch.cuda.is_available() else {"backend-cuda-unavailable": CUDA_CASE}),
     "shape-negative-first-dim": NEGATIVE_FIRST_DIM,
@@ -249,6 +277,7 @@ def _run(case: Case, d: Path, shared: Path) -> Run:
     before = _snapshot(d)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("TTMPD_FAKE_DELAY_MS", None)
+    env.update({k: v.replace("{shared}", str(shared)) for k, v in case.env})
     argv = [a.replace("{shared}", str(shared)) for a in case.argv]
     result = subprocess.run(
         [sys.executable, "-m", "ttmpd", *argv],
@@ -271,6 +300,11 @@ def shared(tmp_path_factory) -> Path:
     for name, threads in (("ref.parquet", 1), ("ref.csv", 1), ("threads2.parquet", 2)):
         backend = get_backend("fake", BackendConfig(threads=threads))
         profile_model(model, x, backend, d / name, model_name="tiny", progress=False)
+    ref = LatencyTable.load(d / "ref.parquet")
+    other = replace(ref.meta, fingerprint=replace(ref.fingerprint, isa=OTHER_ISA))
+    LatencyTable(ref.frame, other).save(d / "avx2.parquet")
+    (d / "no_openvino" / "openvino").mkdir(parents=True)
+    (d / "no_openvino" / "openvino" / "__init__.py").write_text(NO_OPENVINO)
     return d
 
 
@@ -355,9 +389,15 @@ def test_lut_check_bad_input(runs, name):
     _check(runs, name)
 
 
+@pytest.mark.parametrize("name", list(DEVICE_CASES))
+def test_device_bad_input(runs, name):
+    """Another ISA's table, a missing openvino, a failing probe, a GPU that is not there."""
+    _check(runs, name)
+
+
 def test_every_case_is_checked():
     """Guard against a case added to ALL_CASES but never asserted on."""
-    checked = {*PROFILE_CASES, *TABLE_CASES, "backend-cuda-unavailable"}
+    checked = {*PROFILE_CASES, *TABLE_CASES, *DEVICE_CASES, "backend-cuda-unavailable"}
     checked |= {"shape-negative-first-dim", "show-truncated-csv", "validate-truncated-csv"}
     checked |= {"merge-different-devices", "merge-force"}
     checked |= {"check-missing-file", "check-too-few-anchors"}

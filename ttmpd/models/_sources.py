@@ -141,7 +141,10 @@ def _torchvision_op_exists(name: str) -> bool:
 
 def _extension_loads(spec: importlib.machinery.ModuleSpec) -> bool:
     """Load torchvision's ``_C`` extension the way torchvision does; False if it cannot."""
-    loader_details = (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES)
+    loader_details = (
+        importlib.machinery.ExtensionFileLoader,
+        importlib.machinery.EXTENSION_SUFFIXES,
+    )
     for directory in spec.submodule_search_locations or ():
         found = importlib.machinery.FileFinder(directory, loader_details).find_spec("_C")
         if found is None or not found.origin:
@@ -172,8 +175,7 @@ def _nms_cpu(dets: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         )
     if dets.dtype != scores.dtype or not dets.is_floating_point():
         raise RuntimeError(
-            f"boxes and scores should share one floating dtype, got {dets.dtype} and "
-            f"{scores.dtype}"
+            f"boxes and scores should share one floating dtype, got {dets.dtype} and {scores.dtype}"
         )
     order = torch.argsort(scores, descending=True, stable=True)
     x1, y1, x2, y2 = dets.detach()[order].unbind(1)
@@ -234,8 +236,9 @@ def import_torchvision() -> ModuleType:
         ) from None
     boxes = sys.modules.get("torchvision.ops.boxes")
     if _stand_in_ops is not None and hasattr(boxes, "_assert_has_ops"):
-        # nms/batched_nms refuse unless the whole extension loaded; roi_align has its own
-        # pure-torch fallback, and the other C++ ops still fail (no such operator).
+        # nms/batched_nms refuse unless the whole extension loaded. Other modules keep
+        # torchvision's check (roi_align falls back to pure torch by itself); in boxes.py
+        # only box_iou on rotated boxes shares it, and now fails with "no attribute".
         boxes._assert_has_ops = _assert_stand_in_nms
     return module
 

@@ -38,8 +38,12 @@ def _ceil8(c: int) -> int:
 
 
 def fake_block() -> int:
-    """The emulated blocked-layout width (``TTMPD_FAKE_BLOCK``; 0: no blocked layout)."""
-    return int(os.environ.get("TTMPD_FAKE_BLOCK", "0") or 0)
+    """The emulated blocked-layout width (``TTMPD_FAKE_BLOCK``; 0: no blocked layout).
+    A value that is not a non-negative integer makes the fake device's probe fail."""
+    value = int(os.environ.get("TTMPD_FAKE_BLOCK", "0") or 0)
+    if value < 0:
+        raise ValueError(f"TTMPD_FAKE_BLOCK must be >= 0, got {value}")
+    return value
 
 
 def fake_conv_layout(c_in: int, c_out: int, groups: int, block: int) -> ConvLayout:
@@ -94,13 +98,13 @@ class FakeBackend(BackendBase):
         return ""
 
     def fingerprint(self) -> DeviceFingerprint:
-        block = fake_block()
+        block = os.environ.get("TTMPD_FAKE_BLOCK", "0") or "0"  # as set: the probe validates
         return host_fingerprint(
             self.name,
             self.config.threads,
             self.config.inter_op_threads,
             library_versions=library_versions("ttmpd"),
-            provider=f"fake-block{block}" if block else "",
+            provider=f"fake-block{block}" if block != "0" else "",
         )
 
     def probe_rules(self) -> DeviceRules:
