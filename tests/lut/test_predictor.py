@@ -118,9 +118,11 @@ def test_predict_model_breakdown_and_calibration(predictor):
     measured = [fake.measure_model(n, x).median_ms for n in nets]
     p = copy.deepcopy(predictor).fit_calibration([(n, x) for n in nets], measured)
     a, _, c = p.calibration_
-    assert a == pytest.approx(1.1, rel=0.05) and c == pytest.approx(0.01, abs=0.01)
-    pred = p.predict_model(nets[0], x)
     units = extract_units(nets[0], x).units
+    # fake: whole = 1.1 x Σ unit + 0.01; the calibration counts each unit without t0
+    expected_c = 0.01 + 1.1 * p.call_overhead_ms_ * len(units)
+    assert a == pytest.approx(1.1, rel=0.05) and c == pytest.approx(expected_c, rel=0.1)
+    pred = p.predict_model(nets[0], x)
     assert len(pred.breakdown) == len(units)
     assert list(pred.breakdown["name"]) == [u.name for u in units]
     assert pred.unit_sum_ms == pytest.approx(pred.breakdown["latency_ms"].sum())
@@ -287,7 +289,9 @@ def test_calibration_fits_relative_error_and_allows_a_negative_offset(predictor)
     a, b, c = p.calibration_
     assert a == pytest.approx(0.9, rel=1e-3) and b == 0.0
     assert p.aligned_slope_ == pytest.approx(0.9, rel=1e-3)
-    assert c == pytest.approx(-0.2 * sums.min(), rel=1e-2)
+    n_units = len(extract_units(nets[0], x).units)  # the same for every width
+    expected_c = -0.2 * sums.min() + 0.9 * p.call_overhead_ms_ * n_units  # units without t0
+    assert c == pytest.approx(expected_c, rel=1e-2)
     with pytest.raises(InputError, match="positive"):
         p.fit_calibration([(n, x) for n in nets], [0.0] * len(nets))
 
@@ -319,7 +323,8 @@ def test_blocked_layout_convs_get_their_own_slope(block16_lut):
     parts = []
     for n in nets:
         frame = configs_frame([u.config for u in extract_units(n, x).units])
-        latency, blocked = predictor.predict(frame), blocked_layout_mask(frame, rule)
+        latency = predictor.predict(frame) - predictor.unit_overhead_ms_  # t0 paid once
+        blocked = blocked_layout_mask(frame, rule)
         assert blocked.any() and (~blocked).any()
         parts.append((latency[~blocked].sum(), latency[blocked].sum()))
     other, aligned = np.array(parts).T
@@ -345,7 +350,8 @@ def test_native_path_convs_get_their_own_calibration_slope(fake_lut):
     measured = []
     for net in nets:
         frame = configs_frame([u.config for u in extract_units(net, x, p.fusion_).units])
-        latency, native = p.predict(frame), native_conv_mask(frame, p.rules_.native)
+        latency = p.predict(frame) - p.unit_overhead_ms_  # each unit's t0 is paid once
+        native = native_conv_mask(frame, p.rules_.native)
         measured.append(latency[~native].sum() + 1.5 * latency[native].sum())
     p.fit_calibration([(n, x) for n in nets], measured)
     assert p.calibration_[0] == pytest.approx(1.0, rel=0.02)

@@ -2,8 +2,8 @@ import pytest
 import torch
 from nets import ResidualNet
 
-from ttmpd.lut import LatencyPredictor, profile_model
-from ttmpd.profiler import GridConfig, get_backend
+from ttmpd.lut import LatencyPredictor, LatencyTable, profile_model
+from ttmpd.profiler import GridConfig, extract_units, get_backend
 from ttmpd.pruning import calibrate_predictor, calibration_variants
 
 
@@ -21,5 +21,9 @@ def test_calibration_on_pruned_variants_recovers_the_fake_overhead(tmp_path):
     measured = calibrate_predictor(predictor, net, x, backend, n_variants=3, seed=1)
     assert measured[0] == pytest.approx(backend.measure_model(net, x).median_ms)
     slope, _, offset = predictor.calibration_
-    assert slope == pytest.approx(1.1, rel=0.05)  # fake whole model = 1.1 x units + 0.01
-    assert offset == pytest.approx(0.01, abs=0.01)
+    # fake whole model = 1.1 x Σ units + 0.01; the calibration counts units without t0
+    n_units = len(extract_units(net, x).units)
+    t0 = predictor.call_overhead_ms_
+    assert t0 == pytest.approx(LatencyTable.load(tmp_path / "lut.parquet").frame.latency_ms.min())
+    assert slope == pytest.approx(1.1, rel=0.05)
+    assert offset == pytest.approx(0.01 + 1.1 * t0 * n_units, rel=0.1)

@@ -69,6 +69,7 @@ def save_predictor(
         "params": predictor.get_params(),
         "calibration": list(predictor.calibration_),
         "aligned_slope": predictor.aligned_slope_,
+        "call_overhead_ms": predictor.call_overhead_ms_,
         "fusion": predictor.fusion_,
         "features": list(FEATURE_NAMES),
         "target": TARGET,
@@ -132,4 +133,6 @@ def load_predictor(path: str | os.PathLike, lut: str | os.PathLike | None = None
         predictor.fit(table)
     predictor.calibration_ = tuple(float(v) for v in payload["calibration"])
     predictor.aligned_slope_ = float(payload.get("aligned_slope", predictor.calibration_[0]))
+    # the overhead the calibration was fitted with (0: files from before it was subtracted)
+    predictor.call_overhead_ms_ = float(payload.get("call_overhead_ms", 0.0))
     return predictor, table

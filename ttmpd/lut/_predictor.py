@@ -27,8 +27,9 @@ Unit level
 Model level
     ``predict_model`` extracts the model's units with the table's fusion, predicts each, and
     applies the calibration ``total = a·Σ other units + a4·Σ blocked-layout convs + b·n_units
-    + c`` (fitted with :meth:`fit_calibration` on a handful of measured whole models;
-    identity ``a = a4 = 1, b = c = 0`` until then). ``a4`` (``aligned_slope_``) is the
+    + c``, each unit counted without the per-call overhead ``t0`` it paid in isolation
+    (fitted with :meth:`fit_calibration` on a handful of measured whole models; identity
+    ``a = a4 = 1, b = c = 0`` until then). ``a4`` (``aligned_slope_``) is the
     slope of convs whose channel counts qualify for a blocked (NCHWc) kernel
     (:func:`~ttmpd.lut._features.blocked_layout_mask`): in a whole ONNX Runtime graph,
     chains of them skip the layout conversions each isolated unit pays, so they run at a
@@ -209,6 +210,8 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.fingerprint_ = meta.fingerprint if meta else None
         self.calibration_ = (1.0, 0.0, 0.0)
         self.aligned_slope_ = 1.0
+        self.unit_overhead_ms_ = self._call_overhead(y)
+        self.call_overhead_ms_ = 0.0  # the identity calibration is the plain unit sum
         return self
 
     def fit_from_state(self, estimator, table: LatencyTable) -> LatencyPredictor:
@@ -225,7 +228,15 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.fingerprint_ = table.meta.fingerprint
         self.calibration_ = (1.0, 0.0, 0.0)
         self.aligned_slope_ = 1.0
+        self.unit_overhead_ms_ = self._call_overhead(y)
+        self.call_overhead_ms_ = 0.0
         return self
+
+    def _call_overhead(self, latency_ms: np.ndarray) -> float:
+        """The per-call overhead every isolated unit pays (ms): the device's probed figure
+        where the table's rules hold one, else the table's fastest unit."""
+        probed = getattr(self.rules_, "call_overhead_ms", 0.0) if self.rules_ else 0.0
+        return float(probed) if probed > 0 else float(np.min(latency_ms))
 
     def _set_backend_rules(self, meta) -> None:
         """Read the device rules of the table (:func:`~ttmpd.lut._device.table_rules`) and
@@ -341,16 +352,24 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
             return np.zeros(0)
         return np.where(self._second_slope(frame), self.aligned_slope_, a)
 
+    def scaled_units(self, X, latency_ms: np.ndarray | None = None) -> np.ndarray:
+        """Each unit's share of a calibrated whole model (ms): ``slope_i·(latency_i − t0)``,
+        with ``t0`` the per-call overhead each isolated unit paid and a whole model pays once
+        (``call_overhead_ms_``: ``unit_overhead_ms_`` once calibrated, 0 before, so the
+        identity calibration is the plain sum). Shape ``(n_units,)``."""
+        frame = _as_frame(X)
+        latency = self.predict(frame) if latency_ms is None else np.asarray(latency_ms)
+        return self.unit_slopes(frame) * (latency - self.call_overhead_ms_)
+
     def calibrated_totals(
         self, X, n_models: int = 1, latency_ms: np.ndarray | None = None
     ) -> np.ndarray:
         """Calibrated latency (ms) of ``n_models`` whole models whose units are stacked in
-        ``X``, model by model, the same number each: ``Σ slope_i·latency_i + b·n_units + c``
-        per model. ``latency_ms``: the units' already predicted latencies. Shape
-        ``(n_models,)``."""
+        ``X``, model by model, the same number each:
+        ``Σ slope_i·(latency_i − t0) + b·n_units + c`` per model (:meth:`scaled_units`).
+        ``latency_ms``: the units' already predicted latencies. Shape ``(n_models,)``."""
         frame = _as_frame(X)
-        latency = self.predict(frame) if latency_ms is None else np.asarray(latency_ms)
-        scaled = (self.unit_slopes(frame) * latency).reshape(n_models, -1).sum(axis=1)
+        scaled = self.scaled_units(frame, latency_ms).reshape(n_models, -1).sum(axis=1)
         _, b, c = self.calibration_
         return scaled + b * (len(frame) // n_models) + c
 
@@ -364,6 +383,11 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         measured_ms: Sequence[float],
     ) -> LatencyPredictor:
         """Fit ``total = a·S_other + a4·S_blocked + b·n_units + c`` to measured whole models.
+
+        Each sum counts ``latency_i − t0``: ``t0`` (``call_overhead_ms_``) is the per-call
+        overhead every isolated unit paid and a whole model pays once. Without it a model of
+        many small units (MobileNetV3 at 32 px: ~100 units, t0 about a third of the model)
+        needs an offset far below zero, which the bound on ``c`` forbids.
 
         ``S_blocked`` sums the predicted latencies of the second-slope units: blocked-layout
         convs (:func:`~ttmpd.lut._features.blocked_layout_mask`) with ``blocked_layout_``,
@@ -387,10 +411,11 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         y = np.asarray(measured_ms, dtype=float)
         if not (np.isfinite(y).all() and (y > 0).all()):
             raise InputError("measured latencies must be positive and finite")
+        self.call_overhead_ms_ = self.unit_overhead_ms_
         rows = []
         for model, x in models:
             frame = configs_frame([u.config for u in extract_units(model, x, self.fusion_).units])
-            latency = self.predict(frame)
+            latency = self.predict(frame) - self.call_overhead_ms_
             second = self._second_slope(frame)
             rows.append([latency[~second].sum(), latency[second].sum(), len(frame), 1.0])
         A = np.asarray(rows, dtype=float)

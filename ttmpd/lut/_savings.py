@@ -215,7 +215,7 @@ class PruneSavings:
             per_k[0, position[i], 0 if dim == "in" else 1] = f
         shifts = np.arange(group.channels)[:, None, None] * per_k
         frame, valid = self._shifted_frame(shifts, units)
-        scaled = self.predictor.predict(frame) * self.predictor.unit_slopes(frame)
+        scaled = self.predictor.scaled_units(frame)
         latency = scaled.reshape(group.channels, len(units)).sum(axis=1)
         curve = np.where(valid, latency, np.nan)
         self._curves[group_id] = curve
