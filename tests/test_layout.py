@@ -165,3 +165,25 @@ def test_grey_images_become_plain_nchw_model_inputs():
         x = to_model_input(images, normalization)
         assert x.stride() == (36, 36, 6, 1)
         assert torch.nn.Conv2d(1, 2, 3)(x).is_contiguous()
+
+
+@pytest.mark.parametrize("user_policy", [None, "ACTIVE"])
+def test_cli_makes_openmp_wait_passively_unless_the_user_chose(tmp_path, user_policy):
+    """The policy reaches the torch-cpu table's fingerprint (read when torch starts)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if user_policy:
+        env["OMP_WAIT_POLICY"] = user_policy
+    out = tmp_path / "t.parquet"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ttmpd", "profile", "--model", "resnet20", "--input-shape",
+         "1,1,8,8", "--backend", "torch-cpu", "--channel-step", "16", "--off-grid-per-unit",
+         "0", "--no-progress", "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    from ttmpd.lut import LatencyTable
+
+    extra = dict(LatencyTable.load(out).fingerprint.extra_info)
+    assert extra["omp_wait_policy"] == (user_policy or "PASSIVE")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -56,9 +57,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def passive_omp_wait() -> None:
+    """Make OpenMP worker threads sleep rather than spin between parallel regions, unless
+    the user chose a policy (``OMP_WAIT_POLICY``) or torch is already loaded (its OpenMP
+    runtime reads the variable once, when it starts).
+
+    With libgomp's default spin-waiting, a 2-thread training step of a pruned ResNet-20 took
+    4.4 s instead of 0.4 s while one other process kept a core of a 2-core host busy
+    (docs/design/avx2-conv-backward.md, "threads and stalls")."""
+    if "OMP_WAIT_POLICY" not in os.environ and "torch" not in sys.modules:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    passive_omp_wait()
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -41,7 +41,10 @@ class TorchCPUBackend(BackendBase):
             self.config.threads,
             self.config.inter_op_threads,
             library_versions=library_versions("torch", "numpy"),
-            extra_info=(("torch_parallel", torch.__config__.parallel_info().splitlines()[0]),),
+            extra_info=(
+                ("torch_parallel", torch.__config__.parallel_info().splitlines()[0]),
+                ("omp_wait_policy", os.environ.get("OMP_WAIT_POLICY", "")),
+            ),
         )
 
     def probe_rules(self) -> DeviceRules:
