@@ -120,3 +120,17 @@ def test_to_frame_has_one_row_per_unit(example_input):
     assert len(frame) == len(e.units)
     assert {"name", "op", "in_channels", "macs", "fixed_in"} <= set(frame.columns)
     assert INPUT == -1 and frame["inputs"].iat[0] == "-1"
+
+
+def test_in_place_dropout_is_free_in_eval_mode():
+    """torchvision's classifiers call ``dropout_`` (in place); in eval mode it costs nothing."""
+    import torch
+    from torch import nn
+
+    from ttmpd.profiler import extract_units
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(8, 8), nn.Dropout(0.2, inplace=True),
+                        nn.Linear(8, 2)).eval()  # fmt: skip
+    extraction = extract_units(net, torch.randn(1, 8))
+    assert not extraction.uncovered
+    assert [u.config.op for u in extraction.units] == ["linear", "linear"]

@@ -308,7 +308,7 @@ class _Recorder(TorchDispatchMode):
         if not sources:  # parameters/constants only (e.g. weight preparation): not model data
             return out
         path = self.scope[-1] if self.scope else ""
-        if name in _FREE_OPS:
+        if name in _FREE_OPS or (name.endswith("_") and name[:-1] in _FREE_OPS):  # dropout_
             self.free[name] += 1
             for t in outs:
                 self.producer[id(t)] = sources[0]
