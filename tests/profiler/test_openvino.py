@@ -1,4 +1,5 @@
-"""The OpenVINO backend: settings read back, fusion read from the plugin, timing, numerics."""
+"""The OpenVINO backend: settings read back, fusion and layouts read from the plugin, timing,
+numerics."""
 
 import sys
 from collections import Counter
@@ -20,12 +21,25 @@ from ttmpd.profiler import (
     get_backend,
 )
 from ttmpd.profiler._fingerprint import cpu_info
-from ttmpd.profiler.backends.openvino import OpenVinoBackend, onnx_kernels
+from ttmpd.profiler.backends.openvino import (
+    OpenVinoBackend,
+    UnitLayouts,
+    executed_conversions,
+    in_layout,
+    layout_order,
+    onnx_kernels,
+    openvino_compile,
+    probe_unit_layouts,
+    runtime_nodes,
+)
+from ttmpd.profiler.backends.ort import export_onnx
 
 pytestmark = pytest.mark.openvino
 
 QUICK = TimingConfig(min_samples=5, max_samples=15, max_seconds=0.3, min_sample_ms=0.5)
 CONV = UnitConfig("conv", 1, 8, 8, 8, 8, 8, 8, 3, 3, 1, 1, 1, 1, bn=True, act="relu")
+#: Channels, height and width all differ, so a permuted tensor has another shape.
+OBLONG = UnitConfig("conv", 1, 16, 16, 12, 10, 12, 10, 3, 3, 1, 1, 1, 1, bn=True, act="relu")
 
 
 @pytest.fixture
@@ -143,3 +157,99 @@ def test_fingerprint_names_the_openvino_device(backend):
     assert versions["openvino"] != "absent" and set(versions) == {"openvino", "onnx", "torch"}
     other = get_backend("openvino", BackendConfig(threads=2)).fingerprint()
     assert fp.differences(other) == ["threads (1 vs 2)"]
+
+
+def _conv_layout(compiled) -> set[str]:
+    return {n.layout for n in runtime_nodes(compiled) if n.layer_type == "Convolution"}
+
+
+def _conversions(module, inputs) -> list[str]:
+    return executed_conversions(openvino_compile(export_onnx(module, inputs), 1, True), inputs)
+
+
+def test_probed_layouts_are_what_the_runtime_graph_runs(backend):
+    """The probe's conv layout is the layout of every conv in a compiled whole model and in
+    a compiled conv unit; the fully connected layer and softmax are 2-D."""
+    found = dict(backend.unit_layouts().in_model)
+    assert {"conv", "linear", "gap", "add", "act", "maxpool"} <= set(found)
+    model = ResidualNet().eval()
+    _, compiled = backend.compile(model, (torch.randn(1, 3, 16, 16),))
+    assert _conv_layout(compiled) == {found["conv"]}
+    assert _conv_layout(backend.compile(*build_unit(CONV))[1]) == {found["conv"]}
+    assert len(found["linear"]) == 2 and len(found["softmax"]) == 2
+    rules = backend.probe_rules()
+    assert rules.unit_layouts == tuple(sorted(found.items()))
+    assert rules.blocked is None and rules.native is None
+    assert any(found["conv"] in note for note in rules.notes)
+
+
+@pytest.mark.parametrize("unit", [OBLONG, OBLONG.replace(n_inputs=2)], ids=["conv", "residual"])
+def test_a_conv_in_its_probed_layout_runs_no_conversion(unit, backend):
+    """Declared in the probed layout, a conv runs without conversions; exported planar it
+    runs some. Where the probe measures a variant as exported, no declaration runs clean."""
+    in_model = dict(backend.unit_layouts().in_model)["conv"]
+    if layout_order(in_model) in (None, (0, 1, 2, 3)):
+        pytest.skip(f"convs run {in_model} in a model on this device, nothing to declare")
+    planar = build_unit(unit)
+    assert _conversions(*planar)  # exported as NCHW, the plugin converts around the conv
+    layout, copy_out = backend.unit_layouts().declared(unit)
+    if not layout:
+        assert _conversions(*in_layout(*planar, in_model))
+        assert _conversions(*in_layout(*planar, in_model, copy_out=True))
+        return
+    assert layout == in_model
+    module, inputs = backend.unit_module(unit)
+    assert inputs[0].shape == planar[1][0].permute(layout_order(layout)).shape
+    assert _conversions(module, inputs) == []
+    if copy_out:  # the copy is what lets the plugin fold the output conversion
+        assert _conversions(*in_layout(*planar, layout))
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.op)
+def test_a_unit_as_measured_computes_what_torch_computes(unit, backend):
+    """``unit_module`` (permuted inputs and output) computes the unit's function: OpenVINO's
+    output equals PyTorch's on the planar tensors, permuted."""
+    layout, _ = backend.unit_layouts().declared(unit)
+    torch.manual_seed(0)
+    planar, planar_inputs = build_unit(unit)
+    torch.manual_seed(0)
+    module, inputs = backend.unit_module(unit)
+    order = layout_order(layout) if layout else tuple(range(planar_inputs[0].dim()))
+    for declared, x in zip(inputs, planar_inputs, strict=True):
+        torch.testing.assert_close(declared, x.permute(order))
+    _, compiled = backend.compile(module, inputs)
+    result = compiled.create_infer_request().infer(
+        {f"x{i}": t.numpy() for i, t in enumerate(inputs)}
+    )
+    with torch.inference_mode():
+        expected = planar(*planar_inputs)
+    expected = expected.permute(order) if expected.dim() == len(order) else expected
+    np.testing.assert_allclose(result[compiled.output(0)], expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_units_follow_the_probe_not_a_constant(backend, monkeypatch):
+    """What is declared comes from the probe's record: another record, another graph."""
+    planar_only = UnitLayouts((("conv", "abcd"),), (), (), (), 0.0)
+    monkeypatch.setattr(backend, "unit_layouts", lambda: planar_only)
+    _, inputs = backend.unit_module(OBLONG)
+    assert inputs[0].shape == (1, 16, 12, 10)
+    other = UnitLayouts((("conv", "abdc"),), (("conv", "abdc"),), (), (), 0.0)
+    monkeypatch.setattr(backend, "unit_layouts", lambda: other)
+    module, inputs = backend.unit_module(OBLONG)
+    assert inputs[0].shape == (1, 16, 10, 12)  # N, C, W, H
+    torch.testing.assert_close(inputs[0], build_unit(OBLONG)[1][0].transpose(2, 3))
+    with torch.inference_mode():
+        assert module(*inputs).shape == (1, 16, 10, 12)
+
+
+def test_layout_order_reads_plain_layouts_only():
+    assert layout_order("acdb") == (0, 2, 3, 1)
+    assert layout_order("abcd") == (0, 1, 2, 3)
+    assert layout_order("ab") == (0, 1)
+    assert layout_order("aBcd16b") is None  # blocked: no Transpose expresses it
+    assert layout_order("undef") is None
+
+
+def test_probe_is_cached_per_thread_count(backend):
+    assert probe_unit_layouts(1) is probe_unit_layouts(1)
+    assert backend.unit_layouts() is probe_unit_layouts(backend.config.threads)

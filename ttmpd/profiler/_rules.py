@@ -112,6 +112,10 @@ class DeviceRules:
 
     ``second_slope``: which convs the whole-model calibration gives their own slope,
     ``"blocked"``, ``"native"`` or ``""`` (none), decided by which rule the probe found.
+    ``unit_layouts``: ``(unit kind, memory layout)`` pairs, sorted by kind: the layout the
+    backend runs each kind of unit in inside a whole model, as the backend names it
+    (OpenVINO's ``abcd`` is planar NCHW, ``acdb`` channels-last); empty where the backend
+    does not report layouts. Tables written before the field hold none.
     """
 
     blocked: BlockedLayoutRule | None = None
@@ -119,6 +123,13 @@ class DeviceRules:
     probe_seconds: float = 0.0
     version: int = RULES_VERSION
     notes: tuple[str, ...] = field(default=())
+    unit_layouts: tuple[tuple[str, str], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        pairs = tuple(sorted((str(k), str(v)) for k, v in self.unit_layouts))
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise InputError(f"unit_layouts names a unit kind twice: {pairs}")
+        object.__setattr__(self, "unit_layouts", pairs)
 
     @property
     def second_slope(self) -> str:
@@ -147,6 +158,11 @@ class DeviceRules:
                 f"input <= {n.max_input_elements} elements; 1x1 stride-1 up to batch "
                 f"{n.pointwise_max_batch} on <= {n.pointwise_max_threads} threads"
             )
+        if self.unit_layouts:
+            lines.append(
+                "unit layouts in a whole model: "
+                + ", ".join(f"{kind} {layout}" for kind, layout in self.unit_layouts)
+            )
         return "\n".join(lines) or "no layout or dispatch rule found"
 
     def to_dict(self) -> dict:
@@ -156,6 +172,7 @@ class DeviceRules:
             "native": asdict(self.native) if self.native else None,
             "probe_seconds": self.probe_seconds,
             "notes": list(self.notes),
+            "unit_layouts": dict(self.unit_layouts),
         }
 
     @classmethod
@@ -171,6 +188,7 @@ class DeviceRules:
             native=NativeConvRule(**native) if native else None,
             probe_seconds=float(d.get("probe_seconds", 0.0)),
             notes=tuple(d.get("notes", ())),
+            unit_layouts=tuple((d.get("unit_layouts") or {}).items()),
         )
 
 

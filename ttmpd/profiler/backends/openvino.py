@@ -15,12 +15,24 @@ created per unit with its inputs set once, so only ``request.infer()`` is timed.
 
 What the plugin fuses is read, not assumed: :func:`probe_openvino_fusion` compiles a probe
 net and reads the runtime graph, whose nodes list the original layers they absorbed.
+
+Layouts are read the same way. The plugin picks a memory layout per node (channels-last
+``acdb`` for convolutions, say) and inserts Reorder nodes where a graph input or output is
+planar NCHW. In a whole model that happens at its input and output only; a unit compiled
+alone would pay it on its own input and output, which for small convs can cost more than
+the conv. :func:`probe_unit_layouts` reads from the runtime graph of a probe net the layout
+each unit kind runs in inside a model and, per kind, whether a unit declared in that layout
+(a Transpose next to each input and the output of its exported graph) compiles to a graph
+that executes no conversion: the plugin folds each such Transpose into a Reorder that does
+not run. Units of those kinds are measured in that layout
+(:meth:`OpenVinoBackend.unit_module`); the others as exported (planar).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -29,23 +41,29 @@ from torch import nn
 
 from ...errors import InputError
 from .._fingerprint import DeviceFingerprint, host_fingerprint, library_versions
+from .._modules import build_unit
+from .._rules import DeviceRules
 from .._timing import Runner
+from .._units import OP_KINDS, UnitConfig
 from ._base import BACKENDS, BackendBase
 from .ort import _ProbeNet, export_onnx
 
 DEVICE = "CPU"
 # Runtime nodes that hold data rather than run ops (``Output`` is named after the output).
 _NOT_KERNELS = frozenset({"Input", "Output", "Const"})
+# Runtime nodes that only move data between layouts.
+_CONVERSIONS = frozenset({"Reorder", "Transpose"})
 _INSTALL_HINT = "openvino is not installed; pip install 'ttmpd[openvino]' (or pip install openvino)"
 
 
-def openvino_compile(model_bytes: bytes, threads: int) -> Any:
+def openvino_compile(model_bytes: bytes, threads: int, profiling: bool = False) -> Any:
     """An ``openvino.CompiledModel`` of ONNX ``model_bytes`` on the CPU plugin.
 
     Pinned to ``threads`` inference threads, one stream, the ``LATENCY`` hint and
     ``ACCURACY`` execution mode (no down-casting below the model's precision). The thread
     count is read back: the plugin caps it at the cores it may use, and a table must not
-    record threads that did not run.
+    record threads that did not run. ``profiling``: per-node counters, for
+    :func:`executed_conversions` (never for timing: the counters cost time).
     """
     import openvino as ov
     import openvino.properties as props
@@ -57,6 +75,7 @@ def openvino_compile(model_bytes: bytes, threads: int) -> Any:
         props.num_streams: 1,
         hints.performance_mode: hints.PerformanceMode.LATENCY,
         hints.execution_mode: hints.ExecutionMode.ACCURACY,
+        props.enable_profiling: profiling,
     }
     compiled = core.compile_model(core.read_model(model_bytes), DEVICE, settings)
     running = compiled.get_property(props.inference_num_threads)
@@ -68,17 +87,48 @@ def openvino_compile(model_bytes: bytes, threads: int) -> Any:
     return compiled
 
 
-def runtime_nodes(compiled: Any) -> list[tuple[str, tuple[str, ...]]]:
-    """``(layer type, original layer names)`` of each node the plugin actually executes.
+@dataclass(frozen=True)
+class RuntimeNode:
+    """One node the plugin executes: its type (``Convolution``, ``Reorder``, ...), the
+    original layers it absorbed (none for nodes the plugin created, like reorders) and the
+    memory layout of its first output (``abcd`` planar, ``acdb`` channels-last, ...)."""
 
-    Nodes created by the plugin itself (layout reorders) have no original layers.
-    """
+    layer_type: str
+    original: tuple[str, ...]
+    layout: str
+
+
+def runtime_nodes(compiled: Any) -> list[RuntimeNode]:
+    """The nodes of ``compiled``'s runtime graph, in execution order."""
     nodes = []
     for op in compiled.get_runtime_model().get_ordered_ops():
         info = op.get_rt_info()
         names = info["originalLayersNames"].astype(str)
-        nodes.append((info["layerType"].astype(str), tuple(n for n in names.split(",") if n)))
+        nodes.append(
+            RuntimeNode(
+                info["layerType"].astype(str),
+                tuple(n for n in names.split(",") if n),
+                info["outputLayouts"].astype(str).split(",")[0],
+            )
+        )
     return nodes
+
+
+def executed_conversions(compiled: Any, inputs: tuple[torch.Tensor, ...]) -> list[str]:
+    """Names of the layout conversions (Reorder, Transpose) that run when ``compiled``
+    (compiled with ``profiling=True``) infers ``inputs``. A conversion the plugin folded
+    away stays in the runtime graph but does not run."""
+    import openvino as ov
+
+    if not compiled.get_property("PERF_COUNT"):
+        raise InputError("executed_conversions needs a model compiled with profiling=True")
+    request = compiled.create_infer_request()
+    request.infer({f"x{i}": t.detach().cpu().numpy() for i, t in enumerate(inputs)})
+    return [
+        p.node_name
+        for p in request.profiling_info
+        if p.node_type in _CONVERSIONS and p.status == ov.ProfilingInfo.Status.EXECUTED
+    ]
 
 
 def _onnx_node(name: str, index: dict[str, int]) -> int | None:
@@ -95,6 +145,16 @@ def _onnx_node(name: str, index: dict[str, int]) -> int | None:
     return None
 
 
+def _onnx_graph(model_bytes: bytes) -> tuple[Any, dict[str, int]]:
+    """The ONNX graph and its node index by node name and by output name."""
+    import onnx
+
+    graph = onnx.load_from_string(model_bytes).graph
+    index = {out: i for i, node in enumerate(graph.node) for out in node.output}
+    index.update({node.name: i for i, node in enumerate(graph.node)})
+    return graph, index
+
+
 def onnx_kernels(model_bytes: bytes, compiled: Any) -> list[tuple[str, ...]]:
     """For each runtime node that runs ONNX ops, the types of those ops (sorted).
 
@@ -103,16 +163,12 @@ def onnx_kernels(model_bytes: bytes, compiled: Any) -> list[tuple[str, ...]]:
     (other than constants) is found in no runtime node: an op that cannot be traced must
     not read as fused.
     """
-    import onnx
-
-    graph = onnx.load_from_string(model_bytes).graph
-    index = {out: i for i, node in enumerate(graph.node) for out in node.output}
-    index.update({node.name: i for i, node in enumerate(graph.node)})
+    graph, index = _onnx_graph(model_bytes)
     kernels, seen = [], set()
-    for layer_type, names in runtime_nodes(compiled):
-        if layer_type in _NOT_KERNELS:
+    for node in runtime_nodes(compiled):
+        if node.layer_type in _NOT_KERNELS:
             continue
-        nodes = {_onnx_node(n, index) for n in names} - {None}
+        nodes = {_onnx_node(n, index) for n in node.original} - {None}
         seen |= nodes
         if nodes:
             kernels.append(tuple(sorted(graph.node[i].op_type for i in nodes)))
@@ -148,6 +204,220 @@ def probe_openvino_fusion() -> str:
     return "conv-bn-add-act"
 
 
+class _Fn(nn.Module):
+    """A functional op as a named submodule (the ONNX export names nodes by module)."""
+
+    def __init__(self, fn: Any) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return self.fn(*xs)
+
+
+class _LayoutProbeNet(nn.Module):
+    """An op of every unit kind, each where no conv can absorb it, as in a whole model.
+
+    Submodules are named after the unit kinds (``conv`` holds a dense and a depthwise
+    conv), so each ONNX node's kind is the first part of its name (``/conv.1/Conv``).
+    """
+
+    def __init__(self, c: int = 16, classes: int = 10) -> None:
+        super().__init__()
+        self.conv = nn.ModuleList(
+            [nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1, groups=c)]
+        )
+        self.maxpool = nn.MaxPool2d(3, 1, 1)
+        self.act = nn.ReLU()
+        self.add = _Fn(torch.add)
+        self.mul = _Fn(torch.mul)
+        self.bn = nn.BatchNorm2d(c)
+        self.cat = _Fn(lambda *xs: torch.cat(xs, 1))
+        self.avgpool = nn.AvgPool2d(2)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.linear = nn.Linear(2 * c, classes)
+        self.softmax = nn.Softmax(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.maxpool(self.conv[1](self.conv[0](x)))
+        summed = self.add(self.act(pooled), pooled)
+        joined = self.cat(self.bn(self.mul(summed, pooled)), summed)
+        return self.softmax(self.linear(torch.flatten(self.gap(self.avgpool(joined)), 1)))
+
+
+#: Units whose compiled graphs show whether the plugin runs a kind in a layout on its own,
+#: by the name :func:`unit_variant` gives them.
+_VARIANT_UNITS: dict[str, tuple[UnitConfig, ...]] = {
+    "conv": (
+        UnitConfig("conv", 1, 16, 16, 16, 16, 16, 16, 3, 3, 1, 1, 1, 1, bn=True, act="relu"),
+        UnitConfig("conv", 1, 16, 16, 16, 16, 8, 8, 3, 3, 2, 2, 1, 1, groups=16, act="relu6"),
+        UnitConfig("conv", 1, 16, 32, 16, 16, 16, 16),
+    ),
+    "conv+residual": (
+        UnitConfig("conv", 1, 16, 16, 16, 16, 16, 16, 3, 3, 1, 1, 1, 1, act="relu", n_inputs=2),
+    ),
+    "bn": (UnitConfig("bn", 1, 16, 16, 16, 16, 16, 16),),
+    "act": (UnitConfig("act", 1, 16, 16, 16, 16, 16, 16, act="relu"),),
+    "maxpool": (UnitConfig("maxpool", 1, 16, 16, 16, 16, 8, 8, 3, 3, 2, 2, 1, 1),),
+    "avgpool": (UnitConfig("avgpool", 1, 16, 16, 16, 16, 8, 8, 2, 2, 2, 2),),
+    "gap": (UnitConfig("gap", 1, 16, 16, 16, 16, 1, 1),),
+    "add": (UnitConfig("add", 1, 16, 16, 16, 16, 16, 16, n_inputs=2),),
+    "mul": (UnitConfig("mul", 1, 16, 16, 16, 16, 16, 16, n_inputs=2, broadcast=True),),
+    "cat": (UnitConfig("cat", 1, 32, 32, 16, 16, 16, 16, n_inputs=2),),
+}
+
+
+def unit_variant(unit: UnitConfig) -> str:
+    """The unit's kind, ``conv+residual`` for a conv with a fused residual input (the
+    plugin computes it in place in the residual's buffer, which changes its conversions)."""
+    return "conv+residual" if unit.op == "conv" and unit.n_inputs > 1 else unit.op
+
+
+def layout_order(layout: str) -> tuple[int, ...] | None:
+    """The dimension order of a plain layout string (``acdb`` -> ``(0, 2, 3, 1)``); None for
+    blocked layouts (``aBcd16b``) and anything else that is not a permutation."""
+    order = tuple(ord(ch) - ord("a") for ch in layout)
+    return order if sorted(order) == list(range(len(order))) else None
+
+
+class _InLayout(nn.Module):
+    """``module`` taking its inputs and returning its output stored in dimension ``order``;
+    ``copy_out``: through an identity max pool (window 1) before the output permute."""
+
+    def __init__(self, module: nn.Module, order: tuple[int, ...], copy_out: bool) -> None:
+        super().__init__()
+        self.module = module
+        self.order = order
+        self.inverse = tuple(order.index(d) for d in range(len(order)))
+        self.copy_out = copy_out
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        y = self.module(*(x.permute(self.inverse) for x in xs))
+        return (nn.functional.max_pool2d(y, 1) if self.copy_out else y).permute(self.order)
+
+
+def in_layout(
+    module: nn.Module, inputs: tuple[torch.Tensor, ...], layout: str, copy_out: bool = False
+) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """``(module, inputs)`` with every input and the output stored in ``layout``: inputs
+    permuted to it, the module wrapped to permute back and forth, so its ONNX graph holds a
+    Transpose next to each input and the output and computes the same function.
+    Unchanged for a planar layout or one of another rank than the tensors.
+
+    ``copy_out`` puts an identity max pool (window 1, a copy) before the output Transpose:
+    the plugin does not fold that Transpose into a Reorder right after a conv that adds
+    its residual in place, and a copy costs less than the conversion it then runs.
+    """
+    order = layout_order(layout)
+    if order is None or order == tuple(range(len(order))):
+        return module, inputs
+    with torch.inference_mode():
+        out = module(*inputs)
+    if any(t.dim() != len(order) for t in (*inputs, out)):
+        return module, inputs
+    wrapped = _InLayout(module, order, copy_out and len(order) == 4)
+    wrapped.eval()  # the export restores the wrapper's mode, and with it the unit's
+    return wrapped, tuple(t.permute(order).contiguous() for t in inputs)
+
+
+@dataclass(frozen=True)
+class UnitLayouts:
+    """What :func:`probe_unit_layouts` found.
+
+    ``in_model``: ``(unit kind, layout)`` pairs, the layout each kind runs in inside a
+    model. ``measured``: ``(variant, layout)`` pairs (:func:`unit_variant`) of the variants
+    whose isolated units run that layout without a conversion, and are measured in it;
+    ``copied``: those of them that need ``copy_out`` (:func:`in_layout`) for it.
+    ``kept``: variants with a non-planar model layout whose isolated units still convert
+    (measured as exported). ``seconds``: how long the probe took.
+    """
+
+    in_model: tuple[tuple[str, str], ...]
+    measured: tuple[tuple[str, str], ...]
+    copied: tuple[str, ...]
+    kept: tuple[str, ...]
+    seconds: float
+
+    def declared(self, unit: UnitConfig) -> tuple[str, bool]:
+        """``(layout, copy_out)`` that ``unit`` is measured in (``""``: as exported)."""
+        variant = unit_variant(unit)
+        return dict(self.measured).get(variant, ""), variant in self.copied
+
+    def notes(self) -> tuple[str, ...]:
+        measured = ", ".join(
+            f"{v} ({layout}{', output copied' if v in self.copied else ''})"
+            for v, layout in self.measured
+        )
+        notes = [f"units measured in their model layout: {measured or 'none'}"]
+        if self.kept:
+            notes.append(
+                "measured planar, the plugin converts around them when alone: "
+                + ", ".join(self.kept)
+            )
+        return tuple(notes)
+
+
+def model_layouts(model_bytes: bytes, compiled: Any) -> dict[str, str]:
+    """Unit kind -> layout, read from a compiled :class:`_LayoutProbeNet`: each runtime
+    node's ONNX ops give its kinds (a node holding a conv or linear is that kind only; the
+    ops fused into it say nothing of their own layout). A kind found in nodes of several
+    layouts takes the most common."""
+    graph, index = _onnx_graph(model_bytes)
+    seen: dict[str, Counter] = {}
+    for node in runtime_nodes(compiled):
+        if node.layer_type in _NOT_KERNELS or node.layer_type in _CONVERSIONS:
+            continue
+        onnx_nodes = {_onnx_node(n, index) for n in node.original} - {None}
+        kinds = {graph.node[i].name.lstrip("/").split("/")[0].split(".")[0] for i in onnx_nodes}
+        kinds &= set(OP_KINDS)
+        kinds = ({"conv", "linear"} & kinds) or kinds
+        for kind in kinds:
+            seen.setdefault(kind, Counter())[node.layout] += 1
+    return {kind: layouts.most_common(1)[0][0] for kind, layouts in sorted(seen.items())}
+
+
+def runs_alone_in(unit: UnitConfig, layout: str, threads: int, copy_out: bool = False) -> bool:
+    """Whether ``unit`` declared in ``layout`` (:func:`in_layout`) compiles to a graph that
+    executes no layout conversion."""
+    module, inputs = in_layout(*build_unit(unit), layout, copy_out)
+    model_bytes = export_onnx(module, inputs)
+    return not executed_conversions(openvino_compile(model_bytes, threads, True), inputs)
+
+
+@cache
+def probe_unit_layouts(threads: int = 1) -> UnitLayouts:
+    """The layout each unit kind runs in inside a model, and the variants measured in it.
+
+    Compiles :class:`_LayoutProbeNet` and reads each kind's layout off the runtime graph
+    (:func:`model_layouts`). Each variant of :data:`_VARIANT_UNITS` whose kind runs in a
+    non-planar plain layout is then compiled alone, declared in that layout; it is measured
+    in the layout if none of its units executes a conversion (:func:`runs_alone_in`), else
+    if none does with its output copied, else as exported.
+    """
+    start = time.perf_counter()
+    with torch.random.fork_rng():  # random probe weights leave the caller's stream alone
+        net = _LayoutProbeNet().eval()
+        model_bytes = export_onnx(net, (torch.randn(1, 16, 16, 16),))
+        in_model = model_layouts(model_bytes, openvino_compile(model_bytes, threads))
+        measured, copied, kept = [], [], []
+        for variant, units in _VARIANT_UNITS.items():
+            layout = in_model.get(units[0].op, "")
+            order = layout_order(layout)
+            if order is None or order == tuple(range(len(order))):
+                continue
+            if all(runs_alone_in(u, layout, threads) for u in units):
+                measured.append((variant, layout))
+            elif all(runs_alone_in(u, layout, threads, copy_out=True) for u in units):
+                measured.append((variant, layout))
+                copied.append(variant)
+            else:
+                kept.append(variant)
+    seconds = time.perf_counter() - start
+    return UnitLayouts(
+        tuple(in_model.items()), tuple(measured), tuple(copied), tuple(kept), seconds
+    )
+
+
 @BACKENDS.register
 class OpenVinoBackend(BackendBase):
     """OpenVINO's CPU plugin (``pip install 'ttmpd[openvino]'``).
@@ -155,10 +425,10 @@ class OpenVinoBackend(BackendBase):
     ``fusion`` is detected with :func:`probe_openvino_fusion`. ``config.threads`` sets the
     inference threads; OpenVINO has no inter-op pool, one stream runs the graph.
 
-    The plugin runs convolutions in a channels-last layout and converts NCHW tensors at the
-    graph's inputs and outputs. In a whole model that happens once; an isolated conv unit
-    pays it on its own input and output, so unit sums over-estimate whole models (as with
-    ONNX Runtime's blocked layout), by more for small convs.
+    Units are measured in the layout their kind runs in inside a model where the plugin
+    runs them alone without a conversion (:func:`probe_unit_layouts`, recorded in the
+    table's device rules); the others as exported, paying the conversions a whole model
+    does not (the latency predictor's calibration accounts for the rest).
     """
 
     name = "openvino"
@@ -167,6 +437,29 @@ class OpenVinoBackend(BackendBase):
     def fusion(self) -> str:  # type: ignore[override]
         self.require_available()
         return probe_openvino_fusion()
+
+    def unit_layouts(self) -> UnitLayouts:
+        """:func:`probe_unit_layouts` with this backend's threads (probed once a process)."""
+        self.require_available()
+        return probe_unit_layouts(self.config.threads)
+
+    def probe_rules(self) -> DeviceRules:
+        """The layout each unit kind runs in inside a model (``unit_layouts``), with notes on
+        which kinds are measured in it. No blocked-layout rule: the runtime graph names no
+        padded channel counts (a kind in a blocked layout such as ``aBcd16b`` is recorded,
+        and its units are measured as exported)."""
+        found = self.unit_layouts()
+        return DeviceRules(
+            unit_layouts=found.in_model, probe_seconds=found.seconds, notes=found.notes()
+        )
+
+    def unit_module(self, unit: UnitConfig) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+        """``(module, inputs)`` of ``unit`` as this backend measures it: :func:`build_unit`'s,
+        declared in its variant's measured layout (:func:`in_layout`), if any."""
+        return in_layout(*build_unit(unit), *self.unit_layouts().declared(unit))
+
+    def unit_runner(self, unit: UnitConfig) -> Runner:
+        return self._runner(*self.unit_module(unit))
 
     def unavailable_reason(self) -> str:
         try:

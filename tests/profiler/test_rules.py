@@ -1,0 +1,59 @@
+"""DeviceRules: the probed unit layouts survive (de)serialisation; older dicts still load."""
+
+import json
+
+import pytest
+
+from ttmpd.errors import InputError
+from ttmpd.profiler import DeviceRules, NativeConvRule
+from ttmpd.profiler._rules import RULES_VERSION
+
+LAYOUTS = (("linear", "ab"), ("conv", "acdb"), ("act", "abcd"))
+
+
+def _through_json(rules: DeviceRules) -> DeviceRules:
+    """As a table stores them: a dict in JSON metadata."""
+    return DeviceRules.from_dict(json.loads(json.dumps(rules.to_dict())))
+
+
+@pytest.mark.parametrize("layouts", [(), LAYOUTS], ids=["without", "with"])
+def test_round_trip_keeps_unit_layouts(layouts):
+    rules = DeviceRules(
+        native=NativeConvRule(20480, 3, 1, 8, 1),
+        probe_seconds=0.5,
+        notes=("a note",),
+        unit_layouts=layouts,
+    )
+    back = _through_json(rules)
+    assert back == rules
+    assert dict(back.unit_layouts) == dict(layouts)
+    assert back.native == rules.native and back.notes == ("a note",)
+
+
+def test_unit_layouts_are_sorted_by_kind():
+    rules = DeviceRules(unit_layouts=LAYOUTS)
+    assert rules.unit_layouts == (("act", "abcd"), ("conv", "acdb"), ("linear", "ab"))
+    assert rules == DeviceRules(unit_layouts=tuple(reversed(LAYOUTS)))
+
+
+def test_a_dict_without_unit_layouts_still_loads():
+    """Tables written before the field: same version, no ``unit_layouts`` key."""
+    old = DeviceRules(native=NativeConvRule(20480, 3, 1, 8, 1)).to_dict()
+    del old["unit_layouts"]
+    assert old["version"] == RULES_VERSION
+    rules = DeviceRules.from_dict(old)
+    assert rules.unit_layouts == ()
+    assert rules.native == NativeConvRule(20480, 3, 1, 8, 1)
+    assert rules.second_slope == "native"
+
+
+def test_describe_names_each_layout():
+    assert "unit layouts" not in DeviceRules().describe()
+    text = DeviceRules(unit_layouts=LAYOUTS).describe()
+    assert text == "unit layouts in a whole model: act abcd, conv acdb, linear ab"
+    assert DeviceRules(unit_layouts=LAYOUTS).second_slope == ""  # layouts add no conv slope
+
+
+def test_a_kind_given_twice_is_refused():
+    with pytest.raises(InputError, match="conv"):
+        DeviceRules(unit_layouts=(("conv", "acdb"), ("conv", "abcd")))
