@@ -54,6 +54,7 @@ def _probe_for_old_table(meta: LutMeta) -> DeviceRules | None:
 
 
 def _table_backend(meta: LutMeta) -> BackendBase:
+    """The table's backend with its recorded settings (raises if unavailable here)."""
     fp = meta.fingerprint
     config = BackendConfig(
         threads=fp.threads,
@@ -69,14 +70,7 @@ def _table_backend(meta: LutMeta) -> BackendBase:
 def backend_for_table(table: LatencyTable) -> BackendBase:
     """A backend with the table's settings; warns if this device differs from the table's."""
     fp = table.fingerprint
-    config = BackendConfig(
-        threads=fp.threads,
-        inter_op_threads=fp.inter_op_threads,
-        provider=fp.provider or "CPUExecutionProvider",
-        graph_optimization=fp.graph_optimization or "all",
-    )
-    backend = get_backend(fp.backend, config)
-    backend.require_available()
+    backend = _table_backend(table.meta)
     diffs = fp.differences(backend.fingerprint())
     if diffs:
         logger.warning("measuring on another device than the table's: %s", "; ".join(diffs))

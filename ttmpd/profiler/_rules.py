@@ -116,6 +116,9 @@ class DeviceRules:
     backend runs each kind of unit in inside a whole model, as the backend names it
     (OpenVINO's ``abcd`` is planar NCHW, ``acdb`` channels-last); empty where the backend
     does not report layouts. Tables written before the field hold none.
+    ``call_overhead_ms``: what one call of a trivial unit (a ReLU on one element) costs on
+    the backend, the per-call overhead every isolated unit pays and a whole model pays
+    once (0: not probed).
     """
 
     blocked: BlockedLayoutRule | None = None
@@ -124,6 +127,7 @@ class DeviceRules:
     version: int = RULES_VERSION
     notes: tuple[str, ...] = field(default=())
     unit_layouts: tuple[tuple[str, str], ...] = field(default=())
+    call_overhead_ms: float = 0.0
 
     def __post_init__(self) -> None:
         pairs = tuple(sorted((str(k), str(v)) for k, v in self.unit_layouts))
@@ -163,6 +167,8 @@ class DeviceRules:
                 "unit layouts in a whole model: "
                 + ", ".join(f"{kind} {layout}" for kind, layout in self.unit_layouts)
             )
+        if self.call_overhead_ms > 0:
+            lines.append(f"per-call overhead: {self.call_overhead_ms * 1e3:.2f} µs")
         return "\n".join(lines) or "no layout or dispatch rule found"
 
     def to_dict(self) -> dict:
@@ -173,6 +179,7 @@ class DeviceRules:
             "probe_seconds": self.probe_seconds,
             "notes": list(self.notes),
             "unit_layouts": dict(self.unit_layouts),
+            "call_overhead_ms": self.call_overhead_ms,
         }
 
     @classmethod
@@ -180,7 +187,7 @@ class DeviceRules:
         if int(d.get("version", 0)) != RULES_VERSION:
             raise InputError(
                 f"device rules of version {d.get('version')} (this ttmpd reads {RULES_VERSION}); "
-                "re-probe with ttmpd lut probe"
+                "re-profile the table with this ttmpd"
             )
         blocked, native = d.get("blocked"), d.get("native")
         return cls(
@@ -189,6 +196,7 @@ class DeviceRules:
             probe_seconds=float(d.get("probe_seconds", 0.0)),
             notes=tuple(d.get("notes", ())),
             unit_layouts=tuple((d.get("unit_layouts") or {}).items()),
+            call_overhead_ms=float(d.get("call_overhead_ms", 0.0)),
         )
 
 
