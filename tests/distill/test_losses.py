@@ -1,12 +1,10 @@
-"""Every registered loss: zero/minimal for identical inputs, positive otherwise, gradients to
-the student and connectors but never the teacher, mismatched channels, and KD/AT checked
-against independent computations."""
+"""The loss catalogue's contract: the registry and its documented default weights, spec
+parsing, weighted combinations, zero/minimal values where documented, gradients to the student
+and connectors but never the teacher. Each loss's value is checked against an independent
+computation in ``test_losses_reference.py``."""
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -54,27 +52,38 @@ def test_every_documented_loss_is_registered():
     assert set(ALL) == expected
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_loss_docstring_states_paper_and_weight(name):
-    cls = LOSSES.get(name)
-    assert cls.__doc__ and "weight" in cls.__doc__.lower()
-    assert cls.default_weight > 0
+#: the default weights each loss's docstring states (RepDistiller's settings where it has one)
+DOCUMENTED_WEIGHTS = {
+    "ce": 1.0,
+    "kd": 0.9,
+    "dkd": 1.0,
+    "fitnet": 100.0,
+    "at": 1000.0,
+    "ab": 1.0,
+    "vid": 1.0,
+    "ft": 1.0,
+    "fsp": 1.0,
+    "sp": 3000.0,
+    "rkd": 1.0,
+    "pkt": 30000.0,
+    "cc": 1.0,
+    "nst": 50.0,
+    "crd": 0.8,
+}
+
+
+def test_a_bare_name_in_a_spec_takes_the_documented_default_weight():
+    terms = parse_loss_spec(",".join(ALL))
+    assert {t.name: t.weight for t in terms} == DOCUMENTED_WEIGHTS
 
 
 @pytest.mark.parametrize("name", sorted(ZERO_WHEN_EQUAL))
 def test_zero_for_identical_inputs(name):
     torch.manual_seed(0)
-    loss = LOSSES.get(name)(_context())
+    loss = LOSSES.get(name)(_context()).double()
     f = _features()
-    assert loss(f, f).item() == pytest.approx(0.0, abs=1e-5)
-
-
-@pytest.mark.parametrize("name", ALL)
-def test_positive_for_different_inputs_with_mismatched_channels(name):
-    torch.manual_seed(0)
-    loss = LOSSES.get(name)(_context(s=(4, 8)))
-    value = loss(_features((4, 8), seed=1), _features(seed=2)).item()
-    assert math.isfinite(value) and value > 0
+    f = Features(f.logits.double(), tuple(m.double() for m in f.features), f.index)
+    assert loss(f, f).item() == pytest.approx(0.0, abs=1e-12)
 
 
 def test_ab_is_zero_when_margins_hold():
@@ -149,30 +158,6 @@ def test_connectors_are_identity_initialised():
     assert torch.allclose(c(x), x)
     wider = Connector((4, 6, 6), (8, 3, 3))
     assert wider(torch.randn(2, 4, 6, 6)).shape == (2, 8, 3, 3)
-
-
-def test_kd_matches_an_independent_computation():
-    t, s = _features(seed=1), _features(seed=2)
-    temp = 4.0
-    zs, zt = s.logits.double().numpy() / temp, t.logits.double().numpy() / temp
-    log_ps = zs - np.log(np.exp(zs).sum(1, keepdims=True))
-    pt = np.exp(zt) / np.exp(zt).sum(1, keepdims=True)
-    expected = (pt * (np.log(pt) - log_ps)).sum(1).mean() * temp * temp
-    got = LOSSES.get("kd")(_context())(s, t)
-    assert float(got) == pytest.approx(expected, rel=1e-5)
-
-
-def test_at_matches_an_independent_computation():
-    t, s = _features(seed=1), _features((4, 8), seed=2)
-    expected = 0.0
-    for fs, ft in zip(s.features, t.features, strict=True):
-        maps = []
-        for f in (fs, ft):
-            a = (f.double().numpy() ** 2).mean(1).reshape(B, -1)
-            maps.append(a / np.linalg.norm(a, axis=1, keepdims=True))
-        expected += ((maps[0] - maps[1]) ** 2).mean()
-    got = LOSSES.get("at")(_context(s=(4, 8)))(s, t)
-    assert float(got) == pytest.approx(expected, rel=1e-5)
 
 
 def test_spec_parser_weights_defaults_and_errors():
