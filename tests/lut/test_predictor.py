@@ -388,3 +388,24 @@ def test_predictor_follows_the_block_of_the_device_it_was_profiled_on(tmp_path, 
         error[on] = np.abs(p.predict(held_out) / truth - 1)
     assert np.median(error[True]) < 0.05, error[True]
     assert error[True].mean() < error[False].mean()
+
+
+def test_the_probed_per_call_overhead_is_what_calibration_subtracts(fake_lut):
+    from ttmpd.profiler.backends._base import TRIVIAL_UNIT
+
+    table = LatencyTable.load(fake_lut)
+    probed = table.meta.device_rules.call_overhead_ms
+    assert probed == pytest.approx(fake_latency_ms(TRIVIAL_UNIT), rel=1e-9)
+    p = LatencyPredictor().fit(table)
+    assert p.unit_overhead_ms_ == probed and p.call_overhead_ms_ == 0.0  # plain sum first
+    x = torch.randn(1, 3, 16, 16)
+    nets = [ResidualNet(c=c).eval() for c in (32, 24, 16)]
+    p.fit_calibration([(n, x) for n in nets], [1.0, 0.8, 0.6])
+    assert p.call_overhead_ms_ == probed
+    # a table from before the probe, on its own device: probed on first use
+    old = LatencyTable(table.frame, replace(table.meta, rules={}))
+    assert LatencyPredictor().fit(old).unit_overhead_ms_ == probed
+    # no device at all (a bare frame): the fastest measured unit stands in
+    frame = table.frame
+    bare = LatencyPredictor().fit(frame, frame["latency_ms"].to_numpy())
+    assert bare.unit_overhead_ms_ == frame["latency_ms"].min()

@@ -1,8 +1,20 @@
+import itertools
+
 import pytest
 from nets import DepthwiseNet, ResidualNet
 
 from ttmpd.errors import InputError
-from ttmpd.profiler import GridConfig, extract_units, grid_configs, unit_variants
+from ttmpd.profiler import (
+    DeviceRules,
+    GridConfig,
+    UnitConfig,
+    extract_units,
+    grid_configs,
+    infer_blocked_rule,
+    unit_variants,
+)
+from ttmpd.profiler._grid import stair_widths
+from ttmpd.profiler.backends.fake import fake_conv_layout
 
 
 def test_channel_options_step_and_fractions():
@@ -84,7 +96,75 @@ def test_sparse_grid_keeps_a_spread_share_of_each_unit(example_input):
 def test_bad_grid_configs():
     with pytest.raises(InputError, match="sample fraction"):
         GridConfig(sample_fraction=0.0)
-    with pytest.raises(InputError, match="exactly one"):
+    with pytest.raises(InputError, match="at most one"):
         GridConfig(channel_step=8, keep_fractions=(0.5,))
     with pytest.raises(InputError, match="keep fractions"):
         GridConfig(channel_step=None, keep_fractions=(1.5,))
+
+
+# ----- the staircase grid --------------------------------------------------------------------
+def _rules(block: int) -> DeviceRules:
+    """The rules a device with this blocked-layout width reports (the fake device's form)."""
+    observe = lambda specs: [fake_conv_layout(i, o, g, block) for i, o, g in specs]  # noqa: E731
+    return DeviceRules(blocked=infer_blocked_rule(observe))
+
+
+def _conv(c_in: int, c_out: int, groups: int = 1) -> UnitConfig:
+    return UnitConfig("conv", 1, c_in, c_out, 8, 8, 8, 8, 3, 3, 1, 1, 1, 1, groups=groups)
+
+
+def test_staircase_keeps_the_top_count_of_each_step_of_the_device_block():
+    grid = GridConfig()
+    assert grid.kind == "staircase" and GridConfig(channel_step=8).kind == "step"
+    for block, outs in [(16, [64, 48, 32, 16]), (8, [64, 56, 48, 40, 32, 24, 16, 8])]:
+        work_in, work_out = stair_widths(_conv(64, 64), _rules(block))
+        assert grid.channel_options(64, work=work_out) == outs
+        ins = grid.channel_options(64, work=work_in)
+        assert ins == sorted({*outs, 8}, reverse=True)  # c_in < block runs unpadded
+        # independent check: no larger multiple of 8 computes at a kept count's width
+        for c in ins:
+            assert all(work_in(d) != work_in(c) for d in range(c + 8, 65, 8))
+
+
+def test_staircase_thins_wide_dimensions_by_relative_gap():
+    grid = GridConfig()
+    wide = grid.channel_options(512)
+    assert grid.channel_options(64) == list(range(64, 0, -8))  # narrow: every step
+    assert wide[0] == 512 and wide[-1] == 8 and len(wide) < 64 / 2
+    for a, b in itertools.pairwise(wide):
+        assert b <= 0.875 * a  # at least the gap below the last kept count
+        skipped = range(b + 8, a, 8)
+        assert not any(c <= 0.875 * a for c in skipped)  # and the largest such count
+    assert len(GridConfig(min_rel_gap=0.25).channel_options(512)) < len(wide)
+
+
+def test_a_flat_dimension_keeps_two_counts():
+    _, work_out = stair_widths(_conv(16, 16), _rules(16))
+    assert GridConfig().channel_options(16, work=work_out) == [16, 8]
+    assert GridConfig().channel_options(8, work=work_out) == [8]
+
+
+def test_stairs_follow_the_rule_only_where_it_applies():
+    rules = _rules(16)
+    for unit in (_conv(32, 32, groups=4), UnitConfig("bn", 1, 32, 32, 4, 4, 4, 4)):
+        work_in, work_out = stair_widths(unit, rules)
+        assert [work_in(c) for c in (8, 24)] == [8, 24] == [work_out(c) for c in (8, 24)]
+    work_in, work_out = stair_widths(_conv(32, 32, groups=32), rules)
+    assert work_in(24) == work_out(24) == 32  # depthwise: padded when blocked
+    assert stair_widths(_conv(32, 32), None)[1](24) == 24
+
+
+def test_staircase_grid_is_a_smaller_subset_of_the_step_grid(example_input):
+    units = extract_units(ResidualNet(c=64).eval(), example_input).units
+    uncapped = {"max_variants_per_unit": 10_000}
+    step = {c.key for c in grid_configs(units, GridConfig(channel_step=8, **uncapped))}
+    for rules in (None, _rules(16)):
+        stairs = grid_configs(units, GridConfig(**uncapped), rules)
+        assert {c.key for c in stairs} <= step
+        assert [c.key for c in grid_configs(units, GridConfig(**uncapped), rules)] == [
+            c.key for c in stairs
+        ]
+    conv = next(u for u in units if u.config.op == "conv" and not (u.fixed_in or u.fixed_out))
+    pairs = {(v.in_channels, v.out_channels) for v in unit_variants(conv, GridConfig(), _rules(16))}
+    assert pairs == set(itertools.product([64, 48, 32, 16, 8], [64, 48, 32, 16]))  # not 8 x 8
+    assert {u.config.key for u in units} <= {c.key for c in grid_configs(units, GridConfig())}

@@ -24,6 +24,6 @@ def test_calibration_on_pruned_variants_recovers_the_fake_overhead(tmp_path):
     # fake whole model = 1.1 x Σ units + 0.01; the calibration counts units without t0
     n_units = len(extract_units(net, x).units)
     t0 = predictor.call_overhead_ms_
-    assert t0 == pytest.approx(LatencyTable.load(tmp_path / "lut.parquet").frame.latency_ms.min())
+    assert t0 == LatencyTable.load(tmp_path / "lut.parquet").meta.device_rules.call_overhead_ms
     assert slope == pytest.approx(1.1, rel=0.05)
     assert offset == pytest.approx(0.01 + 1.1 * t0 * n_units, rel=0.1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ._common import (
     add_backend_args,
@@ -25,7 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_backend_args(p)
     grid = p.add_argument_group("grid")
     g = grid.add_mutually_exclusive_group()
-    g.add_argument("--channel-step", type=int, help="channel step of the grid (default 8)")
+    g.add_argument(
+        "--channel-step",
+        type=int,
+        help="every multiple of this channel count (default: the staircase grid, one count "
+        "per latency step of the device's channel block, sparser on wide layers)",
+    )
     g.add_argument("--keep-fractions", help="keep-fractions instead, e.g. 0.25,0.5,0.75")
     grid.add_argument(
         "--max-variants-per-unit",
@@ -51,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--rounds",
         type=int,
         default=3,
-        help="interleaved measurements per configuration, the median is kept (default 3)",
+        help="interleaved measurements per configuration, the median is kept; the last is "
+        "skipped when the first agree within --target-ci (default 3)",
     )
     timing.add_argument("--max-seconds", type=float, default=1.0, help="time cap per entry")
     timing.add_argument(
@@ -61,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue or extend an existing table")
 
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-progress", action="store_true", help="hide the plan, ETA and progress bar")
     p.set_defaults(func=run)
 
 
@@ -71,21 +78,13 @@ def run(args: argparse.Namespace) -> int:
 
     backend = backend_from_args(args)
     backend.require_available()
-    if args.keep_fractions:
-        grid = GridConfig(
-            channel_step=None,
-            keep_fractions=parse_fractions(args.keep_fractions),
-            max_variants_per_unit=args.max_variants_per_unit,
-            off_grid_per_unit=args.off_grid_per_unit,
-            sample_fraction=args.sample_fraction,
-        )
-    else:
-        grid = GridConfig(
-            channel_step=args.channel_step or 8,
-            max_variants_per_unit=args.max_variants_per_unit,
-            off_grid_per_unit=args.off_grid_per_unit,
-            sample_fraction=args.sample_fraction,
-        )
+    grid = GridConfig(
+        channel_step=args.channel_step,
+        keep_fractions=parse_fractions(args.keep_fractions) if args.keep_fractions else None,
+        max_variants_per_unit=args.max_variants_per_unit,
+        off_grid_per_unit=args.off_grid_per_unit,
+        sample_fraction=args.sample_fraction,
+    )
     timing = TimingConfig(max_seconds=args.max_seconds, target_rel_ci=args.target_ci)
     name, model, example = model_from_args(args)
     result = profile_model(
@@ -99,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         model_name=name,
         rounds=args.rounds,
         progress=not args.no_progress,
+        on_plan=None if args.no_progress else _print_plan,
     )
     summary = {
         "out": str(result.path),
@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         "rows": len(result.table),
         "measured": result.measured,
         "reused": result.reused,
+        "entries_per_s": round(result.measured / result.wall_s, 2) if result.measured else None,
         "unstable_rows": int(result.table.frame["unstable"].sum()),
         "uncovered": [f"{u.aten} in {u.name or '<model>'} {u.shapes}" for u in result.uncovered],
         "wall_s": round(result.wall_s, 3),
@@ -134,3 +135,33 @@ def run(args: argparse.Namespace) -> int:
         if result.uncovered:
             print(f"not priced ({len(result.uncovered)} ops): " + "; ".join(summary["uncovered"]))
     return 0
+
+
+def _print_plan(plan) -> None:
+    """The planned count before measuring, then the ETA after the pilot (on stderr)."""
+    if plan.eta_s is None:
+        grid = plan.grid
+        how = {"step": f"channel step {grid.channel_step}", "fractions": "keep-fractions"}
+        print(
+            f"planned {plan.planned} configurations of {plan.units} units "
+            f"({plan.reused} already in the table; {how.get(grid.kind, 'staircase')} grid, "
+            f"<= {grid.max_variants_per_unit} per unit, {plan.rounds} rounds); ETA after a "
+            f"pilot of {plan.pilot}",
+            file=sys.stderr,
+        )
+    elif plan.planned > plan.pilot:
+        from tqdm.auto import tqdm
+
+        tqdm.write(  # above the progress bar
+            f"ETA {_duration(plan.eta_s)} for the other {plan.planned - plan.pilot} "
+            f"configurations ({plan.rate:.1f}/s in the pilot)",
+            file=sys.stderr,
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -5,6 +5,14 @@ Configurations are measured in chunks of :data:`CHUNK`, each chunk ``rounds`` ti
 keeps its median round. On this shared 2-core host, two single-round builds of the same
 ONNX Runtime LUT agreed within 10% on only 28% of the rows (median difference 28%): the
 host's speed flips for seconds at a time. With 3 interleaved rounds, 67% (median 6%).
+Backends that run units build each configuration's runner once per chunk and keep it for
+all rounds; a configuration whose first rounds already pin its median round skips the
+rest, and the rounds that agree with the median round are pooled into the row
+(:meth:`~ttmpd.profiler.BackendBase.measure_rounds`, :mod:`ttmpd.profiler._timing`).
+
+Before measuring, ``on_plan`` receives a :class:`ProfilePlan` (the planned count); the
+first chunk is a *pilot* of configurations spread over the whole plan, after which
+``on_plan`` receives the plan again with an ETA extrapolated from it.
 
 Each finished chunk is appended to a journal (``<out>.journal``, JSON lines, flushed and
 fsynced) before anything else happens, so a run stopped by Ctrl-C or ``kill`` loses at most
@@ -27,8 +35,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -36,16 +46,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._io import ensure_writable_dir
-from ..errors import LutError, TtmpdError
+from ..errors import LutError, ProbeError, TtmpdError
 from ..profiler import (
     BackendBase,
+    DeviceRules,
     GridConfig,
-    Timing,
     TimingConfig,
     UncoveredOp,
+    UnitConfig,
     extract_units,
     grid_configs,
 )
+from ..profiler._timing import combine_rounds
 from ._drift import DriftMap, anchor_configs, fit_drift, remeasure
 from ._schema import LutMeta, make_row
 from ._table import LatencyTable, table_format
@@ -53,6 +65,28 @@ from ._table import LatencyTable, table_format
 logger = logging.getLogger(__name__)
 #: Configurations measured together in interleaved rounds (rounds > 1).
 CHUNK = 32
+#: Configurations in the pilot chunk, spread over the whole plan (the ETA's sample).
+PILOT = 2 * CHUNK
+
+
+@dataclass(frozen=True)
+class ProfilePlan:
+    """What a profiling run is about to measure.
+
+    ``planned``: configurations to measure, the first ``pilot`` of them spread over the
+    rest; ``reused``: already in the table; ``units``: the model's latency units;
+    ``grid``: the grid in use. ``rate`` (configurations per second) and ``eta_s`` (seconds
+    left for the rest) are ``None`` before the pilot and extrapolated from it after.
+    """
+
+    planned: int
+    reused: int
+    units: int
+    grid: GridConfig
+    rounds: int
+    pilot: int
+    eta_s: float | None = None
+    rate: float | None = None
 
 
 class ProfileInterrupted(TtmpdError):
@@ -157,6 +191,24 @@ def _start_table(out: Path, journal: Path, current: LutMeta, resume: bool) -> La
     return table
 
 
+def probe_device_rules(backend: BackendBase) -> DeviceRules:
+    """``backend.probe_rules()``, a failure turned into one :class:`ProbeError` line."""
+    try:
+        return backend.probe_rules()
+    except KeyboardInterrupt:
+        raise ProfileInterrupted(
+            "interrupted while probing the device; nothing was written"
+        ) from None
+    except TtmpdError:
+        raise
+    except Exception as exc:  # a probe runs the backend's own stack: report any failure
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ProbeError(
+            f"the {backend.name} device probe failed ({type(exc).__name__}: {first}); the "
+            "backend cannot be profiled on this machine as configured"
+        ) from exc
+
+
 def profile_model(
     model: nn.Module,
     example_input: torch.Tensor,
@@ -169,12 +221,15 @@ def profile_model(
     model_name: str = "",
     progress: bool = True,
     rounds: int = 3,
+    on_plan: Callable[[ProfilePlan], None] | None = None,
 ) -> ProfileResult:
     """Measure every grid configuration of ``model``'s units on ``backend`` into ``out``.
 
-    ``example_input`` has shape ``(N, C, H, W)``. Each row is the median of ``rounds``
-    interleaved measurements (module docstring). Returns the complete table, already
-    saved. Raises :class:`ProfileInterrupted` on Ctrl-C (rows measured so far are kept).
+    ``example_input`` has shape ``(N, C, H, W)``. Each row is the median round of up to
+    ``rounds`` interleaved measurements (module docstring). ``on_plan`` is called with the plan
+    before measuring and again with its ETA after the pilot chunk. Returns the complete
+    table, already saved. Raises :class:`ProfileInterrupted` on Ctrl-C (rows measured so
+    far are kept).
     """
     if rounds < 1:
         raise LutError(f"rounds must be >= 1, got {rounds}")
@@ -188,7 +243,7 @@ def profile_model(
     extraction = extract_units(model, example_input, backend.fusion)
     for op in extraction.uncovered:
         logger.warning("no latency unit for %s in %s %s", op.aten, op.name or "<model>", op.shapes)
-    rules = backend.probe_rules()
+    rules = probe_device_rules(backend)
     logger.info("device rules (%.2f s): %s", rules.probe_seconds, rules.describe())
     current = LutMeta(
         fingerprint=backend.fingerprint(),
@@ -199,9 +254,18 @@ def profile_model(
     )
     journal = journal_path(out)
     table = _start_table(out, journal, current, resume)
-    configs = grid_configs(extraction.units, grid)
-    todo = [c for c in configs if c.key not in table]
-    reused = len(configs) - len(todo)
+    configs = grid_configs(extraction.units, grid, rules)
+    todo = _pilot_first([c for c in configs if c.key not in table], PILOT)
+    plan = ProfilePlan(
+        planned=len(todo),
+        reused=len(configs) - len(todo),
+        units=len(extraction.units),
+        grid=grid,
+        rounds=rounds,
+        pilot=min(PILOT, len(todo)),
+    )
+    if on_plan is not None:
+        on_plan(plan)
     models = (model_name,) if model_name else ()
     extending = resume and out.exists()  # a saved table, not only an interrupted journal
     anchors = anchor_configs(table) if todo and extending else []
@@ -215,11 +279,11 @@ def profile_model(
         ) from None
 
     new_journal = not journal.exists()
-    measured, measure_wall, timed_ms = 0, 0.0, 0.0
     with open(journal, "a") as fh:
         if new_journal:
             header = {"journal": 1, "meta": {**current.to_dict(), "models": list(models)}}
             fh.write(json.dumps(header) + "\n")
+        sweep = _Sweep(backend, timing, rounds, fh, plan, on_plan)
         bar = tqdm(
             total=len(todo),
             desc=f"profile {backend.name}",
@@ -228,30 +292,21 @@ def profile_model(
             leave=False,
         )
         try:
-            chunk = CHUNK if rounds > 1 else 1
-            for at in range(0, len(todo), chunk):
-                batch = todo[at : at + chunk]
+            for batch in _chunks(todo, CHUNK if rounds > 1 else 1, plan.pilot):
                 bar.set_postfix_str(batch[0].op, refresh=False)
-                sweeps = [[backend.measure(c, timing) for c in batch] for _ in range(rounds)]
-                for n, config in enumerate(batch):
-                    per_round = [sweep[n] for sweep in sweeps]
-                    result = _median_round(per_round)
-                    fh.write(json.dumps(make_row(config, result)) + "\n")
-                    timed_ms += sum(t.samples * t.number * t.median_ms for t in per_round)
-                    measure_wall += result.wall_s
-                fh.flush()
-                os.fsync(fh.fileno())
-                measured += len(batch)
+                sweep.measure(batch)
                 bar.update(len(batch))
             after = remeasure(anchors, lambda c: backend.measure(c, timing).median_ms, rounds)
         except KeyboardInterrupt:
             raise ProfileInterrupted(
-                f"interrupted after {measured} of {len(todo)} configurations; measured rows "
-                f"are kept in {journal}; rerun with --resume to continue"
+                f"interrupted after {sweep.measured} of {len(todo)} configurations; measured "
+                f"rows are kept in {journal}; rerun with --resume to continue"
             ) from None
         finally:
             bar.close()
     _, rows, _ = _read_journal(journal)
+    order = {c.key: i for i, c in enumerate(configs)}  # grid order, whatever ran first
+    rows.sort(key=lambda row: order.get(row["key"], len(order)))
     drift = None
     if anchors:
         stored = np.array([table.lookup(c) for c in anchors], dtype=float)
@@ -264,14 +319,64 @@ def profile_model(
     return ProfileResult(
         table=table,
         path=out,
-        measured=measured,
-        reused=reused,
+        measured=sweep.measured,
+        reused=plan.reused,
         uncovered=extraction.uncovered,
         wall_s=time.perf_counter() - start,
-        measure_wall_s=measure_wall,
-        timed_s=timed_ms / 1e3,
+        measure_wall_s=sweep.measure_wall_s,
+        timed_s=sweep.timed_ms / 1e3,
         drift=drift,
     )
+
+
+class _Sweep:
+    """Measures chunks into the journal and keeps the counts; reports the pilot's ETA."""
+
+    def __init__(
+        self,
+        backend: BackendBase,
+        timing: TimingConfig,
+        rounds: int,
+        fh: IO[str],
+        plan: ProfilePlan,
+        on_plan: Callable[[ProfilePlan], None] | None,
+    ) -> None:
+        self.backend, self.timing, self.rounds, self.fh = backend, timing, rounds, fh
+        self.plan, self.on_plan = plan, on_plan
+        self.measured, self.measure_wall_s, self.timed_ms = 0, 0.0, 0.0
+        self.started = time.perf_counter()
+
+    def measure(self, batch: list[UnitConfig]) -> None:
+        per_config = self.backend.measure_rounds(batch, self.timing, self.rounds)
+        for config, timings in zip(batch, per_config, strict=True):
+            result = combine_rounds(timings, self.timing)
+            self.fh.write(json.dumps(make_row(config, result)) + "\n")
+            self.timed_ms += sum(t.samples * t.number * t.median_ms for t in timings)
+            self.measure_wall_s += result.wall_s
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.measured += len(batch)
+        if self.measured == self.plan.pilot and self.on_plan is not None:
+            rate = self.measured / max(time.perf_counter() - self.started, 1e-9)
+            eta = (self.plan.planned - self.measured) / rate
+            self.on_plan(dataclasses.replace(self.plan, eta_s=eta, rate=rate))
+
+
+def _pilot_first(todo: list[UnitConfig], n: int) -> list[UnitConfig]:
+    """``todo`` with ``n`` configurations evenly spread over it moved to the front."""
+    if len(todo) <= n:
+        return todo
+    picks = sorted({round(i * (len(todo) - 1) / (n - 1)) for i in range(n)})
+    chosen = set(picks)
+    return [todo[i] for i in picks] + [c for i, c in enumerate(todo) if i not in chosen]
+
+
+def _chunks(todo: list[UnitConfig], size: int, pilot: int):
+    """The pilot (the first ``pilot`` configurations, in chunks of ``size``), then the
+    rest in chunks of ``size``."""
+    for lo, hi in ((0, pilot), (pilot, len(todo))):
+        for at in range(lo, hi, size):
+            yield todo[at : min(at + size, hi)]
 
 
 def _rebase_rows(rows: list[dict], drift: DriftMap, keys: set[str]) -> list[dict]:
@@ -298,11 +403,3 @@ def _rebase_rows(rows: list[dict], drift: DriftMap, keys: set[str]) -> list[dict
         row | {c: drift.apply(row[c]) for c in columns} if row["key"] in keys else row
         for row in rows
     ]
-
-
-def _median_round(timings: list) -> Timing:
-    """The round with the median ``median_ms`` (lower middle for even counts); its
-    ``wall_s`` is the total over rounds."""
-    ordered = sorted(timings, key=lambda t: t.median_ms)
-    middle = ordered[(len(ordered) - 1) // 2]
-    return dataclasses.replace(middle, wall_s=sum(t.wall_s for t in timings))

@@ -1,13 +1,25 @@
 """The search-space grid: unit configurations that channel pruning can produce.
 
 For each channel dimension a unit's prunable (see ``LayerUnit.fixed_in/fixed_out``), the
-candidate counts come either from a channel step ``s`` (``c, c - r, c - r - s, ...`` down
-to ``s``, where ``r = c mod s`` or ``s``: every multiple of ``s`` below ``c`` plus ``c``
-itself) or from keep-fractions (``round(f * c)``, at least 1). Convolutions and linear
-layers with both dimensions prunable take the cross product of in and out counts; when
-that exceeds ``max_variants_per_unit`` the uniform-ratio diagonal is kept whole and the
-rest is a seeded random sample (seeded by the unit, so the same unit always yields the
-same grid). Depthwise convs and channel-preserving ops have one dimension.
+candidate counts come from one of three rules (:meth:`GridConfig.channel_options`):
+
+* the **staircase grid** (the default): latency is a staircase in the channel count, flat
+  across the counts a kernel pads to the same width (the probed blocked layout's block,
+  :class:`~ttmpd.profiler.DeviceRules`) and stepping between widths. Of the multiples of
+  ``count_multiple`` below ``c`` (and ``c``), the largest count of each width is kept (one
+  per step, none in the flat part), then, walking down from ``c``, only counts whose width
+  is at least ``min_rel_gap`` below the last kept one: every step while steps are large
+  relative to the count, fewer where the staircase is long and nearly linear. A dimension
+  keeps at least two counts. So the grid grows with the log of a unit's width rather than
+  with the width, and follows the device's block rather than a fixed step;
+* a channel step ``s`` (``c, c - r, c - r - s, ...`` down to ``s``, where ``r = c mod s``
+  or ``s``: every multiple of ``s`` below ``c`` plus ``c`` itself);
+* keep-fractions (``round(f * c)``, at least 1).
+
+Convolutions and linear layers with both dimensions prunable take the cross product of in
+and out counts; when that exceeds ``max_variants_per_unit`` the uniform-ratio diagonal is
+kept whole and the rest is a seeded random sample (seeded by the unit, so the same unit
+always yields the same grid). Depthwise convs and channel-preserving ops have one dimension.
 """
 
 from __future__ import annotations
@@ -16,36 +28,44 @@ import itertools
 import math
 import random
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..errors import InputError
 from ._extract import LayerUnit
+from ._rules import DeviceRules
 from ._units import UnitConfig, with_channels
+
+#: ``work(count)``: the channel width a kernel computes for ``count`` channels.
+Work = Callable[[int], int]
 
 _ONE_DIM = frozenset({"bn", "act", "maxpool", "avgpool", "gap", "add", "mul", "cat", "softmax"})
 
 
 @dataclass(frozen=True)
 class GridConfig:
-    """How densely to sample channel counts (exactly one of ``channel_step``/``keep_fractions``).
+    """How densely to sample channel counts: the staircase grid unless ``channel_step`` or
+    ``keep_fractions`` is given (at most one of them; see the module docstring).
 
-    ``off_grid_per_unit`` adds that many extra variants per unit with random channel counts
-    off the grid (e.g. not multiples of 8), so a latency predictor sees misaligned counts.
+    ``count_multiple`` and ``min_rel_gap`` shape the staircase grid. ``off_grid_per_unit``
+    adds that many extra variants per unit with random channel counts off the grid (e.g.
+    not multiples of 8), so a latency predictor sees misaligned counts.
     ``sample_fraction`` < 1 profiles sparsely: that share of each unit's grid and of its
     off-grid counts, spread evenly (:func:`unit_variants`); the predictor fills the rest.
     """
 
-    channel_step: int | None = 8
+    channel_step: int | None = None
     keep_fractions: tuple[float, ...] | None = None
     max_variants_per_unit: int = 64
     off_grid_per_unit: int = 0
     seed: int = 0
     sample_fraction: float = 1.0
+    count_multiple: int = 8
+    min_rel_gap: float = 0.125
 
     def __post_init__(self) -> None:
-        if (self.channel_step is None) == (self.keep_fractions is None):
-            raise InputError("give exactly one of channel_step or keep_fractions")
+        if self.channel_step is not None and self.keep_fractions is not None:
+            raise InputError("give at most one of channel_step or keep_fractions")
         if self.channel_step is not None and self.channel_step < 1:
             raise InputError(f"channel step must be >= 1, got {self.channel_step}")
         if self.keep_fractions is not None and not all(0 < f <= 1 for f in self.keep_fractions):
@@ -56,9 +76,28 @@ class GridConfig:
             raise InputError("off_grid_per_unit must be >= 0")
         if not 0 < self.sample_fraction <= 1:
             raise InputError(f"sample fraction must be in (0, 1], got {self.sample_fraction}")
+        if self.count_multiple < 1:
+            raise InputError(f"count multiple must be >= 1, got {self.count_multiple}")
+        if not 0 <= self.min_rel_gap < 1:
+            raise InputError(f"min_rel_gap must be in [0, 1), got {self.min_rel_gap}")
 
-    def channel_options(self, channels: int, multiple_of: int = 1) -> list[int]:
-        """Channel counts pruning may leave, descending, always including ``channels``."""
+    @property
+    def kind(self) -> str:
+        """``"staircase"``, ``"step"`` or ``"fractions"``."""
+        if self.channel_step is not None:
+            return "step"
+        return "fractions" if self.keep_fractions is not None else "staircase"
+
+    def channel_options(
+        self, channels: int, multiple_of: int = 1, work: Work | None = None
+    ) -> list[int]:
+        """Channel counts pruning may leave, descending, always including ``channels``.
+
+        ``work`` (staircase grid only): the width a kernel computes for a count (the
+        identity, i.e. no staircase, when not given).
+        """
+        if self.kind == "staircase":
+            return _staircase(self, channels, multiple_of, work or (lambda c: c))
         if self.channel_step is not None:
             step = self.channel_step
             opts = {channels, *range(step, channels, step)}
@@ -68,11 +107,56 @@ class GridConfig:
         return sorted(opts, reverse=True)
 
 
-def _cross(unit: LayerUnit, grid: GridConfig) -> list[tuple[int, int]]:
+def _staircase(grid: GridConfig, channels: int, multiple_of: int, work: Work) -> list[int]:
+    """The staircase grid of one dimension (module docstring), descending."""
+    step = grid.count_multiple
+    counts = [c for c in range(step, channels, step) if c % multiple_of == 0] + [channels]
+    tops: dict[int, int] = {}  # width -> the largest count computed at that width
+    for c in counts:
+        tops[work(c)] = c
+    kept = [channels]
+    last = work(channels)
+    for width in sorted(tops, reverse=True):
+        if tops[width] != channels and width <= (1 - grid.min_rel_gap) * last:
+            kept.append(tops[width])
+            last = width
+    if len(kept) == 1 and len(counts) > 1:  # one flat step: show the table its far end
+        kept.append(counts[0])
+    return sorted(kept, reverse=True)
+
+
+def stair_widths(unit: UnitConfig, rules: DeviceRules | None) -> tuple[Work, Work]:
+    """``(work_in, work_out)``: the widths the device computes for the unit's in and out
+    channel counts, from the probed blocked-layout rule (identity without one, and for
+    ops the rule does not cover)."""
+    rule = rules.blocked if rules is not None else None
+    if rule is None or unit.op != "conv" or (unit.groups > 1 and not unit.is_depthwise):
+        return (lambda c: c), (lambda c: c)
+    if unit.is_depthwise:
+
+        def depthwise(c: int) -> int:
+            return rule.padded_out(c) if rule.depthwise_is_blocked(c) else c
+
+        return depthwise, depthwise
+
+    def work_in(c: int) -> int:
+        return rule.padded_in(c) if rule.dense_is_blocked(c) else c
+
+    return work_in, rule.padded_out
+
+
+def _cross(
+    unit: LayerUnit, grid: GridConfig, rules: DeviceRules | None = None
+) -> list[tuple[int, int]]:
     cfg = unit.config
     g = cfg.groups if not cfg.is_depthwise else 1
-    ins = [cfg.in_channels] if unit.fixed_in else grid.channel_options(cfg.in_channels, g)
-    outs = [cfg.out_channels] if unit.fixed_out else grid.channel_options(cfg.out_channels, g)
+    work_in, work_out = stair_widths(cfg, rules)
+    ins = [cfg.in_channels] if unit.fixed_in else grid.channel_options(cfg.in_channels, g, work_in)
+    outs = (
+        [cfg.out_channels]
+        if unit.fixed_out
+        else grid.channel_options(cfg.out_channels, g, work_out)
+    )
     if cfg.is_depthwise or cfg.op in _ONE_DIM:
         options = ins if not unit.fixed_in else outs
         if unit.fixed_in or unit.fixed_out:
@@ -132,14 +216,17 @@ def _spread(pairs: list[tuple[int, int]], fraction: float, rng: random.Random):
     return [pairs[rng.randrange(lo, hi)] for lo, hi in itertools.pairwise(edges) if hi > lo]
 
 
-def unit_variants(unit: LayerUnit, grid: GridConfig) -> list[UnitConfig]:
+def unit_variants(
+    unit: LayerUnit, grid: GridConfig, rules: DeviceRules | None = None
+) -> list[UnitConfig]:
     """The grid configurations of one unit, the unpruned one first.
 
+    ``rules``: the device's probed rules; the staircase grid follows their blocked layout.
     With ``grid.sample_fraction < 1``, the (in, out) grid sorted by channel counts and the
     off-grid counts (in their residue order) are each thinned by :func:`_spread`, seeded
     by the unit: every range of counts and every alignment class keeps samples.
     """
-    grid_pairs, off_pairs = _cross(unit, grid), _off_grid(unit, grid)
+    grid_pairs, off_pairs = _cross(unit, grid, rules), _off_grid(unit, grid)
     if grid.sample_fraction < 1:
         rng = random.Random(zlib.crc32(f"sparse|{grid.seed}|{unit.config.key}".encode()))
         grid_pairs = _spread(sorted(grid_pairs), grid.sample_fraction, rng)
@@ -152,13 +239,16 @@ def unit_variants(unit: LayerUnit, grid: GridConfig) -> list[UnitConfig]:
     return variants
 
 
-def grid_configs(units: Iterable[LayerUnit], grid: GridConfig) -> list[UnitConfig]:
-    """Deduplicated grid over ``units`` in first-seen order (unpruned configs first)."""
+def grid_configs(
+    units: Iterable[LayerUnit], grid: GridConfig, rules: DeviceRules | None = None
+) -> list[UnitConfig]:
+    """Deduplicated grid over ``units`` in first-seen order (unpruned configs first);
+    ``rules`` as in :func:`unit_variants`."""
     units = list(units)
     seen: dict[str, UnitConfig] = {}
     for u in units:  # the configurations the model actually has come first
         seen.setdefault(u.config.key, u.config)
     for u in units:
-        for v in unit_variants(u, grid):
+        for v in unit_variants(u, grid, rules):
             seen.setdefault(v.key, v)
     return list(seen.values())

@@ -12,14 +12,29 @@ A backend supplies a *runner*: ``run(number) -> total_ms``, which executes the u
 4. re-measures up to ``retries`` times when the spread ``(p90 - p10) / median`` exceeds
    ``unstable_spread``, keeping the steadiest attempt and flagging it ``unstable`` if it is
    still too wide.
+
+:func:`measure_rounds` times many runners in interleaved rounds (round r visits every
+runner before round r+1 starts), so a burst of host load lands in one round of many
+configurations rather than in every round of one; :func:`combine_rounds` keeps the median
+round. With ``reuse_runners`` each runner is built once (an ONNX export and session, say)
+and kept for all rounds: steps 1-2 run in the first round only, later rounds warm up with
+``round_warmup_runs`` calls and reuse ``number``. With ``settle_rounds``:
+
+* the rounds that agree with the median round within ``target_rel_ci / sqrt(2)`` are
+  pooled into one sample set (:func:`combine_rounds`), and
+* a runner stops once its remaining rounds cannot move the median round by more than
+  ``target_rel_ci / sqrt(2)`` (:func:`rounds_settled`; for 3 rounds: the first two agree)
+  and the pooled samples' CI is that narrow too: as precise as two rounds at
+  ``target_rel_ci``, about what the median of three such rounds is.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
@@ -30,27 +45,45 @@ Runner = Callable[[int], float]
 
 @dataclass(frozen=True)
 class TimingConfig:
-    """Settings of the timing loop (times in ms unless the name says otherwise)."""
+    """Settings of the timing loop (times in ms unless the name says otherwise).
+
+    ``round_warmup_runs``, ``reuse_runners`` and ``settle_rounds`` only concern
+    :func:`measure_rounds` (module docstring). ``TimingConfig(min_sample_ms=0.5,
+    reuse_runners=False, settle_rounds=False)`` measures as tables were measured before
+    these existed: a fresh runner, warm-up and calibration in every round, every round to
+    ``target_rel_ci``, the median round kept. A 0.25 ms sample keeps a sample's timer and
+    Python overhead (~1 µs) below 1%; half as many calls per sample did not widen the
+    spread of repeated measurements (``benchmarks/profiling_speed.py``).
+    """
 
     warmup_runs: int = 3
     min_samples: int = 7
     max_samples: int = 200
     max_seconds: float = 1.0
     target_rel_ci: float = 0.02
-    min_sample_ms: float = 0.5
+    min_sample_ms: float = 0.25
     unstable_spread: float = 0.5
     retries: int = 1
+    round_warmup_runs: int = 1
+    reuse_runners: bool = True
+    settle_rounds: bool = True
 
     def __post_init__(self) -> None:
         if self.min_samples < 3 or self.max_samples < self.min_samples:
             raise InputError("timing needs 3 <= min_samples <= max_samples")
         if self.max_seconds <= 0 or self.target_rel_ci <= 0 or self.min_sample_ms <= 0:
             raise InputError("timing max_seconds, target_rel_ci and min_sample_ms must be > 0")
+        if self.warmup_runs < 0 or self.round_warmup_runs < 0 or self.retries < 0:
+            raise InputError("timing warm-up runs and retries must be >= 0")
 
 
 @dataclass(frozen=True)
 class Timing:
-    """Result of one measurement: per-call latency statistics in ms."""
+    """Result of one measurement: per-call latency statistics in ms.
+
+    ``samples_ms``: the raw samples (ms per call), empty from backends that compute their
+    latencies rather than time them.
+    """
 
     median_ms: float
     p10_ms: float
@@ -60,6 +93,7 @@ class Timing:
     spread: float
     unstable: bool
     wall_s: float
+    samples_ms: tuple[float, ...] = ()
 
 
 def median_rel_ci(samples: np.ndarray) -> float:
@@ -87,11 +121,8 @@ def _calibrate_number(run: Runner, min_sample_ms: float) -> int:
         number = int(min(number * 10, max(number + 1, math.ceil(number * factor * 1.2))))
 
 
-def _measure_once(run: Runner, config: TimingConfig) -> Timing:
-    start = time.perf_counter()
-    for _ in range(config.warmup_runs):
-        run(1)
-    number = _calibrate_number(run, config.min_sample_ms)
+def _sample(run: Runner, number: int, config: TimingConfig, start: float) -> Timing:
+    """Step 3: samples of ``number`` calls until the median's CI or a cap is reached."""
     deadline = time.perf_counter() + config.max_seconds
     samples: list[float] = []
     while len(samples) < config.max_samples:
@@ -101,6 +132,10 @@ def _measure_once(run: Runner, config: TimingConfig) -> Timing:
             or time.perf_counter() > deadline
         ):
             break
+    return _summary(samples, number, config, time.perf_counter() - start)
+
+
+def _summary(samples: list[float], number: int, config: TimingConfig, wall_s: float) -> Timing:
     arr = np.asarray(samples)
     med = float(np.median(arr))
     p10, p90 = (float(v) for v in np.percentile(arr, [10, 90]))
@@ -113,19 +148,136 @@ def _measure_once(run: Runner, config: TimingConfig) -> Timing:
         number=number,
         spread=spread,
         unstable=spread > config.unstable_spread,
-        wall_s=time.perf_counter() - start,
+        wall_s=wall_s,
+        samples_ms=tuple(samples),
     )
+
+
+def _measure_once(run: Runner, config: TimingConfig) -> Timing:
+    start = time.perf_counter()
+    for _ in range(config.warmup_runs):
+        run(1)
+    number = _calibrate_number(run, config.min_sample_ms)
+    return _sample(run, number, config, start)
+
+
+def _resample(run: Runner, number: int, config: TimingConfig) -> Timing:
+    """A later round of a runner that is warm and calibrated: a short warm-up, step 3."""
+    start = time.perf_counter()
+    for _ in range(config.round_warmup_runs):
+        run(1)
+    return _sample(run, number, config, start)
+
+
+def _steadiest(attempt: Callable[[], Timing], config: TimingConfig) -> Timing:
+    """Step 4: ``attempt`` again while unstable (up to ``retries``), keep the steadiest."""
+    best = attempt()
+    for _ in range(config.retries):
+        if not best.unstable:
+            break
+        again = attempt()
+        wall = best.wall_s + again.wall_s
+        best = again if again.spread < best.spread else best
+        best = replace(best, wall_s=wall)
+    return best
 
 
 def measure(run: Runner, config: TimingConfig | None = None) -> Timing:
     """Time ``run`` with the loop described in the module docstring."""
     config = config or TimingConfig()
-    best = _measure_once(run, config)
-    for _ in range(config.retries):
-        if not best.unstable:
+    return _steadiest(lambda: _measure_once(run, config), config)
+
+
+def _agreeing(timings: Sequence[Timing], tol: float) -> tuple[Timing, list[Timing]]:
+    """The median round (lower middle) and the rounds within ``tol`` of it."""
+    middle = sorted(timings, key=lambda t: t.median_ms)[(len(timings) - 1) // 2]
+    close = [t for t in timings if abs(t.median_ms - middle.median_ms) <= tol * middle.median_ms]
+    return middle, close
+
+
+def _pooled_rel_ci(config: TimingConfig) -> float:
+    """The CI of two pooled rounds at ``target_rel_ci``: the agreement that settles rounds."""
+    return config.target_rel_ci / math.sqrt(2)
+
+
+def combine_rounds(timings: Sequence[Timing], config: TimingConfig | None = None) -> Timing:
+    """One configuration's rounds as one :class:`Timing`; ``wall_s`` is the total.
+
+    The median round (lower middle for even counts); with ``settle_rounds``, the samples
+    of every round within ``target_rel_ci / sqrt(2)`` of it pooled (rounds without raw
+    samples, as a computing backend returns, are not pooled).
+    """
+    config = config or TimingConfig()
+    wall = sum(t.wall_s for t in timings)
+    middle, close = _agreeing(timings, _pooled_rel_ci(config))
+    if not config.settle_rounds or len(close) < 2 or not all(t.samples_ms for t in close):
+        return replace(middle, wall_s=wall)
+    pooled = [s for t in close for s in t.samples_ms]
+    numbers = {t.number for t in close}
+    return _summary(pooled, middle.number if len(numbers) > 1 else numbers.pop(), config, wall)
+
+
+def rounds_settled(medians: Sequence[float], rounds: int, target_rel_ci: float) -> bool:
+    """Whether the rounds still to run cannot move the median round by more than
+    ``target_rel_ci`` (relative to it).
+
+    The kept round is the lower middle, rank ``m = (rounds - 1) // 2`` of the sorted
+    medians. With ``k`` of them measured (sorted ``v``) and ``u = rounds - k`` to go,
+    whatever the missing ones are, rank m lies in ``[v[m - u], v[m]]``; once that interval
+    is narrower than the target the rest are skipped. For 3 rounds: the first two agree.
+    """
+    k, u = len(medians), rounds - len(medians)
+    if u <= 0:
+        return True
+    m = (rounds - 1) // 2
+    if m - u < 0 or m >= k:
+        return False
+    v = sorted(medians)
+    return v[m] > 0 and (v[m] - v[m - u]) / v[m] <= target_rel_ci
+
+
+def _settled(timings: list[Timing], rounds: int, config: TimingConfig) -> bool:
+    """:func:`rounds_settled` and the pooled rounds' CI, both to ``target_rel_ci/sqrt(2)``."""
+    tol = _pooled_rel_ci(config)
+    if not rounds_settled([t.median_ms for t in timings], rounds, tol):
+        return False
+    _, close = _agreeing(timings, tol)
+    pooled = np.asarray([s for t in close for s in t.samples_ms])
+    return len(timings) >= rounds or not pooled.size or median_rel_ci(pooled) <= tol
+
+
+def measure_rounds(
+    factories: Sequence[Callable[[], Runner]],
+    config: TimingConfig | None = None,
+    rounds: int = 1,
+) -> list[list[Timing]]:
+    """Time each runner ``factories[i]()`` builds in ``rounds`` interleaved rounds.
+
+    Returns one list per runner with a :class:`Timing` per round it ran (fewer than
+    ``rounds`` when settled early); :func:`combine_rounds` makes them one. ``wall_s``
+    covers timing, not building runners.
+    """
+    config = config or TimingConfig()
+    if rounds < 1:
+        raise InputError(f"rounds must be >= 1, got {rounds}")
+    results: list[list[Timing]] = [[] for _ in factories]
+    if not config.reuse_runners:
+        for _ in range(rounds):
+            for i, factory in enumerate(factories):
+                results[i].append(measure(factory(), config))
+        return results
+    runners = [factory() for factory in factories]
+    active = list(range(len(runners)))
+    for _ in range(rounds):
+        if not active:
             break
-        again = _measure_once(run, config)
-        wall = best.wall_s + again.wall_s
-        best = again if again.spread < best.spread else best
-        best = Timing(**{**best.__dict__, "wall_s": wall})
-    return best
+        for i in active:
+            done = results[i]
+            if not done:
+                done.append(measure(runners[i], config))
+            else:
+                again = partial(_resample, runners[i], done[0].number, config)
+                done.append(_steadiest(again, config))
+        if config.settle_rounds:
+            active = [i for i in active if not _settled(results[i], rounds, config)]
+    return results

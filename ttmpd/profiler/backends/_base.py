@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -13,7 +15,7 @@ from ...errors import BackendUnavailableError, InputError
 from .._fingerprint import DeviceFingerprint
 from .._modules import build_unit
 from .._rules import DeviceRules
-from .._timing import Runner, Timing, TimingConfig, measure
+from .._timing import Runner, Timing, TimingConfig, measure, measure_rounds
 from .._units import UnitConfig
 
 GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
@@ -89,8 +91,16 @@ class BackendBase:
 
     def probe_rules(self) -> DeviceRules:
         """This device's layout and dispatch rules (:mod:`ttmpd.profiler._rules`), measured
-        by the backend's own probes; the default finds none."""
-        return DeviceRules()
+        by the backend's own probes; the default finds no rule, only the per-call
+        overhead."""
+        return DeviceRules(call_overhead_ms=self.probe_call_overhead_ms())
+
+    def probe_call_overhead_ms(self, repeats: int = 3) -> float:
+        """Median latency (ms) of :data:`TRIVIAL_UNIT` over ``repeats`` measurements: the
+        per-call overhead every isolated unit pays and a whole model pays once."""
+        self.require_available()
+        runner = self.unit_runner(TRIVIAL_UNIT)
+        return float(sorted(measure(runner).median_ms for _ in range(repeats))[repeats // 2])
 
     def _runner(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Runner:
         raise NotImplementedError
@@ -103,6 +113,22 @@ class BackendBase:
         """Median latency of one unit (ms per call)."""
         self.require_available()
         return measure(self.unit_runner(unit), timing)
+
+    def measure_rounds(
+        self, units: Sequence[UnitConfig], timing: TimingConfig | None = None, rounds: int = 1
+    ) -> list[list[Timing]]:
+        """Each unit timed in ``rounds`` interleaved rounds: one list per unit, a
+        :class:`Timing` per round it ran (:func:`~ttmpd.profiler._timing.measure_rounds`).
+
+        A backend that overrides :meth:`measure` (it computes or scripts its timings, like
+        the fake one) is asked once per unit and round, round by round.
+        """
+        timing = timing or TimingConfig()
+        if type(self).measure is not BackendBase.measure:
+            sweeps = [[self.measure(u, timing) for u in units] for _ in range(rounds)]
+            return [[sweep[i] for sweep in sweeps] for i in range(len(units))]
+        self.require_available()
+        return measure_rounds([partial(self.unit_runner, u) for u in units], timing, rounds)
 
     def measure_model(
         self,
@@ -118,6 +144,10 @@ class BackendBase:
 
 
 BACKENDS: Registry[type[BackendBase]] = Registry("backend")
+
+TRIVIAL_UNIT = UnitConfig(op="act", batch=1, in_channels=1, out_channels=1, in_h=1, in_w=1,
+                          out_h=1, out_w=1, act="relu")  # fmt: skip
+"""A ReLU on one element: its latency is a backend's per-call overhead."""
 
 
 def get_backend(name: str, config: BackendConfig | None = None) -> BackendBase:

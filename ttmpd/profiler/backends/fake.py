@@ -30,7 +30,7 @@ from .._fingerprint import DeviceFingerprint, host_fingerprint, library_versions
 from .._rules import ConvLayout, DeviceRules, infer_blocked_rule
 from .._timing import Runner, Timing, TimingConfig
 from .._units import UnitConfig, with_channels
-from ._base import BACKENDS, BackendBase
+from ._base import BACKENDS, TRIVIAL_UNIT, BackendBase
 
 
 def _ceil8(c: int) -> int:
@@ -113,7 +113,7 @@ class FakeBackend(BackendBase):
         rule = infer_blocked_rule(
             lambda specs: [fake_conv_layout(i, o, g, block) for i, o, g in specs]
         )
-        return DeviceRules(blocked=rule)
+        return DeviceRules(blocked=rule, call_overhead_ms=fake_latency_ms(TRIVIAL_UNIT))
 
     def measure(self, unit: UnitConfig, timing: TimingConfig | None = None) -> Timing:
         delay_ms = float(os.environ.get("TTMPD_FAKE_DELAY_MS", "0") or 0)

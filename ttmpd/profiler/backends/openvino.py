@@ -450,7 +450,10 @@ class OpenVinoBackend(BackendBase):
         and its units are measured as exported)."""
         found = self.unit_layouts()
         return DeviceRules(
-            unit_layouts=found.in_model, probe_seconds=found.seconds, notes=found.notes()
+            unit_layouts=found.in_model,
+            probe_seconds=found.seconds,
+            notes=found.notes(),
+            call_overhead_ms=self.probe_call_overhead_ms(),
         )
 
     def unit_module(self, unit: UnitConfig) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:

@@ -6,6 +6,12 @@ sequentially, and use the configured execution provider and graph optimisation l
 unit is optimised exactly as it would be inside a whole model (Conv+BN+activation fusion,
 see :mod:`ttmpd.profiler._extract`). Inputs are bound once with IOBinding to keep Python
 overhead out of the samples.
+
+A grid holds many channel counts of one unit, and channel counts change no node of its
+graph, only tensor shapes. So each unit *structure* (the config without its channel
+counts) is exported once; other counts re-dimension that graph (:class:`_GraphTemplate`:
+input, output and weight shapes, a depthwise conv's ``group``) instead of tracing and
+exporting again, which cost more than a unit's timed samples.
 """
 
 from __future__ import annotations
@@ -15,16 +21,20 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from functools import cache
 
+import numpy as np
 import torch
 from torch import nn
 
 from ...errors import InputError
 from .._fingerprint import DeviceFingerprint, host_fingerprint, library_versions
+from .._modules import _inputs, build_unit
 from .._rules import ConvLayout, DeviceRules, infer_blocked_rule
 from .._timing import Runner
+from .._units import UnitConfig
 from ._base import BACKENDS, BackendBase, BackendConfig
 
 
@@ -66,6 +76,140 @@ def ort_session(model_bytes: bytes, config: BackendConfig, optimized_path: str |
     if optimized_path:
         opts.optimized_model_filepath = optimized_path
     return ort.InferenceSession(model_bytes, sess_options=opts, providers=[config.provider])
+
+
+#: Weight values kept per initializer of a template; other shapes repeat them.
+_VALUE_SAMPLE = 4096
+_CHANNEL_FIELDS = frozenset({"in_channels", "out_channels", "groups"})
+Shape = Callable[[int, int, int], tuple[int, ...]]
+
+
+def unit_structure(unit: UnitConfig) -> tuple:
+    """What fixes a unit's ONNX graph up to tensor shapes: every field but the channel
+    counts (and a depthwise conv's groups, which follow them)."""
+    rest = tuple(getattr(unit, f.name) for f in fields(unit) if f.name not in _CHANNEL_FIELDS)
+    return (*rest, "depthwise" if unit.is_depthwise else unit.groups)
+
+
+def _initializer_roles(graph) -> dict[str, list[tuple[str, int, dict]]]:
+    """Initializer name -> the (op, input index, attributes) of the nodes that read it,
+    looking through ``Identity`` nodes (the exporter shares equal initializers that way)."""
+    import onnx
+
+    readers: dict[str, list] = {}
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            readers.setdefault(name, []).append((node, index))
+    roles: dict[str, list] = {}
+    for init in graph.initializer:
+        stack, found = [init.name], []
+        while stack:
+            for node, index in readers.get(stack.pop(), []):
+                if node.op_type == "Identity":
+                    stack.append(node.output[0])
+                else:
+                    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+                    found.append((node.op_type, index, attrs))
+        roles[init.name] = found
+    return roles
+
+
+def _weight_shape(op: str, index: int, attrs: dict) -> Shape | None:
+    """How a weight read by input ``index`` of ``op`` is shaped by (c_in, c_out, groups);
+    None for a reader this module does not know."""
+    if op == "Conv" and index == 1:
+        kernel = tuple(attrs.get("kernel_shape", ()))
+        return lambda ci, co, g: (co, ci // g, *kernel)
+    if (op == "Conv" and index == 2) or (op == "Gemm" and index == 2):
+        return lambda ci, co, g: (co,)
+    if op == "Gemm" and index == 1 and attrs.get("transB", 0):
+        return lambda ci, co, g: (co, ci)
+    if op in ("Gemm", "MatMul") and index == 1:
+        return lambda ci, co, g: (ci, co)
+    if op == "BatchNormalization" and index >= 1:
+        return lambda ci, co, g: (ci,)
+    return None
+
+
+class NoTemplate(ValueError):
+    """A unit graph that :class:`_GraphTemplate` cannot re-dimension (it is exported)."""
+
+
+@dataclass(frozen=True)
+class _Weight:
+    name: str
+    shape: Shape
+    values: np.ndarray  # the first _VALUE_SAMPLE values of the exported weight
+
+
+class _GraphTemplate:
+    """One exported unit graph, re-dimensioned for other channel counts of its structure.
+
+    Every initializer must be a weight whose shape follows from the channel counts
+    (:func:`_weight_shape`), and the exported shapes must match; anything else raises
+    :class:`NoTemplate`. Weights of other shapes repeat the exported values (their
+    distribution, e.g. positive batch-norm variances, carries over).
+    """
+
+    def __init__(self, model_bytes: bytes, unit: UnitConfig) -> None:
+        import onnx
+        from onnx import numpy_helper
+
+        if unit.dtype != "float32":
+            raise NoTemplate(f"dtype {unit.dtype}")
+        model = onnx.load_from_string(model_bytes)
+        graph = model.graph
+        weights: list[_Weight] = []
+        roles = _initializer_roles(graph)
+        for init in graph.initializer:
+            shapers = [_weight_shape(op, i, attrs) for op, i, attrs in roles[init.name]]
+            shapes = {s(unit.in_channels, unit.out_channels, unit.groups) for s in shapers if s}
+            if not shapers or None in shapers or shapes != {tuple(init.dims)}:
+                raise NoTemplate(f"initializer {init.name} read as {roles[init.name]}")
+            values = numpy_helper.to_array(init).reshape(-1)[:_VALUE_SAMPLE].copy()
+            weights.append(_Weight(init.name, shapers[0], values))
+        out = graph.output
+        if len(out) != 1 or out[0].name != "y" or _dims(out[0])[1:2] != [unit.out_channels]:
+            raise NoTemplate("the output is not y with out_channels at dim 1")
+        del graph.initializer[:]
+        del graph.value_info[:]
+        self.skeleton = model.SerializeToString()
+        self.weights = tuple(weights)
+        self.depthwise = unit.is_depthwise
+
+    def instantiate(self, unit: UnitConfig, inputs: tuple[torch.Tensor, ...]) -> bytes:
+        """The graph of ``unit`` (same structure, other channel counts) for ``inputs``."""
+        import onnx
+        from onnx import numpy_helper
+
+        model = onnx.load_from_string(self.skeleton)
+        graph = model.graph
+        for value, tensor in zip(graph.input, inputs, strict=True):
+            _set_dims(value, tuple(tensor.shape))
+        batch, _, *spatial = _dims(graph.output[0])
+        _set_dims(graph.output[0], (batch, unit.out_channels, *spatial))
+        ci, co, g = unit.in_channels, unit.out_channels, unit.groups
+        for w in self.weights:
+            data = np.resize(w.values, w.shape(ci, co, g))
+            graph.initializer.append(numpy_helper.from_array(data, w.name))
+        if self.depthwise:
+            for node in graph.node:
+                for attr in node.attribute:
+                    if node.op_type == "Conv" and attr.name == "group":
+                        attr.i = g
+        return model.SerializeToString()
+
+
+def _dims(value) -> list[int]:
+    return [d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def _set_dims(value, shape: tuple[int, ...]) -> None:
+    dims = value.type.tensor_type.shape.dim
+    if len(dims) != len(shape):
+        raise NoTemplate(f"rank {len(dims)} graph value {value.name} for shape {shape}")
+    for dim, size in zip(dims, shape, strict=True):
+        dim.dim_value = size
 
 
 class _ProbeNet(nn.Module):
@@ -157,13 +301,49 @@ class OnnxRuntimeBackend(BackendBase):
         self.require_available()
         start = time.perf_counter()
         rule = infer_blocked_rule(lambda specs: observe_conv_layouts(specs, self.config))
-        return DeviceRules(blocked=rule, probe_seconds=time.perf_counter() - start)
+        return DeviceRules(
+            blocked=rule,
+            probe_seconds=time.perf_counter() - start,
+            call_overhead_ms=self.probe_call_overhead_ms(),
+        )
+
+    def __init__(self, config: BackendConfig | None = None, *, reuse_graphs: bool = True) -> None:
+        """``reuse_graphs=False`` exports every unit afresh (how tables were built before
+        graphs were re-dimensioned; kept to compare against)."""
+        super().__init__(config)
+        self.reuse_graphs = reuse_graphs
+        self._templates: dict[tuple, _GraphTemplate | None] = {}
+
+    def unit_runner(self, unit: UnitConfig) -> Runner:
+        """A runner of ``unit``: its structure's graph re-dimensioned when one was exported
+        before, else a fresh export (kept as the structure's template)."""
+        key = unit_structure(unit)
+        template = self._templates.get(key) if self.reuse_graphs else None
+        if template is not None:
+            inputs = _inputs(unit, getattr(torch, unit.dtype), torch.Generator().manual_seed(0))
+            try:
+                return self._session_runner(template.instantiate(unit, inputs), inputs)
+            except NoTemplate:
+                self._templates[key] = None  # export this structure every time
+        module, inputs = build_unit(unit)
+        model_bytes = self._export(module, inputs)
+        if self.reuse_graphs and key not in self._templates:
+            try:
+                self._templates[key] = _GraphTemplate(model_bytes, unit)
+            except NoTemplate:
+                self._templates[key] = None  # export this structure every time
+        return self._session_runner(model_bytes, inputs)
 
     def _runner(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Runner:
+        return self._session_runner(self._export(module, inputs), inputs)
+
+    def _export(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> bytes:
         try:
-            model_bytes = export_onnx(module, inputs, self.config.opset)
+            return export_onnx(module, inputs, self.config.opset)
         except Exception as exc:  # the exporter raises many types; report one line
             raise InputError(f"ONNX export failed: {str(exc).splitlines()[0]}") from exc
+
+    def _session_runner(self, model_bytes: bytes, inputs: tuple[torch.Tensor, ...]) -> Runner:
         session = ort_session(model_bytes, self.config)
         binding = session.io_binding()
         for i, t in enumerate(inputs):

@@ -55,7 +55,11 @@ class TorchCPUBackend(BackendBase):
         start = time.perf_counter()
         with _quiet_stderr():
             rule = infer_native_rule(conv_runs_native, self.config.threads)
-        return DeviceRules(native=rule, probe_seconds=time.perf_counter() - start)
+        return DeviceRules(
+            native=rule,
+            probe_seconds=time.perf_counter() - start,
+            call_overhead_ms=self.probe_call_overhead_ms(),
+        )
 
     def _runner(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Runner:
         set_torch_threads(self.config.threads, self.config.inter_op_threads)
