@@ -10,13 +10,18 @@ from ttmpd.profiler import GridConfig, get_backend
 FACTORY = "from nets import ResidualNet\n\ndef build():\n    return ResidualNet(c=16)\n"
 
 
-def test_fit_then_predict_with_measure(tmp_path, capsys):
+def _fake_lut_and_factory(tmp_path):
+    """A fake-device table of ResidualNet(16) and a factory file building that net."""
     lut = tmp_path / "lut.parquet"
     profile_model(ResidualNet(c=16).eval(), torch.randn(1, 3, 16, 16), get_backend("fake"), lut,
                   grid=GridConfig(channel_step=4), progress=False)  # fmt: skip
     factory = tmp_path / "net.py"
     factory.write_text(FACTORY)
-    spec = f"{factory}:build"
+    return lut, f"{factory}:build"
+
+
+def test_fit_then_predict_with_measure(tmp_path, capsys):
+    lut, spec = _fake_lut_and_factory(tmp_path)
     assert main(["lut", "fit", str(lut), "--out", str(tmp_path / "p.json"), "--json",
                  "--calibrate", f"{spec}@1,3,16,16", "--calibrate", f"{spec}@1,3,12,12",
                  "--calibrate", f"{spec}@1,3,8,8"]) == 0  # fmt: skip
@@ -53,12 +58,8 @@ def test_lut_check_exits_1_only_when_rows_drifted_apart(tmp_path, capsys):
 
 
 def test_predict_from_a_lut_calibrates_on_the_spot_or_says_it_does_not(tmp_path, capsys):
-    lut = tmp_path / "lut.parquet"
-    profile_model(ResidualNet(c=16).eval(), torch.randn(1, 3, 16, 16), get_backend("fake"), lut,
-                  grid=GridConfig(channel_step=4), progress=False)  # fmt: skip
-    factory = tmp_path / "net.py"
-    factory.write_text(FACTORY)
-    base = ["predict", "--model", f"{factory}:build", "--input-shape", "1,3,16,16", "--lut",
+    lut, spec = _fake_lut_and_factory(tmp_path)
+    base = ["predict", "--model", spec, "--input-shape", "1,3,16,16", "--lut",
             str(lut), "--measure", "--json"]  # fmt: skip
     assert main([*base, "--calibrate-variants", "4"]) == 0
     out = json.loads(capsys.readouterr().out)
