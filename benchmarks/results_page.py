@@ -1,0 +1,75 @@
+"""Write docs/results.md from the benchmark outputs in benchmarks/results/.
+
+python benchmarks/results_page.py
+"""
+
+import json
+import sys
+
+import pandas as pd
+
+sys.path.insert(0, "benchmarks")
+from _report import markdown_table
+
+out = [
+    "# Results",
+    "",
+    "Tables generated from `benchmarks/results/*.csv`/`.json` by the benchmarks named;",
+    "each section gives date, machine and command. All figures come from a shared 2-core",
+    "machine and move by several points from run to run; read them with the noise floor.",
+    "",
+]
+for b in ("onnxruntime", "torch-cpu"):
+    try:
+        meta = json.load(open(f"benchmarks/results/latency_prediction_heldout_{b}.json"))["meta"]
+    except FileNotFoundError:
+        continue
+    f = pd.read_csv(f"benchmarks/results/latency_prediction_heldout_{b}.csv")
+    f = f[
+        f.method.isin(
+            [
+                "(a) FLOPs-proportional",
+                "(b) LUT sum (nearest key)",
+                "(c0) ttmpd, uncalibrated",
+                "(c) ttmpd",
+                "noise floor (pass 2 vs 1)",
+            ]
+        )
+    ]
+    out += [
+        f"## Latency prediction, held-out architectures, {b}",
+        "",
+        f"{meta['date']}, {meta['machine']}; `{meta['command']}`.",
+        "Held-out set: torchvision architectures no default was chosen on (tuning set:",
+        "ResNet-18, MobileNetV2, ResNet-56). 20 random channel-pruned variants each (ratios",
+        "0-0.8, unaligned counts), each measured in 3 interleaved passes; 8 calibration prunes.",
+        "Target: >= 95% within ±10%.",
+        "",
+        markdown_table(
+            f[["model", "method", "within10_pct", "within5_pct", "mape_pct", "spearman"]]
+        ),
+        "",
+    ]
+p = pd.read_csv("benchmarks/results/profiling_speed_end_to_end.csv")
+meta = json.load(open("benchmarks/results/profiling_speed_end_to_end.json")).get("meta", {})
+out += [
+    "## Profiling speed (VGG-9 at 32x32 on ONNX Runtime)",
+    "",
+    f"{meta.get('date')}, {meta.get('machine')}; `{meta.get('command')}`.",
+    "",
+    markdown_table(
+        p[
+            [
+                "way",
+                "grid",
+                "planned",
+                "wall_s",
+                "entries_per_s",
+                "unstable_pct",
+                "spread_median_pct",
+            ]
+        ]
+    ),
+    "",
+]
+open("docs/results.md", "w").write("\n".join(out))
