@@ -5,6 +5,7 @@ python benchmarks/results_page.py
 
 import json
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -21,7 +22,9 @@ out = [
 ]
 for b in ("onnxruntime", "torch-cpu"):
     try:
-        meta = json.load(open(f"benchmarks/results/latency_prediction_heldout_{b}.json"))["meta"]
+        meta = json.loads(
+            Path(f"benchmarks/results/latency_prediction_heldout_{b}.json").read_text()
+        )["meta"]
     except FileNotFoundError:
         continue
     f = pd.read_csv(f"benchmarks/results/latency_prediction_heldout_{b}.csv")
@@ -51,7 +54,9 @@ for b in ("onnxruntime", "torch-cpu"):
         "",
     ]
 p = pd.read_csv("benchmarks/results/profiling_speed_end_to_end.csv")
-meta = json.load(open("benchmarks/results/profiling_speed_end_to_end.json")).get("meta", {})
+meta = json.loads(Path("benchmarks/results/profiling_speed_end_to_end.json").read_text()).get(
+    "meta", {}
+)
 out += [
     "## Profiling speed (VGG-9 at 32x32 on ONNX Runtime)",
     "",
@@ -72,4 +77,4 @@ out += [
     ),
     "",
 ]
-open("docs/results.md", "w").write("\n".join(out))
+Path("docs/results.md").write_text("\n".join(out))
