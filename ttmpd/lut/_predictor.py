@@ -235,7 +235,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
     def _call_overhead(self, latency_ms: np.ndarray) -> float:
         """The per-call overhead every isolated unit pays (ms): the device's probed figure
         where the table's rules hold one, else the table's fastest unit."""
-        probed = getattr(self.rules_, "call_overhead_ms", 0.0) if self.rules_ else 0.0
+        probed = self.rules_.call_overhead_ms if self.rules_ else 0.0
         return float(probed) if probed > 0 else float(np.min(latency_ms))
 
     def _set_backend_rules(self, meta) -> None:
