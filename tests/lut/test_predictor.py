@@ -367,7 +367,7 @@ def test_predictor_follows_the_block_of_the_device_it_was_profiled_on(tmp_path, 
     monkeypatch.setenv("TTMPD_FAKE_BLOCK", str(block))
     path = tmp_path / "lut.parquet"
     profile_model(ResidualNet(c=32).eval(), torch.randn(1, 3, 16, 16), get_backend("fake"),
-                  path, grid=GridConfig(channel_step=8, off_grid_per_unit=4),
+                  path, grid=GridConfig(channel_step=8, off_grid_per_unit=8),
                   progress=False)  # fmt: skip
     table = LatencyTable.load(path)
     assert table.meta.device_rules.blocked.block == block

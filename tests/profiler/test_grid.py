@@ -27,20 +27,20 @@ def test_channel_options_step_and_fractions():
 
 def test_fixed_dims_are_not_varied(example_input):
     units = extract_units(ResidualNet().eval(), example_input).units
-    stem = unit_variants(units[0], GridConfig(channel_step=4))
+    stem = unit_variants(units[0], GridConfig(channel_step=4, off_grid_per_unit=0))
     assert {v.in_channels for v in stem} == {3}
     assert {v.out_channels for v in stem} == {16, 12, 8, 4}
-    fc = unit_variants(units[-1], GridConfig(channel_step=4))
+    fc = unit_variants(units[-1], GridConfig(channel_step=4, off_grid_per_unit=0))
     assert {v.out_channels for v in fc} == {10}
     assert {v.in_channels for v in fc} == {16, 12, 8, 4}
-    conv1 = unit_variants(units[3], GridConfig(channel_step=4))
+    conv1 = unit_variants(units[3], GridConfig(channel_step=4, off_grid_per_unit=0))
     assert len(conv1) == 16 and conv1[0] == units[3].config
 
 
 def test_depthwise_variants_stay_depthwise(example_input):
     units = extract_units(DepthwiseNet().eval(), example_input).units
     dw = next(u for u in units if u.config.is_depthwise)
-    variants = unit_variants(dw, GridConfig(channel_step=8))
+    variants = unit_variants(dw, GridConfig(channel_step=8, off_grid_per_unit=0))
     assert [v.in_channels for v in variants] == [32, 24, 16, 8]
     assert all(v.is_depthwise for v in variants)
 
@@ -68,6 +68,12 @@ def test_off_grid_counts_cover_every_residue_mod_8(example_input):
     assert len(off) == 7
     assert {i % 8 for i, _ in off} == set(range(1, 8)) == {o % 8 for _, o in off}
     assert all(1 <= i <= 64 and 1 <= o <= 64 for i, o in off)
+    # one count per eighth of [1, 64]: light prunes (57-63) sampled too, not only by luck
+    eight = GridConfig(channel_step=8, max_variants_per_unit=1, off_grid_per_unit=8)
+    off8 = [(v.in_channels, v.out_channels) for v in unit_variants(conv, eight)[1:]]
+    off8 = [(i, o) for i, o in off8 if i % 8 or o % 8]
+    assert sorted((i - 1) // 8 for i, _ in off8) == list(range(8))
+    assert sorted((o - 1) // 8 for _, o in off8) == list(range(8))
     dw = next(u for u in extract_units(DepthwiseNet().eval(), example_input).units
               if u.config.is_depthwise)  # fmt: skip
     variants = unit_variants(dw, GridConfig(channel_step=8, off_grid_per_unit=7))
@@ -156,7 +162,7 @@ def test_stairs_follow_the_rule_only_where_it_applies():
 
 def test_staircase_grid_is_a_smaller_subset_of_the_step_grid(example_input):
     units = extract_units(ResidualNet(c=64).eval(), example_input).units
-    uncapped = {"max_variants_per_unit": 10_000}
+    uncapped = {"max_variants_per_unit": 10_000, "off_grid_per_unit": 0}
     step = {c.key for c in grid_configs(units, GridConfig(channel_step=8, **uncapped))}
     for rules in (None, _rules(16)):
         stairs = grid_configs(units, GridConfig(**uncapped), rules)
@@ -165,6 +171,9 @@ def test_staircase_grid_is_a_smaller_subset_of_the_step_grid(example_input):
             c.key for c in stairs
         ]
     conv = next(u for u in units if u.config.op == "conv" and not (u.fixed_in or u.fixed_out))
-    pairs = {(v.in_channels, v.out_channels) for v in unit_variants(conv, GridConfig(), _rules(16))}
+    pairs = {
+        (v.in_channels, v.out_channels)
+        for v in unit_variants(conv, GridConfig(off_grid_per_unit=0), _rules(16))
+    }
     assert pairs == set(itertools.product([64, 48, 32, 16, 8], [64, 48, 32, 16]))  # not 8 x 8
     assert {u.config.key for u in units} <= {c.key for c in grid_configs(units, GridConfig())}

@@ -120,6 +120,13 @@ def _ceil(x: np.ndarray, multiple: int) -> np.ndarray:
     return np.ceil(x / multiple) * multiple
 
 
+#: Generic alignment features; where a probed blocked-layout rule decides a conv's kernel,
+#: they only let the trees split on residues that the rule already explains.
+_ALIGNMENT_PROXIES = (
+    "log_macs_ceil8", "in_mod8", "out_mod8", "in_mod16", "out_mod16", "in_align4", "out_align4",
+)  # fmt: skip
+
+
 def unit_features(frame: pd.DataFrame, rules: DeviceRules | None = None) -> np.ndarray:
     """Feature matrix (n_units, len(FEATURE_NAMES)) of a table-shaped frame; the blocked-
     layout features follow the device's probed ``rules`` (zero without a blocked rule)."""
@@ -177,6 +184,10 @@ def unit_features(frame: pd.DataFrame, rules: DeviceRules | None = None) -> np.n
     f["in_align4"], f["out_align4"] = (cin % 4 == 0).astype(float), (cout % 4 == 0).astype(float)
     f["n_inputs"] = num["n_inputs"]
     f["broadcast"] = frame["broadcast"].to_numpy(dtype=float)
+    if rule is not None:  # the probed rule decides these convs' alignment: no proxy for it
+        decided = is_conv & ((groups == 1) | depthwise)
+        for name in _ALIGNMENT_PROXIES:
+            f[name] = np.where(decided, 0.0, f[name])
     return np.column_stack([f[name] for name in FEATURE_NAMES])
 
 

@@ -48,8 +48,9 @@ class GridConfig:
     ``keep_fractions`` is given (at most one of them; see the module docstring).
 
     ``count_multiple`` and ``min_rel_gap`` shape the staircase grid. ``off_grid_per_unit``
-    adds that many extra variants per unit with random channel counts off the grid (e.g.
-    not multiples of 8), so a latency predictor sees misaligned counts.
+    adds that many extra variants per unit with channel counts off the grid (not multiples
+    of 8, spread over the range, :func:`_off_grid`), so a latency predictor sees misaligned
+    counts: on some devices they leave the fast kernel and cost several times more.
     ``sample_fraction`` < 1 profiles sparsely: that share of each unit's grid and of its
     off-grid counts, spread evenly (:func:`unit_variants`); the predictor fills the rest.
     """
@@ -57,7 +58,7 @@ class GridConfig:
     channel_step: int | None = None
     keep_fractions: tuple[float, ...] | None = None
     max_variants_per_unit: int = 64
-    off_grid_per_unit: int = 0
+    off_grid_per_unit: int = 8
     seed: int = 0
     sample_fraction: float = 1.0
     count_multiple: int = 8
@@ -174,33 +175,78 @@ def _cross(
     return sorted(diagonal) + rng.sample(rest, min(budget, len(rest)))
 
 
-def _misaligned(rng: random.Random, channels: int, residue: int) -> int:
-    """A random count in ``[1, channels]`` that is ``residue`` mod 8, else any count."""
-    options = range(residue, channels + 1, 8)
-    return rng.choice(options) if len(options) else rng.randint(1, channels)
+def _misaligned(
+    rng: random.Random,
+    band: tuple[int, int],
+    channels: int,
+    residue: int,
+    want: Callable[[int], bool] | None = None,
+) -> int:
+    """A random count in ``band`` (widened to 8 counts within ``[1, channels]`` when
+    narrower), off the multiples of 8 where the band allows: one for which ``want`` holds
+    if any does, preferably ``residue`` mod 8."""
+    lo, hi = band
+    if hi - lo < 7:
+        hi = min(channels, lo + 7)
+        lo = max(1, hi - 7)
+    counts = [c for c in range(lo, hi + 1) if c % 8] or list(range(lo, hi + 1))
+    if want is not None:
+        counts = [c for c in counts if want(c)] or counts
+    return rng.choice([c for c in counts if c % 8 == residue % 8] or counts)
 
 
-def _off_grid(unit: LayerUnit, grid: GridConfig) -> list[tuple[int, int]]:
-    """``off_grid_per_unit`` (in, out) pairs off the multiples of 8, stratified by residue.
+def _strata(rng: random.Random, channels: int, n: int) -> list[tuple[int, int]]:
+    """``n`` count ranges ``[lo, hi]`` splitting ``[1, channels]`` evenly, shuffled."""
+    edges = [round(i * channels / n) for i in range(n + 1)]
+    bands = [(min(lo + 1, max(1, hi)), max(1, hi)) for lo, hi in itertools.pairwise(edges)]
+    rng.shuffle(bands)
+    return bands
 
-    Sample j takes an input count that is ``1 + j mod 7`` mod 8 and an output count that is
-    ``1 + 3j mod 7`` mod 8, with random magnitudes: 7 samples cover every residue on each
-    side. Kernels switch code paths by alignment (ONNX Runtime's NCHWc kernels need counts
-    divisible by 4), so each residue class needs its own data; uniform random counts left
-    some classes unsampled on units that occur once.
+
+def _layout_class(cfg: UnitConfig, rules: DeviceRules | None) -> Callable[[int], bool] | None:
+    """``blocked(c_in)``: whether the device runs the unit in its blocked layout at input
+    count ``c_in`` (the probed rule), or None where no rule decides it."""
+    rule = rules.blocked if rules is not None else None
+    if rule is None or cfg.op != "conv" or (cfg.groups > 1 and not cfg.is_depthwise):
+        return None
+    return rule.depthwise_is_blocked if cfg.is_depthwise else rule.dense_is_blocked
+
+
+def _off_grid(
+    unit: LayerUnit, grid: GridConfig, rules: DeviceRules | None = None
+) -> list[tuple[int, int]]:
+    """``off_grid_per_unit`` (in, out) pairs off the multiples of 8, stratified by layout
+    class, residue and magnitude.
+
+    The magnitudes come from ``off_grid_per_unit`` equal bands of ``[1, c]``, one per sample
+    in shuffled order, so the samples span the range, light prunes (counts just below
+    ``c``) included. Kernels switch code paths by alignment, and a count off the fast path
+    can cost several times more than the unpruned unit, so each path needs its own data:
+    where the device's probed rule decides the layout by the input count, samples alternate
+    between counts it runs blocked and counts it does not; otherwise (and on the output
+    side) sample j takes residue ``1 + j mod 7`` mod 8 on the input and ``1 + 3j mod 7`` on
+    the output, so 7 samples cover every residue on each side.
     """
     cfg = unit.config
-    if grid.off_grid_per_unit == 0 or (cfg.groups > 1 and not cfg.is_depthwise):
+    n = grid.off_grid_per_unit
+    if n == 0 or (cfg.groups > 1 and not cfg.is_depthwise):
         return []
     rng = random.Random(zlib.crc32(f"off|{grid.seed}|{cfg.key}".encode()))
+    in_bands, out_bands = _strata(rng, cfg.in_channels, n), _strata(rng, cfg.out_channels, n)
+    blocked = _layout_class(cfg, rules)
     one_dim = cfg.is_depthwise or cfg.op in _ONE_DIM
     pairs = []
-    for j in range(grid.off_grid_per_unit):
-        c_in = cfg.in_channels if unit.fixed_in else _misaligned(rng, cfg.in_channels, 1 + j % 7)
+    for j in range(n):
+        want = None if blocked is None else (lambda c, j=j: blocked(c) == (j % 2 == 1))
+        c_in = (
+            cfg.in_channels
+            if unit.fixed_in
+            else _misaligned(rng, in_bands[j], cfg.in_channels, 1 + j % 7, want)
+        )
         c_out = (
             cfg.out_channels
             if unit.fixed_out
-            else _misaligned(rng, cfg.out_channels, 1 + (3 * j) % 7)
+            else _misaligned(rng, out_bands[j], cfg.out_channels, 1 + (3 * j) % 7)
         )
         if one_dim:
             c_out = c_in = cfg.in_channels if (unit.fixed_in or unit.fixed_out) else c_in
@@ -226,7 +272,7 @@ def unit_variants(
     off-grid counts (in their residue order) are each thinned by :func:`_spread`, seeded
     by the unit: every range of counts and every alignment class keeps samples.
     """
-    grid_pairs, off_pairs = _cross(unit, grid, rules), _off_grid(unit, grid)
+    grid_pairs, off_pairs = _cross(unit, grid, rules), _off_grid(unit, grid, rules)
     if grid.sample_fraction < 1:
         rng = random.Random(zlib.crc32(f"sparse|{grid.seed}|{unit.config.key}".encode()))
         grid_pairs = _spread(sorted(grid_pairs), grid.sample_fraction, rng)
