@@ -23,7 +23,8 @@ class Features:
     Attributes:
         logits: ``(B, C)`` class scores.
         features: hooked intermediate outputs, in the order of the configured layer paths
-            (4-D ``(B, C, H, W)`` or 2-D ``(B, D)``).
+            (4-D ``(B, C, H, W)`` or 2-D ``(B, D)``; token outputs ``(B, N, C)`` arrive as
+            maps ``(B, C, N, 1)``, see :func:`as_feature`).
         index: ``(B,)`` int64 sample indices into the fine-tuning subset (memory-bank losses
             such as CRD use them), or None.
     """
@@ -34,6 +35,22 @@ class Features:
 
     def detach(self) -> Features:
         return Features(self.logits.detach(), tuple(f.detach() for f in self.features), self.index)
+
+
+def as_feature(output: torch.Tensor) -> torch.Tensor:
+    """A hooked output as losses see it: 4-D maps and 2-D vectors as they are; 3-D token
+    tensors ``(B, N, C)`` (transformer blocks: N tokens of hidden width C) as maps
+    ``(B, C, N, 1)``, so the hidden width is the channel axis a pruned student shrinks and
+    connectors map, and the tokens are the positions spatial losses (AT, NST, FSP) compare.
+    Other ranks raise InputError."""
+    if output.ndim in (2, 4):
+        return output
+    if output.ndim == 3:
+        return output.transpose(1, 2).unsqueeze(-1)
+    raise InputError(
+        f"a hooked feature of shape {tuple(output.shape)} is neither a map (B, C, H, W), "
+        "tokens (B, N, C) nor a vector (B, D); hook another layer"
+    )
 
 
 def find_module(model: nn.Module, path: str, *, what: str = "model") -> nn.Module:
@@ -78,7 +95,7 @@ class FeatureHooks:
         def record(_module: nn.Module, _inputs, output) -> None:
             if isinstance(output, tuple | list):
                 output = output[0]
-            self._outputs[path] = output
+            self._outputs[path] = as_feature(output)
 
         return record
 

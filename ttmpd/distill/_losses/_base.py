@@ -57,6 +57,7 @@ class DistillLoss(nn.Module):
     name: ClassVar[str] = ""
     default_weight: ClassVar[float] = 1.0
     needs_features: ClassVar[bool] = False
+    needs_maps: ClassVar[bool] = False
     min_layers: ClassVar[int] = 1
 
     def __init__(self, context: LossContext) -> None:
@@ -66,6 +67,20 @@ class DistillLoss(nn.Module):
                 f"loss {self.name!r} needs at least {self.min_layers} hooked feature layer(s), "
                 f"got {len(context.student_shapes)}; pass feature layers (--features layer1,...)"
             )
+        if self.needs_maps:
+            flat = [
+                (i, s)
+                for i, s in enumerate(context.student_shapes + context.teacher_shapes)
+                if len(s) != 3
+            ]
+            if flat:
+                i, shape = flat[0]
+                layer = i % max(1, len(context.student_shapes))
+                raise InputError(
+                    f"loss {self.name!r} compares positions of feature maps, but feature "
+                    f"layer {layer} has per-sample shape {shape} (a vector); hook conv stages "
+                    "or transformer blocks, or use a loss for vectors (e.g. rkd, pkt, cc, sp)"
+                )
         self.context = context
 
     def forward(self, student: Features, teacher: Features) -> torch.Tensor:

@@ -72,6 +72,7 @@ class ATLoss(DistillLoss):
     """
 
     name = "at"
+    needs_maps = True
     default_weight = 1000.0
     needs_features = True
 
@@ -229,6 +230,7 @@ class FSPLoss(DistillLoss):
     """
 
     name = "fsp"
+    needs_maps = True
     default_weight = 1.0
     needs_features = True
     min_layers = 2

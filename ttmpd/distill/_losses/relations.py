@@ -162,6 +162,7 @@ class NSTLoss(DistillLoss):
     """
 
     name = "nst"
+    needs_maps = True
     default_weight = 50.0
     needs_features = True
 
