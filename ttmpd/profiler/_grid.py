@@ -222,10 +222,12 @@ def _off_grid(
     in shuffled order, so the samples span the range, light prunes (counts just below
     ``c``) included. Kernels switch code paths by alignment, and a count off the fast path
     can cost several times more than the unpruned unit, so each path needs its own data:
-    where the device's probed rule decides the layout by the input count, samples alternate
-    between counts it runs blocked and counts it does not; otherwise (and on the output
-    side) sample j takes residue ``1 + j mod 7`` mod 8 on the input and ``1 + 3j mod 7`` on
-    the output, so 7 samples cover every residue on each side.
+    where the device's probed rule decides the layout by the input count, every fourth
+    sample takes a count it runs blocked (their padding is off the multiples of 8) and the
+    others counts it does not, the first one from the band just below ``c`` (the grid's
+    multiples of 8 are blocked already, and three in four random counts are not);
+    otherwise (and on the output side) sample j takes residue ``1 + j mod 7`` mod 8 on the
+    input and ``1 + 3j mod 7`` on the output, so 7 samples cover every residue on each side.
     """
     cfg = unit.config
     n = grid.off_grid_per_unit
@@ -234,10 +236,13 @@ def _off_grid(
     rng = random.Random(zlib.crc32(f"off|{grid.seed}|{cfg.key}".encode()))
     in_bands, out_bands = _strata(rng, cfg.in_channels, n), _strata(rng, cfg.out_channels, n)
     blocked = _layout_class(cfg, rules)
+    if blocked is not None:  # light prunes: the first sample, the one off the blocked path
+        top = in_bands.index(max(in_bands))
+        in_bands[0], in_bands[top] = in_bands[top], in_bands[0]
     one_dim = cfg.is_depthwise or cfg.op in _ONE_DIM
     pairs = []
     for j in range(n):
-        want = None if blocked is None else (lambda c, j=j: blocked(c) == (j % 2 == 1))
+        want = None if blocked is None else (lambda c, j=j: blocked(c) == (j % 4 == 3))
         c_in = (
             cfg.in_channels
             if unit.fixed_in
