@@ -4,9 +4,9 @@ scikit-learn conventions: ``__init__`` only stores parameters, ``fit`` returns `
 sets attributes ending in ``_``, ``predict`` raises ``NotFittedError`` before ``fit``.
 
 Unit level
-    A regressor (default: gradient boosting, chosen by cross-validation; ``ttmpd lut fit
-    --cv`` reruns it on your table) maps the features of :mod:`ttmpd.lut._features` to the
-    log time per unit of work::
+    A regressor (default ``blend``: the mean of gradient boosting and extremely randomised
+    trees; ``ttmpd lut fit --cv`` compares the choices on your table) maps the features of
+    :mod:`ttmpd.lut._features` to the log time per unit of work::
 
         target = log(latency_ms) - log(work + W0)        work = unit_work(config)
 
@@ -115,6 +115,13 @@ def _extra(random_state: int = 0):
     return ExtraTreesRegressor(n_estimators=300, random_state=random_state)
 
 
+@REGRESSORS.register("blend")
+def _blend(random_state: int = 0):
+    from sklearn.ensemble import VotingRegressor
+
+    return VotingRegressor([("gbr", _gbr(random_state)), ("extra", _extra(random_state))])
+
+
 @REGRESSORS.register("ridge")
 def _ridge(random_state: int = 0):
     from sklearn.linear_model import RidgeCV
@@ -211,7 +218,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
 
     def __init__(
         self,
-        regressor: str = "gbr",
+        regressor: str = "blend",
         exact_hits: bool = True,
         random_state: int = 0,
         blocked_layout: bool | str = "auto",
