@@ -42,6 +42,8 @@ from ..errors import InputError
 from ._units import ORT_FUSABLE_ACTIVATIONS, UnitConfig
 
 FUSIONS = ("none", "conv-bn", "conv-bn-act", "conv-bn-add-act")
+ATTENTION_PARTS = "+attention-parts"
+"""Suffix of a fusion whose backend runs scaled dot-product attention as its parts."""
 INPUT = -1  # producer index of the model input
 
 _FREE_OPS = frozenset(
@@ -65,7 +67,13 @@ _ACT_OPS = {
     "mish": "mish",
 }
 # Ops that keep the channel count; channel constraints propagate through them.
-_CHANNEL_PRESERVING = frozenset({"bn", "act", "maxpool", "avgpool", "gap", "add", "mul"})
+_CHANNEL_PRESERVING = frozenset(
+    {"bn", "act", "maxpool", "avgpool", "gap", "add", "mul", "layernorm", "rmsnorm"}
+)
+# Ops computing along the last dim: a rank-4 output has its channels last.
+_LAST_DIM_OPS = frozenset({"linear", "layer_norm", "native_layer_norm", "rms_norm", "matmul"})
+# View ops that copy when their input's strides do not allow a view (priced only if so).
+_MAY_COPY = frozenset({"reshape", "flatten", "contiguous", "_reshape_alias", "unflatten"})
 
 
 @dataclass(frozen=True)
@@ -190,30 +198,122 @@ def _pool_config(op: str, x, out, kernel, stride, padding, dilation, ceil_mode) 
     )  # fmt: skip
 
 
-def _elementwise(op: str, x: torch.Tensor, *, act: str = "", **extra) -> UnitConfig | None:
-    dims = _nchw(tuple(x.shape))
+def _dims(x: torch.Tensor, last: bool) -> tuple[int, int, int, int, str] | None:
+    """``(batch, channels, h, w, layout)`` of an activation: rank-3 tensors are tokens
+    (batch, tokens, channels); rank-4 ones NCHW unless ``last`` (channels last)."""
+    shape = tuple(x.shape)
+    if len(shape) == 3:
+        return shape[0], shape[2], shape[1], 1, "nhwc"
+    if len(shape) == 4 and last:
+        return shape[0], shape[3], shape[1], shape[2], "nhwc"
+    dims = _nchw(shape)
+    return None if dims is None else (*dims, "nchw")
+
+
+def _elementwise(
+    op: str, x: torch.Tensor, *, act: str = "", last: bool = False, **extra
+) -> UnitConfig | None:
+    dims = _dims(x, last)
     if dims is None:
         return None
-    n, c, h, w = dims
+    n, c, h, w, layout = dims
     return UnitConfig(
         op=op, batch=n, in_channels=c, out_channels=c, in_h=h, in_w=w, out_h=h, out_w=w,
-        act=act, dtype=_dtype(x), **extra,
+        act=act, dtype=_dtype(x), layout=layout, **extra,
     )  # fmt: skip
 
 
-def _binary(op: str, a, b) -> UnitConfig | None:
-    if not isinstance(b, torch.Tensor) or not isinstance(a, torch.Tensor) or b.dim() == 0:
+def _binary(op: str, a, b, last: bool = False) -> UnitConfig | None:
+    if isinstance(a, torch.Tensor) and (
+        not isinstance(b, torch.Tensor) or b.dim() == 0 or b.numel() == 1
+    ):
+        return _elementwise(op, a, last=last) if op == "mul" else None  # times a scalar
+    if not isinstance(b, torch.Tensor) or not isinstance(a, torch.Tensor):
         return None
     if a.shape == b.shape:
-        return _elementwise(op, a, n_inputs=2)
+        return _elementwise(op, a, last=last, n_inputs=2)
     big, small = (a, b) if a.numel() >= b.numel() else (b, a)
+    channels_last = big.dim() == 3 or (big.dim() == 4 and last)
+    if channels_last and tuple(small.shape[1:]) == tuple(big.shape[1:]):
+        return _elementwise(op, big, last=last, n_inputs=2)  # e.g. positions, batch-broadcast
+    if channels_last and small.numel() == small.shape[-1] == big.shape[-1]:
+        return _elementwise(op, big, last=last, n_inputs=2, broadcast=True)  # layer scale
     if big.dim() == 4 and tuple(small.shape[-2:]) == (1, 1) and small.shape[-3] == big.shape[1]:
         return _elementwise(op, big, n_inputs=2, broadcast=True)
     return None
 
 
-def _classify(name: str, args: tuple, kwargs: dict, out) -> UnitConfig | None:
-    """UnitConfig for a recorded ATen op, or None when it has no unit kind (uncovered)."""
+def _attention_config(q, k, v, out) -> UnitConfig | None:
+    """An ``sdpa`` unit for queries (B, heads, N, d), keys (B, heads, M, d), values
+    (B, heads, M, dv); rank-3 operands are one head."""
+    if q.dim() not in (3, 4) or k.dim() != q.dim() or v.dim() != q.dim():
+        return None
+    heads = q.shape[1] if q.dim() == 4 else 1
+    if k.shape[-3 if q.dim() == 4 else 0] != heads and q.dim() == 4:
+        return None  # grouped-query attention: not a unit kind
+    rows, d, keys, dv = q.shape[-2], q.shape[-1], k.shape[-2], v.shape[-1]
+    return UnitConfig(
+        op="sdpa", batch=q.shape[0], heads=heads, in_channels=heads * d,
+        out_channels=heads * dv, in_h=rows, in_w=keys, out_h=rows, out_w=1,
+        dtype=_dtype(q),
+    )  # fmt: skip
+
+
+def _attention_parts(q, k, v) -> list[UnitConfig]:
+    """The units of attention run as its parts: scores ``q·kᵀ`` (the scale folded in),
+    softmax over the keys, weighted values ``p·v``."""
+    heads = q.shape[1] if q.dim() == 4 else 1
+    n, rows, d, keys, dv = q.shape[0], q.shape[-2], q.shape[-1], k.shape[-2], v.shape[-1]
+    common = {"batch": n, "heads": heads, "in_h": rows, "out_h": rows, "dtype": _dtype(q)}
+    scores = heads * keys
+    return [
+        UnitConfig(op="matmul", in_channels=heads * d, out_channels=scores, **common),
+        UnitConfig(op="softmax", in_channels=scores, out_channels=scores, **common),
+        UnitConfig(op="matmul", in_channels=scores, out_channels=heads * dv, **common),
+    ]
+
+
+def _matmul_config(a, b) -> UnitConfig | None:
+    """A ``matmul`` unit for (B, [heads,] N, K) @ (B, [heads,] K, M) activations."""
+    if a.dim() not in (3, 4) or b.dim() != a.dim() or a.shape[:-2] != b.shape[:-2]:
+        return None
+    heads = a.shape[1] if a.dim() == 4 else 1
+    rows, inner, cols = a.shape[-2], a.shape[-1], b.shape[-1]
+    return UnitConfig(
+        op="matmul", batch=a.shape[0], heads=heads, in_channels=heads * inner,
+        out_channels=heads * cols, in_h=rows, out_h=rows, dtype=_dtype(a),
+    )  # fmt: skip
+
+
+def _linear_config(x, w, bias: bool, last: bool) -> UnitConfig:
+    """A ``linear`` unit: (batch, in) is ``nchw``; token and channels-last inputs
+    (batch, ..., in) are ``nhwc`` with their positions in ``in_h``/``in_w``."""
+    if x.dim() in (3, 4):
+        n, _, h, wd, _ = _dims(x, True)
+        return UnitConfig(
+            op="linear", batch=n, in_channels=x.shape[-1], out_channels=w.shape[0], in_h=h,
+            in_w=wd, out_h=h, out_w=wd, bias=bias, dtype=_dtype(x), layout="nhwc",
+        )  # fmt: skip
+    return UnitConfig(
+        op="linear", batch=math.prod(x.shape[:-1]), in_channels=x.shape[-1],
+        out_channels=w.shape[0], bias=bias, dtype=_dtype(x),
+    )  # fmt: skip
+
+
+def _norm(op: str, x, normalized_shape) -> UnitConfig | None:
+    """Layer/RMS norm over the last dim only (the channels of a token tensor)."""
+    if len(normalized_shape) != 1:
+        return None
+    if x.dim() == 2:
+        return _elementwise(op, x)
+    return _elementwise(op, x, last=True) if x.dim() in (3, 4) else None
+
+
+def _classify(name: str, args: tuple, kwargs: dict, out, last: bool = False) -> UnitConfig | None:
+    """UnitConfig for a recorded ATen op, or None when it has no unit kind (uncovered).
+
+    ``last``: the first input is a channels-last rank-4 tensor (rank 3 is always tokens).
+    """
     a = list(args) + [None] * 10
     if name == "conv2d":
         return _conv_config(a[0], a[1], a[2], a[3], a[4], a[5], a[6] or 1, out)
@@ -221,6 +321,27 @@ def _classify(name: str, args: tuple, kwargs: dict, out) -> UnitConfig | None:
         if a[6]:  # transposed
             return None
         return _conv_config(a[0], a[1], a[2], a[3], a[4], a[5], a[8], out)
+    if name == "linear":
+        return _linear_config(a[0], a[1], a[2] is not None, last)
+    if name in ("layer_norm", "native_layer_norm"):
+        return _norm("layernorm", a[0], a[1])
+    if name == "rms_norm":
+        return _norm("rmsnorm", a[0], a[1])
+    if name == "embedding":
+        ids, table = a[1], a[0]
+        if ids.dim() not in (1, 2):
+            return None
+        n, tokens = (1, ids.shape[0]) if ids.dim() == 1 else tuple(ids.shape)
+        return UnitConfig(
+            op="embedding", batch=n, in_channels=table.shape[0], out_channels=table.shape[1],
+            in_h=tokens, out_h=tokens, dtype=_dtype(table), layout="nhwc",
+        )  # fmt: skip
+    if name == "scaled_dot_product_attention":
+        return _attention_config(a[0], a[1], a[2], out)
+    if name in ("matmul", "bmm") and a[1] is not None and a[1].dim() >= 3:
+        return _matmul_config(a[0], a[1])
+    if name == "matmul" and a[1] is not None and a[1].dim() == 2:  # activations @ weight
+        return _linear_config(a[0], a[1].t(), False, last)
     if name in ("linear", "addmm", "mm"):
         x, w = (a[1], a[2]) if name == "addmm" else (a[0], a[1])
         in_c = x.shape[-1]
@@ -235,16 +356,23 @@ def _classify(name: str, args: tuple, kwargs: dict, out) -> UnitConfig | None:
         return _elementwise("bn", a[0])
     base = name.rstrip("_")
     if base in _ACT_OPS:
-        return _elementwise("act", a[0], act=_ACT_OPS[base])
+        return _elementwise("act", a[0], act=_ACT_OPS[base], last=last)
     if base == "hardtanh":
         lo = a[1] if a[1] is not None else kwargs.get("min_val", -1.0)
         hi = a[2] if a[2] is not None else kwargs.get("max_val", 1.0)
-        return _elementwise("act", a[0], act="relu6" if (lo, hi) == (0.0, 6.0) else "hardtanh")
+        act = "relu6" if (lo, hi) == (0.0, 6.0) else "hardtanh"
+        return _elementwise("act", a[0], act=act, last=last)
     if name in ("max_pool2d", "max_pool2d_with_indices"):
         result = out[0] if isinstance(out, tuple) else out
         return _pool_config("maxpool", a[0], result, a[1], a[2], a[3], a[4], a[5])
     if name == "avg_pool2d":
         return _pool_config("avgpool", a[0], out, a[1], a[2], a[3], 1, a[4])
+    if name == "mean" and _token_mean(a[0], a[1], last):
+        n, c, h, w, _ = _dims(a[0], True)
+        return UnitConfig(
+            op="gap", batch=n, in_channels=c, out_channels=c, in_h=h, in_w=w,
+            dtype=_dtype(a[0]), layout="nhwc",
+        )  # fmt: skip
     if name in ("adaptive_avg_pool2d", "_adaptive_avg_pool2d") or (
         name == "mean" and a[0].dim() == 4 and sorted(d % 4 for d in a[1]) == [2, 3]
     ):
@@ -255,11 +383,20 @@ def _classify(name: str, args: tuple, kwargs: dict, out) -> UnitConfig | None:
             out_w=ow, dtype=_dtype(a[0]),
         )  # fmt: skip
     if base in ("add", "mul"):
-        return _binary(base, a[0], a[1])
+        return _binary(base, a[0], a[1], last)
+    if base == "div" and (not isinstance(a[1], torch.Tensor) or a[1].numel() == 1):
+        return _elementwise("mul", a[0], last=last)  # by a scalar: priced as a product
     if name == "cat":
         tensors = a[0]
         dim = a[1] if a[1] is not None else kwargs.get("dim", 0)
         first = tensors[0]
+        if first.dim() == 3 and dim % 3 == 1 and len({t.shape[2] for t in tensors}) == 1:
+            tokens = sum(t.shape[1] for t in tensors)  # token concat (e.g. a class token)
+            c = first.shape[2]
+            return UnitConfig(
+                op="cat", batch=first.shape[0], in_channels=c, out_channels=c, in_h=tokens,
+                out_h=tokens, n_inputs=len(tensors), dtype=_dtype(first), layout="nhwc",
+            )  # fmt: skip
         if first.dim() not in (2, 4) or dim % first.dim() != 1:
             return None
         total = sum(t.shape[1] for t in tensors)
@@ -268,10 +405,34 @@ def _classify(name: str, args: tuple, kwargs: dict, out) -> UnitConfig | None:
             op="cat", batch=n, in_channels=total, out_channels=total, in_h=h, in_w=w, out_h=h,
             out_w=w, n_inputs=len(tensors), dtype=_dtype(first),
         )  # fmt: skip
-    if name in ("_softmax", "softmax") and a[0].dim() == 2:
-        n, c = a[0].shape
-        return UnitConfig(op="softmax", batch=n, in_channels=c, out_channels=c, dtype=_dtype(a[0]))
+    if name in ("_softmax", "softmax") and a[1] is not None and a[1] % a[0].dim() == a[0].dim() - 1:
+        return _softmax_config(a[0])
     return None
+
+
+def _softmax_config(x: torch.Tensor) -> UnitConfig | None:
+    """Softmax over the last dim: (N, C) ``nchw``; (N, T, C) tokens; attention scores
+    (N, heads, T, keys) with ``in_channels = heads·keys``."""
+    if x.dim() == 2:
+        n, c = x.shape
+        return UnitConfig(op="softmax", batch=n, in_channels=c, out_channels=c, dtype=_dtype(x))
+    if x.dim() == 3:
+        return _elementwise("softmax", x, last=True)
+    if x.dim() == 4:
+        n, heads, rows, keys = x.shape
+        return UnitConfig(
+            op="softmax", batch=n, heads=heads, in_channels=heads * keys,
+            out_channels=heads * keys, in_h=rows, out_h=rows, dtype=_dtype(x),
+        )  # fmt: skip
+    return None
+
+
+def _token_mean(x: torch.Tensor, dims, last: bool) -> bool:
+    """Whether ``mean(x, dims)`` averages the positions of a channels-last tensor."""
+    if dims is None or isinstance(dims, int):
+        dims = [dims] if isinstance(dims, int) else []
+    wanted = {1} if x.dim() == 3 else {1, 2} if (x.dim() == 4 and last) else None
+    return wanted is not None and {d % x.dim() for d in dims} == wanted
 
 
 def _tensors(obj) -> list[torch.Tensor]:
@@ -285,17 +446,48 @@ def _tensors(obj) -> list[torch.Tensor]:
 
 
 class _Recorder(TorchDispatchMode):
-    def __init__(self, scope: list[str]) -> None:
+    def __init__(self, scope: list[str], attention_parts: bool = False) -> None:
         super().__init__()
         self.scope = scope
+        self.attention_parts = attention_parts
         self.nodes: list[_Node] = []
         self.producer: dict[int, int] = {}
         self.keepalive: list[torch.Tensor] = []  # ids stay unique while we hold references
         self.uncovered: list[UncoveredOp] = []
         self.free: Counter[str] = Counter()
+        self.channels_last: set[int] = set()  # ids of rank-4 tensors with channels last
 
     def _source(self, t: torch.Tensor) -> int | None:
         return self.producer.get(id(t))
+
+    def _last(self, obj) -> bool:
+        return isinstance(obj, torch.Tensor) and id(obj) in self.channels_last
+
+    def _track_layout(self, name: str, args: tuple, outs: list[torch.Tensor]) -> None:
+        """Which rank-4 outputs are channels last: those of ops computing along the last
+        dim (linear, norms), a permute moving dim 1 last, and any same-shaped output of a
+        channels-last input (activations, adds, dropout)."""
+        first = args[0] if args else None
+        if not isinstance(first, torch.Tensor):
+            return
+        if name == "permute" and first.dim() == 4:
+            order = tuple(d % 4 for d in args[1])
+            last = not self._last(first) and order == (0, 2, 3, 1)
+        else:
+            last = name in _LAST_DIM_OPS or self._last(first)
+        for t in outs:
+            same = name in _LAST_DIM_OPS or name == "permute" or t.shape == first.shape
+            if last and t.dim() == 4 and same:
+                self.channels_last.add(id(t))
+
+    def _add(self, name: str, aten: str, config: UnitConfig, sources: list[int]) -> int:
+        index = len(self.nodes)
+        unique_sources = list(dict.fromkeys(sources))
+        self.nodes.append(_Node(name=name, aten=aten, config=config, inputs=unique_sources))
+        for s in unique_sources:
+            if s != INPUT:
+                self.nodes[s].consumers.append(index)
+        return index
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -307,31 +499,74 @@ class _Recorder(TorchDispatchMode):
         self.keepalive.extend(ins + outs)
         if not sources:  # parameters/constants only (e.g. weight preparation): not model data
             return out
+        self._track_layout(name, args, outs)
         path = self.scope[-1] if self.scope else ""
-        if name in _FREE_OPS or (name.endswith("_") and name[:-1] in _FREE_OPS):  # dropout_
+        free = name in _FREE_OPS or (name.endswith("_") and name[:-1] in _FREE_OPS)  # dropout_
+        if free and not (name in _MAY_COPY and _copied(ins, outs)):
             self.free[name] += 1
             for t in outs:
                 self.producer[id(t)] = sources[0]
             return out
-        config = _classify(name, args, kwargs, out)
+        if name == "scaled_dot_product_attention" and self.attention_parts:
+            return self._attention_parts(path, name, args, kwargs, out)
+        config = None if free else _classify(name, args, kwargs, out, self._last(args[0]))
+        if name == "scaled_dot_product_attention" and not _plain_attention(args, kwargs):
+            config = None
         if config is None:
             shapes = ", ".join(str(tuple(t.shape)) for t in ins)
-            self.uncovered.append(UncoveredOp(name=path, aten=name, shapes=shapes))
+            aten = f"{name} (copy)" if free else name
+            self.uncovered.append(UncoveredOp(name=path, aten=aten, shapes=shapes))
             for t in outs:
                 self.producer[id(t)] = sources[0]
             return out
-        index = len(self.nodes)
-        unique_sources = list(dict.fromkeys(sources))
-        self.nodes.append(_Node(name=path, aten=name, config=config, inputs=unique_sources))
-        for s in unique_sources:
-            if s != INPUT:
-                self.nodes[s].consumers.append(index)
+        index = self._add(path, name, config, sources)
         for t in outs[:1]:
             self.producer[id(t)] = index
         return out
 
+    def _attention_parts(self, path: str, name: str, args: tuple, kwargs: dict, out):
+        """Record ``scaled_dot_product_attention`` as the units a backend runs when it does
+        not fuse it (:func:`_attention_parts`); masked or causal attention is uncovered."""
+        q, k, v = args[:3]
+        ok = q.dim() in (3, 4) and _plain_attention(args, kwargs)
+        if not ok or (q.dim() == 4 and k.shape[1] != q.shape[1]):
+            shapes = ", ".join(str(tuple(t.shape)) for t in (q, k, v))
+            self.uncovered.append(UncoveredOp(name=path, aten=name, shapes=shapes))
+            self.producer[id(out)] = self._source(q) if self._source(q) is not None else INPUT
+            return out
+        scores, softmax, weighted = _attention_parts(q, k, v)
+        src = [s for s in (self._source(q), self._source(k)) if s is not None]
+        first = self._add(path, "matmul", scores, src or [INPUT])
+        second = self._add(path, "softmax", softmax, [first])
+        v_src = [s for s in (self._source(v),) if s is not None]
+        last = self._add(path, "matmul", weighted, [second, *v_src])
+        self.producer[id(out)] = last
+        return out
 
-def _record(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> _Recorder:
+
+def _plain_attention(args: tuple, kwargs: dict) -> bool:
+    """Attention without a mask, causal masking or dropout (the kind priced as a unit)."""
+    a = list(args) + [None] * 8
+    mask = a[3] if a[3] is not None else kwargs.get("attn_mask")
+    dropout = a[4] if a[4] is not None else kwargs.get("dropout_p", 0.0)
+    causal = a[5] if a[5] is not None else kwargs.get("is_causal", False)
+    return mask is None and not dropout and not causal
+
+
+def _copied(ins: list[torch.Tensor], outs: list[torch.Tensor]) -> bool:
+    """Whether a view op materialised a copy: its output shares no storage with its input."""
+    if not ins or not outs:
+        return False
+    try:
+        src = ins[0].untyped_storage().data_ptr()
+        return all(t.untyped_storage().data_ptr() != src for t in outs)
+    except (RuntimeError, NotImplementedError):  # storage-less tensors: views
+        return False
+
+
+def _record(
+    model: nn.Module, inputs: tuple[torch.Tensor, ...], attention_parts: bool = False
+) -> _Recorder:
     scope: list[str] = []
     handles = []
     for path, module in model.named_modules():
@@ -344,7 +579,7 @@ def _record(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> _Recorder:
 
         handles.append(module.register_forward_pre_hook(pre))
         handles.append(module.register_forward_hook(post))
-    recorder = _Recorder(scope)
+    recorder = _Recorder(scope, attention_parts)
     was_training = model.training
     model.eval()
     try:
@@ -451,24 +686,38 @@ def _fixed_dims(nodes: list[_Node]) -> tuple[list[bool], list[bool]]:
     return fixed_in, fixed_out
 
 
+def split_fusion(fusion: str) -> tuple[str, bool]:
+    """``(conv fusion, attention_parts)`` of a fusion name: one of :data:`FUSIONS`, followed
+    by :data:`ATTENTION_PARTS` when the backend runs attention as matmul, softmax, matmul
+    rather than one fused kernel (the default)."""
+    conv_fusion = fusion.removesuffix(ATTENTION_PARTS)
+    if conv_fusion not in FUSIONS:
+        raise InputError(
+            f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}, optionally "
+            f"followed by {ATTENTION_PARTS!r}"
+        )
+    return conv_fusion, conv_fusion != fusion
+
+
 def extract_units(
     model: nn.Module,
     example_input: torch.Tensor | tuple[torch.Tensor, ...],
     fusion: str = "none",
 ) -> Extraction:
-    """List the latency units of ``model`` on ``example_input`` (shape ``(N, C, H, W)``).
+    """List the latency units of ``model`` on ``example_input`` (shape ``(N, C, H, W)``, or
+    integer token ids for a text encoder).
 
-    ``fusion`` is one of :data:`FUSIONS`; backends expose theirs as ``Backend.fusion``.
+    ``fusion`` is one of :data:`FUSIONS`, optionally followed by :data:`ATTENTION_PARTS`
+    (:func:`split_fusion`); backends expose theirs as ``Backend.fusion``.
     The model is run once in eval mode; its training
     flag is restored afterwards.
     """
-    if fusion not in FUSIONS:
-        raise InputError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
+    conv_fusion, attention_parts = split_fusion(fusion)
     inputs = example_input if isinstance(example_input, tuple) else (example_input,)
-    recorder = _record(model, inputs)
+    recorder = _record(model, inputs, attention_parts)
     nodes = recorder.nodes
-    if fusion != "none":
-        nodes = _fuse(nodes, fusion)
+    if conv_fusion != "none":
+        nodes = _fuse(nodes, conv_fusion)
     fixed_in, fixed_out = _fixed_dims(nodes)
     counts: Counter[str] = Counter()
     units = []
@@ -494,4 +743,13 @@ def extract_units(
     )
 
 
-__all__ = ["FUSIONS", "INPUT", "Extraction", "LayerUnit", "UncoveredOp", "extract_units"]
+__all__ = [
+    "ATTENTION_PARTS",
+    "FUSIONS",
+    "INPUT",
+    "Extraction",
+    "LayerUnit",
+    "UncoveredOp",
+    "extract_units",
+    "split_fusion",
+]
