@@ -10,8 +10,15 @@ from torch import nn
 from transformer_nets import TRANSFORMER_UNITS, TinyBert, TinyViT
 
 from ttmpd.lut import configs_frame
-from ttmpd.profiler import GridConfig, UnitConfig, build_unit, extract_units, unit_variants
-from ttmpd.profiler._extract import ATTENTION_PARTS, split_fusion
+from ttmpd.profiler import (
+    ATTENTION_PARTS,
+    GridConfig,
+    UnitConfig,
+    build_unit,
+    extract_units,
+    split_fusion,
+    unit_variants,
+)
 
 
 def _ops(extraction) -> Counter:

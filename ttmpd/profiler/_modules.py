@@ -74,6 +74,17 @@ class _Attention(nn.Module):
         return nn.functional.scaled_dot_product_attention(q, k, v)
 
 
+class _RMSNorm(nn.RMSNorm):
+    """``nn.RMSNorm``, exported to ONNX as its formula (opset 17 has no RMS norm op, and a
+    model's RMS norm exports the same way)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.onnx.is_in_onnx_export():
+            return super().forward(x)
+        eps = self.eps if self.eps is not None else torch.finfo(x.dtype).eps
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * self.weight
+
+
 class _TokenMean(nn.Module):
     """Mean over the positions of a channels-last tensor (token or spatial pooling)."""
 
@@ -108,7 +119,7 @@ def _module(unit: UnitConfig) -> nn.Module:
     if op == "layernorm":
         return nn.LayerNorm(unit.in_channels)
     if op == "rmsnorm":
-        return nn.RMSNorm(unit.in_channels)
+        return _RMSNorm(unit.in_channels)
     if op == "embedding":
         return nn.Embedding(unit.in_channels, unit.out_channels)
     if op == "matmul":
