@@ -31,25 +31,25 @@ TRANSFORMER_UNITS = [
 class Attention(nn.Module):
     """Multi-head self-attention with one qkv projection and fused attention (timm-style)."""
 
-    def __init__(self, dim: int, heads: int) -> None:
+    def __init__(self, dim: int, heads: int, head_dim: int | None = None) -> None:
         super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        self.heads, self.head_dim = heads, head_dim or dim // heads
+        self.qkv = nn.Linear(dim, 3 * heads * self.head_dim)
+        self.proj = nn.Linear(heads * self.head_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        b, n, _ = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         x = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+        return self.proj(x.transpose(1, 2).reshape(b, n, self.heads * self.head_dim))
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp: int) -> None:
+    def __init__(self, dim: int, heads: int, mlp: int, head_dim: int | None = None) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads)
+        self.attn = Attention(dim, heads, head_dim)
         self.norm2 = nn.LayerNorm(dim)
         self.fc1 = nn.Linear(dim, mlp)
         self.act = nn.GELU()
@@ -61,18 +61,20 @@ class Block(nn.Module):
 
 
 class TinyViT(nn.Module):
-    """Patch embedding, class token, positions, ``depth`` blocks, class-token head."""
+    """Patch embedding, class token, positions, ``depth`` blocks, class-token head.
+
+    ``head_dim`` (default ``dim // heads``) fixed, fewer ``heads`` is a head-pruned ViT."""
 
     def __init__(
         self, image: int = 16, patch: int = 4, dim: int = 32, heads: int = 2, mlp: int = 64,
-        depth: int = 2, classes: int = 10, pool: str = "token",
+        depth: int = 2, classes: int = 10, pool: str = "token", head_dim: int | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
         tokens = (image // patch) ** 2 + 1
         self.patch = nn.Conv2d(3, dim, patch, stride=patch)
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos = nn.Parameter(torch.randn(1, tokens, dim) * 0.02)
-        self.blocks = nn.Sequential(*(Block(dim, heads, mlp) for _ in range(depth)))
+        self.blocks = nn.Sequential(*(Block(dim, heads, mlp, head_dim) for _ in range(depth)))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, classes)
         self.pool = pool
