@@ -12,6 +12,7 @@ from transformer_nets import TRANSFORMER_UNITS, TinyBert, TinyViT
 from ttmpd.lut import configs_frame
 from ttmpd.profiler import (
     ATTENTION_PARTS,
+    INPUT,
     GridConfig,
     UnitConfig,
     build_unit,
@@ -138,3 +139,46 @@ def test_masked_attention_is_reported_uncovered():
 
     e = extract_units(Causal(), torch.randn(1, 2, 8, 16))
     assert [u.aten for u in e.uncovered] == ["scaled_dot_product_attention"]
+
+
+class _LayerFastPath(nn.Module):
+    """``nn.TransformerEncoderLayer``'s whole-layer fast path, called directly."""
+
+    def __init__(self, layer: nn.TransformerEncoderLayer) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.layer
+        return torch._transformer_encoder_layer_fwd(
+            x, m.self_attn.embed_dim, m.self_attn.num_heads, m.self_attn.in_proj_weight,
+            m.self_attn.in_proj_bias, m.self_attn.out_proj.weight, m.self_attn.out_proj.bias,
+            m.activation_relu_or_gelu == 2, m.norm_first, m.norm1.eps, m.norm1.weight,
+            m.norm1.bias, m.norm2.weight, m.norm2.bias, m.linear1.weight, m.linear1.bias,
+            m.linear2.weight, m.linear2.bias,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("fast_path", ["attention", "layer"])
+def test_torch_transformer_fast_paths_are_priced_as_their_units(norm_first, fast_path):
+    layer = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True, norm_first=norm_first)
+    if fast_path == "layer":
+        encoder = nn.Sequential(_LayerFastPath(layer), _LayerFastPath(layer)).eval()
+    else:
+        encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    x = torch.randn(2, 12, 32)
+    fast_op = {
+        "attention": "_native_multi_head_attention",
+        "layer": "_transformer_encoder_layer_fwd",
+    }
+    for parts in (False, True):
+        e = extract_units(encoder, x, "none" + (ATTENTION_PARTS if parts else ""))
+        assert not e.uncovered and fast_op[fast_path] in {u.aten for u in e.units}
+        attention = {"matmul": 4, "softmax": 2} if parts else {"sdpa": 2}
+        assert _ops(e) == {"linear": 8, "add": 4, "layernorm": 4, "act": 2, **attention}
+        qkv = e.units[1 if norm_first else 0].config
+        assert (qkv.op, qkv.in_channels, qkv.out_channels, qkv.in_h) == ("linear", 32, 96, 12)
+        assert e.units[-1].config.op == ("add" if norm_first else "layernorm")
+        residual = next(u for u in e.units if u.config.op == "add")
+        assert INPUT in residual.inputs and len(residual.inputs) == 2

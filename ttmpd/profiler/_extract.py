@@ -39,6 +39,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import InputError
+from ._composite import COMPOSITES, Step, attention_units
 from ._units import ORT_FUSABLE_ACTIVATIONS, UnitConfig
 
 FUSIONS = ("none", "conv-bn", "conv-bn-act", "conv-bn-add-act")
@@ -243,34 +244,18 @@ def _binary(op: str, a, b, last: bool = False) -> UnitConfig | None:
     return None
 
 
-def _attention_config(q, k, v, out) -> UnitConfig | None:
-    """An ``sdpa`` unit for queries (B, heads, N, d), keys (B, heads, M, d), values
-    (B, heads, M, dv); rank-3 operands are one head."""
+def _attention_config(q, k, v, parts: bool = False) -> list[UnitConfig] | None:
+    """Units of attention of queries (B, heads, N, d) over keys (B, heads, M, d) and values
+    (B, heads, M, dv) (rank-3 operands are one head): one ``sdpa`` unit, or its parts
+    (:func:`~ttmpd.profiler._composite.attention_units`); None for grouped-query
+    attention."""
     if q.dim() not in (3, 4) or k.dim() != q.dim() or v.dim() != q.dim():
         return None
     heads = q.shape[1] if q.dim() == 4 else 1
-    if k.shape[-3 if q.dim() == 4 else 0] != heads and q.dim() == 4:
-        return None  # grouped-query attention: not a unit kind
+    if q.dim() == 4 and (k.shape[1] != heads or v.shape[1] != heads):
+        return None
     rows, d, keys, dv = q.shape[-2], q.shape[-1], k.shape[-2], v.shape[-1]
-    return UnitConfig(
-        op="sdpa", batch=q.shape[0], heads=heads, in_channels=heads * d,
-        out_channels=heads * dv, in_h=rows, in_w=keys, out_h=rows, out_w=1,
-        dtype=_dtype(q),
-    )  # fmt: skip
-
-
-def _attention_parts(q, k, v) -> list[UnitConfig]:
-    """The units of attention run as its parts: scores ``q·kᵀ`` (the scale folded in),
-    softmax over the keys, weighted values ``p·v``."""
-    heads = q.shape[1] if q.dim() == 4 else 1
-    n, rows, d, keys, dv = q.shape[0], q.shape[-2], q.shape[-1], k.shape[-2], v.shape[-1]
-    common = {"batch": n, "heads": heads, "in_h": rows, "out_h": rows, "dtype": _dtype(q)}
-    scores = heads * keys
-    return [
-        UnitConfig(op="matmul", in_channels=heads * d, out_channels=scores, **common),
-        UnitConfig(op="softmax", in_channels=scores, out_channels=scores, **common),
-        UnitConfig(op="matmul", in_channels=scores, out_channels=heads * dv, **common),
-    ]
+    return attention_units(q.shape[0], heads, rows, keys, d, dv, _dtype(q), parts)
 
 
 def _matmul_config(a, b) -> UnitConfig | None:
@@ -337,7 +322,8 @@ def _classify(name: str, args: tuple, kwargs: dict, out, last: bool = False) -> 
             in_h=tokens, out_h=tokens, dtype=_dtype(table), layout="nhwc",
         )  # fmt: skip
     if name == "scaled_dot_product_attention":
-        return _attention_config(a[0], a[1], a[2], out)
+        units = _attention_config(a[0], a[1], a[2])
+        return units[0] if units else None
     if name in ("matmul", "bmm") and a[1] is not None and a[1].dim() >= 3:
         return _matmul_config(a[0], a[1])
     if name == "matmul" and a[1] is not None and a[1].dim() == 2:  # activations @ weight
@@ -508,7 +494,15 @@ class _Recorder(TorchDispatchMode):
                 self.producer[id(t)] = sources[0]
             return out
         if name == "scaled_dot_product_attention" and self.attention_parts:
-            return self._attention_parts(path, name, args, kwargs, out)
+            units = _attention_config(*args[:3], parts=True)
+            if units and _plain_attention(args, kwargs):
+                steps = [(u, (i - 1,)) for i, u in enumerate(units)]
+                steps[-1] = (units[-1], (1, -1))  # p·v reads the softmax and the values
+                return self._steps(path, name, steps, sources, out)
+        if name in COMPOSITES:
+            steps = COMPOSITES[name](args, self.attention_parts)
+            if steps:
+                return self._steps(path, name, steps, sources, out)
         config = None if free else _classify(name, args, kwargs, out, self._last(args[0]))
         if name == "scaled_dot_product_attention" and not _plain_attention(args, kwargs):
             config = None
@@ -524,23 +518,15 @@ class _Recorder(TorchDispatchMode):
             self.producer[id(t)] = index
         return out
 
-    def _attention_parts(self, path: str, name: str, args: tuple, kwargs: dict, out):
-        """Record ``scaled_dot_product_attention`` as the units a backend runs when it does
-        not fuse it (:func:`_attention_parts`); masked or causal attention is uncovered."""
-        q, k, v = args[:3]
-        ok = q.dim() in (3, 4) and _plain_attention(args, kwargs)
-        if not ok or (q.dim() == 4 and k.shape[1] != q.shape[1]):
-            shapes = ", ".join(str(tuple(t.shape)) for t in (q, k, v))
-            self.uncovered.append(UncoveredOp(name=path, aten=name, shapes=shapes))
-            self.producer[id(out)] = self._source(q) if self._source(q) is not None else INPUT
-            return out
-        scores, softmax, weighted = _attention_parts(q, k, v)
-        src = [s for s in (self._source(q), self._source(k)) if s is not None]
-        first = self._add(path, "matmul", scores, src or [INPUT])
-        second = self._add(path, "softmax", softmax, [first])
-        v_src = [s for s in (self._source(v),) if s is not None]
-        last = self._add(path, "matmul", weighted, [second, *v_src])
-        self.producer[id(out)] = last
+    def _steps(self, path: str, name: str, steps: list[Step], sources: list[int], out):
+        """Record the chained units of one op (``steps``: see :mod:`._composite`); the op's
+        first output is the last step's."""
+        local: list[int] = []
+        for config, inputs in steps:
+            src = [s for i in inputs for s in (sources if i < 0 else [local[i]])]
+            local.append(self._add(path, name, config, src or [INPUT]))
+        for t in _tensors(out)[:1]:
+            self.producer[id(t)] = local[-1]
         return out
 
 
