@@ -40,19 +40,28 @@ from ._base import BACKENDS, BackendBase, BackendConfig
 
 
 def export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], opset: int = 17) -> bytes:
-    """Serialise ``module(*inputs)`` to ONNX bytes (inputs ``x0..xn``, output ``y``)."""
+    """Serialise ``module(*inputs)`` to ONNX bytes (inputs ``x0..xn``, output ``y``).
+
+    PyTorch's fused transformer fast paths (``nn.MultiheadAttention``,
+    ``nn.TransformerEncoderLayer``) have no ONNX form: they are off while tracing, so such
+    modules export their step-by-step path."""
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            inputs,
-            buffer,
-            dynamo=False,
-            opset_version=opset,
-            input_names=[f"x{i}" for i in range(len(inputs))],
-            output_names=["y"],
-        )
+    fast_path = torch.backends.mha.get_fastpath_enabled()
+    try:
+        torch.backends.mha.set_fastpath_enabled(False)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                inputs,
+                buffer,
+                dynamo=False,
+                opset_version=opset,
+                input_names=[f"x{i}" for i in range(len(inputs))],
+                output_names=["y"],
+            )
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast_path)
     return buffer.getvalue()
 
 
