@@ -25,6 +25,8 @@ TRANSFORMER_UNITS = [
     UnitConfig("matmul", 1, 2 * 9, 2 * 8, 9, 1, 9, 1, heads=2),
     UnitConfig("sdpa", 2, 2 * 8, 2 * 8, 9, 9, 9, 1, heads=2),
     UnitConfig("embedding", 2, 50, 16, 9, 1, 9, 1, layout="nhwc"),
+    UnitConfig("copy", 1, 12, 12, 4, 4, 4, 4, groups=2),
+    UnitConfig("copy", 1, 12, 12, 9, 1, 9, 1, layout="nhwc"),
 ]
 
 

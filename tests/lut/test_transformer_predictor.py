@@ -56,3 +56,26 @@ def test_pruned_vits_are_predicted_within_ten_percent(fitted, pruned):
     per_unit = np.asarray([fake_latency_ms(u.config) for u in units])
     errors = np.abs(predicted.breakdown["latency_ms"].to_numpy() / per_unit - 1)
     assert np.median(errors) < 0.10
+
+
+def test_channel_groups_and_savings_of_a_vit(fitted):
+    from ttmpd.lut import PruneSavings
+
+    _, _, predictor, x = fitted
+    model = TinyViT(image=16, patch=4, dim=64, heads=4, mlp=128).eval()
+    savings = PruneSavings(predictor, model, x)
+    groups = {g.id: g for g in savings.groups.values()}
+    mlp, attn = groups["blocks.0.fc1"], groups["blocks.0.attn.qkv"]
+    assert mlp.prunable and mlp.channels == 128
+    attn_units = {savings.extraction.units[i].config.op for i, _, _ in attn.members}
+    assert attn.prunable and "sdpa" in attn_units  # qkv out, attention, proj in: heads
+    residual = groups["patch"]  # the embedding width: conv out, class token, norms, adds
+    assert residual.prunable and residual.channels == 64
+    assert attn.channels == 64 and {f for *_, f in attn.members} == {1, 3}  # qkv: 3 per
+    # two of four heads removed in both blocks (32 of 64 attention channels, 96 of qkv's
+    # 192 outputs): the latency the predictor prices for the model built with two heads
+    smaller = TinyViT(image=16, patch=4, dim=64, heads=2, head_dim=16, mlp=128).eval()
+    state = {"blocks.0.attn.qkv": 32, "blocks.1.attn.qkv": 32}
+    pruned = predictor.predict_model(smaller, x).total_ms
+    assert savings.latencies([state])[0] == pytest.approx(pruned, rel=1e-6)
+    assert savings.savings([(attn.id, 32)])[0] > 0

@@ -182,3 +182,25 @@ def test_torch_transformer_fast_paths_are_priced_as_their_units(norm_first, fast
         assert e.units[-1].config.op == ("add" if norm_first else "layernorm")
         residual = next(u for u in e.units if u.config.op == "add")
         assert INPUT in residual.inputs and len(residual.inputs) == 2
+
+
+def test_views_are_free_and_copies_are_priced():
+    class Shuffle(nn.Module):  # ShuffleNet's channel shuffle: a copy; then a plain view
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(3, 12, 1), nn.Conv2d(12, 4, 1)
+
+        def forward(self, x):
+            x = self.conv1(x)
+            b, c, h, w = x.shape
+            y = x.view(b, 2, c // 2, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
+            return self.conv2(torch.relu(y)).flatten(1)
+
+    e = extract_units(Shuffle(), torch.randn(1, 3, 4, 4))
+    assert not e.uncovered and [u.config.op for u in e.units] == ["conv", "copy", "act", "conv"]
+    copy = e.units[1]
+    assert (copy.config.groups, copy.config.in_channels, copy.config.in_h) == (2, 12, 4)
+    assert {v.in_channels for v in unit_variants(copy, GridConfig(channel_step=2))} == {
+        2, 4, 6, 8, 10, 12
+    }  # fmt: skip
+    assert dict(e.free_ops) == {"flatten": 1, "transpose": 1, "view": 2}

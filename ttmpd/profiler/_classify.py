@@ -306,3 +306,16 @@ def _token_mean(x: torch.Tensor, dims, last: bool) -> bool:
         dims = [dims] if isinstance(dims, int) else []
     wanted = {1} if x.dim() == 3 else {1, 2} if (x.dim() == 4 and last) else None
     return wanted is not None and {d % x.dim() for d in dims} == wanted
+
+
+def copy_config(x: torch.Tensor, last: bool) -> UnitConfig | None:
+    """A ``copy`` unit for a view op that copied its input ``x``: rank 5 is a channel
+    shuffle, ``x`` the (batch, channels / groups, groups, h, w) transposed view of grouped
+    channels; ranks 2-4 by their layout."""
+    if x.dim() == 5:
+        n, per, g, h, w = x.shape
+        return UnitConfig(
+            op="copy", batch=n, in_channels=g * per, out_channels=g * per, in_h=h, in_w=w,
+            out_h=h, out_w=w, groups=g, dtype=_dtype(x),
+        )  # fmt: skip
+    return _elementwise("copy", x, last=last)

@@ -38,7 +38,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import InputError
-from ._classify import LAST_DIM_OPS, attention_config, classify
+from ._classify import LAST_DIM_OPS, attention_config, classify, copy_config
 from ._composite import COMPOSITES, Step
 from ._units import ORT_FUSABLE_ACTIVATIONS, UnitConfig
 
@@ -57,7 +57,7 @@ _FREE_OPS = frozenset(
 )  # fmt: skip
 # Ops that keep the channel count; channel constraints propagate through them.
 _CHANNEL_PRESERVING = frozenset(
-    {"bn", "act", "maxpool", "avgpool", "gap", "add", "mul", "layernorm", "rmsnorm"}
+    {"bn", "act", "maxpool", "avgpool", "gap", "add", "mul", "layernorm", "rmsnorm", "copy"}
 )
 # View ops that copy when their input's strides do not allow a view (priced only if so).
 _MAY_COPY = frozenset({"reshape", "flatten", "contiguous", "_reshape_alias", "unflatten"})
@@ -211,7 +211,8 @@ class _Recorder(TorchDispatchMode):
             steps = COMPOSITES[name](args, self.attention_parts)
             if steps:
                 return self._steps(path, name, steps, sources, out)
-        config = None if free else classify(name, args, kwargs, out, self._last(args[0]))
+        last = self._last(args[0])
+        config = copy_config(ins[0], last) if free else classify(name, args, kwargs, out, last)
         if name == "scaled_dot_product_attention" and not _plain_attention(args, kwargs):
             config = None
         if config is None:

@@ -47,7 +47,7 @@ Work = Callable[[int], int]
 
 _ONE_DIM = frozenset(
     {"bn", "act", "maxpool", "avgpool", "gap", "add", "mul", "cat", "softmax", "layernorm",
-     "rmsnorm"}
+     "rmsnorm", "copy"}
 )  # fmt: skip
 
 

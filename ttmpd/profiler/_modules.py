@@ -85,6 +85,14 @@ class _RMSNorm(nn.RMSNorm):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * self.weight
 
 
+class _Copy(nn.Module):
+    """A permuted copy: groups and channels swapped (channel shuffle) for rank-5 inputs,
+    else the last two dims."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.transpose(1, 2) if x.dim() == 5 else x.transpose(-1, -2)).contiguous()
+
+
 class _TokenMean(nn.Module):
     """Mean over the positions of a channels-last tensor (token or spatial pooling)."""
 
@@ -124,6 +132,8 @@ def _module(unit: UnitConfig) -> nn.Module:
         return nn.Embedding(unit.in_channels, unit.out_channels)
     if op == "matmul":
         return _MatMul()
+    if op == "copy":
+        return _Copy()
     if op == "sdpa":
         return _Attention()
     if op == "gap" and unit.layout == "nhwc":
@@ -174,6 +184,8 @@ def _inputs(unit: UnitConfig, dtype: torch.dtype, generator: torch.Generator) ->
         return (torch.randint(0, c, (n, h * w), generator=generator),)
     if unit.op == "softmax" and h * w > 1:
         return (rand(n, h * w, c),)
+    if unit.op == "copy" and unit.groups > 1:
+        return (rand(n, unit.groups, c // unit.groups, h, w),)
     if unit.layout == "nhwc":
         return _channels_last_inputs(unit, rand)
     if unit.op in ("linear", "softmax", "layernorm", "rmsnorm"):

@@ -33,6 +33,9 @@ Op kinds (``op``)::
                tokens, ``in_w`` the key tokens
     embedding  table lookup of (batch, in_h) integer ids into ``in_channels`` rows of
                ``out_channels`` features
+    copy       a view op that had to copy (a permuted tensor made contiguous): with
+               ``groups > 1`` a channel shuffle of (batch, groups, channels / groups, h, w),
+               else the last two dims of the tensor swapped
 
 Layouts (``layout``): ``nchw`` (channels at dim 1; ``linear`` and ``softmax`` on 2-D
 inputs use ``in_h = in_w = out_h = out_w = 1``) or ``nhwc``: channels last, the tensor is
@@ -70,6 +73,7 @@ OP_KINDS = (
     "matmul",
     "sdpa",
     "embedding",
+    "copy",
 )
 LAYOUTS = ("nchw", "nhwc")
 #: Ops whose channel dimension is made of attention heads (``heads`` is the prunable count).
