@@ -29,8 +29,15 @@ def test_priced_units_cover_the_measured_latency(name):
     x = torch.randn(1, 3, 64, 64)
     extraction = extract_units(model, x, backend.fusion)
     assert not extraction.uncovered
-    unit_ms = {u.index: backend.measure(u.config).median_ms for u in extraction.units}
-    whole_ms = min(backend.measure_model(model, x).median_ms for _ in range(2))
+    # interleaved rounds, each side its fastest decile: a burst of load on a shared machine
+    # then inflates neither the units nor the whole model alone
+    whole, unit_ms = [], {}
+    for _ in range(2):
+        whole.append(backend.measure_model(model, x).p10_ms)
+        for u in extraction.units:
+            ms = backend.measure(u.config).p10_ms
+            unit_ms[u.index] = min(ms, unit_ms.get(u.index, ms))
+    whole_ms = min([*whole, backend.measure_model(model, x).p10_ms])
     total = sum(unit_ms.values())
     attention = sum(unit_ms[u.index] for u in extraction.units if u.config.op in ATTENTION)
     assert 0.7 <= total / whole_ms <= 1.4, (total, whole_ms)
