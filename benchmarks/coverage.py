@@ -3,11 +3,12 @@
 For each model (timm ViT/DeiT/ConvNeXt/Swin and torchvision models built without weights
 at small inputs, and a BERT-style encoder built in code) and backend: extract the units with
 the backend's fusion, measure each distinct unit alone, and compare their sum with the
-whole model measured end to end (each side the minimum of 2-3 interleaved measurements;
-``load_1min`` records how busy the machine was). ``share`` = Σ units / whole (1.0: the
-units account for all of it; below 1: time in unpriced ops, framework time between ops, or
-weights streamed from memory that stay cached for an isolated unit; above 1: per-call
-overhead each isolated unit pays that a whole model pays once). Every uncovered op is
+whole model measured end to end (each side the fastest decile of its samples, minimum over
+2-3 interleaved measurements; ``load_1min`` records how busy the machine was).
+``share`` = Σ units / whole (1.0: the units account for all of it; below 1: time in
+unpriced ops, framework time between ops, or weights streamed from memory that stay cached
+for an isolated unit; above 1: per-call overhead each isolated unit pays that a whole
+model pays once). Every uncovered op is
 listed with its count.
 
 Usage::
