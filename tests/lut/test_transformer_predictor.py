@@ -79,3 +79,18 @@ def test_channel_groups_and_savings_of_a_vit(fitted):
     pruned = predictor.predict_model(smaller, x).total_ms
     assert savings.latencies([state])[0] == pytest.approx(pruned, rel=1e-6)
     assert savings.savings([(attn.id, 32)])[0] > 0
+
+
+def test_extending_a_table_from_before_the_attention_probe_takes_its_fusion(tmp_path, monkeypatch):
+    from ttmpd.lut import LatencyTable
+    from ttmpd.profiler import ATTENTION_PARTS
+    from ttmpd.profiler.backends.fake import FakeBackend
+
+    model, x = TinyViT(depth=1).eval(), torch.randn(1, 3, 16, 16)
+    path = tmp_path / "lut.parquet"
+    profile_model(model, x, get_backend("fake"), path, progress=False, rounds=1)
+    monkeypatch.setattr(FakeBackend, "fusion", "none" + ATTENTION_PARTS)
+    profile_model(model, x, get_backend("fake"), path, progress=False, rounds=1, resume=True)
+    table = LatencyTable.load(path)
+    assert table.meta.fusion == "none" + ATTENTION_PARTS
+    assert {"sdpa", "matmul"} <= set(table.frame["op"])  # both extractions are measured
