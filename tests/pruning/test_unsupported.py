@@ -1,6 +1,5 @@
 """Architectures torch-pruning mishandles: their groups are reported, not silently broken."""
 
-
 from dataclasses import replace
 
 import pytest
