@@ -45,7 +45,15 @@ from torch_pruning import ops
 from ..errors import InputError
 from . import _attention
 from ._attention import GroupOptions
-from ._tpfix import channel_shuffles, concat_dim_is_channels, guarded_reshape_mapping, patch_concats
+from ._tpfix import (
+    all_groups,
+    channel_shuffles,
+    concat_dim_is_channels,
+    frozen_index_mapping,
+    guarded_reshape_mapping,
+    patch_concats,
+    unmap,
+)
 from ._units import CHANNEL, CONV_GROUPS, KINDS, UnitLayout, grouped_conv_blocks
 
 logger = logging.getLogger(__name__)
@@ -63,6 +71,10 @@ _RISKY_TYPES = frozenset(
     }
 )
 _NORMS = (nn.LayerNorm, nn.RMSNorm)
+_SHUFFLE_REASON = (
+    "its channels pass a channel shuffle (view, transpose, view), which permutes them "
+    "across the concatenated branches; torch-pruning has no index mapping for it"
+)
 
 
 @dataclass(frozen=True)
@@ -143,7 +155,8 @@ class _Analysis:
         root = self.roots[group_id]
         pruner = self.graph.get_pruner_of_module(root)
         idxs = self.root_indices(group_id, units)
-        return self.graph.get_pruning_group(root, pruner.prune_out_channels, idxs)
+        with guarded_reshape_mapping():
+            return self.graph.get_pruning_group(root, pruner.prune_out_channels, idxs)
 
     def prune(self, group_id: str, units: Sequence[int], check: bool = False) -> None:
         """Remove ``units`` of ``group_id`` from the model (and fix attention attributes).
@@ -153,6 +166,9 @@ class _Analysis:
         attention = self.model.get_submodule(layout.module) if layout.module else None
         old_dim = _attention._head_dim(attention) if attention is not None else 0
         group = self.pruning_group(group_id, units)
+        if attention is not None:  # per-head parameters are pruned by after_pruning
+            own = {id(p) for p in attention.parameters(recurse=False)}
+            group._group = [it for it in group._group if id(it.dep.target.module) not in own]
         if check and not self.graph.check_pruning_group(group):
             raise InputError(f"torch-pruning refuses to prune group {group_id!r}")
         group.prune()
@@ -302,6 +318,38 @@ class _Raw:
     reaches_output: bool = False
     risky: bool = False
     shuffled: bool = False
+    failure: str = ""
+
+
+def _reaches(graph, module: nn.Module, targets: set) -> bool:
+    """Whether ``module``'s output channels meet a node of ``targets`` before the next
+    conv/linear (for a depthwise conv, also its input channels, upstream)."""
+    node = graph.module2node[module]
+    todo = [(n, "outputs") for n in node.outputs]
+    if _is_depthwise(module):
+        todo += [(n, "inputs") for n in node.inputs]
+    seen = set()
+    while todo:
+        node, way = todo.pop()
+        if node in targets:
+            return True
+        if node in seen or isinstance(node.module, _PRODUCERS):
+            continue
+        seen.add(node)
+        todo.extend((n, way) for n in getattr(node, way))
+    return False
+
+
+def _unfollowed(graph, path: str, module: nn.Module, exc: Exception, shuffles: set) -> _Raw:
+    """A root torch-pruning fails to follow: a group of its own, not prunable."""
+    channels = graph.get_out_channels(module)
+    every = MemberSlice(path, "out", tuple(range(channels)), tuple(range(channels)))
+    raw = _Raw(root=path, channels=channels, slices={(path, "out"): every})
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    raw.failure = f"torch-pruning fails to follow its channels ({type(exc).__name__}: {first})"
+    if _reaches(graph, module, shuffles):
+        raw.failure = f"{_SHUFFLE_REASON}; {raw.failure}"
+    return raw
 
 
 def _read(graph, model: nn.Module, names: dict, g, shuffles: set) -> _Raw:
@@ -356,9 +404,12 @@ def _attention_groups(
     found: dict[tuple[str, str], list[tuple[int, int]]] = {}
     group = graph.get_pruning_group(qkv, graph.get_pruner_of_module(qkv).prune_out_channels,
                                     list(range(width)))  # fmt: skip
+    own = {id(p) for p in model.get_submodule(site.path).parameters(recurse=False)}
     for item in group.items:
         side, module = _side(graph, item.dep.handler), item.dep.target.module
-        if side is not None and module in names:
+        if isinstance(module, nn.Parameter) and id(module) not in own:
+            found.setdefault((f"a parameter of shape {tuple(module.shape)}", "out"), [])
+        elif side is not None and module in names:
             pairs = zip(item.idxs, item.root_idxs, strict=True)
             found.setdefault((names[module], side), []).extend((int(i), int(r)) for i, r in pairs)
     expected = {
@@ -395,13 +446,12 @@ def _attention_groups(
 
 def _reason(model, raw: _Raw, fixed, unresolved, ignored, order, options) -> str:
     outs = {sl.path for sl in raw.slices.values() if sl.side == "out"}
+    if raw.failure:
+        return raw.failure
     if raw.reaches_output or outs & fixed:
         return "its channels are model outputs or tied to the input channels"
     if raw.shuffled:
-        return (
-            "its channels pass a channel shuffle (view, transpose, view), which permutes "
-            "them across the concatenated branches; torch-pruning cannot map that"
-        )
+        return _SHUFFLE_REASON
     norms = sorted(
         (p for p, _ in raw.slices if isinstance(model.get_submodule(p), _NORMS)),
         key=order.__getitem__,
@@ -467,7 +517,7 @@ def analyze(
         raise InputError(f"options must be a GroupOptions, got {type(options).__name__}")
     inputs = _as_inputs(example_input)
     ignored_paths = _resolve_ignored(model, ignored)
-    with _traceable(model), guarded_reshape_mapping():
+    with _traceable(model), guarded_reshape_mapping(), contextlib.ExitStack() as stack:
         graph = _build_graph(model, inputs)
         patched = [
             n
@@ -477,14 +527,16 @@ def analyze(
         patched = [n for n in patched if concat_dim_is_channels(graph, n)]
         patch_concats(graph, patched)
         shuffles = channel_shuffles(graph)
-        raw_groups = list(graph.get_all_groups(root_module_types=_PRODUCERS))
+        unmap(shuffles)
+        stack.enter_context(frozen_index_mapping())  # nothing is pruned below
+        raw_groups, failed = all_groups(graph, _PRODUCERS)
         fixed = _fixed_out_paths(model, inputs) if outputs else set()
         names = {m: n for n, m in model.named_modules()}
         order = {n: i for i, n in enumerate(names.values())}
         sites = {s.qkv: s for s in _attention.find_attention(model)}
         analysis = _Analysis(graph=graph, model=model, groups=[], roots={}, patched_concats=patched)
         coverage: dict[str, list[int]] = {}  # out-channel indices of each layer over all groups
-        read = []
+        read = [_unfollowed(graph, names[m], m, exc, shuffles) for m, exc in failed]
         for g in raw_groups:
             raw = _read(graph, model, names, g, shuffles)
             if raw.root in sites:  # replaced by the heads groups below
@@ -532,7 +584,7 @@ def analyze(
         if raw.risky and group.prunable and group.channels > 1:
             trials[group.id] = group.channels
     if verify and trials:
-        failed = failing_trials(model, inputs, trials)
+        failed = failing_trials(analysis, inputs, trials)
         analysis.groups = [
             replace(g, prunable=False, reason=failed[g.id]) if g.id in failed else g
             for g in analysis.groups

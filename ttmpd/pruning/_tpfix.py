@@ -113,3 +113,59 @@ def patch_concats(graph: tp.DependencyGraph, nodes: list) -> None:
                     )
                     done.append(dep)
                     break
+
+
+@contextlib.contextmanager
+def frozen_index_mapping() -> Iterator[None]:
+    """Skip torch-pruning's whole-graph index-mapping refresh on every group query.
+
+    ``get_pruning_group`` recomputes every concat/split/reshape mapping of the graph (with
+    recursive shape inference) before each query; while nothing is pruned the result is
+    the same as after the build, so an analysis asking for hundreds of groups does it once.
+    """
+    original = index_mapping.update_index_mapping
+    index_mapping.update_index_mapping = lambda graph: None
+    try:
+        yield
+    finally:
+        index_mapping.update_index_mapping = original
+
+
+def all_groups(graph: tp.DependencyGraph, root_types: tuple) -> tuple[list, list]:
+    """torch-pruning's ``get_all_groups``, but a root it cannot follow does not end it.
+
+    Returns the groups and the ``(module, exception)`` pairs of the roots that failed
+    (e.g. an index mapping broken by a channel shuffle upstream).
+    """
+    groups, failed, visited = [], [], set()
+    for module in list(graph.module2node):
+        if not isinstance(module, root_types) or module in visited:
+            continue
+        pruner = graph.get_pruner_of_module(module)
+        if pruner is None or pruner.get_out_channels(module) is None:
+            continue
+        idxs = list(range(pruner.get_out_channels(module)))
+        try:
+            group = graph.get_pruning_group(module, pruner.prune_out_channels, idxs)
+        except (IndexError, KeyError, ValueError, ZeroDivisionError) as exc:
+            failed.append((module, exc))
+            visited.add(module)
+            continue
+        for dep, _ in group:
+            if graph.is_out_channel_pruning_fn(dep.handler):
+                visited.add(dep.target.module)
+        groups.append(group)
+    return groups, failed
+
+
+def unmap(nodes: set) -> None:
+    """Drop the flatten index mappings torch-pruning guessed around ``nodes`` (channel
+    shuffles): they multiply indices at every pass (millions of index objects) and are
+    wrong anyway; the groups through those nodes are reported as not prunable."""
+    for node in nodes:
+        for dep in node.dependencies:
+            dep.index_mapping[0] = None
+        for other in (*node.inputs, *node.outputs):
+            for dep in other.dependencies:
+                if dep.target is node:
+                    dep.index_mapping[0] = None
