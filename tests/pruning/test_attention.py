@@ -149,3 +149,33 @@ def test_latency_search_prunes_heads(vit, tmp_path):
     # the head pricing agrees with the predictor on the physically pruned model
     whole = predictor.predict_model(result.model, x1).total_ms
     assert whole == pytest.approx(result.predicted_latency_ms, rel=1e-6)
+
+
+def test_embedding_width_is_opt_in_and_slices_every_member(vit, x):
+    closed = {g.id: g for g in channel_groups(vit, x)}["patch_embed.proj"]
+    assert not closed.prunable and "GroupOptions(embedding=True)" in closed.reason
+    groups = channel_groups(vit, x, options=GroupOptions(embedding=True))
+    stream = {g.id: g for g in groups}["patch_embed.proj"]
+    assert stream.prunable and stream.channels == 192
+    assert {("blocks.1.norm2", "out"), ("blocks.1.attn.qkv", "in"), ("head", "in")} <= set(
+        stream.members
+    )
+    removed = list(range(0, 192, 4))
+    kept = [c for c in range(192) if c not in removed]
+    pruned = apply_plan(vit, x, plan_from_removed(groups, {"patch_embed.proj": removed}))
+    # every coupled tensor keeps exactly the surviving embedding channels, in order
+    pairs = [
+        (pruned.patch_embed.proj.weight, vit.patch_embed.proj.weight[kept]),
+        (pruned.cls_token, vit.cls_token[..., kept]),
+        (pruned.pos_embed, vit.pos_embed[..., kept]),
+        (pruned.blocks[0].norm1.weight, vit.blocks[0].norm1.weight[kept]),
+        (pruned.blocks[0].attn.qkv.weight, vit.blocks[0].attn.qkv.weight[:, kept]),
+        (pruned.blocks[1].attn.proj.bias, vit.blocks[1].attn.proj.bias[kept]),
+        (pruned.blocks[1].mlp.fc2.weight, vit.blocks[1].mlp.fc2.weight[kept]),
+        (pruned.norm.bias, vit.norm.bias[kept]),
+        (pruned.head.weight, vit.head.weight[:, kept]),
+    ]
+    for got, want in pairs:
+        torch.testing.assert_close(got, want)
+    with torch.no_grad():
+        assert pruned(x).shape == (2, 10) and torch.isfinite(pruned(x)).all()

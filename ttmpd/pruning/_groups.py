@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -45,6 +44,17 @@ from torch_pruning import ops
 from ..errors import InputError
 from . import _attention
 from ._attention import GroupOptions
+from ._graph import (
+    PRODUCERS,
+    SHUFFLE_REASON,
+    RawGroup,
+    build_graph,
+    handler_side,
+    read_group,
+    reroot,
+    unfollowed,
+)
+from ._records import SIDES, ChannelGroup, MemberSlice
 from ._tpfix import (
     all_groups,
     channel_shuffles,
@@ -54,79 +64,11 @@ from ._tpfix import (
     patch_concats,
     unmap,
 )
-from ._units import CHANNEL, CONV_GROUPS, KINDS, UnitLayout, grouped_conv_blocks
+from ._units import CONV_GROUPS, UnitLayout, grouped_conv_blocks
 
 logger = logging.getLogger(__name__)
 
-SIDES = ("out", "in")
-_PRODUCERS = (ops.TORCH_CONV, ops.TORCH_LINEAR)
-_RISKY_TYPES = frozenset(
-    {
-        ops.OPTYPE.SPLIT,
-        ops.OPTYPE.UNBIND,
-        ops.OPTYPE.RESHAPE,
-        ops.OPTYPE.EXPAND,
-        ops.OPTYPE.SLICE,
-        ops.OPTYPE.CUSTOMIZED,
-    }
-)
 _NORMS = (nn.LayerNorm, nn.RMSNorm)
-_SHUFFLE_REASON = (
-    "its channels pass a channel shuffle (view, transpose, view), which permutes them "
-    "across the concatenated branches; torch-pruning has no index mapping for it"
-)
-
-
-@dataclass(frozen=True)
-class MemberSlice:
-    """Where a group's units sit in one member: ``indices[k]`` along the member's
-    channel dimension belongs to unit ``root_indices[k]`` (a root channel for plain groups;
-    a flatten before a linear maps one channel to several input features)."""
-
-    path: str
-    side: str
-    indices: tuple[int, ...]
-    root_indices: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class ChannelGroup:
-    """Channels that are pruned together.
-
-    ``id`` is the root module path (``"<attention module>#heads"`` for heads),
-    ``channels`` the current number of units (channels, conv-group offsets, heads or head
-    dims, see ``unit``), ``members`` the sorted ``(module_path, "out"|"in")`` pairs whose
-    channels change with the group. ``prunable`` is False for model outputs, input-coupled,
-    ignored or unresolved groups; ``reason`` then says why. ``slices`` (not compared) map
-    each member's channels to units.
-    """
-
-    id: str
-    channels: int
-    members: tuple[tuple[str, str], ...]
-    prunable: bool
-    reason: str = ""
-    slices: tuple[MemberSlice, ...] = field(default=(), compare=False, repr=False)
-    unit: str = CHANNEL
-
-    def __post_init__(self) -> None:
-        if not self.id or not isinstance(self.id, str):
-            raise InputError(f"group id must be a non-empty module path, got {self.id!r}")
-        if isinstance(self.channels, bool) or not isinstance(self.channels, int):
-            raise InputError(f"group {self.id}: channels must be an int, got {self.channels!r}")
-        if self.channels < 1:
-            raise InputError(f"group {self.id}: channels must be >= 1, got {self.channels}")
-        for member in self.members:
-            if len(member) != 2 or member[1] not in SIDES:
-                raise InputError(f"group {self.id}: bad member {member!r}; use (path, 'out'|'in')")
-        if self.prunable == bool(self.reason):
-            raise InputError(f"group {self.id}: give a reason exactly when it is not prunable")
-        if self.unit not in KINDS:
-            raise InputError(f"group {self.id}: unit {self.unit!r} is not one of {KINDS}")
-
-    def paths(self, side: str | None = None) -> tuple[str, ...]:
-        """Member module paths, optionally only those on ``side`` ("out" or "in")."""
-        return tuple(p for p, s in self.members if side is None or s == side)
 
 
 @dataclass
@@ -234,53 +176,6 @@ def _fixed_out_paths(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> set[
     return {u.name.split("#")[0] for u in extraction.units if u.fixed_out}
 
 
-def _side(graph: tp.DependencyGraph, handler) -> str | None:
-    if graph.is_out_channel_pruning_fn(handler):
-        return "out"
-    if graph.is_in_channel_pruning_fn(handler):
-        return "in"
-    return None
-
-
-def _is_depthwise(module: nn.Module) -> bool:
-    return (
-        isinstance(module, nn.modules.conv._ConvNd)
-        and module.groups == module.out_channels
-        and module.groups == module.in_channels
-        and module.groups > 1
-    )
-
-
-def _same_group(graph, model: nn.Module, names: dict, path: str, group) -> bool:
-    """Whether rooting at ``path`` yields the same (module, handler, indices) as ``group``."""
-    module = model.get_submodule(path)
-    pruner = graph.get_pruner_of_module(module)
-    n = len(group[0].idxs)
-    other = graph.get_pruning_group(module, pruner.prune_out_channels, list(range(n)))
-
-    def key(g):
-        return {
-            (id(it.dep.target.module), it.dep.handler, tuple(sorted(int(i) for i in it.idxs)))
-            for it in g.items
-        }
-
-    return key(other) == key(group)
-
-
-def _risky(node) -> bool:
-    """Nodes whose channel handling torch-pruning may get wrong: verify by trial pruning."""
-    if node.type in _RISKY_TYPES:
-        return True
-    module = node.module
-    if node.type == ops.OPTYPE.ELEMENTWISE and "Unknown" in str(module):
-        return True
-    return (
-        isinstance(module, nn.modules.conv._ConvNd)
-        and module.groups > 1
-        and not _is_depthwise(module)
-    )
-
-
 def _flat(out) -> list[torch.Tensor]:
     if isinstance(out, torch.Tensor):
         return [out]
@@ -289,110 +184,6 @@ def _flat(out) -> list[torch.Tensor]:
     if isinstance(out, list | tuple):
         return [t for item in out for t in _flat(item)]
     return []
-
-
-def _build_graph(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tp.DependencyGraph:
-    with guarded_reshape_mapping(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Unwrapped parameters")
-        try:
-            return tp.DependencyGraph().build_dependency(model, inputs, verbose=False)
-        except Exception as exc:
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            hint = (
-                "check the example input shape"
-                if isinstance(exc, RuntimeError)
-                else "the model uses an op torch-pruning does not support"
-            )
-            raise InputError(
-                f"torch-pruning cannot trace this model ({type(exc).__name__}: {first}); {hint}"
-            ) from None
-
-
-@dataclass
-class _Raw:
-    """One torch-pruning group read into member slices (before units and reasons)."""
-
-    root: str
-    channels: int
-    slices: dict[tuple[str, str], MemberSlice]
-    reaches_output: bool = False
-    risky: bool = False
-    shuffled: bool = False
-    failure: str = ""
-
-
-def _reaches(graph, module: nn.Module, targets: set) -> bool:
-    """Whether ``module``'s output channels meet a node of ``targets`` before the next
-    conv/linear (for a depthwise conv, also its input channels, upstream)."""
-    node = graph.module2node[module]
-    todo = [(n, "outputs") for n in node.outputs]
-    if _is_depthwise(module):
-        todo += [(n, "inputs") for n in node.inputs]
-    seen = set()
-    while todo:
-        node, way = todo.pop()
-        if node in targets:
-            return True
-        if node in seen or isinstance(node.module, _PRODUCERS):
-            continue
-        seen.add(node)
-        todo.extend((n, way) for n in getattr(node, way))
-    return False
-
-
-def _unfollowed(graph, path: str, module: nn.Module, exc: Exception, shuffles: set) -> _Raw:
-    """A root torch-pruning fails to follow: a group of its own, not prunable."""
-    channels = graph.get_out_channels(module)
-    every = MemberSlice(path, "out", tuple(range(channels)), tuple(range(channels)))
-    raw = _Raw(root=path, channels=channels, slices={(path, "out"): every})
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    raw.failure = f"torch-pruning fails to follow its channels ({type(exc).__name__}: {first})"
-    if _reaches(graph, module, shuffles):
-        raw.failure = f"{_SHUFFLE_REASON}; {raw.failure}"
-    return raw
-
-
-def _read(graph, model: nn.Module, names: dict, g, shuffles: set) -> _Raw:
-    slices: dict[tuple[str, str], MemberSlice] = {}
-    raw = _Raw(root=names[g[0].dep.target.module], channels=len(g[0].idxs), slices=slices)
-    for item in g.items:
-        node = item.dep.target
-        raw.risky = raw.risky or _risky(node)
-        raw.shuffled = raw.shuffled or node in shuffles
-        side = _side(graph, item.dep.handler)
-        if node.type == ops.OPTYPE.OUTPUT or (side == "out" and not node.outputs):
-            raw.reaches_output = True
-        module = node.module
-        if side is None or module not in names:
-            continue
-        path = names[module]
-        idxs = tuple(int(i) for i in item.idxs)
-        root_idxs = tuple(int(i) for i in item.root_idxs)
-        for s in ("out", "in") if _is_depthwise(module) else (side,):
-            old = slices.get((path, s))
-            if old is not None:  # reached twice (e.g. via two paths): merge
-                pairs = dict(zip(old.indices, old.root_indices, strict=True))
-                pairs.update(zip(idxs, root_idxs, strict=True))
-                idxs_s, root_s = tuple(pairs), tuple(pairs.values())
-            else:
-                idxs_s, root_s = idxs, root_idxs
-            slices[(path, s)] = MemberSlice(path, s, idxs_s, root_s)
-    return raw
-
-
-def _reroot(graph, model: nn.Module, names: dict, order: dict, raw: _Raw, g) -> None:
-    """Root the group at its first full producer in module order (see module docstring)."""
-    full = [
-        sl.path
-        for sl in raw.slices.values()
-        if sl.side == "out" and isinstance(model.get_submodule(sl.path), _PRODUCERS)
-        and sl.indices == sl.root_indices and sorted(sl.indices) == list(range(raw.channels))
-        and graph.get_out_channels(model.get_submodule(sl.path)) == raw.channels
-    ]  # fmt: skip
-    if full:
-        candidate = min(full, key=order.__getitem__)
-        if candidate != raw.root and _same_group(graph, model, names, candidate, g):
-            raw.root = candidate
 
 
 def _attention_groups(
@@ -406,7 +197,7 @@ def _attention_groups(
                                     list(range(width)))  # fmt: skip
     own = {id(p) for p in model.get_submodule(site.path).parameters(recurse=False)}
     for item in group.items:
-        side, module = _side(graph, item.dep.handler), item.dep.target.module
+        side, module = handler_side(graph, item.dep.handler), item.dep.target.module
         if isinstance(module, nn.Parameter) and id(module) not in own:
             found.setdefault((f"a parameter of shape {tuple(module.shape)}", "out"), [])
         elif side is not None and module in names:
@@ -444,14 +235,14 @@ def _attention_groups(
     return out
 
 
-def _reason(model, raw: _Raw, fixed, unresolved, ignored, order, options) -> str:
+def _reason(model, raw: RawGroup, fixed, unresolved, ignored, order, options) -> str:
     outs = {sl.path for sl in raw.slices.values() if sl.side == "out"}
     if raw.failure:
         return raw.failure
     if raw.reaches_output or outs & fixed:
         return "its channels are model outputs or tied to the input channels"
     if raw.shuffled:
-        return _SHUFFLE_REASON
+        return SHUFFLE_REASON
     norms = sorted(
         (p for p, _ in raw.slices if isinstance(model.get_submodule(p), _NORMS)),
         key=order.__getitem__,
@@ -472,7 +263,7 @@ def _reason(model, raw: _Raw, fixed, unresolved, ignored, order, options) -> str
     return ""
 
 
-def _in_units(model: nn.Module, raw: _Raw) -> tuple[int, dict, UnitLayout, str]:
+def _in_units(model: nn.Module, raw: RawGroup) -> tuple[int, dict, UnitLayout, str]:
     """Channels, slices and layout in units: conv-group offsets next to grouped convs."""
     modules = {p: model.get_submodule(p) for p, _ in raw.slices}
     blocks = grouped_conv_blocks(list(modules.values()))
@@ -518,7 +309,7 @@ def analyze(
     inputs = _as_inputs(example_input)
     ignored_paths = _resolve_ignored(model, ignored)
     with _traceable(model), guarded_reshape_mapping(), contextlib.ExitStack() as stack:
-        graph = _build_graph(model, inputs)
+        graph = build_graph(model, inputs)
         patched = [
             n
             for n in graph.module2node.values()
@@ -529,19 +320,19 @@ def analyze(
         shuffles = channel_shuffles(graph)
         unmap(shuffles)
         stack.enter_context(frozen_index_mapping())  # nothing is pruned below
-        raw_groups, failed = all_groups(graph, _PRODUCERS)
+        raw_groups, failed = all_groups(graph, PRODUCERS)
         fixed = _fixed_out_paths(model, inputs) if outputs else set()
         names = {m: n for n, m in model.named_modules()}
         order = {n: i for i, n in enumerate(names.values())}
         sites = {s.qkv: s for s in _attention.find_attention(model)}
         analysis = _Analysis(graph=graph, model=model, groups=[], roots={}, patched_concats=patched)
         coverage: dict[str, list[int]] = {}  # out-channel indices of each layer over all groups
-        read = [_unfollowed(graph, names[m], m, exc, shuffles) for m, exc in failed]
+        read = [unfollowed(graph, names[m], m, exc, shuffles) for m, exc in failed]
         for g in raw_groups:
-            raw = _read(graph, model, names, g, shuffles)
+            raw = read_group(graph, model, names, g, shuffles)
             if raw.root in sites:  # replaced by the heads groups below
                 continue
-            _reroot(graph, model, names, order, raw, g)
+            reroot(graph, model, names, order, raw, g)
             for sl in raw.slices.values():
                 counted = sl.side == "out" and sl.path not in sites
                 if counted and graph.get_out_channels(model.get_submodule(sl.path)):
