@@ -83,7 +83,8 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _head_dim(module: nn.Module) -> int | None:
+def head_dim_of(module: nn.Module) -> int | None:
+    """``D``: the module's ``head_dim``, else qkv rows over ``3 H`` (None if uneven)."""
     heads = module.num_heads
     if isinstance(getattr(module, "head_dim", None), int):
         return module.head_dim
@@ -115,7 +116,7 @@ def find_attention(model: nn.Module) -> list[AttentionSite]:
             continue
         if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
             continue
-        dim = _head_dim(module)
+        dim = head_dim_of(module)
         if dim is None or qkv.out_features != 3 * heads * dim or proj.in_features != heads * dim:
             continue
         norms = [getattr(module, n, None) for n in ("q_norm", "k_norm")]
@@ -138,7 +139,7 @@ def find_attention(model: nn.Module) -> list[AttentionSite]:
 
 def root_indices(module: nn.Module, kind: str, units: Sequence[int]) -> list[int]:
     """Torch-Pruning root indices (of ``qkv``, in ``[0, H*D)``) of ``units`` now."""
-    heads, dim = module.num_heads, _head_dim(module)
+    heads, dim = module.num_heads, head_dim_of(module)
     if kind == HEADS:
         return [h * dim + d for h in sorted(units) for d in range(dim)]
     return [h * dim + d for h in range(heads) for d in sorted(units)]
@@ -167,7 +168,7 @@ def after_pruning(module: nn.Module, kind: str, units: Sequence[int], old_dim: i
             module.head_dim = new_dim
         module.scale = new_dim**-0.5
     if isinstance(getattr(module, "attn_dim", None), int):
-        module.attn_dim = module.num_heads * _head_dim(module)
+        module.attn_dim = module.num_heads * head_dim_of(module)
 
 
 __all__ = [
@@ -177,5 +178,6 @@ __all__ = [
     "GroupOptions",
     "after_pruning",
     "find_attention",
+    "head_dim_of",
     "root_indices",
 ]

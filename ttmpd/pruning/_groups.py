@@ -106,7 +106,7 @@ class _Analysis:
         With ``check``, torch-pruning's own validity check must pass first (InputError)."""
         layout = self.layouts.get(group_id, UnitLayout())
         attention = self.model.get_submodule(layout.module) if layout.module else None
-        old_dim = _attention._head_dim(attention) if attention is not None else 0
+        old_dim = _attention.head_dim_of(attention) if attention is not None else 0
         group = self.pruning_group(group_id, units)
         if attention is not None:  # per-head parameters are pruned by after_pruning
             own = {id(p) for p in attention.parameters(recurse=False)}
