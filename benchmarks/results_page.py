@@ -50,6 +50,16 @@ for path in sorted(Path("benchmarks/results").glob("latency_prediction_heldout_*
         f"{len(within)} models.",
         "",
         "Device rules the probe found: " + "; ".join(rules) + ".",
+        *(
+            [
+                "",
+                "Caveat: these ONNX Runtime models were examined while the predictor was",
+                "fixed on 2026-11-30 (docs/design/device-rules.md); they are no longer a set",
+                "never looked at.",
+            ]
+            if label.startswith("onnxruntime")
+            else []
+        ),
         "",
         markdown_table(
             f[["model", "method", "within10_pct", "within5_pct", "mape_pct", "spearman"]]
