@@ -37,25 +37,9 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..profiler import Extraction, extract_units
+from ..profiler import CHANNEL_PRESERVING, Extraction, extract_units
 from ._features import configs_frame, with_derived_columns
 from ._predictor import LatencyPredictor
-
-_PRESERVING = frozenset(
-    {
-        "bn",
-        "act",
-        "maxpool",
-        "avgpool",
-        "gap",
-        "add",
-        "mul",
-        "softmax",
-        "layernorm",
-        "rmsnorm",
-        "copy",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -104,7 +88,7 @@ def channel_groups(extraction: Extraction) -> list[ChannelGroup]:
         c = u.config
         uf.find((u.index, "in"))
         uf.find((u.index, "out"))
-        if c.op in _PRESERVING or c.is_depthwise or (c.op == "cat" and c.layout == "nhwc"):
+        if c.op in CHANNEL_PRESERVING or c.is_depthwise or (c.op == "cat" and c.layout == "nhwc"):
             uf.union((u.index, "in"), (u.index, "out"), 1.0)  # (a token cat: equal channels)
         elif c.uses_heads:  # pruned in whole heads: in and out shrink together
             uf.union((u.index, "in"), (u.index, "out"), c.out_channels / c.in_channels)

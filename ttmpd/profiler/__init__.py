@@ -33,6 +33,7 @@ from ._rules import infer_native_rule as infer_native_rule
 from ._timing import Timing as Timing
 from ._timing import TimingConfig as TimingConfig
 from ._timing import measure as measure
+from ._units import CHANNEL_PRESERVING as CHANNEL_PRESERVING
 from ._units import LAYOUTS as LAYOUTS
 from ._units import OP_KINDS as OP_KINDS
 from ._units import UnitConfig as UnitConfig
@@ -46,6 +47,7 @@ from .backends import get_backend as get_backend
 __all__ = [
     "ATTENTION_PARTS",
     "BACKENDS",
+    "CHANNEL_PRESERVING",
     "FUSIONS",
     "INPUT",
     "LAYOUTS",

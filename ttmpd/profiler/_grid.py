@@ -40,15 +40,12 @@ from dataclasses import dataclass
 from ..errors import InputError
 from ._extract import LayerUnit
 from ._rules import DeviceRules
-from ._units import UnitConfig, with_channels
+from ._units import CHANNEL_PRESERVING, UnitConfig, with_channels
 
 #: ``work(count)``: the channel width a kernel computes for ``count`` channels.
 Work = Callable[[int], int]
 
-_ONE_DIM = frozenset(
-    {"bn", "act", "maxpool", "avgpool", "gap", "add", "mul", "cat", "softmax", "layernorm",
-     "rmsnorm", "copy"}
-)  # fmt: skip
+_ONE_DIM = CHANNEL_PRESERVING | {"cat"}
 
 
 @dataclass(frozen=True)

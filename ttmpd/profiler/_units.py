@@ -56,6 +56,13 @@ from dataclasses import dataclass, fields
 
 from ..errors import InputError
 
+#: Unit kinds whose output has the channel count of their (first) input: pruning shrinks
+#: both sides together.
+CHANNEL_PRESERVING = frozenset(
+    {"bn", "act", "maxpool", "avgpool", "gap", "add", "mul", "softmax", "layernorm", "rmsnorm",
+     "copy"}
+)  # fmt: skip
+
 OP_KINDS = (
     "conv",
     "linear",
