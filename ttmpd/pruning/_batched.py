@@ -21,7 +21,10 @@ across the batch.
 from __future__ import annotations
 
 import copy
+import itertools
+import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -66,8 +69,12 @@ class BatchedCandidates:
     """Adaptive-BN logits of many pruning candidates of ``model`` on ``images``.
 
     ``max_samples`` bounds ``candidates × len(images)`` per forward (memory); more
-    candidates are split into several forwards. :attr:`forwards` counts forward passes and
-    :attr:`evaluated` candidates, for reporting.
+    candidates are split into several forwards, candidates that change the model later
+    together. The first call records one pass of the unpruned model (module call order and
+    outputs, one set of activations kept); later forwards replay the outputs of the modules
+    that end before the first one their candidates change, instead of computing them.
+    :attr:`forwards` counts forward passes (the recording included), :attr:`evaluated`
+    candidates and :attr:`replayed` replayed module calls, for reporting.
     """
 
     def __init__(
@@ -100,16 +107,80 @@ class BatchedCandidates:
         self._masked = {p: modules[p] for p in self._pieces if p not in self._bns}
         self._masks: dict[str, torch.Tensor] = {}
         self._m = 1
+        self._trace: _Trace | None = None
+        self.replayed = 0
 
     def logits(self, candidates: Sequence[Removed]) -> list[torch.Tensor]:
         """One ``(N, classes)`` logit tensor per candidate, in order."""
-        out: list[torch.Tensor] = []
-        for start in range(0, len(candidates), self.per_forward):
-            chunk = candidates[start : start + self.per_forward]
-            out += list(self._forward(chunk).split(len(self.images)))
+        if self._trace is None:
+            self._trace = self._record()
+        first = [self._first_change(c) for c in candidates]
+        order = sorted(range(len(candidates)), key=lambda i: -first[i])
+        out: list[torch.Tensor] = [torch.empty(0)] * len(candidates)
+        for start in range(0, len(order), self.per_forward):
+            rows = order[start : start + self.per_forward]
+            chunk = [candidates[i] for i in rows]
+            logits = self._forward(chunk, self._skippable(min(first[i] for i in rows)))
+            for i, part in zip(rows, logits.split(len(self.images)), strict=True):
+                out[i] = part
         return out
 
-    def _forward(self, chunk: Sequence[Removed]) -> torch.Tensor:
+    def _record(self) -> _Trace:
+        """One pass of the unpruned model: when each module starts and ends (call order),
+        how often it is called, and its output."""
+        trace = _Trace()
+        tick = itertools.count()
+
+        def before(path):
+            def hook(module, inputs):
+                trace.start.setdefault(path, next(tick))
+                trace.calls[path] = trace.calls.get(path, 0) + 1
+
+            return hook
+
+        def after(path):
+            def hook(module, inputs, output):
+                trace.end[path] = next(tick)
+                if isinstance(output, torch.Tensor):
+                    trace.output[path] = output
+
+            return hook
+
+        modules = [(p, m) for p, m in self.model.named_modules() if p]
+        handles = [m.register_forward_pre_hook(before(p)) for p, m in modules]
+        handles += [m.register_forward_hook(after(p)) for p, m in modules]
+        try:
+            self._forward([{}], {})
+        finally:
+            for handle in handles:
+                handle.remove()
+        self.evaluated -= 1  # a forward, not a candidate
+        for group_id in self.groups:
+            paths = [
+                p for p, pieces in self._pieces.items() if any(g == group_id for g, *_ in pieces)
+            ]
+            starts = [trace.start[p] for p in paths if p in trace.start]
+            trace.group_start[group_id] = min(starts) if starts else -1
+        return trace
+
+    def _first_change(self, removed: Removed) -> float:
+        """Call index of the first module whose output this candidate changes (inf: none)."""
+        starts = [self._trace.group_start.get(g, -1) for g, c in removed.items() if list(c)]
+        return min(starts, default=math.inf)
+
+    def _skippable(self, before: float) -> dict[str, torch.Tensor]:
+        """Outermost modules called once that end before call index ``before``: their
+        outputs are the recorded ones whatever the candidates (same inputs, nothing masked
+        yet), so the forward replays them instead of computing them."""
+        trace = self._trace
+        done = {p for p, n in trace.calls.items()
+                if n == 1 and p in trace.output and trace.end[p] < before}  # fmt: skip
+        outer = {p for p in done if not any(a in done for a in _ancestors(p))}
+        return {p: trace.output[p] for p in outer}
+
+    def _forward(
+        self, chunk: Sequence[Removed], replay: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
         self._m = len(chunk)
         self._masks = {path: self._mask(path, chunk) for path in self._pieces}
         for path, bn in self._bns.items():
@@ -118,6 +189,9 @@ class BatchedCandidates:
             module.register_forward_hook(self._mask_hook(path))
             for path, module in self._masked.items()
         ]
+        replayed = [self.model.get_submodule(p) for p in replay]
+        for module, output in zip(replayed, replay.values(), strict=True):
+            module.forward = _Replay(output, self._m)
         try:
             with torch.no_grad():
                 batch = self.images.repeat(self._m, *([1] * (self.images.dim() - 1)))
@@ -125,9 +199,12 @@ class BatchedCandidates:
         finally:
             for handle in handles:
                 handle.remove()
+            for module in replayed:
+                del module.forward
             self._masks = {}
         self.forwards += 1
         self.evaluated += self._m
+        self.replayed += len(replayed)
         return logits
 
     def _mask(self, path: str, chunk: Sequence[Removed]) -> torch.Tensor:
@@ -158,6 +235,30 @@ class BatchedCandidates:
             return (output.reshape(shape) * mask.reshape(view)).reshape(output.shape)
 
         return hook
+
+
+class _Replay:
+    """Stands in for a module's forward: its recorded output, once per candidate."""
+
+    def __init__(self, output: torch.Tensor, candidates: int) -> None:
+        self.output, self.candidates = output, candidates
+
+    def __call__(self, *args, **kwargs) -> torch.Tensor:
+        return self.output.repeat(self.candidates, *([1] * (self.output.dim() - 1)))
+
+
+@dataclass
+class _Trace:
+    start: dict[str, int] = field(default_factory=dict)
+    end: dict[str, int] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    output: dict[str, torch.Tensor] = field(default_factory=dict)
+    group_start: dict[str, int] = field(default_factory=dict)
+
+
+def _ancestors(path: str) -> list[str]:
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def _channel_count(module: nn.Module, at_least: int) -> int:
