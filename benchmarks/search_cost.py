@@ -54,6 +54,18 @@ def score(model, calib, teacher) -> float:
     return float(AccuracyModel().predict(agreement(logits, teacher), kd_gap(logits, teacher)))
 
 
+def evaluations(log) -> int:
+    """Candidates scored with the proxies: every ttmpd row, the greedy search's fresh ones."""
+    if "fresh" in log:
+        return int(log["fresh"].sum())
+    return len(log) if "v1" in log else 0
+
+
+def forwards(log) -> int:
+    """Forward passes over the proxy images (the greedy search: one per evaluation)."""
+    return int(log["forwards"].max()) if "forwards" in log else evaluations(log)
+
+
 def pass_seconds(model, calib, repeats: int = 5) -> float:
     """Median process CPU time of one adaptive-BN pass of ``model`` over ``calib``."""
     times = []
@@ -104,9 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = {"corruption": corruption, "budget": budget, "method": method,
                        "prune_s": result.search_s, "prune_cpu_s": cpu, "pass_cpu_s": unit,
                        "prune_in_passes": cpu / unit,
-                       "evaluations": len(log) if "v1" in log else 0,
-                       "forwards": int(log["forwards"].max()) if "forwards" in log
-                       else (len(log) if "v1" in log else 0),
+                       "evaluations": evaluations(log), "forwards": forwards(log),
                        "predicted_ratio": result.predicted_latency_ms / result.base_latency_ms,
                        "score_128": score(result.model, calib, teacher),
                        "acc_pruned": accuracy(result.model, held, labels, norm)}  # fmt: skip

@@ -58,7 +58,7 @@ class _CandidateBN(nn.Module):
         for i, part in enumerate(x.chunk(self.candidates)):
             weight, bias = bn.weight, bn.bias
             if self.mask is not None:
-                ones = torch.ones(part.shape[1])
+                ones = torch.ones(part.shape[1], device=part.device)
                 weight = (ones if weight is None else weight) * self.mask[i]
                 bias = (torch.zeros_like(ones) if bias is None else bias) * self.mask[i]
             outs.append(F.batch_norm(part, None, None, weight, bias, True, 0.0, bn.eps))
@@ -211,7 +211,7 @@ class BatchedCandidates:
         module = self._bns[path].bn if path in self._bns else self._masked[path]
         size = max(max(idx) for _, idx, _ in self._pieces[path]) + 1
         size = _channel_count(module, size)
-        mask = torch.ones(len(chunk), size)
+        mask = torch.ones(len(chunk), size, device=self.images.device)
         for row, removed in enumerate(chunk):
             for group_id, indices, roots in self._pieces[path]:
                 drop = set(int(c) for c in removed.get(group_id, ()))
