@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     for column in ("acc_pruned", "acc_finetuned"):
         if column in frame:
             frame[column] *= 100
-    write_results(RESULTS / args.name, frame, backend=args.backend, proxy_images=128,
+    write_results(RESULTS / args.name, frame, backend=args.backend, calib_images=128,
                   finetune_samples=512, epochs=0 if args.no_finetune else 10)  # fmt: skip
     print(markdown_table(frame))
     summary = frame.groupby("method", as_index=False).agg(
