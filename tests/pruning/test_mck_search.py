@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from nets import DepthwiseNet, ResidualNet
+from torch import nn
 
 from ttmpd.lut import LatencyPredictor, profile_model
 from ttmpd.profiler import GridConfig, get_backend
@@ -58,6 +59,43 @@ def test_batched_logits_equal_one_at_a_time_adaptive_bn(net_cls, max_samples):
         assert batched.replayed > 0
     # the unpruned candidate's outputs do not depend on what shares its forward
     torch.testing.assert_close(together[0], together[-1])
+
+
+class InplaceNet(nn.Module):
+    """Two residual blocks written flat, with in-place adds and ReLUs (torchvision style):
+    a replayed BN output must not carry the in-place add made after it was recorded."""
+
+    def __init__(self, c: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+        self.relu = nn.ReLU(inplace=True)
+        self.a1, self.b1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.a2, self.b2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.c1, self.d1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.c2, self.d2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.fc = nn.Linear(c, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.stem(x))
+        out = self.b2(self.a2(self.relu(self.b1(self.a1(x)))))
+        out += x
+        x = self.relu(out)
+        out = self.d2(self.c2(self.relu(self.d1(self.c1(x)))))
+        out += x
+        return self.fc(self.relu(out).mean((2, 3)))
+
+
+def test_replay_is_exact_with_in_place_ops():
+    net = _net(InplaceNet)
+    groups = channel_groups(net, X)
+    masker = ChannelMasker(net, groups)
+    candidates = [{"c1": [0, 2, 5]}, {"c1": [1]}, {}, {"a1": [3]}]
+    batched = BatchedCandidates(net, groups, CALIB, max_samples=2 * len(CALIB))
+    together = batched.logits(candidates)
+    assert batched.replayed > 0
+    for candidate, out in zip(candidates, together, strict=True):
+        alone = adaptive_bn_logits(masker.masked(candidate), CALIB)
+        torch.testing.assert_close(out, alone, rtol=1e-4, atol=1e-4)
 
 
 def test_batched_leaves_the_model_untouched():

@@ -142,7 +142,7 @@ class BatchedCandidates:
             def hook(module, inputs, output):
                 trace.end[path] = next(tick)
                 if isinstance(output, torch.Tensor):
-                    trace.output[path] = output
+                    trace.output[path] = output.detach().clone()  # later in-place ops
 
             return hook
 
