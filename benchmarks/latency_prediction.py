@@ -350,7 +350,12 @@ def main(argv: list[str] | None = None) -> int:
         plot_predicted_vs_measured(
             measured,
             {k: np.concatenate(v) for k, v in scatter_all.items()},
-            args.out.parent / f"latency_prediction_{backend_name}.png",
+            args.out.parent
+            / (
+                f"{args.out.name}.png"
+                if backend_name in args.out.name
+                else f"{args.out.name}_{backend_name}.png"
+            ),
             title=f"{backend_name}: {', '.join(args.models)} pruned variants",
         )
     frame = pd.DataFrame(rows)

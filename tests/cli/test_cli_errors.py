@@ -224,6 +224,19 @@ DEVICE_CASES = {
     "profile-resume-other-isa": Case(
         _profile("--resume"), ("another device", "isa"), _copy("avx2.parquet", "x.parquet")
     ),
+    "predict-calibrate-other-isa": Case(
+        (
+            "predict",
+            "--model",
+            "{shared}/models.py:tiny",
+            "--input-shape",
+            SHAPE,
+            "--lut",
+            "x.parquet",
+        ),
+        ("another device", "isa", "--uncalibrated"),
+        _copy("avx2.parquet", "x.parquet"),
+    ),
     "openvino-missing": Case(
         _with(_profile(), "--backend", "openvino"),
         ("openvino", "pip install"),

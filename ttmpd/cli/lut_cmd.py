@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit = lut_sub.add_parser("fit", help="fit a latency predictor on a table and save it")
     fit.add_argument("path", help="latency table")
     fit.add_argument("--out", required=True, help="predictor file (.json)")
-    fit.add_argument("--regressor", default="gbr", help="gbr | hgb | rf | extra | ridge")
+    fit.add_argument("--regressor", default="blend", help="blend | gbr | hgb | rf | extra | ridge")
     fit.add_argument("--cv", action="store_true", help="cross-validate all regressors first")
     fit.add_argument(
         "--calibrate",

@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.uncalibrated:
             from ..pruning import calibrate_predictor
 
-            backend = backend_for_table(table)  # refuses with one line if unavailable
+            # refuses with one line if unavailable here or measured on another device
+            backend = backend_for_table(table, same_device="calibrating (--uncalibrated skips it)")
             print(
                 f"calibrating: measuring {name} and {args.calibrate_variants} random prunes on "
                 f"{table.meta.backend} (3 interleaved rounds; --uncalibrated skips this)",

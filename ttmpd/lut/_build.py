@@ -56,6 +56,7 @@ from ..profiler import (
     UnitConfig,
     extract_units,
     grid_configs,
+    split_fusion,
 )
 from ..profiler._timing import combine_rounds
 from ._drift import DriftMap, anchor_configs, fit_drift, remeasure
@@ -157,6 +158,14 @@ def _check_same_device(meta: LutMeta, current: LutMeta, what: str) -> None:
         )
 
 
+def _with_attention_fusion(table: LatencyTable, fusion: str) -> LatencyTable:
+    """``table`` with the backend's current ``fusion`` when only its attention part differs:
+    a table from before attention was probed names the conv fusion alone."""
+    if table.meta.fusion == fusion or split_fusion(table.meta.fusion)[0] != split_fusion(fusion)[0]:
+        return table
+    return LatencyTable(table.frame, dataclasses.replace(table.meta, fusion=fusion))
+
+
 def _start_table(out: Path, journal: Path, current: LutMeta, resume: bool) -> LatencyTable:
     """The table to extend: existing output and journal rows when resuming."""
     if not resume:
@@ -177,7 +186,7 @@ def _start_table(out: Path, journal: Path, current: LutMeta, resume: bool) -> La
     if resume and out.exists():
         existing = LatencyTable.load(out)
         _check_same_device(existing.meta, current, str(out))
-        table = existing
+        table = _with_attention_fusion(existing, current.fusion)
     if resume and journal.exists():
         header, rows, complete = _read_journal(journal)
         if header is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ..errors import TtmpdError
+from ..errors import InputError, TtmpdError
 from ..profiler import BackendBase, BackendConfig, DeviceRules, TimingConfig, get_backend
 from ._drift import TableCheck, check_table
 from ._schema import LutMeta
@@ -67,11 +67,18 @@ def _table_backend(meta: LutMeta) -> BackendBase:
     return backend
 
 
-def backend_for_table(table: LatencyTable) -> BackendBase:
-    """A backend with the table's settings; warns if this device differs from the table's."""
+def backend_for_table(table: LatencyTable, *, same_device: str = "") -> BackendBase:
+    """A backend with the table's settings. Where this device differs from the table's it
+    warns, or, with ``same_device`` (what needs the table's device, e.g. "calibrating"),
+    raises InputError naming the differences."""
     fp = table.fingerprint
     backend = _table_backend(table.meta)
     diffs = fp.differences(backend.fingerprint())
+    if diffs and same_device:
+        raise InputError(
+            f"the table was measured on another device ({'; '.join(diffs)}); {same_device} "
+            "here would mix two devices: run it on the table's device"
+        )
     if diffs:
         logger.warning("measuring on another device than the table's: %s", "; ".join(diffs))
     return backend

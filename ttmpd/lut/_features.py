@@ -8,7 +8,10 @@ Output: a float matrix, one row per unit, with the columns of :data:`FEATURE_NAM
   depthwise flag;
 * log1p of MACs, params, input/output elements (latency spans 4 decades, so the regressor
   fits ``log(latency_ms)``);
-* raw shape: batch, channels, spatial size, kernel, stride, groups;
+* raw shape: batch, channels, spatial size (tokens for token units; query x key tokens for
+  ``sdpa``), kernel, stride, groups;
+* layout and attention: channels last (``nhwc``: tokens, ConvNeXt), heads, and the
+  per-head input size (head dim of scores and sdpa, key tokens of weighted values);
 * generic alignment: ``c mod 8``, ``c mod 16``, whether ``c`` is a multiple of 4, and
   log1p of the MACs with channels rounded up to multiples of 8 (the regressor learns from
   the table which of them matter on the device);
@@ -27,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..profiler import OP_KINDS, BlockedLayoutRule, DeviceRules, NativeConvRule, UnitConfig
+from ..profiler._units import OPTIONAL_FIELDS
 from ._schema import CONFIG_COLUMNS
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -59,6 +63,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "out_align4",
     "n_inputs",
     "broadcast",
+    "channels_last",
+    "heads",
+    "head_dim",
 )
 
 
@@ -77,42 +84,61 @@ def with_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
     agree); used to price thousands of pruned configurations without building objects.
     """
     frame = frame.copy()
+    for column, default in OPTIONAL_FIELDS.items():  # frames of version-1 tables
+        if column not in frame:
+            frame[column] = default
     op = frame["op"].to_numpy()
     v = {c: frame[c].to_numpy(dtype=np.int64) for c in (
         "batch", "in_channels", "out_channels", "in_h", "in_w", "out_h", "out_w", "kernel_h",
-        "kernel_w", "groups", "n_inputs",
+        "kernel_w", "groups", "n_inputs", "heads",
     )}  # fmt: skip
     bias = frame["bias"].to_numpy(dtype=bool)
     bn = frame["bn"].to_numpy(dtype=bool)
     broadcast = frame["broadcast"].to_numpy(dtype=bool)
     conv, linear = op == "conv", op == "linear"
+    matmul, sdpa, embedding = op == "matmul", op == "sdpa", op == "embedding"
     groups = np.maximum(v["groups"], 1)
-    out_elems = v["batch"] * v["out_channels"] * v["out_h"] * v["out_w"]
+    heads = np.maximum(v["heads"], 1)
+    n, cin, cout = v["batch"], v["in_channels"], v["out_channels"]
+    out_elems = n * cout * v["out_h"] * v["out_w"]
+    tokens = v["in_h"] * v["in_w"]
     kernel = v["kernel_h"] * v["kernel_w"]
-    conv_macs = out_elems * (v["in_channels"] // groups) * kernel
-    lin_macs = v["batch"] * v["in_channels"] * v["out_channels"]
-    frame["macs"] = np.where(conv, conv_macs, np.where(linear, lin_macs, 0))
-    conv_params = v["out_channels"] * (v["in_channels"] // groups) * kernel + np.where(
-        bias | bn, v["out_channels"], 0
+    conv_macs = out_elems * (cin // groups) * kernel
+    lin_macs = n * tokens * cin * cout
+    matmul_macs = n * v["in_h"] * cin * cout // heads
+    sdpa_macs = n * tokens * (cin + cout)
+    frame["macs"] = np.select(
+        [conv, linear, matmul, sdpa], [conv_macs, lin_macs, matmul_macs, sdpa_macs], 0
     )
-    lin_params = v["in_channels"] * v["out_channels"] + np.where(bias, v["out_channels"], 0)
+    conv_params = cout * (cin // groups) * kernel + np.where(bias | bn, cout, 0)
+    lin_params = cin * cout + np.where(bias, cout, 0)
     frame["params"] = np.select(
-        [conv, linear, op == "bn"], [conv_params, lin_params, 2 * v["in_channels"]], 0
+        [conv, linear, np.isin(op, ("bn", "layernorm")), op == "rmsnorm", embedding],
+        [conv_params, lin_params, 2 * cin, cin, cin * cout],
+        0,
     )
-    first = v["batch"] * v["in_channels"] * v["in_h"] * v["in_w"]
+    first = n * cin * tokens
     extra_in = v["n_inputs"] - 1
-    binary_other = v["batch"] * v["in_channels"] * np.where(broadcast, 1, v["in_h"] * v["in_w"])
-    frame["input_elements"] = first + np.select(
+    binary_other = n * cin * np.where(broadcast, 1, tokens)
+    inputs = first + np.select(
         [conv & (extra_in > 0), np.isin(op, ("add", "mul"))],
         [extra_in * out_elems, extra_in * binary_other],
         0,
     )
+    matmul_in = n * v["in_h"] * cin + n * cin * cout // heads
+    sdpa_in = n * v["in_h"] * cin + n * v["in_w"] * (cin + cout)
+    frame["input_elements"] = np.select(
+        [matmul, sdpa, embedding], [matmul_in, sdpa_in, n * tokens], inputs
+    )
     frame["output_elements"] = out_elems
     key = None
     for c in CONFIG_COLUMNS:
-        part = c + "=" + frame[c].astype(str)
-        key = part if key is None else key + "|" + part
-    frame["key"] = key if key is not None else pd.Series(dtype=str)
+        values = frame[c].astype(str)
+        part = "|" + c + "=" + values
+        if c in OPTIONAL_FIELDS:  # named only when not the default (UnitConfig.key)
+            part = part.where(values != str(OPTIONAL_FIELDS[c]), "")
+        key = part if key is None else key + part
+    frame["key"] = key.str[1:] if len(frame) else pd.Series(dtype=str)
     return frame
 
 
@@ -184,6 +210,12 @@ def unit_features(frame: pd.DataFrame, rules: DeviceRules | None = None) -> np.n
     f["in_align4"], f["out_align4"] = (cin % 4 == 0).astype(float), (cout % 4 == 0).astype(float)
     f["n_inputs"] = num["n_inputs"]
     f["broadcast"] = frame["broadcast"].to_numpy(dtype=float)
+    layout = frame["layout"] if "layout" in frame else pd.Series(["nchw"] * n)
+    f["channels_last"] = (layout.astype(str).to_numpy() == "nhwc").astype(float)
+    heads = frame["heads"].to_numpy(dtype=float) if "heads" in frame else np.ones(n)
+    f["heads"] = heads
+    attention = np.isin(op, ("matmul", "sdpa")) | (heads > 1)
+    f["head_dim"] = np.where(attention, cin / np.maximum(heads, 1), 0.0)
     if rule is not None:  # the probed rule decides these convs' alignment: no proxy for it
         decided = is_conv & ((groups == 1) | depthwise)
         for name in _ALIGNMENT_PROXIES:

@@ -4,9 +4,9 @@ scikit-learn conventions: ``__init__`` only stores parameters, ``fit`` returns `
 sets attributes ending in ``_``, ``predict`` raises ``NotFittedError`` before ``fit``.
 
 Unit level
-    A regressor (default: gradient boosting, chosen by cross-validation; ``ttmpd lut fit
-    --cv`` reruns it on your table) maps the features of :mod:`ttmpd.lut._features` to the
-    log time per unit of work::
+    A regressor (default ``blend``: the mean of gradient boosting and extremely randomised
+    trees; ``ttmpd lut fit --cv`` compares the choices on your table) maps the features of
+    :mod:`ttmpd.lut._features` to the log time per unit of work::
 
         target = log(latency_ms) - log(work + W0)        work = unit_work(config)
 
@@ -115,6 +115,13 @@ def _extra(random_state: int = 0):
     return ExtraTreesRegressor(n_estimators=300, random_state=random_state)
 
 
+@REGRESSORS.register("blend")
+def _blend(random_state: int = 0):
+    from sklearn.ensemble import VotingRegressor
+
+    return VotingRegressor([("gbr", _gbr(random_state)), ("extra", _extra(random_state))])
+
+
 @REGRESSORS.register("ridge")
 def _ridge(random_state: int = 0):
     from sklearn.linear_model import RidgeCV
@@ -122,6 +129,47 @@ def _ridge(random_state: int = 0):
     from sklearn.preprocessing import StandardScaler
 
     return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+
+
+class SplitRegressor(RegressorMixin, BaseEstimator):
+    """One clone of ``estimator`` per side of a binary feature column (``X[:, column] >
+    0.5``), each fitted on its own rows; one clone for both when a side has fewer than
+    ``min_rows`` rows.
+
+    The predictor splits on the blocked-layout flag: blocked and unblocked convs cost per
+    unit of work at rates that differ several-fold, and a tree ensemble on the pooled rows
+    splits on channel counts first wherever one class has no rows nearby (few off-grid
+    rows near the top of a unit's range), pricing an unblocked count at the blocked rate.
+    """
+
+    def __init__(self, estimator=None, column: int = 0, min_rows: int = 5):
+        self.estimator = estimator
+        self.column = column
+        self.min_rows = min_rows
+
+    def fit(self, X, y) -> SplitRegressor:
+        from sklearn.base import clone
+
+        X, y = np.asarray(X), np.asarray(y)
+        side = X[:, self.column] > 0.5
+        self.estimators_ = {}
+        if min(side.sum(), (~side).sum()) < self.min_rows:
+            self.estimators_[None] = clone(self.estimator).fit(X, y)
+        else:
+            for key, rows in ((True, side), (False, ~side)):
+                self.estimators_[key] = clone(self.estimator).fit(X[rows], y[rows])
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        X = np.asarray(X)
+        if None in self.estimators_:
+            return self.estimators_[None].predict(X)
+        side = X[:, self.column] > 0.5
+        out = np.empty(len(X))
+        for key, rows in ((True, side), (False, ~side)):
+            if rows.any():
+                out[rows] = self.estimators_[key].predict(X[rows])
+        return out
 
 
 @dataclass(frozen=True)
@@ -170,7 +218,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
 
     def __init__(
         self,
-        regressor: str = "gbr",
+        regressor: str = "blend",
         exact_hits: bool = True,
         random_state: int = 0,
         blocked_layout: bool | str = "auto",
@@ -201,6 +249,8 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         work = self._work(frame)
         self.work_offset_ = work_offset(y, work)
         self.estimator_ = REGRESSORS.get(self.regressor)(self.random_state)
+        if self.blocked_layout_:
+            self.estimator_ = SplitRegressor(self.estimator_, FEATURE_NAMES.index("blocked"))
         self.estimator_.fit(features, np.log(y) - np.log(work + self.work_offset_))
         keys = frame["key"] if "key" in frame else configs_frame([])["key"]
         self.lut_ = dict(zip(keys, y, strict=False)) if self.exact_hits else {}

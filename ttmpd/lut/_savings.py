@@ -5,8 +5,9 @@ unit has an input and an output channel dimension, and a weighted union-find joi
 
 * a producer's output with its consumer's input (factor ``in / out``: a linear layer after
   ``flatten`` of ``C x H x W`` sees ``H·W`` inputs per channel),
-* input and output of channel-preserving units (bn, activations, pools, add, mul) and of
-  depthwise convs,
+* input and output of channel-preserving units (bn, activations, pools, add, mul, layer
+  norms, token concat) and of depthwise convs; of attention units (heads x per-head size)
+  with factor ``out / in``, since they lose whole heads,
 * all inputs of a residual add (through the rule above, since they feed one add); for a
   conv with a fused residual input (ONNX Runtime NCHWc) the residual joins the conv's
   *output*, its first input the conv's input.
@@ -40,7 +41,21 @@ from ..profiler import Extraction, extract_units
 from ._features import configs_frame, with_derived_columns
 from ._predictor import LatencyPredictor
 
-_PRESERVING = frozenset({"bn", "act", "maxpool", "avgpool", "gap", "add", "mul", "softmax"})
+_PRESERVING = frozenset(
+    {
+        "bn",
+        "act",
+        "maxpool",
+        "avgpool",
+        "gap",
+        "add",
+        "mul",
+        "softmax",
+        "layernorm",
+        "rmsnorm",
+        "copy",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -89,9 +104,11 @@ def channel_groups(extraction: Extraction) -> list[ChannelGroup]:
         c = u.config
         uf.find((u.index, "in"))
         uf.find((u.index, "out"))
-        if c.op in _PRESERVING or c.is_depthwise:
-            uf.union((u.index, "in"), (u.index, "out"), 1.0)
-        if c.op == "cat":
+        if c.op in _PRESERVING or c.is_depthwise or (c.op == "cat" and c.layout == "nhwc"):
+            uf.union((u.index, "in"), (u.index, "out"), 1.0)  # (a token cat: equal channels)
+        elif c.uses_heads:  # pruned in whole heads: in and out shrink together
+            uf.union((u.index, "in"), (u.index, "out"), c.out_channels / c.in_channels)
+        if c.op == "cat" and c.layout != "nhwc":
             cat_inputs[u.index] = [(s, "out") for s in u.inputs if s >= 0]
             continue
         for n, s in enumerate(u.inputs):
@@ -130,13 +147,17 @@ def channel_groups(extraction: Extraction) -> list[ChannelGroup]:
         if root in cat_out_roots:
             continue  # pruned through its input groups
         anchor = next((m for m in members if m[1] == "out"), members[0])
-        base = dim_size(*anchor) / uf.factor[anchor]
+        # counted in the group's narrowest dimension, so that every factor is a whole
+        # number: an attention group counts attention channels, its qkv output 3 each
+        unit = min(members, key=lambda m: uf.factor[m])
+        if uf.factor[unit] >= uf.factor[anchor]:
+            unit = anchor
         listed = {}
         for m in members:
-            listed[m] = max(1, round(uf.factor[m] / uf.factor[anchor]))
+            listed[m] = max(1, round(uf.factor[m] / uf.factor[unit]))
         for m in extra.get(root, []):
             listed.setdefault(m, 1)
-        channels = round(base * uf.factor[anchor])
+        channels = dim_size(*unit)
         tied_to_cat_fixed = any(uf.find(m) in fixed_roots for m in extra.get(root, []))
         groups.append(
             ChannelGroup(
@@ -196,9 +217,15 @@ class PruneSavings:
         groups = np.where(depthwise, c_in, groups)
         ok = (c_in >= 1) & (c_out >= 1) & (c_in % np.maximum(groups, 1) == 0)
         ok &= c_out % np.maximum(groups, 1) == 0
+        heads = frame["heads"].to_numpy(dtype=np.int64)
+        per_head = frame["in_channels"].to_numpy(dtype=np.int64) // heads
+        attention = np.isin(frame["op"].to_numpy(), ("matmul", "sdpa")) | (heads > 1)
+        new_heads = np.where(attention, c_in // per_head, heads)
+        ok &= ~attention | ((c_in % per_head == 0) & (new_heads >= 1))
         frame["in_channels"] = np.where(ok, c_in, frame["in_channels"])
         frame["out_channels"] = np.where(ok, c_out, frame["out_channels"])
         frame["groups"] = np.where(ok, groups, frame["groups"])
+        frame["heads"] = np.where(ok, new_heads, heads)
         return with_derived_columns(frame), ok.reshape(rows, n).all(axis=1)
 
     def _curve(self, group_id: str) -> np.ndarray:

@@ -8,7 +8,7 @@ configuration (one column per :class:`~ttmpd.profiler.UnitConfig` field)
     ``op, batch, in_channels, out_channels, in_h, in_w, out_h, out_w, kernel_h, kernel_w,
     stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups`` (int),
     ``bias, bn`` (bool), ``act`` (str), ``n_inputs`` (int), ``broadcast, ceil_mode`` (bool),
-    ``dtype`` (str).
+    ``dtype`` (str), ``layout`` (str), ``heads`` (int).
 derived (int)
     ``macs, params, input_elements, output_elements`` — functions of the configuration,
     stored so that tables can be inspected and fitted without ttmpd.
@@ -30,8 +30,13 @@ import datetime as dt
 from dataclasses import dataclass, field, fields
 
 from ..profiler import DeviceFingerprint, DeviceRules, Timing, UnitConfig
+from ..profiler._units import OPTIONAL_FIELDS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions this ttmpd reads. Version 1 tables lack ``layout`` and ``heads`` (added for
+#: transformer units): they load with the defaults (``nchw``, 1), their keys unchanged.
+READABLE_VERSIONS = (1, 2)
+ADDED_COLUMNS: dict[str, object] = dict(OPTIONAL_FIELDS)
 
 CONFIG_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(UnitConfig))
 DERIVED_COLUMNS = ("macs", "params", "input_elements", "output_elements")
@@ -47,7 +52,7 @@ MEASURE_COLUMNS = (
 COLUMNS: tuple[str, ...] = ("key", *CONFIG_COLUMNS, *DERIVED_COLUMNS, *MEASURE_COLUMNS)
 
 _BOOL = {"bias", "bn", "broadcast", "ceil_mode", "unstable"}
-_STR = {"key", "op", "act", "dtype", "measured_at"}
+_STR = {"key", "op", "act", "dtype", "layout", "measured_at"}
 _FLOAT = {"latency_ms", "p10_ms", "p90_ms", "spread"}
 COLUMN_KINDS: dict[str, str] = {
     c: "bool" if c in _BOOL else "str" if c in _STR else "float" if c in _FLOAT else "int"

@@ -6,6 +6,7 @@ a first line ``# ttmpd-lut {json}``). Every write is atomic; every load is valid
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable
@@ -19,8 +20,10 @@ from .._version import __version__
 from ..errors import InputError, LutError
 from ..profiler import DeviceFingerprint, UnitConfig
 from ._schema import (
+    ADDED_COLUMNS,
     COLUMN_KINDS,
     COLUMNS,
+    READABLE_VERSIONS,
     SCHEMA_VERSION,
     LutMeta,
     config_from_row,
@@ -72,6 +75,12 @@ class LatencyTable:
     """
 
     def __init__(self, frame: pd.DataFrame, meta: LutMeta) -> None:
+        if meta.schema_version in READABLE_VERSIONS and meta.schema_version < SCHEMA_VERSION:
+            frame = frame.copy()  # an older table: the added columns take their defaults
+            for column, default in ADDED_COLUMNS.items():
+                if column not in frame.columns:
+                    frame[column] = default
+            meta = dataclasses.replace(meta, schema_version=SCHEMA_VERSION)
         missing = [c for c in COLUMNS if c not in frame.columns]
         if missing:
             raise LutError(f"latency table lacks columns {missing}; rebuild it with ttmpd profile")

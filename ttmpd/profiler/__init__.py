@@ -10,12 +10,14 @@ Typical use::
 Latency tables built from these measurements live in :mod:`ttmpd.lut`.
 """
 
+from ._extract import ATTENTION_PARTS as ATTENTION_PARTS
 from ._extract import FUSIONS as FUSIONS
 from ._extract import INPUT as INPUT
 from ._extract import Extraction as Extraction
 from ._extract import LayerUnit as LayerUnit
 from ._extract import UncoveredOp as UncoveredOp
 from ._extract import extract_units as extract_units
+from ._extract import split_fusion as split_fusion
 from ._fingerprint import DeviceFingerprint as DeviceFingerprint
 from ._fingerprint import cpu_info as cpu_info
 from ._grid import GridConfig as GridConfig
@@ -31,6 +33,7 @@ from ._rules import infer_native_rule as infer_native_rule
 from ._timing import Timing as Timing
 from ._timing import TimingConfig as TimingConfig
 from ._timing import measure as measure
+from ._units import LAYOUTS as LAYOUTS
 from ._units import OP_KINDS as OP_KINDS
 from ._units import UnitConfig as UnitConfig
 from ._units import with_channels as with_channels
@@ -41,9 +44,11 @@ from .backends import BackendConfig as BackendConfig
 from .backends import get_backend as get_backend
 
 __all__ = [
+    "ATTENTION_PARTS",
     "BACKENDS",
     "FUSIONS",
     "INPUT",
+    "LAYOUTS",
     "OP_KINDS",
     "Backend",
     "BackendBase",
@@ -68,6 +73,7 @@ __all__ = [
     "infer_blocked_rule",
     "infer_native_rule",
     "measure",
+    "split_fusion",
     "unit_variants",
     "with_channels",
 ]

@@ -30,7 +30,6 @@ ORT's optimised graphs of zoo models.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -39,9 +38,13 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import InputError
+from ._classify import LAST_DIM_OPS, attention_config, classify, copy_config
+from ._composite import COMPOSITES, Step
 from ._units import ORT_FUSABLE_ACTIVATIONS, UnitConfig
 
 FUSIONS = ("none", "conv-bn", "conv-bn-act", "conv-bn-add-act")
+ATTENTION_PARTS = "+attention-parts"
+"""Suffix of a fusion whose backend runs scaled dot-product attention as its parts."""
 INPUT = -1  # producer index of the model input
 
 _FREE_OPS = frozenset(
@@ -52,20 +55,12 @@ _FREE_OPS = frozenset(
         "contiguous", "_reshape_alias", "identity", "split", "chunk", "unbind", "narrow",
     }
 )  # fmt: skip
-_ACT_OPS = {
-    "relu": "relu",
-    "sigmoid": "sigmoid",
-    "silu": "silu",
-    "hardswish": "hardswish",
-    "hardsigmoid": "hardsigmoid",
-    "gelu": "gelu",
-    "tanh": "tanh",
-    "leaky_relu": "leaky_relu",
-    "elu": "elu",
-    "mish": "mish",
-}
 # Ops that keep the channel count; channel constraints propagate through them.
-_CHANNEL_PRESERVING = frozenset({"bn", "act", "maxpool", "avgpool", "gap", "add", "mul"})
+_CHANNEL_PRESERVING = frozenset(
+    {"bn", "act", "maxpool", "avgpool", "gap", "add", "mul", "layernorm", "rmsnorm", "copy"}
+)
+# View ops that copy when their input's strides do not allow a view (priced only if so).
+_MAY_COPY = frozenset({"reshape", "flatten", "contiguous", "_reshape_alias", "unflatten"})
 
 
 @dataclass(frozen=True)
@@ -134,146 +129,6 @@ class _Node:
     outputs_model: bool = False
 
 
-def _nchw(shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
-    if len(shape) == 4:
-        return shape  # type: ignore[return-value]
-    if len(shape) == 2:
-        return shape[0], shape[1], 1, 1
-    if len(shape) == 3:
-        return shape[0], shape[1], shape[2], 1
-    return None
-
-
-def _pair(value, default: int) -> tuple[int, int]:
-    if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
-        return default, default
-    if isinstance(value, int):
-        return value, value
-    return (int(value[0]), int(value[-1])) if len(value) else (default, default)
-
-
-def _dtype(t: torch.Tensor) -> str:
-    return str(t.dtype).removeprefix("torch.")
-
-
-def _conv_config(x, w, bias, stride, padding, dilation, groups, out) -> UnitConfig:
-    n, c, h, wd = x.shape
-    kh, kw = w.shape[2], w.shape[3]
-    sh, sw = _pair(stride, 1)
-    dh, dw = _pair(dilation, 1)
-    oh, ow = out.shape[2], out.shape[3]
-    if isinstance(padding, str):  # "same"/"valid": recover the symmetric padding
-        ph = max(0, ((oh - 1) * sh + dh * (kh - 1) + 1 - h) // 2)
-        pw = max(0, ((ow - 1) * sw + dw * (kw - 1) + 1 - wd) // 2)
-    else:
-        ph, pw = _pair(padding, 0)
-    return UnitConfig(
-        op="conv", batch=n, in_channels=c, out_channels=w.shape[0], in_h=h, in_w=wd,
-        out_h=oh, out_w=ow, kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw, pad_h=ph,
-        pad_w=pw, dilation_h=dh, dilation_w=dw, groups=int(groups), bias=bias is not None,
-        dtype=_dtype(x),
-    )  # fmt: skip
-
-
-def _pool_config(op: str, x, out, kernel, stride, padding, dilation, ceil_mode) -> UnitConfig:
-    n, c, h, w = x.shape
-    kh, kw = _pair(kernel, 1)
-    sh, sw = _pair(stride, 0)
-    if sh == 0:  # PyTorch: stride defaults to the kernel size
-        sh, sw = kh, kw
-    ph, pw = _pair(padding, 0)
-    dh, dw = _pair(dilation, 1)
-    return UnitConfig(
-        op=op, batch=n, in_channels=c, out_channels=c, in_h=h, in_w=w, out_h=out.shape[2],
-        out_w=out.shape[3], kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw, pad_h=ph,
-        pad_w=pw, dilation_h=dh, dilation_w=dw, ceil_mode=bool(ceil_mode), dtype=_dtype(x),
-    )  # fmt: skip
-
-
-def _elementwise(op: str, x: torch.Tensor, *, act: str = "", **extra) -> UnitConfig | None:
-    dims = _nchw(tuple(x.shape))
-    if dims is None:
-        return None
-    n, c, h, w = dims
-    return UnitConfig(
-        op=op, batch=n, in_channels=c, out_channels=c, in_h=h, in_w=w, out_h=h, out_w=w,
-        act=act, dtype=_dtype(x), **extra,
-    )  # fmt: skip
-
-
-def _binary(op: str, a, b) -> UnitConfig | None:
-    if not isinstance(b, torch.Tensor) or not isinstance(a, torch.Tensor) or b.dim() == 0:
-        return None
-    if a.shape == b.shape:
-        return _elementwise(op, a, n_inputs=2)
-    big, small = (a, b) if a.numel() >= b.numel() else (b, a)
-    if big.dim() == 4 and tuple(small.shape[-2:]) == (1, 1) and small.shape[-3] == big.shape[1]:
-        return _elementwise(op, big, n_inputs=2, broadcast=True)
-    return None
-
-
-def _classify(name: str, args: tuple, kwargs: dict, out) -> UnitConfig | None:
-    """UnitConfig for a recorded ATen op, or None when it has no unit kind (uncovered)."""
-    a = list(args) + [None] * 10
-    if name == "conv2d":
-        return _conv_config(a[0], a[1], a[2], a[3], a[4], a[5], a[6] or 1, out)
-    if name in ("convolution", "_convolution"):
-        if a[6]:  # transposed
-            return None
-        return _conv_config(a[0], a[1], a[2], a[3], a[4], a[5], a[8], out)
-    if name in ("linear", "addmm", "mm"):
-        x, w = (a[1], a[2]) if name == "addmm" else (a[0], a[1])
-        in_c = x.shape[-1]
-        out_c = w.shape[0] if name == "linear" else w.shape[1]
-        has_bias = name == "addmm" or (name == "linear" and a[2] is not None)
-        batch = math.prod(x.shape[:-1])
-        return UnitConfig(
-            op="linear", batch=batch, in_channels=in_c, out_channels=out_c, bias=has_bias,
-            dtype=_dtype(x),
-        )  # fmt: skip
-    if name in ("batch_norm", "_native_batch_norm_legit_no_training", "native_batch_norm"):
-        return _elementwise("bn", a[0])
-    base = name.rstrip("_")
-    if base in _ACT_OPS:
-        return _elementwise("act", a[0], act=_ACT_OPS[base])
-    if base == "hardtanh":
-        lo = a[1] if a[1] is not None else kwargs.get("min_val", -1.0)
-        hi = a[2] if a[2] is not None else kwargs.get("max_val", 1.0)
-        return _elementwise("act", a[0], act="relu6" if (lo, hi) == (0.0, 6.0) else "hardtanh")
-    if name in ("max_pool2d", "max_pool2d_with_indices"):
-        result = out[0] if isinstance(out, tuple) else out
-        return _pool_config("maxpool", a[0], result, a[1], a[2], a[3], a[4], a[5])
-    if name == "avg_pool2d":
-        return _pool_config("avgpool", a[0], out, a[1], a[2], a[3], 1, a[4])
-    if name in ("adaptive_avg_pool2d", "_adaptive_avg_pool2d") or (
-        name == "mean" and a[0].dim() == 4 and sorted(d % 4 for d in a[1]) == [2, 3]
-    ):
-        n, c, h, w = a[0].shape
-        oh, ow = (out.shape[2], out.shape[3]) if out.dim() == 4 else (1, 1)
-        return UnitConfig(
-            op="gap", batch=n, in_channels=c, out_channels=c, in_h=h, in_w=w, out_h=oh,
-            out_w=ow, dtype=_dtype(a[0]),
-        )  # fmt: skip
-    if base in ("add", "mul"):
-        return _binary(base, a[0], a[1])
-    if name == "cat":
-        tensors = a[0]
-        dim = a[1] if a[1] is not None else kwargs.get("dim", 0)
-        first = tensors[0]
-        if first.dim() not in (2, 4) or dim % first.dim() != 1:
-            return None
-        total = sum(t.shape[1] for t in tensors)
-        n, _, h, w = _nchw(tuple(first.shape))
-        return UnitConfig(
-            op="cat", batch=n, in_channels=total, out_channels=total, in_h=h, in_w=w, out_h=h,
-            out_w=w, n_inputs=len(tensors), dtype=_dtype(first),
-        )  # fmt: skip
-    if name in ("_softmax", "softmax") and a[0].dim() == 2:
-        n, c = a[0].shape
-        return UnitConfig(op="softmax", batch=n, in_channels=c, out_channels=c, dtype=_dtype(a[0]))
-    return None
-
-
 def _tensors(obj) -> list[torch.Tensor]:
     if isinstance(obj, torch.Tensor):
         return [obj]
@@ -285,17 +140,48 @@ def _tensors(obj) -> list[torch.Tensor]:
 
 
 class _Recorder(TorchDispatchMode):
-    def __init__(self, scope: list[str]) -> None:
+    def __init__(self, scope: list[str], attention_parts: bool = False) -> None:
         super().__init__()
         self.scope = scope
+        self.attention_parts = attention_parts
         self.nodes: list[_Node] = []
         self.producer: dict[int, int] = {}
         self.keepalive: list[torch.Tensor] = []  # ids stay unique while we hold references
         self.uncovered: list[UncoveredOp] = []
         self.free: Counter[str] = Counter()
+        self.channels_last: set[int] = set()  # ids of rank-4 tensors with channels last
 
     def _source(self, t: torch.Tensor) -> int | None:
         return self.producer.get(id(t))
+
+    def _last(self, obj) -> bool:
+        return isinstance(obj, torch.Tensor) and id(obj) in self.channels_last
+
+    def _track_layout(self, name: str, args: tuple, outs: list[torch.Tensor]) -> None:
+        """Which rank-4 outputs are channels last: those of ops computing along the last
+        dim (linear, norms), a permute moving dim 1 last, and any same-shaped output of a
+        channels-last input (activations, adds, dropout)."""
+        first = args[0] if args else None
+        if not isinstance(first, torch.Tensor):
+            return
+        if name == "permute" and first.dim() == 4:
+            order = tuple(d % 4 for d in args[1])
+            last = not self._last(first) and order == (0, 2, 3, 1)
+        else:
+            last = name in LAST_DIM_OPS or self._last(first)
+        for t in outs:
+            same = name in LAST_DIM_OPS or name == "permute" or t.shape == first.shape
+            if last and t.dim() == 4 and same:
+                self.channels_last.add(id(t))
+
+    def _add(self, name: str, aten: str, config: UnitConfig, sources: list[int]) -> int:
+        index = len(self.nodes)
+        unique_sources = list(dict.fromkeys(sources))
+        self.nodes.append(_Node(name=name, aten=aten, config=config, inputs=unique_sources))
+        for s in unique_sources:
+            if s != INPUT:
+                self.nodes[s].consumers.append(index)
+        return index
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -307,31 +193,75 @@ class _Recorder(TorchDispatchMode):
         self.keepalive.extend(ins + outs)
         if not sources:  # parameters/constants only (e.g. weight preparation): not model data
             return out
+        self._track_layout(name, args, outs)
         path = self.scope[-1] if self.scope else ""
-        if name in _FREE_OPS or (name.endswith("_") and name[:-1] in _FREE_OPS):  # dropout_
+        free = name in _FREE_OPS or (name.endswith("_") and name[:-1] in _FREE_OPS)  # dropout_
+        if free and not (name in _MAY_COPY and _copied(ins, outs)):
             self.free[name] += 1
             for t in outs:
                 self.producer[id(t)] = sources[0]
             return out
-        config = _classify(name, args, kwargs, out)
+        if name == "scaled_dot_product_attention" and self.attention_parts:
+            units = attention_config(*args[:3], parts=True)
+            if units and _plain_attention(args, kwargs):
+                steps = [(u, (i - 1,)) for i, u in enumerate(units)]
+                steps[-1] = (units[-1], (1, -1))  # p·v reads the softmax and the values
+                return self._steps(path, name, steps, sources, out)
+        if name in COMPOSITES:
+            steps = COMPOSITES[name](args, self.attention_parts)
+            if steps:
+                return self._steps(path, name, steps, sources, out)
+        last = self._last(args[0])
+        config = copy_config(ins[0], last) if free else classify(name, args, kwargs, out, last)
+        if name == "scaled_dot_product_attention" and not _plain_attention(args, kwargs):
+            config = None
         if config is None:
             shapes = ", ".join(str(tuple(t.shape)) for t in ins)
-            self.uncovered.append(UncoveredOp(name=path, aten=name, shapes=shapes))
+            aten = f"{name} (copy)" if free else name
+            self.uncovered.append(UncoveredOp(name=path, aten=aten, shapes=shapes))
             for t in outs:
                 self.producer[id(t)] = sources[0]
             return out
-        index = len(self.nodes)
-        unique_sources = list(dict.fromkeys(sources))
-        self.nodes.append(_Node(name=path, aten=name, config=config, inputs=unique_sources))
-        for s in unique_sources:
-            if s != INPUT:
-                self.nodes[s].consumers.append(index)
+        index = self._add(path, name, config, sources)
         for t in outs[:1]:
             self.producer[id(t)] = index
         return out
 
+    def _steps(self, path: str, name: str, steps: list[Step], sources: list[int], out):
+        """Record the chained units of one op (``steps``: see :mod:`._composite`); the op's
+        first output is the last step's."""
+        local: list[int] = []
+        for config, inputs in steps:
+            src = [s for i in inputs for s in (sources if i < 0 else [local[i]])]
+            local.append(self._add(path, name, config, src or [INPUT]))
+        for t in _tensors(out)[:1]:
+            self.producer[id(t)] = local[-1]
+        return out
 
-def _record(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> _Recorder:
+
+def _plain_attention(args: tuple, kwargs: dict) -> bool:
+    """Attention without a mask, causal masking or dropout (the kind priced as a unit)."""
+    a = list(args) + [None] * 8
+    mask = a[3] if a[3] is not None else kwargs.get("attn_mask")
+    dropout = a[4] if a[4] is not None else kwargs.get("dropout_p", 0.0)
+    causal = a[5] if a[5] is not None else kwargs.get("is_causal", False)
+    return mask is None and not dropout and not causal
+
+
+def _copied(ins: list[torch.Tensor], outs: list[torch.Tensor]) -> bool:
+    """Whether a view op materialised a copy: its output shares no storage with its input."""
+    if not ins or not outs:
+        return False
+    try:
+        src = ins[0].untyped_storage().data_ptr()
+        return all(t.untyped_storage().data_ptr() != src for t in outs)
+    except (RuntimeError, NotImplementedError):  # storage-less tensors: views
+        return False
+
+
+def _record(
+    model: nn.Module, inputs: tuple[torch.Tensor, ...], attention_parts: bool = False
+) -> _Recorder:
     scope: list[str] = []
     handles = []
     for path, module in model.named_modules():
@@ -344,7 +274,7 @@ def _record(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> _Recorder:
 
         handles.append(module.register_forward_pre_hook(pre))
         handles.append(module.register_forward_hook(post))
-    recorder = _Recorder(scope)
+    recorder = _Recorder(scope, attention_parts)
     was_training = model.training
     model.eval()
     try:
@@ -451,24 +381,38 @@ def _fixed_dims(nodes: list[_Node]) -> tuple[list[bool], list[bool]]:
     return fixed_in, fixed_out
 
 
+def split_fusion(fusion: str) -> tuple[str, bool]:
+    """``(conv fusion, attention_parts)`` of a fusion name: one of :data:`FUSIONS`, followed
+    by :data:`ATTENTION_PARTS` when the backend runs attention as matmul, softmax, matmul
+    rather than one fused kernel (the default)."""
+    conv_fusion = fusion.removesuffix(ATTENTION_PARTS)
+    if conv_fusion not in FUSIONS:
+        raise InputError(
+            f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}, optionally "
+            f"followed by {ATTENTION_PARTS!r}"
+        )
+    return conv_fusion, conv_fusion != fusion
+
+
 def extract_units(
     model: nn.Module,
     example_input: torch.Tensor | tuple[torch.Tensor, ...],
     fusion: str = "none",
 ) -> Extraction:
-    """List the latency units of ``model`` on ``example_input`` (shape ``(N, C, H, W)``).
+    """List the latency units of ``model`` on ``example_input`` (shape ``(N, C, H, W)``, or
+    integer token ids for a text encoder).
 
-    ``fusion`` is one of :data:`FUSIONS`; backends expose theirs as ``Backend.fusion``.
+    ``fusion`` is one of :data:`FUSIONS`, optionally followed by :data:`ATTENTION_PARTS`
+    (:func:`split_fusion`); backends expose theirs as ``Backend.fusion``.
     The model is run once in eval mode; its training
     flag is restored afterwards.
     """
-    if fusion not in FUSIONS:
-        raise InputError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
+    conv_fusion, attention_parts = split_fusion(fusion)
     inputs = example_input if isinstance(example_input, tuple) else (example_input,)
-    recorder = _record(model, inputs)
+    recorder = _record(model, inputs, attention_parts)
     nodes = recorder.nodes
-    if fusion != "none":
-        nodes = _fuse(nodes, fusion)
+    if conv_fusion != "none":
+        nodes = _fuse(nodes, conv_fusion)
     fixed_in, fixed_out = _fixed_dims(nodes)
     counts: Counter[str] = Counter()
     units = []
@@ -494,4 +438,13 @@ def extract_units(
     )
 
 
-__all__ = ["FUSIONS", "INPUT", "Extraction", "LayerUnit", "UncoveredOp", "extract_units"]
+__all__ = [
+    "ATTENTION_PARTS",
+    "FUSIONS",
+    "INPUT",
+    "Extraction",
+    "LayerUnit",
+    "UncoveredOp",
+    "extract_units",
+    "split_fusion",
+]

@@ -16,6 +16,11 @@ candidate counts come from one of three rules (:meth:`GridConfig.channel_options
   or ``s``: every multiple of ``s`` below ``c`` plus ``c`` itself);
 * keep-fractions (``round(f * c)``, at least 1).
 
+Units on channels-last tensors (tokens, ConvNeXt's NHWC) vary their channels (the last
+dim), never tokens or height. Attention units (``UnitConfig.uses_heads``: matmul, sdpa,
+softmax over scores) vary the head count, on the same rule applied to heads with a count
+multiple of 1, and keep their per-head sizes.
+
 Convolutions and linear layers with both dimensions prunable take the cross product of in
 and out counts; when that exceeds ``max_variants_per_unit`` the uniform-ratio diagonal is
 kept whole and the rest is a seeded random sample (seeded by the unit, so the same unit
@@ -24,6 +29,7 @@ always yields the same grid). Depthwise convs and channel-preserving ops have on
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -39,7 +45,10 @@ from ._units import UnitConfig, with_channels
 #: ``work(count)``: the channel width a kernel computes for ``count`` channels.
 Work = Callable[[int], int]
 
-_ONE_DIM = frozenset({"bn", "act", "maxpool", "avgpool", "gap", "add", "mul", "cat", "softmax"})
+_ONE_DIM = frozenset(
+    {"bn", "act", "maxpool", "avgpool", "gap", "add", "mul", "cat", "softmax", "layernorm",
+     "rmsnorm", "copy"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -146,10 +155,23 @@ def stair_widths(unit: UnitConfig, rules: DeviceRules | None) -> tuple[Work, Wor
     return work_in, rule.padded_out
 
 
+def _head_pairs(unit: LayerUnit, grid: GridConfig) -> list[tuple[int, int]]:
+    """``(in, out)`` channel pairs of an attention unit with fewer heads (module docstring)."""
+    cfg = unit.config
+    if unit.fixed_in or unit.fixed_out:
+        return [(cfg.in_channels, cfg.out_channels)]
+    per_in, per_out = cfg.in_channels // cfg.heads, cfg.out_channels // cfg.heads
+    step = 1 if grid.channel_step is not None else None
+    heads_grid = dataclasses.replace(grid, count_multiple=1, channel_step=step)
+    return [(h * per_in, h * per_out) for h in heads_grid.channel_options(cfg.heads)]
+
+
 def _cross(
     unit: LayerUnit, grid: GridConfig, rules: DeviceRules | None = None
 ) -> list[tuple[int, int]]:
     cfg = unit.config
+    if cfg.uses_heads:
+        return _head_pairs(unit, grid)
     g = cfg.groups if not cfg.is_depthwise else 1
     work_in, work_out = stair_widths(cfg, rules)
     ins = [cfg.in_channels] if unit.fixed_in else grid.channel_options(cfg.in_channels, g, work_in)
@@ -222,22 +244,29 @@ def _off_grid(
     in shuffled order, so the samples span the range, light prunes (counts just below
     ``c``) included. Kernels switch code paths by alignment, and a count off the fast path
     can cost several times more than the unpruned unit, so each path needs its own data:
-    where the device's probed rule decides the layout by the input count, samples alternate
-    between counts it runs blocked and counts it does not; otherwise (and on the output
-    side) sample j takes residue ``1 + j mod 7`` mod 8 on the input and ``1 + 3j mod 7`` on
-    the output, so 7 samples cover every residue on each side.
+    where the device's probed rule decides the layout by the input count, every fourth
+    sample takes a count it runs blocked (their padding is off the multiples of 8) and the
+    others counts it does not, the first one from the band just below ``c`` (the grid's
+    multiples of 8 are blocked already, and three in four random counts are not);
+    otherwise (and on the output side) sample j takes residue ``1 + j mod 7`` mod 8 on the
+    input and ``1 + 3j mod 7`` on the output, so 7 samples cover every residue on each side.
     """
     cfg = unit.config
     n = grid.off_grid_per_unit
     if n == 0 or (cfg.groups > 1 and not cfg.is_depthwise):
         return []
+    if cfg.uses_heads:  # whole heads only: the head grid already has every count
+        return []
     rng = random.Random(zlib.crc32(f"off|{grid.seed}|{cfg.key}".encode()))
     in_bands, out_bands = _strata(rng, cfg.in_channels, n), _strata(rng, cfg.out_channels, n)
     blocked = _layout_class(cfg, rules)
+    if blocked is not None:  # light prunes: the first sample, the one off the blocked path
+        top = in_bands.index(max(in_bands))
+        in_bands[0], in_bands[top] = in_bands[top], in_bands[0]
     one_dim = cfg.is_depthwise or cfg.op in _ONE_DIM
     pairs = []
     for j in range(n):
-        want = None if blocked is None else (lambda c, j=j: blocked(c) == (j % 2 == 1))
+        want = None if blocked is None else (lambda c, j=j: blocked(c) == (j % 4 == 3))
         c_in = (
             cfg.in_channels
             if unit.fixed_in

@@ -1,7 +1,8 @@
 """Structured channel pruning: channel groups, prune plans, importance, random variants.
 
 ``channel_groups`` finds the channels that must be pruned together (torch-pruning's
-dependency graph, ids are root module paths); a ``PrunePlan`` says which channels of which
+dependency graph, ids are root module paths; attention heads and grouped-conv offsets as
+units); a ``PrunePlan`` says which channels of which
 groups to keep and is stored as JSON; ``apply_plan`` validates and applies it;
 ``importance(name)`` scores channels; ``random_plan`` draws random pruned variants.
 """
@@ -14,6 +15,7 @@ from ._calibrate import calibrate_predictor as calibrate_predictor
 from ._calibrate import calibration_variants as calibration_variants
 from ._calibrate import measure_models as measure_models
 from ._groups import ChannelGroup as ChannelGroup
+from ._groups import GroupOptions as GroupOptions
 from ._groups import MemberSlice as MemberSlice
 from ._groups import channel_groups as channel_groups
 from ._importance import IMPORTANCES as IMPORTANCES
@@ -49,6 +51,7 @@ __all__ = [
     "AccuracyModel",
     "ChannelGroup",
     "ChannelMasker",
+    "GroupOptions",
     "LatencyAwareImportance",
     "MemberSlice",
     "PrunePlan",

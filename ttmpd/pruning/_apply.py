@@ -12,6 +12,7 @@ from torch import nn
 from ..errors import InputError
 from ._groups import ChannelGroup, _as_inputs, _flat, _traceable, analyze
 from ._plan import PrunePlan, model_fingerprint
+from ._trial import ALL_GROUPS
 
 logger = logging.getLogger(__name__)
 
@@ -86,17 +87,15 @@ def apply_plan(
     target = model if inplace else copy.deepcopy(model)
     with _traceable(target), torch.no_grad():
         before = target(*inputs)
-    analysis = analyze(target, inputs, verify=False)  # the run below checks the result
+    # every kind of group (head dims, embedding widths) a plan may hold; the run below
+    # checks the result
+    analysis = analyze(target, inputs, verify=False, options=ALL_GROUPS)
     _check_against_groups(plan, analysis.by_id())
     with _traceable(target):
-        for gid, keep in plan.keep.items():
+        for gid in plan.keep:
             removed = plan.removed(gid)
-            if not removed:
-                continue
-            group = analysis.pruning_group(gid, removed)
-            if not analysis.graph.check_pruning_group(group):
-                raise InputError(f"torch-pruning refuses to prune group {gid!r} to {len(keep)}")
-            group.prune()
+            if removed:
+                analysis.prune(gid, removed, check=True)
     with _traceable(target), torch.no_grad():
         try:
             after = target(*inputs)

@@ -127,7 +127,8 @@ def netadapt(problem: SearchProblem, start: float) -> PruneResult:
             options = {gid: o for gid, o in options.items() if o is not None}
             if not options:
                 step_ms /= 2
-        groups = {g.id: g for g in channel_groups(current, problem.x)}
+        found = channel_groups(current, problem.x, options=problem.config.groups)
+        groups = {g.id: g for g in found}
         rows, models = [], []
         for gid, (k, lat) in options.items():
             if gid not in groups:
@@ -162,13 +163,16 @@ def netadapt(problem: SearchProblem, start: float) -> PruneResult:
 def _tp_magnitude_scores(problem: SearchProblem) -> dict[str, np.ndarray]:
     import torch_pruning as tp
 
-    analysis = analyze(problem.model, problem.x, verify=False)
+    analysis = analyze(problem.model, problem.x, verify=False, options=problem.config.groups)
     scorer = tp.importance.GroupMagnitudeImportance(p=1)
     scores = {}
     with torch.no_grad():
         for g in problem.prunable:
             group = analysis.pruning_group(g.id, list(range(g.channels)))
-            scores[g.id] = np.asarray(scorer(group).detach().cpu(), dtype=float)
+            per_root = np.asarray(scorer(group).detach().cpu(), dtype=float)
+            # a unit (head, conv-group offset) scores the mean of its root channels
+            roots = [analysis.root_indices(g.id, [u]) for u in range(g.channels)]
+            scores[g.id] = np.array([per_root[r].mean() for r in roots])
     return scores
 
 

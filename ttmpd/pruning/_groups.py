@@ -2,30 +2,36 @@
 
 Built on torch-pruning's ``DependencyGraph`` (traced with autograd on an example input):
 
-* every output channel of a conv or linear layer belongs to exactly one group;
+* every output channel of a conv or linear layer belongs to exactly one group (attention
+  ``qkv`` layers excepted, below);
 * a group lists every layer whose channels change with it: the producing convs/linears
-  (``"out"``), channel-wise layers on the way (BatchNorm, ``"out"``), the consumers
-  (next conv/linear, ``"in"``), and depthwise convs (``"out"`` and ``"in"``: their channel is
-  both);
+  (``"out"``), channel-wise layers on the way (BatchNorm, LayerNorm, ``"out"``), the
+  consumers (next conv/linear, ``"in"``), and depthwise convs (``"out"`` and ``"in"``: their
+  channel is both);
 * residual adds and elementwise products merge the groups of all their operands (in a ResNet
   stage, the stem or shortcut projection and every block's last conv are one group);
   concatenation maps each operand's channels to its own slice of the consumer.
 
 A group is identified by its **root**: the first member, in ``model.named_modules()``
-order, that produces all of the group's channels (``"layer1.0.conv1"``). Channel ``i`` of a
-group is output channel ``i`` of its root. Ids are stable for a given architecture, so
-plans can be stored and re-applied.
+order, that produces all of the group's channels (``"layer1.0.conv1"``). A group counts
+**units** (``ChannelGroup.unit``, :mod:`ttmpd.pruning._units`): a unit is one channel,
+except next to grouped convs (unit ``u`` = offset ``u`` in every conv group) and in
+attention modules, whose ``qkv``/``proj`` pair gives a ``"<module>#heads"`` group (unit =
+head) and, when asked for, a ``"<module>#head_dims"`` group (unit = one dim of every head).
+Ids are stable for a given architecture, so plans can be stored and re-applied.
 
 A group is not prunable when its channels are model outputs (the classifier) or are tied to
-the input image channels, when a user ``ignored`` one of its layers, or when torch-pruning
+the input image channels, when a user ``ignored`` one of its layers, when a LayerNorm
+normalises them (a transformer's embedding width; allowed with
+``GroupOptions(embedding=True)``), when they pass a channel shuffle, or when torch-pruning
 could not resolve its coupling consistently (each channel of each member must map to one
-root channel, and the groups must partition every layer's channels).
+root channel, and the groups must partition every layer's channels) or breaks the model
+when pruning it (checked by trial pruning on a copy, :mod:`ttmpd.pruning._trial`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,93 +42,80 @@ from torch import nn
 from torch_pruning import ops
 
 from ..errors import InputError
-from ._tpfix import concat_dim_is_channels, patch_concats
+from . import _attention
+from ._attention import GroupOptions
+from ._graph import (
+    PRODUCERS,
+    SHUFFLE_REASON,
+    RawGroup,
+    build_graph,
+    handler_side,
+    read_group,
+    reroot,
+    unfollowed,
+)
+from ._records import SIDES, ChannelGroup, MemberSlice
+from ._tpfix import (
+    all_groups,
+    channel_shuffles,
+    concat_dim_is_channels,
+    frozen_index_mapping,
+    guarded_reshape_mapping,
+    patch_concats,
+    unmap,
+)
+from ._units import CONV_GROUPS, UnitLayout, grouped_conv_blocks
 
 logger = logging.getLogger(__name__)
 
-SIDES = ("out", "in")
-_PRODUCERS = (ops.TORCH_CONV, ops.TORCH_LINEAR)
-_RISKY_TYPES = frozenset(
-    {
-        ops.OPTYPE.SPLIT,
-        ops.OPTYPE.UNBIND,
-        ops.OPTYPE.RESHAPE,
-        ops.OPTYPE.EXPAND,
-        ops.OPTYPE.SLICE,
-        ops.OPTYPE.CUSTOMIZED,
-    }
-)
-_TRIAL_REASON = (
-    "torch-pruning breaks the model when pruning it (a split, reshape, slice or grouped conv "
-    "it does not handle)"
-)
-
-
-@dataclass(frozen=True)
-class MemberSlice:
-    """Where a group's channels sit in one member: ``indices[k]`` along the member's
-    channel dimension belongs to root channel ``root_indices[k]`` (a flatten before a linear
-    maps one channel to several input features)."""
-
-    path: str
-    side: str
-    indices: tuple[int, ...]
-    root_indices: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class ChannelGroup:
-    """Channels that are pruned together.
-
-    ``id`` is the root module path, ``channels`` the current channel count, ``members`` the
-    sorted ``(module_path, "out"|"in")`` pairs whose channels change with the group.
-    ``prunable`` is False for model outputs, input-coupled, ignored or unresolved groups;
-    ``reason`` then says why. ``slices`` (not compared) hold the index maps per member.
-    """
-
-    id: str
-    channels: int
-    members: tuple[tuple[str, str], ...]
-    prunable: bool
-    reason: str = ""
-    slices: tuple[MemberSlice, ...] = field(default=(), compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if not self.id or not isinstance(self.id, str):
-            raise InputError(f"group id must be a non-empty module path, got {self.id!r}")
-        if isinstance(self.channels, bool) or not isinstance(self.channels, int):
-            raise InputError(f"group {self.id}: channels must be an int, got {self.channels!r}")
-        if self.channels < 1:
-            raise InputError(f"group {self.id}: channels must be >= 1, got {self.channels}")
-        for member in self.members:
-            if len(member) != 2 or member[1] not in SIDES:
-                raise InputError(f"group {self.id}: bad member {member!r}; use (path, 'out'|'in')")
-        if self.prunable == bool(self.reason):
-            raise InputError(f"group {self.id}: give a reason exactly when it is not prunable")
-
-    def paths(self, side: str | None = None) -> tuple[str, ...]:
-        """Member module paths, optionally only those on ``side`` ("out" or "in")."""
-        return tuple(p for p, s in self.members if side is None or s == side)
+_NORMS = (nn.LayerNorm, nn.RMSNorm)
 
 
 @dataclass
 class _Analysis:
-    """Groups plus what pruning them needs: the graph and each group's root module."""
+    """Groups plus what pruning them needs: the graph, roots and unit layouts."""
 
     graph: tp.DependencyGraph
+    model: nn.Module
     groups: list[ChannelGroup]
     roots: dict[str, nn.Module]
+    layouts: dict[str, UnitLayout] = field(default_factory=dict)
     patched_concats: list = field(default_factory=list)
 
     def by_id(self) -> dict[str, ChannelGroup]:
         return {g.id: g for g in self.groups}
 
-    def pruning_group(self, group_id: str, idxs: Sequence[int]):
-        """torch-pruning's group removing root channels ``idxs`` of ``group_id`` (current model)."""
+    def root_indices(self, group_id: str, units: Sequence[int]) -> list[int]:
+        """torch-pruning root indices standing for ``units`` of ``group_id`` now."""
+        root = self.roots[group_id]
+        layout = self.layouts.get(group_id, UnitLayout())
+        return layout.root_indices(self.model, self.graph.get_out_channels(root), units)
+
+    def pruning_group(self, group_id: str, units: Sequence[int]):
+        """torch-pruning's group removing ``units`` of ``group_id`` (current model)."""
         patch_concats(self.graph, self.patched_concats)
         root = self.roots[group_id]
         pruner = self.graph.get_pruner_of_module(root)
-        return self.graph.get_pruning_group(root, pruner.prune_out_channels, list(idxs))
+        idxs = self.root_indices(group_id, units)
+        with guarded_reshape_mapping():
+            return self.graph.get_pruning_group(root, pruner.prune_out_channels, idxs)
+
+    def prune(self, group_id: str, units: Sequence[int], check: bool = False) -> None:
+        """Remove ``units`` of ``group_id`` from the model (and fix attention attributes).
+
+        With ``check``, torch-pruning's own validity check must pass first (InputError)."""
+        layout = self.layouts.get(group_id, UnitLayout())
+        attention = self.model.get_submodule(layout.module) if layout.module else None
+        old_dim = _attention.head_dim_of(attention) if attention is not None else 0
+        group = self.pruning_group(group_id, units)
+        if attention is not None:  # per-head parameters are pruned by after_pruning
+            own = {id(p) for p in attention.parameters(recurse=False)}
+            group._group = [it for it in group._group if id(it.dep.target.module) not in own]
+        if check and not self.graph.check_pruning_group(group):
+            raise InputError(f"torch-pruning refuses to prune group {group_id!r}")
+        group.prune()
+        if attention is not None:
+            _attention.after_pruning(attention, layout.kind, units, old_dim)
 
 
 @contextlib.contextmanager
@@ -183,89 +176,6 @@ def _fixed_out_paths(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> set[
     return {u.name.split("#")[0] for u in extraction.units if u.fixed_out}
 
 
-def _side(graph: tp.DependencyGraph, handler) -> str | None:
-    if graph.is_out_channel_pruning_fn(handler):
-        return "out"
-    if graph.is_in_channel_pruning_fn(handler):
-        return "in"
-    return None
-
-
-def _is_depthwise(module: nn.Module) -> bool:
-    return (
-        isinstance(module, nn.modules.conv._ConvNd)
-        and module.groups == module.out_channels
-        and module.groups == module.in_channels
-        and module.groups > 1
-    )
-
-
-def _same_group(graph, model: nn.Module, names: dict, path: str, group) -> bool:
-    """Whether rooting at ``path`` yields the same (module, handler, indices) as ``group``."""
-    module = model.get_submodule(path)
-    pruner = graph.get_pruner_of_module(module)
-    n = len(group[0].idxs)
-    other = graph.get_pruning_group(module, pruner.prune_out_channels, list(range(n)))
-
-    def key(g):
-        return {
-            (id(it.dep.target.module), it.dep.handler, tuple(sorted(int(i) for i in it.idxs)))
-            for it in g.items
-        }
-
-    return key(other) == key(group)
-
-
-def _risky(node) -> bool:
-    """Nodes whose channel handling torch-pruning may get wrong: verify by trial pruning."""
-    if node.type in _RISKY_TYPES:
-        return True
-    module = node.module
-    if node.type == ops.OPTYPE.ELEMENTWISE and "Unknown" in str(module):
-        return True
-    return (
-        isinstance(module, nn.modules.conv._ConvNd)
-        and module.groups > 1
-        and not _is_depthwise(module)
-    )
-
-
-def _failing_trials(model: nn.Module, inputs: tuple, groups: dict[str, int]) -> set[str]:
-    """Ids of groups (id -> channels) whose trial pruning breaks the model (on copies).
-
-    Two trials per group: remove one channel, and remove the first half. They catch
-    divisibility and layout constraints (chunks, splits, channel shuffles, grouped convs)
-    torch-pruning does not model. All groups are tried together first; only if that fails
-    is each one tried alone.
-    """
-
-    def works(cut: dict[str, list[int]]) -> bool:
-        trial = copy.deepcopy(model)
-        with _traceable(trial), torch.no_grad():
-            before = [tuple(t.shape) for t in _flat(trial(*inputs))]
-        analysis = analyze(trial, inputs, verify=False)
-        try:
-            with _traceable(trial):
-                for gid, idxs in cut.items():
-                    analysis.pruning_group(gid, idxs).prune()
-            with _traceable(trial), torch.no_grad():
-                after = [tuple(t.shape) for t in _flat(trial(*inputs))]
-        except Exception as exc:  # any failure means torch-pruning mis-handled the group
-            logger.debug("trial pruning of %s failed: %s", sorted(cut), exc)
-            return False
-        return after == before
-
-    def cuts(ids) -> list[dict[str, list[int]]]:
-        return [
-            {gid: [0] for gid in ids},
-            {gid: list(range(groups[gid] // 2)) for gid in ids},
-        ]
-
-    if not groups or all(works(c) for c in cuts(groups)):
-        return set()
-    return {gid for gid in groups if not all(works(c) for c in cuts([gid]))}
-
-
 def _flat(out) -> list[torch.Tensor]:
     if isinstance(out, torch.Tensor):
         return [out]
@@ -276,130 +186,201 @@ def _flat(out) -> list[torch.Tensor]:
     return []
 
 
+def _attention_groups(
+    graph, model: nn.Module, names: dict, site: _attention.AttentionSite, options: GroupOptions
+) -> list[tuple[ChannelGroup, UnitLayout]]:
+    """The heads (and head-dim) groups of one attention module (:mod:`._attention`)."""
+    qkv = model.get_submodule(site.qkv)
+    width = site.heads * site.head_dim
+    found: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    group = graph.get_pruning_group(qkv, graph.get_pruner_of_module(qkv).prune_out_channels,
+                                    list(range(width)))  # fmt: skip
+    own = {id(p) for p in model.get_submodule(site.path).parameters(recurse=False)}
+    for item in group.items:
+        side, module = handler_side(graph, item.dep.handler), item.dep.target.module
+        if isinstance(module, nn.Parameter) and id(module) not in own:
+            found.setdefault((f"a parameter of shape {tuple(module.shape)}", "out"), [])
+        elif side is not None and module in names:
+            pairs = zip(item.idxs, item.root_idxs, strict=True)
+            found.setdefault((names[module], side), []).extend((int(i), int(r)) for i, r in pairs)
+    expected = {
+        (site.qkv, "out"): sorted((i, i % width) for i in range(3 * width)),
+        (site.proj, "in"): [(i, i) for i in range(width)],
+    }
+    reason = site.reason
+    extra = sorted(set(found) - set(expected), key=lambda m: m[0])
+    if not reason and extra:
+        reason = f"torch-pruning couples {extra[0][0]} with the heads"
+    elif not reason and any(sorted(set(found.get(k, []))) != v for k, v in expected.items()):
+        reason = "torch-pruning maps its qkv rows differently from q, k, v stacked by head"
+    kinds = [_attention.HEADS] + ([_attention.HEAD_DIMS] if options.head_dims else [])
+    out = []
+    for kind in kinds:
+        why = reason or (site.dims_reason if kind == _attention.HEAD_DIMS else "")
+        slices = tuple(
+            MemberSlice(path, side, tuple(i for i, _ in pairs),
+                        tuple(site.unit_of(r, kind) for _, r in pairs))
+            for (path, side), pairs in expected.items()
+        )  # fmt: skip
+        record = ChannelGroup(
+            id=site.group_id(kind),
+            channels=site.units(kind),
+            members=tuple(expected),
+            prunable=not why,
+            reason=f"attention {site.path}: {why}" if why else "",
+            slices=slices,
+            unit=kind,
+        )
+        out.append((record, UnitLayout(kind, module=site.path)))
+    return out
+
+
+def _reason(model, raw: RawGroup, fixed, unresolved, ignored, order, options) -> str:
+    outs = {sl.path for sl in raw.slices.values() if sl.side == "out"}
+    if raw.failure:
+        return raw.failure
+    if raw.reaches_output or outs & fixed:
+        return "its channels are model outputs or tied to the input channels"
+    if raw.shuffled:
+        return SHUFFLE_REASON
+    norms = sorted(
+        (p for p, _ in raw.slices if isinstance(model.get_submodule(p), _NORMS)),
+        key=order.__getitem__,
+    )
+    if norms and not options.embedding:
+        return (
+            f"{norms[0]} normalises over these channels (an embedding width); prune them "
+            "with GroupOptions(embedding=True)"
+        )
+    if outs & unresolved:
+        bad = sorted(outs & unresolved, key=order.__getitem__)[0]
+        return f"torch-pruning could not resolve the channel coupling of {bad}"
+    if outs & ignored:
+        return f"layer {sorted(outs & ignored, key=order.__getitem__)[0]} is ignored"
+    for sl in raw.slices.values():
+        if sl.side == "out" and len(set(sl.indices)) != raw.channels:
+            return f"torch-pruning maps the channels of {sl.path} inconsistently"
+    return ""
+
+
+def _in_units(model: nn.Module, raw: RawGroup) -> tuple[int, dict, UnitLayout, str]:
+    """Channels, slices and layout in units: conv-group offsets next to grouped convs."""
+    modules = {p: model.get_submodule(p) for p, _ in raw.slices}
+    blocks = grouped_conv_blocks(list(modules.values()))
+    if blocks == 1:
+        return raw.channels, raw.slices, UnitLayout(), ""
+    grouped = [sl for sl in raw.slices.values() if grouped_conv_blocks([modules[sl.path]]) > 1]
+    if raw.channels % blocks or any(sl.indices != sl.root_indices for sl in grouped):
+        return (
+            raw.channels,
+            raw.slices,
+            UnitLayout(),
+            (
+                f"its channels do not split into the {blocks} equal groups of grouped conv "
+                f"{grouped[0].path}"
+            ),
+        )
+    width = raw.channels // blocks
+    slices = {k: replace(sl, root_indices=tuple(r % width for r in sl.root_indices))
+              for k, sl in raw.slices.items()}  # fmt: skip
+    return width, slices, UnitLayout(CONV_GROUPS, blocks=blocks), ""
+
+
 def analyze(
     model: nn.Module,
     example_input: torch.Tensor | tuple[torch.Tensor, ...],
     ignored: Iterable[str | nn.Module] | None = None,
     verify: bool = True,
+    options: GroupOptions | None = None,
+    outputs: bool = True,
 ) -> _Analysis:
     """Build the dependency graph of ``model`` and its channel groups (internal).
 
     With ``verify``, groups passing through ops torch-pruning may mishandle (reshapes,
-    splits, slices, grouped convs, unknown ops) are trial-pruned on a copy first.
+    splits, slices, grouped convs, unknown ops) are trial-pruned on copies first. Without
+    ``outputs`` the model outputs are known only from the graph (no unit extraction; for
+    trials).
     """
+    from ._trial import failing_trials
+
+    options = options or GroupOptions()
+    if not isinstance(options, GroupOptions):
+        raise InputError(f"options must be a GroupOptions, got {type(options).__name__}")
     inputs = _as_inputs(example_input)
     ignored_paths = _resolve_ignored(model, ignored)
-    with _traceable(model):
-        try:
-            graph = tp.DependencyGraph().build_dependency(model, inputs, verbose=False)
-        except Exception as exc:
-            raise InputError(
-                f"torch-pruning cannot trace this model ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}); check the example input shape"
-            ) from None
+    with _traceable(model), guarded_reshape_mapping(), contextlib.ExitStack() as stack:
+        graph = build_graph(model, inputs)
         patched = [
             n
             for n in graph.module2node.values()
             if n.type == ops.OPTYPE.CONCAT and n.module.offsets is None
         ]
-        patched = [n for n in patched if concat_dim_is_channels(n)]
+        patched = [n for n in patched if concat_dim_is_channels(graph, n)]
         patch_concats(graph, patched)
-        raw = list(graph.get_all_groups(root_module_types=(ops.TORCH_CONV, ops.TORCH_LINEAR)))
-    fixed = _fixed_out_paths(model, inputs)
-    names = {m: n for n, m in model.named_modules()}
-    order = {n: i for i, n in enumerate(names.values())}
-    analysis = _Analysis(graph=graph, groups=[], roots={}, patched_concats=patched)
-    coverage: dict[str, list[int]] = {}  # out-channel indices of each layer over all groups
-    built = []
-    for g in raw:
-        slices: dict[tuple[str, str], MemberSlice] = {}
-        reaches_output = risky = False
-        for item in g.items:
-            node = item.dep.target
-            risky = risky or _risky(node)
-            side = _side(graph, item.dep.handler)
-            if node.type == ops.OPTYPE.OUTPUT or (side == "out" and not node.outputs):
-                reaches_output = True
-            module = node.module
-            if side is None or module not in names:
+        shuffles = channel_shuffles(graph)
+        unmap(shuffles)
+        stack.enter_context(frozen_index_mapping())  # nothing is pruned below
+        raw_groups, failed = all_groups(graph, PRODUCERS)
+        fixed = _fixed_out_paths(model, inputs) if outputs else set()
+        names = {m: n for n, m in model.named_modules()}
+        order = {n: i for i, n in enumerate(names.values())}
+        sites = {s.qkv: s for s in _attention.find_attention(model)}
+        analysis = _Analysis(graph=graph, model=model, groups=[], roots={}, patched_concats=patched)
+        coverage: dict[str, list[int]] = {}  # out-channel indices of each layer over all groups
+        read = [unfollowed(graph, names[m], m, exc, shuffles) for m, exc in failed]
+        for g in raw_groups:
+            raw = read_group(graph, model, names, g, shuffles)
+            if raw.root in sites:  # replaced by the heads groups below
                 continue
-            path = names[module]
-            idxs = tuple(int(i) for i in item.idxs)
-            root_idxs = tuple(int(i) for i in item.root_idxs)
-            sides = ("out", "in") if _is_depthwise(module) else (side,)
-            for s in sides:
-                old = slices.get((path, s))
-                if old is not None:  # reached twice (e.g. via two paths): merge
-                    pairs = dict(zip(old.indices, old.root_indices, strict=True))
-                    pairs.update(zip(idxs, root_idxs, strict=True))
-                    idxs_s, root_s = tuple(pairs), tuple(pairs.values())
-                else:
-                    idxs_s, root_s = idxs, root_idxs
-                slices[(path, s)] = MemberSlice(path, s, idxs_s, root_s)
-        channels = len(g[0].idxs)
-        producers = [
-            sl
-            for sl in slices.values()
-            if sl.side == "out" and isinstance(model.get_submodule(sl.path), _PRODUCERS)
-        ]
-        root_path = names[g[0].dep.target.module]
-        full = [
-            sl.path
-            for sl in producers
-            if sl.indices == sl.root_indices and sorted(sl.indices) == list(range(channels))
-            and graph.get_out_channels(model.get_submodule(sl.path)) == channels
-        ]  # fmt: skip
-        if full:
-            candidate = min(full, key=order.__getitem__)
-            if candidate != root_path and _same_group(graph, model, names, candidate, g):
-                root_path = candidate
-        for sl in slices.values():
-            if sl.side == "out" and graph.get_out_channels(model.get_submodule(sl.path)):
-                coverage.setdefault(sl.path, []).extend(sl.indices)
-        built.append((root_path, channels, slices, reaches_output, risky))
-
+            reroot(graph, model, names, order, raw, g)
+            for sl in raw.slices.values():
+                counted = sl.side == "out" and sl.path not in sites
+                if counted and graph.get_out_channels(model.get_submodule(sl.path)):
+                    coverage.setdefault(sl.path, []).extend(sl.indices)
+            read.append(raw)
+        trials: dict[str, int] = {}
+        for site in sites.values():
+            for group, layout in _attention_groups(graph, model, names, site, options):
+                analysis.groups.append(group)
+                analysis.roots[group.id] = model.get_submodule(site.qkv)
+                analysis.layouts[group.id] = layout
+                if {site.qkv, site.proj} & ignored_paths and group.prunable:
+                    why = f"layer {site.qkv} is ignored"
+                    analysis.groups[-1] = replace(group, prunable=False, reason=why)
+                elif group.prunable and group.channels > 1:
+                    trials[group.id] = group.channels
     unresolved = set()
     for path, idxs in coverage.items():
         out = graph.get_out_channels(model.get_submodule(path))
         if sorted(idxs) != list(range(out)):
             unresolved.add(path)
-    trials: dict[str, int] = {}
-    for root_path, channels, slices, reaches_output, risky in built:
+    for raw in read:
+        reason = _reason(model, raw, fixed, unresolved, ignored_paths, order, options)
+        channels, slices, layout = raw.channels, raw.slices, UnitLayout()
+        if not reason:
+            channels, slices, layout, reason = _in_units(model, raw)
         members = tuple(sorted(slices, key=lambda m: (order[m[0]], SIDES.index(m[1]))))
-        outs = {p for p, s in members if s == "out"}
-        reason = ""
-        if reaches_output or outs & fixed:
-            reason = "its channels are model outputs or tied to the input channels"
-        elif outs & unresolved:
-            bad = sorted(outs & unresolved, key=order.__getitem__)[0]
-            reason = f"torch-pruning could not resolve the channel coupling of {bad}"
-        elif outs & ignored_paths:
-            bad = sorted(outs & ignored_paths, key=order.__getitem__)[0]
-            reason = f"layer {bad} is ignored"
-        else:
-            for sl in slices.values():
-                if sl.side == "out" and len(set(sl.indices)) != channels:
-                    reason = f"torch-pruning maps the channels of {sl.path} inconsistently"
-                    break
         group = ChannelGroup(
-            id=root_path,
+            id=raw.root,
             channels=channels,
             members=members,
             prunable=not reason,
             reason=reason,
             slices=tuple(slices[m] for m in members),
+            unit=layout.kind,
         )
         analysis.groups.append(group)
-        analysis.roots[root_path] = model.get_submodule(root_path)
-        if risky and group.prunable and group.channels > 1:
+        analysis.roots[raw.root] = model.get_submodule(raw.root)
+        analysis.layouts[raw.root] = layout
+        if raw.risky and group.prunable and group.channels > 1:
             trials[group.id] = group.channels
     if verify and trials:
-        failed = _failing_trials(model, inputs, trials)
+        failed = failing_trials(analysis, inputs, trials)
         analysis.groups = [
-            replace(g, prunable=False, reason=_TRIAL_REASON) if g.id in failed else g
+            replace(g, prunable=False, reason=failed[g.id]) if g.id in failed else g
             for g in analysis.groups
         ]
-    analysis.groups.sort(key=lambda grp: order[grp.id])
+    analysis.groups.sort(key=lambda grp: (order[names[analysis.roots[grp.id]]], grp.id))
     ids = [grp.id for grp in analysis.groups]
     if len(set(ids)) != len(ids):  # cannot happen with a partition; guard the plan format
         raise InputError("torch-pruning produced two groups with the same root; unsupported model")
@@ -410,15 +391,18 @@ def channel_groups(
     model: nn.Module,
     example_input: torch.Tensor | tuple[torch.Tensor, ...],
     ignored: Iterable[str | nn.Module] | None = None,
+    options: GroupOptions | None = None,
 ) -> list[ChannelGroup]:
     """The channel groups of ``model`` (see the module docstring), in module order.
 
-    ``example_input`` is a batch such as ``torch.randn(1, 3, 32, 32)``; the model runs once
-    in eval mode (its training flag and ``requires_grad`` flags are restored, BatchNorm
+    ``example_input`` is a batch such as ``torch.randn(1, 3, 32, 32)``; the model runs in
+    eval mode (its training flag and ``requires_grad`` flags are restored, BatchNorm
     statistics are untouched). ``ignored`` holds module paths (or modules) whose output
     channels must not be pruned; their groups are returned with ``prunable=False``.
+    ``options`` (:class:`GroupOptions`) adds head-dim groups and makes embedding widths
+    prunable.
     """
-    return analyze(model, example_input, ignored).groups
+    return analyze(model, example_input, ignored, options=options).groups
 
 
-__all__ = ["SIDES", "ChannelGroup", "MemberSlice", "analyze", "channel_groups"]
+__all__ = ["SIDES", "ChannelGroup", "GroupOptions", "MemberSlice", "analyze", "channel_groups"]

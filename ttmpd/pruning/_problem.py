@@ -23,10 +23,11 @@ from ..errors import InputError
 from ..lut import PruneSavings
 from ._apply import apply_plan, plan_from_removed
 from ._bn import adaptive_bn_logits, recalibrate_bn
-from ._groups import ChannelGroup, channel_groups
+from ._groups import ChannelGroup, GroupOptions, channel_groups
 from ._importance import importance as importance_fn
 from ._mask import ChannelMasker
 from ._plan import PrunePlan
+from ._pricing import GroupPricing
 from ._proxies import AccuracyModel, agreement, kd_gap
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ NO_CANDIDATE = "no candidate lowers the predicted latency further; raise the bud
 class SearchConfig:
     """Settings of :func:`prune`. ``budget``: target latency / unpruned latency, in (0, 1).
 
+    ``groups``: which group kinds the search may prune (:class:`GroupOptions`).
     ``refresh_every`` belongs to ``ttmpd-greedy``; ``proxy_images`` (None: all calibration
     images), ``max_samples`` (candidates × images per forward), ``refine_rounds`` and
     ``refine_candidates`` to ``ttmpd`` (:mod:`ttmpd.pruning._mck_search`).
@@ -66,6 +68,7 @@ class SearchConfig:
     accuracy_model: AccuracyModel = field(default_factory=AccuracyModel)
     seed: int = 0
     progress: bool = True
+    groups: GroupOptions = field(default_factory=GroupOptions)
 
     def __post_init__(self) -> None:
         if not 0 < self.budget < 1:
@@ -107,10 +110,10 @@ class SearchProblem:
 
     def __init__(self, model, example_input, predictor, calib, config: SearchConfig) -> None:
         self.model, self.x, self.calib, self.config = model.eval(), example_input, calib, config
-        self.groups = channel_groups(model, example_input)
+        self.groups = channel_groups(model, example_input, options=config.groups)
         self.savings = PruneSavings(predictor, model, example_input)
-        self.lut_id = lut_group_ids(self.groups, self.savings)
-        self.prunable = [g for g in self.groups if g.prunable and g.id in self.lut_id]
+        self.pricing = GroupPricing(self.groups, self.savings)
+        self.prunable = [g for g in self.groups if g.prunable and g.id in self.pricing.members]
         if not self.prunable:
             raise InputError("the model has no prunable channel group the LUT can price")
         with torch.no_grad():
@@ -124,7 +127,7 @@ class SearchProblem:
             for g, v in self.scores.items()
         }
         self._total_mass = sum(float(m[-1]) for m in self._removed_mass.values())
-        self.base_ms = float(self.savings.latencies([{}])[0])
+        self.base_ms = float(self.latency([{}])[0])
         self.max_k = {g.id: int(self.config.max_group_ratio * g.channels) for g in self.prunable}
 
     def _scores(self) -> dict[str, np.ndarray]:
@@ -141,12 +144,11 @@ class SearchProblem:
                 for g in self.prunable}  # fmt: skip
 
     def latency(self, states: list[dict[str, int]]) -> np.ndarray:
-        mapped = [{self.lut_id[g]: k for g, k in s.items() if k} for s in states]
-        return self.savings.latencies(mapped)
+        return self.pricing.latency(states)
 
     def next_k(self, group: ChannelGroup, k: int) -> int | None:
         """The next removal count on the group's latency staircase, or None."""
-        curve = self.savings._curve(self.lut_id[group.id])
+        curve = self.pricing.curve(group)
         limit = min(self.max_k[group.id], group.channels - 1)
         first = k + max(1, int(np.ceil(self.config.min_step * group.channels)))
         if first > limit:
@@ -206,7 +208,14 @@ class SearchProblem:
         )
 
     def check_reachable(self) -> None:
-        deepest = {g.id: self.max_k[g.id] for g in self.prunable}
+        """Raise unless removing the most each group allows meets the budget. A group's
+        deepest removal is the largest ``k <= max_k`` the predictor can price (a latency
+        unit may not be priceable below some width)."""
+        deepest = {}
+        for g in self.prunable:
+            curve = self.pricing.curve(g)[: self.max_k[g.id] + 1]
+            finite = np.flatnonzero(np.isfinite(curve))
+            deepest[g.id] = int(finite[-1]) if finite.size else 0
         floor = float(self.latency([deepest])[0])
         if not np.isfinite(floor) or floor > self.config.budget * self.base_ms:
             raise InputError(
@@ -214,24 +223,6 @@ class SearchProblem:
                 f"{self.config.max_group_ratio:.0%} of each group's channels gives "
                 f"{floor / self.base_ms:.2f} of the original latency; raise the budget"
             )
-
-
-def lut_group_ids(groups: list[ChannelGroup], savings: PruneSavings) -> dict[str, str]:
-    """Map pruning group ids to latency-group ids through a producing member's unit name."""
-    by_unit: dict[tuple[str, str], str] = {}
-    for lut_group in savings.groups.values():
-        for i, dim, _ in lut_group.members:
-            by_unit.setdefault((savings.extraction.units[i].name, dim), lut_group.id)
-    mapping = {}
-    for g in groups:
-        for path, side in g.members:
-            if side == "out" and (path, "out") in by_unit:
-                mapping[g.id] = by_unit[(path, "out")]
-                break
-        else:
-            if g.prunable:
-                logger.warning("group %s has no priced unit; it is left unpruned", g.id)
-    return mapping
 
 
 def progress_bar(problem: SearchProblem, total: float):

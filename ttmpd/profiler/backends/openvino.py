@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ...errors import InputError
+from .._extract import ATTENTION_PARTS
 from .._fingerprint import DeviceFingerprint, host_fingerprint, library_versions
 from .._modules import build_unit
 from .._rules import DeviceRules
@@ -204,6 +205,26 @@ def probe_openvino_fusion() -> str:
     return "conv-bn-add-act"
 
 
+@cache
+def probe_openvino_attention_parts() -> bool:
+    """Whether the OpenVINO CPU plugin runs scaled dot-product attention as its parts: read
+    from its runtime graph of one exported attention (a runtime node running the
+    ``Softmax`` without both ``MatMul``s means the parts run as separate kernels; the scale
+    products and the key transpose around it are constant-folded or cheap views)."""
+    from .ort import _AttentionProbe
+
+    q = torch.randn(1, 2, 8, 16)
+    model_bytes = export_onnx(_AttentionProbe().eval(), (q, q, q))
+    graph, index = _onnx_graph(model_bytes)
+    for node in runtime_nodes(openvino_compile(model_bytes, threads=1)):
+        ops = [
+            graph.node[i].op_type for i in {_onnx_node(n, index) for n in node.original} - {None}
+        ]
+        if "Softmax" in ops:
+            return ops.count("MatMul") < 2
+    return True  # the softmax was not traced: price the parts
+
+
 class _Fn(nn.Module):
     """A functional op as a named submodule (the ONNX export names nodes by module)."""
 
@@ -339,7 +360,10 @@ class UnitLayouts:
     seconds: float
 
     def declared(self, unit: UnitConfig) -> tuple[str, bool]:
-        """``(layout, copy_out)`` that ``unit`` is measured in (``""``: as exported)."""
+        """``(layout, copy_out)`` that ``unit`` is measured in (``""``: as exported; always
+        for channels-last and attention units, whose layouts the probe does not cover)."""
+        if unit.layout != "nchw" or unit.uses_heads:
+            return "", False
         variant = unit_variant(unit)
         return dict(self.measured).get(variant, ""), variant in self.copied
 
@@ -436,7 +460,8 @@ class OpenVinoBackend(BackendBase):
     @property
     def fusion(self) -> str:  # type: ignore[override]
         self.require_available()
-        return probe_openvino_fusion()
+        parts = probe_openvino_attention_parts()
+        return probe_openvino_fusion() + (ATTENTION_PARTS if parts else "")
 
     def unit_layouts(self) -> UnitLayouts:
         """:func:`probe_unit_layouts` with this backend's threads (probed once a process)."""

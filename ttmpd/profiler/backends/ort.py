@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ...errors import InputError
+from .._extract import ATTENTION_PARTS
 from .._fingerprint import DeviceFingerprint, host_fingerprint, library_versions
 from .._modules import _inputs, build_unit
 from .._rules import ConvLayout, DeviceRules, infer_blocked_rule
@@ -39,19 +40,28 @@ from ._base import BACKENDS, BackendBase, BackendConfig
 
 
 def export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], opset: int = 17) -> bytes:
-    """Serialise ``module(*inputs)`` to ONNX bytes (inputs ``x0..xn``, output ``y``)."""
+    """Serialise ``module(*inputs)`` to ONNX bytes (inputs ``x0..xn``, output ``y``).
+
+    PyTorch's fused transformer fast paths (``nn.MultiheadAttention``,
+    ``nn.TransformerEncoderLayer``) have no ONNX form: they are off while tracing, so such
+    modules export their step-by-step path."""
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            inputs,
-            buffer,
-            dynamo=False,
-            opset_version=opset,
-            input_names=[f"x{i}" for i in range(len(inputs))],
-            output_names=["y"],
-        )
+    fast_path = torch.backends.mha.get_fastpath_enabled()
+    try:
+        torch.backends.mha.set_fastpath_enabled(False)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                inputs,
+                buffer,
+                dynamo=False,
+                opset_version=opset,
+                input_names=[f"x{i}" for i in range(len(inputs))],
+                output_names=["y"],
+            )
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast_path)
     return buffer.getvalue()
 
 
@@ -75,7 +85,44 @@ def ort_session(model_bytes: bytes, config: BackendConfig, optimized_path: str |
     opts.log_severity_level = 3
     if optimized_path:
         opts.optimized_model_filepath = optimized_path
-    return ort.InferenceSession(model_bytes, sess_options=opts, providers=[config.provider])
+    provider = config.provider
+    if ort_device(config)[0] != "cpu":
+        provider = (config.provider, {"device_id": str(config.device)})
+    return ort.InferenceSession(model_bytes, sess_options=opts, providers=[provider])
+
+
+#: Execution providers whose tensors live on a GPU, by the device name ORT binds them to.
+_GPU_PROVIDERS = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda"}
+
+
+def ort_device(config: BackendConfig) -> tuple[str, int]:
+    """``(device name, index)`` ORT binds the provider's tensors to: ``("cuda",
+    config.device)`` for CUDA and TensorRT, else ``("cpu", 0)``."""
+    name = _GPU_PROVIDERS.get(config.provider, "cpu")
+    return name, (config.device if name != "cpu" else 0)
+
+
+def bind_inputs(session, config: BackendConfig, inputs: Sequence[torch.Tensor]):
+    """An IO binding with ``inputs`` (named ``x0, x1, ...``) and the output ``y`` on the
+    provider's device, so a timed ``run_with_iobinding`` copies nothing between host and
+    device: on a GPU provider the inputs are copied to the GPU once, here, and the output
+    stays there."""
+    import onnxruntime as ort
+
+    binding = session.io_binding()
+    device, index = ort_device(config)
+    for i, t in enumerate(inputs):
+        array = t.detach().cpu().numpy()
+        if device == "cpu":
+            binding.bind_cpu_input(f"x{i}", array)
+        else:
+            value = ort.OrtValue.ortvalue_from_numpy(array, device, index)
+            binding.bind_ortvalue_input(f"x{i}", value)
+    if device == "cpu":
+        binding.bind_output("y")
+    else:
+        binding.bind_output("y", device, index)
+    return binding
 
 
 #: Weight values kept per initializer of a template; other shapes repeat them.
@@ -157,6 +204,8 @@ class _GraphTemplate:
 
         if unit.dtype != "float32":
             raise NoTemplate(f"dtype {unit.dtype}")
+        if unit.layout != "nchw" or unit.uses_heads:  # channels not at dim 1
+            raise NoTemplate(f"{unit.layout} {unit.op} unit with {unit.heads} heads")
         model = onnx.load_from_string(model_bytes)
         graph = model.graph
         weights: list[_Weight] = []
@@ -253,12 +302,36 @@ def probe_fusion(provider: str, graph_optimization: str) -> str:
     return "conv-bn-add-act"
 
 
+@cache
+def probe_attention_parts(provider: str, graph_optimization: str) -> bool:
+    """Whether ORT runs scaled dot-product attention as its parts (matmul, softmax, matmul)
+    with these settings: read from its optimised graph of one exported attention, which is
+    either a fused ``Attention``/``MultiHeadAttention`` node or keeps its ``Softmax``."""
+    import onnx
+
+    q = torch.randn(1, 2, 8, 16)
+    model_bytes = export_onnx(_AttentionProbe().eval(), (q, q, q))
+    config = BackendConfig(provider=provider, graph_optimization=graph_optimization)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "optimized.onnx")
+        ort_session(model_bytes, config, optimized_path=path)
+        ops = [n.op_type for n in onnx.load(path).graph.node]
+    return "Softmax" in ops
+
+
+class _AttentionProbe(nn.Module):
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return nn.functional.scaled_dot_product_attention(q, k, v)
+
+
 @BACKENDS.register
 class OnnxRuntimeBackend(BackendBase):
     """ONNX Runtime with a selectable execution provider (CPU by default).
 
     ``fusion`` is detected with :func:`probe_fusion` for the configured provider and graph
-    optimisation level. With ``all`` on x86 (NCHWc layout), ORT also converts tensors between
+    optimisation level, followed by ``+attention-parts`` where
+    :func:`probe_attention_parts` finds attention left as its parts.
+    With ``all`` on x86 (NCHWc layout), ORT also converts tensors between
     NCHW and blocked NCHWc layouts; in a whole model that happens at layout boundaries, while
     an isolated unit pays it on its own inputs and outputs. Unit sums therefore over-estimate
     ``all`` somewhat; the latency predictor's calibration accounts for the difference.
@@ -269,7 +342,9 @@ class OnnxRuntimeBackend(BackendBase):
     @property
     def fusion(self) -> str:  # type: ignore[override]
         self.require_available()
-        return probe_fusion(self.config.provider, self.config.graph_optimization)
+        conv = probe_fusion(self.config.provider, self.config.graph_optimization)
+        parts = probe_attention_parts(self.config.provider, self.config.graph_optimization)
+        return conv + (ATTENTION_PARTS if parts else "")
 
     def unavailable_reason(self) -> str:
         try:
@@ -285,6 +360,12 @@ class OnnxRuntimeBackend(BackendBase):
         return ""
 
     def fingerprint(self) -> DeviceFingerprint:
+        gpu = ""
+        if ort_device(self.config)[0] != "cpu":  # the GPU the provider runs on
+            from .torch_cuda import gpu_description
+
+            index = self.config.device
+            gpu = gpu_description(index) if torch.cuda.is_available() else f"cuda:{index}"
         return host_fingerprint(
             self.name,
             self.config.threads,
@@ -293,6 +374,7 @@ class OnnxRuntimeBackend(BackendBase):
             provider=self.config.provider,
             graph_optimization=self.config.graph_optimization,
             extra_info=(("opset", str(self.config.opset)),),
+            gpu=gpu,
         )
 
     def probe_rules(self) -> DeviceRules:
@@ -345,10 +427,7 @@ class OnnxRuntimeBackend(BackendBase):
 
     def _session_runner(self, model_bytes: bytes, inputs: tuple[torch.Tensor, ...]) -> Runner:
         session = ort_session(model_bytes, self.config)
-        binding = session.io_binding()
-        for i, t in enumerate(inputs):
-            binding.bind_cpu_input(f"x{i}", t.detach().cpu().numpy())
-        binding.bind_output("y")
+        binding = bind_inputs(session, self.config, inputs)
 
         def run(number: int) -> float:
             start = time.perf_counter()

@@ -7,10 +7,12 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from functools import cache
 
 import torch
 from torch import nn
 
+from .._extract import ATTENTION_PARTS
 from .._fingerprint import DeviceFingerprint, host_fingerprint, library_versions
 from .._rules import DeviceRules, infer_native_rule
 from .._timing import Runner
@@ -27,10 +29,15 @@ def set_torch_threads(threads: int, inter_op_threads: int) -> None:
 
 @BACKENDS.register
 class TorchCPUBackend(BackendBase):
-    """Eager PyTorch on CPU. Units are single ATen ops (no fusion)."""
+    """Eager PyTorch on CPU. Units are single ATen ops (no fusion); attention is one unit
+    where this torch build runs it as one kernel (:func:`attention_runs_fused`)."""
 
     name = "torch-cpu"
-    fusion = "none"
+
+    @property
+    def fusion(self) -> str:  # type: ignore[override]
+        set_torch_threads(self.config.threads, self.config.inter_op_threads)
+        return "none" if attention_runs_fused() else "none" + ATTENTION_PARTS
 
     def unavailable_reason(self) -> str:
         return ""
@@ -72,6 +79,21 @@ class TorchCPUBackend(BackendBase):
                 return (time.perf_counter() - start) * 1e3
 
         return run
+
+
+@cache
+def attention_runs_fused() -> bool:
+    """Whether eager PyTorch runs ``scaled_dot_product_attention`` as one kernel: the ATen
+    ops of one call, as the autograd profiler records them, hold no separate softmax (the
+    math fallback runs matmul, softmax, matmul)."""
+    q = torch.randn(1, 2, 8, 16)
+    with (
+        _quiet_stderr(),
+        torch.inference_mode(),
+        torch.autograd.profiler.profile(use_kineto=False) as prof,
+    ):
+        nn.functional.scaled_dot_product_attention(q, q, q)
+    return not any("softmax" in e.name for e in prof.function_events)
 
 
 def conv_runs_native(c_in: int, hw: int, kernel: int, batch: int, groups: int) -> bool:

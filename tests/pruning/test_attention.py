@@ -1,0 +1,181 @@
+"""Attention heads and head dims as pruning groups (timm ViT): pruning equals masking."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+
+import pytest
+import torch
+
+from ttmpd.pruning import (
+    GroupOptions,
+    PrunePlan,
+    apply_plan,
+    channel_groups,
+    plan_from_removed,
+    random_plan,
+)
+
+pytestmark = [
+    pytest.mark.zoo,
+    pytest.mark.skipif(
+        importlib.util.find_spec("torchvision") is None or importlib.util.find_spec("timm") is None,
+        reason="torchvision/timm not installed (pip install 'ttmpd[zoo]')",
+    ),
+]
+
+
+def small_vit(**kwargs) -> torch.nn.Module:
+    from ttmpd.models import load_model
+
+    torch.manual_seed(0)
+    model = load_model(
+        "timm:vit_tiny_patch16_224?img_size=32,patch_size=8,depth=2,num_classes=10", **kwargs
+    ).eval()
+    with torch.no_grad():  # timm zero-initialises biases: make every head distinct
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return model
+
+
+@pytest.fixture(scope="module")
+def vit():
+    return small_vit()
+
+
+@pytest.fixture
+def x():
+    return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+def masked(
+    model, heads: dict[int, list[int]] | None = None, dims: dict[int, list[int]] | None = None
+):
+    """The unpruned model with the given heads or head dims (per block) zeroed in qkv."""
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for b, block in enumerate(out.blocks):
+            attn = block.attn
+            h, d = attn.num_heads, attn.head_dim
+            rows = []
+            for p in range(3):
+                for head in range(h):
+                    for dim in range(d):
+                        if head in (heads or {}).get(b, []) or dim in (dims or {}).get(b, []):
+                            rows.append(p * h * d + head * d + dim)
+            attn.qkv.weight[rows] = 0
+            attn.qkv.bias[rows] = 0
+    return out
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_pruning_heads_equals_masking_them(vit, x, fused):
+    model = copy.deepcopy(vit)
+    for block in model.blocks:
+        block.attn.fused_attn = fused
+    groups = channel_groups(model, x)
+    heads = {g.id: g for g in groups if g.unit == "heads"}
+    assert sorted(heads) == ["blocks.0.attn#heads", "blocks.1.attn#heads"]
+    assert all(g.prunable and g.channels == 3 for g in heads.values())
+    removed = {"blocks.0.attn#heads": [1], "blocks.1.attn#heads": [0, 2]}
+    pruned = apply_plan(model, x, plan_from_removed(groups, removed, model=model))
+    a0, a1 = pruned.blocks[0].attn, pruned.blocks[1].attn
+    assert (a0.num_heads, a0.qkv.out_features, a0.proj.in_features) == (2, 2 * 3 * 64, 128)
+    assert (a1.num_heads, a1.head_dim, a1.attn_dim, a1.scale) == (1, 64, 64, 64**-0.5)
+    reference = masked(model, heads={0: [1], 1: [0, 2]})
+    with torch.no_grad():
+        want, got = reference(x), pruned(x)
+        wrong = masked(model, heads={0: [0], 1: [0, 2]})(x)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(wrong, want, atol=1e-4)  # the test can tell heads apart
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_pruning_head_dims_keeps_the_logits_scale(vit, x, fused):
+    model = copy.deepcopy(vit)
+    for block in model.blocks:
+        block.attn.fused_attn = fused
+    assert not any(g.unit == "head_dims" for g in channel_groups(model, x))  # opt in
+    groups = channel_groups(model, x, options=GroupOptions(head_dims=True))
+    dims = [g for g in groups if g.unit == "head_dims"]
+    assert [g.channels for g in dims] == [64, 64] and all(g.prunable for g in dims)
+    cut = list(range(0, 64, 3))  # 22 of 64 dims in every head
+    plan = plan_from_removed(groups, {"blocks.0.attn#head_dims": cut}, model=model)
+    pruned = apply_plan(model, x, plan)
+    attn = pruned.blocks[0].attn
+    assert (attn.head_dim, attn.qkv.out_features, attn.proj.in_features) == (42, 378, 126)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), masked(model, dims={0: cut})(x), atol=1e-5, rtol=1e-4)
+
+
+def test_random_plan_round_trips_applies_and_exports(vit, x, tmp_path):
+    groups = channel_groups(vit, x)
+    plan = random_plan(vit, x, groups, target_ratio=0.4, seed=3)
+    assert {"blocks.0.attn#heads", "blocks.1.attn#heads", "blocks.0.mlp.fc1"} <= set(plan.keep)
+    loaded = PrunePlan.from_json(plan.to_json(tmp_path / "plan.json"))
+    assert loaded == plan
+    pruned = apply_plan(vit, x, loaded)
+    for b, block in enumerate(pruned.blocks):
+        heads = len(plan.keep[f"blocks.{b}.attn#heads"])
+        assert block.attn.num_heads == heads and block.attn.qkv.out_features == 3 * 64 * heads
+        assert block.mlp.fc1.out_features == len(plan.keep[f"blocks.{b}.mlp.fc1"])
+    with torch.no_grad():
+        want = pruned(x)
+    ort = pytest.importorskip("onnxruntime")
+    from ttmpd.profiler.backends.ort import export_onnx
+
+    session = ort.InferenceSession(export_onnx(pruned, (x,)), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"x0": x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(got), want, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.filterwarnings("ignore:.*have no latency unit")
+def test_latency_search_prunes_heads(vit, tmp_path):
+    from ttmpd.lut import LatencyPredictor, profile_model
+    from ttmpd.profiler import GridConfig, get_backend
+    from ttmpd.pruning import SearchConfig, prune
+
+    x1 = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    calib = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    grid = GridConfig(channel_step=4, off_grid_per_unit=4)
+    table = profile_model(vit, x1, get_backend("fake"), tmp_path / "lut.parquet",
+                          progress=False, grid=grid).table  # fmt: skip
+    predictor = LatencyPredictor().fit(table)
+    result = prune(vit, x1, predictor, calib, SearchConfig(budget=0.9, progress=False))
+    assert result.predicted_latency_ms <= result.target_latency_ms + 1e-9
+    heads = [b.attn.num_heads for b in result.model.blocks]
+    assert sum(heads) < 6  # the fake LUT prices qkv/proj rows: heads are worth removing
+    # the head pricing agrees with the predictor on the physically pruned model
+    whole = predictor.predict_model(result.model, x1).total_ms
+    assert whole == pytest.approx(result.predicted_latency_ms, rel=1e-6)
+
+
+def test_embedding_width_is_opt_in_and_slices_every_member(vit, x):
+    closed = {g.id: g for g in channel_groups(vit, x)}["patch_embed.proj"]
+    assert not closed.prunable and "GroupOptions(embedding=True)" in closed.reason
+    groups = channel_groups(vit, x, options=GroupOptions(embedding=True))
+    stream = {g.id: g for g in groups}["patch_embed.proj"]
+    assert stream.prunable and stream.channels == 192
+    assert {("blocks.1.norm2", "out"), ("blocks.1.attn.qkv", "in"), ("head", "in")} <= set(
+        stream.members
+    )
+    removed = list(range(0, 192, 4))
+    kept = [c for c in range(192) if c not in removed]
+    pruned = apply_plan(vit, x, plan_from_removed(groups, {"patch_embed.proj": removed}))
+    # every coupled tensor keeps exactly the surviving embedding channels, in order
+    pairs = [
+        (pruned.patch_embed.proj.weight, vit.patch_embed.proj.weight[kept]),
+        (pruned.cls_token, vit.cls_token[..., kept]),
+        (pruned.pos_embed, vit.pos_embed[..., kept]),
+        (pruned.blocks[0].norm1.weight, vit.blocks[0].norm1.weight[kept]),
+        (pruned.blocks[0].attn.qkv.weight, vit.blocks[0].attn.qkv.weight[:, kept]),
+        (pruned.blocks[1].attn.proj.bias, vit.blocks[1].attn.proj.bias[kept]),
+        (pruned.blocks[1].mlp.fc2.weight, vit.blocks[1].mlp.fc2.weight[kept]),
+        (pruned.norm.bias, vit.norm.bias[kept]),
+        (pruned.head.weight, vit.head.weight[:, kept]),
+    ]
+    for got, want in pairs:
+        torch.testing.assert_close(got, want)
+    with torch.no_grad():
+        assert pruned(x).shape == (2, 10) and torch.isfinite(pruned(x)).all()

@@ -1,0 +1,90 @@
+"""Predicted latency of pruning states: which latency units a group's units shrink.
+
+A pruning state maps a group id to the number of its units removed. Each prunable group is
+priced through a producing member's latency unit (matched by module path):
+
+* plain and conv-group groups take the coupling of the latency group
+  (:class:`ttmpd.lut.PruneSavings`) that unit belongs to: removing ``k`` units removes
+  ``k * s`` of its channels, ``s`` the member's channels per unit (1, or ``G`` per
+  conv-group offset) over the latency group's factor for that member;
+* attention heads and head dims shrink their own members only (``qkv`` rows, ``proj``
+  inputs: ``3 D`` and ``D`` per head), from the group's index maps; the latency groups
+  do not know the head layout. Heads and head dims of one module add up (their overlap,
+  ``k j`` rows, is ignored).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ..lut import PruneSavings
+from ._groups import ChannelGroup
+from ._units import CHANNEL, CONV_GROUPS
+
+logger = logging.getLogger(__name__)
+
+
+class GroupPricing:
+    """Latency (ms) of pruning states of ``groups``, from ``savings``' predictor."""
+
+    def __init__(self, groups: Sequence[ChannelGroup], savings: PruneSavings) -> None:
+        self.savings = savings
+        names = {u.name: i for i, u in enumerate(savings.extraction.units)}
+        by_unit: dict[tuple[str, str], tuple[str, float]] = {}
+        for lut_group in savings.groups.values():
+            for i, dim, factor in lut_group.members:
+                key = (savings.extraction.units[i].name, dim)
+                by_unit.setdefault(key, (lut_group.id, float(factor)))
+        #: group id -> latency-group id (plain groups) and latency channels per unit
+        self.lut_id: dict[str, str] = {}
+        self.lut_scale: dict[str, float] = {}
+        #: group id -> (unit index, 0 in | 1 out, channels removed per group unit)
+        self.members: dict[str, list[tuple[int, int, float]]] = {}
+        for g in groups:
+            if g.unit in (CHANNEL, CONV_GROUPS):
+                for piece in g.slices:
+                    if piece.side == "out" and (piece.path, "out") in by_unit:
+                        lut, factor = by_unit[(piece.path, "out")]
+                        scale = len(piece.indices) / g.channels / (factor or 1.0)
+                        self.lut_id[g.id], self.lut_scale[g.id] = lut, scale
+                        self.members[g.id] = [
+                            (i, 0 if dim == "in" else 1, f * scale)
+                            for i, dim, f in savings.groups[lut].members
+                        ]
+                        break
+            else:
+                found = [
+                    (names[p.path], 0 if p.side == "in" else 1, len(p.indices) / g.channels)
+                    for p in g.slices
+                    if p.path in names
+                ]
+                if found:
+                    self.members[g.id] = found
+            if g.prunable and g.id not in self.members:
+                logger.warning("group %s has no priced unit; it is left unpruned", g.id)
+
+    def latency(self, states: Sequence[Mapping[str, int]]) -> np.ndarray:
+        """Calibrated whole-model latency (ms) of each state (NaN where a layer vanishes)."""
+        count = len(self.savings.extraction.units)
+        shifts = np.zeros((len(states), count, 2))
+        for row, state in enumerate(states):
+            for gid, k in state.items():
+                for i, side, per_unit in self.members[gid] if k else ():
+                    shifts[row, i, side] += k * per_unit
+        frame, valid = self.savings._shifted_frame(shifts, np.arange(count))
+        totals = self.savings.predictor.calibrated_totals(frame, len(states))
+        return np.where(valid, totals, np.nan)
+
+    def curve(self, group: ChannelGroup) -> np.ndarray:
+        """The group's latency staircase (ms) by units removed, ``0 .. channels - 1``."""
+        if group.id in self.lut_id:
+            curve = self.savings._curve(self.lut_id[group.id])
+            at = np.rint(np.arange(group.channels) * self.lut_scale[group.id]).astype(int)
+            return np.where(at < len(curve), curve[np.minimum(at, len(curve) - 1)], np.nan)
+        return self.latency([{group.id: k} for k in range(group.channels)])
+
+
+__all__ = ["GroupPricing"]
