@@ -11,8 +11,16 @@ from torch import nn
 
 from ttmpd.lut import LatencyPredictor, profile_model
 from ttmpd.profiler import GridConfig, get_backend
-from ttmpd.pruning import ChannelMasker, SearchConfig, channel_groups, prune, recalibrate_bn
-from ttmpd.pruning._batched import BatchedCandidates
+from ttmpd.pruning import (
+    ChannelGroup,
+    ChannelMasker,
+    MemberSlice,
+    SearchConfig,
+    channel_groups,
+    prune,
+    recalibrate_bn,
+)
+from ttmpd.pruning._batched import BatchedCandidates, supported
 from ttmpd.pruning._bn import adaptive_bn_logits
 from ttmpd.pruning._mck_search import refine
 from ttmpd.pruning._mckp import best_feasible, pareto_choices
@@ -96,6 +104,15 @@ def test_replay_is_exact_with_in_place_ops():
     for candidate, out in zip(candidates, together, strict=True):
         alone = adaptive_bn_logits(masker.masked(candidate), CALIB)
         torch.testing.assert_close(out, alone, rtol=1e-4, atol=1e-4)
+
+
+def test_unsupported_out_members_are_reported():
+    net = _net(ResidualNet)
+    groups = channel_groups(net, X)
+    assert supported(net, groups)
+    odd = ChannelGroup("relu", 2, (("relu", "out"),), True,
+                       slices=(MemberSlice("relu", "out", (0, 1), (0, 1)),))  # fmt: skip
+    assert not supported(net, [*groups, odd])
 
 
 def test_batched_leaves_the_model_untouched():
@@ -196,3 +213,13 @@ def test_search_meets_the_budget_and_refine_does_not_lose(residual_problem, budg
     removed = {f"{g}={plan.channels[g] - len(plan.keep[g])}" for g in plan.keep}
     assert set(chosen["state"].iloc[0].split(",")) == removed - {f"{g}=0" for g in plan.keep}
     assert (log["forwards"].diff().dropna() >= 0).all() and log["forwards"].iloc[-1] >= 1
+
+
+def test_one_at_a_time_fallback_chooses_the_same_plan(residual_problem, monkeypatch):
+    net, predictor = residual_problem
+    config = SearchConfig(budget=0.5, progress=False, proxy_images=16)
+    batched = prune(net, X, predictor, CALIB, config)
+    monkeypatch.setattr("ttmpd.pruning._mck_search.supported", lambda model, groups: False)
+    alone = prune(net, X, predictor, CALIB, config)
+    assert alone.plan.keep == batched.plan.keep
+    np.testing.assert_allclose(alone.log["predicted_acc"], batched.log["predicted_acc"], rtol=1e-4)

@@ -38,6 +38,28 @@ Removed = Mapping[str, Iterable[int]]
 DEFAULT_MAX_SAMPLES = 2048
 
 
+#: Output-side member kinds whose channel mask the hooks know how to apply.
+SUPPORTED = (
+    nn.modules.conv._ConvNd,
+    nn.Linear,
+    nn.modules.batchnorm._BatchNorm,
+    nn.LayerNorm,
+    nn.GroupNorm,
+)
+
+
+def supported(model: nn.Module, groups: Iterable[ChannelGroup]) -> bool:
+    """Whether every ``"out"`` member of ``groups`` is a kind :class:`BatchedCandidates`
+    can mask (:data:`SUPPORTED`); otherwise evaluate candidates one at a time."""
+    modules = dict(model.named_modules())
+    return all(
+        isinstance(modules.get(piece.path), SUPPORTED)
+        for group in groups
+        for piece in group.slices
+        if piece.side == "out"
+    )
+
+
 def _channels_last(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear | nn.LayerNorm)
 

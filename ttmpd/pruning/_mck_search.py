@@ -30,7 +30,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ._batched import BatchedCandidates
+from ._batched import BatchedCandidates, supported
+from ._bn import adaptive_bn_logits
+from ._mask import ChannelMasker
 from ._mckp import best_feasible, pareto_choices
 from ._problem import NO_CANDIDATE, SearchProblem
 from ._proxies import agreement, kd_gap
@@ -49,10 +51,21 @@ class _Evaluator:
         self.batched = BatchedCandidates(
             problem.model, problem.groups, self.images, problem.config.max_samples
         )
+        #: groups with members the batched hooks cannot mask: one candidate at a time
+        self.masker = None
+        if not supported(problem.model, problem.groups):
+            self.masker = ChannelMasker(problem.model, problem.groups)
         self.log: list[dict] = []
 
+    def _logits(self, states: list[State]) -> list:
+        removed = [self.problem.removed(s) for s in states]
+        if self.masker is None:
+            return self.batched.logits(removed)
+        self.batched.forwards += len(removed)
+        return [adaptive_bn_logits(self.masker.masked(r), self.images) for r in removed]
+
     def __call__(self, states: list[State], phase: str) -> np.ndarray:
-        logits = self.batched.logits([self.problem.removed(s) for s in states])
+        logits = self._logits(states)
         latencies = self.problem.latency(states)
         accs = []
         for state, out, ms in zip(states, logits, latencies, strict=True):
