@@ -63,7 +63,8 @@ def test_search_meets_the_budget_and_the_model_runs(net_cls, method, tmp_path):
 
 def test_greedy_latency_decreases_along_the_search(tmp_path):
     net, predictor = _setup(ResidualNet, tmp_path)
-    result = prune(net, X, predictor, CALIB, SearchConfig(budget=0.5, progress=False))
+    config = SearchConfig(budget=0.5, method="ttmpd-greedy", progress=False)
+    result = prune(net, X, predictor, CALIB, config)
     accepted = result.log[result.log["accepted"]]
     latencies = accepted["predicted_latency_ms"].to_numpy()
     assert len(latencies) >= 2 and (latencies[1:] < latencies[:-1]).all()

@@ -14,7 +14,9 @@ import sys
 
 from ._common import print_json
 
-METHOD_HELP = "ttmpd | knapsack | uniform | halp | eagleeye | netadapt | tp-magnitude"
+METHOD_HELP = (
+    "ttmpd | ttmpd-greedy | knapsack | uniform | halp | eagleeye | netadapt | tp-magnitude"
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

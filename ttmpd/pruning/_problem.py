@@ -32,14 +32,28 @@ from ._proxies import AccuracyModel, agreement, kd_gap
 
 logger = logging.getLogger(__name__)
 #: ttmpd's search, then the baselines run beside it (see _search and _baselines).
-METHODS = ("ttmpd", "knapsack", "uniform", "halp", "eagleeye", "netadapt", "tp-magnitude")
+METHODS = (
+    "ttmpd",
+    "ttmpd-greedy",
+    "knapsack",
+    "uniform",
+    "halp",
+    "eagleeye",
+    "netadapt",
+    "tp-magnitude",
+)
 NO_CANDIDATE = "no candidate lowers the predicted latency further; raise the budget"
 
 
 @dataclass(frozen=True)
 class SearchConfig:
     """Settings of :func:`prune`. ``budget``: target latency / unpruned latency, in (0, 1).
-    ``groups``: which group kinds the search may prune (:class:`GroupOptions`)."""
+
+    ``groups``: which group kinds the search may prune (:class:`GroupOptions`).
+    ``refresh_every`` belongs to ``ttmpd-greedy``; ``proxy_images`` (None: all calibration
+    images), ``max_samples`` (candidates × images per forward), ``refine_rounds`` and
+    ``refine_candidates`` to ``ttmpd`` (:mod:`ttmpd.pruning._mck_search`).
+    """
 
     budget: float
     method: str = "ttmpd"
@@ -47,6 +61,10 @@ class SearchConfig:
     max_group_ratio: float = 0.9
     min_step: float = 0.125
     refresh_every: int = 4
+    proxy_images: int | None = 32
+    max_samples: int = 256
+    refine_rounds: int = 2
+    refine_candidates: int = 4
     accuracy_model: AccuracyModel = field(default_factory=AccuracyModel)
     seed: int = 0
     progress: bool = True
@@ -60,6 +78,15 @@ class SearchConfig:
             )
         if self.method not in METHODS:
             raise InputError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        for name in ("max_samples", "refine_candidates"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.refine_rounds < 0:
+            raise InputError(f"refine_rounds must be >= 0, got {self.refine_rounds}")
+        if self.proxy_images is not None and self.proxy_images < 2:
+            raise InputError(
+                f"proxy_images must be >= 2 (or None for all), got {self.proxy_images}"
+            )
         if not 0 < self.max_group_ratio < 1:
             raise InputError(f"max_group_ratio must be in (0, 1), got {self.max_group_ratio}")
 

@@ -5,7 +5,11 @@ says how many channels each prunable group has lost, latency comes only from the
 nothing is measured inside the loop. The budget is a fraction of the unpruned model's
 predicted latency.
 
-``ttmpd`` (greedy)
+``ttmpd``
+    Every staircase step of every group scored once, a multiple-choice knapsack of predicted
+    accuracy against predicted latency, a few re-evaluations near its solution; see
+    :mod:`ttmpd.pruning._mck_search`.
+``ttmpd-greedy``
     Each step proposes, for every group, the next step down its latency staircase: the
     smallest further removal of at least ``min_step`` of the group's channels at which the
     group's predicted latency actually drops (CPU kernels often only get faster at
@@ -42,6 +46,7 @@ from ..errors import InputError
 from ..lut import LatencyPredictor
 from ._baselines import BASELINES
 from ._mask import ChannelMasker
+from ._mck_search import mck_search
 from ._problem import NO_CANDIDATE, PruneResult, SearchConfig, SearchProblem, progress_bar
 
 
@@ -162,7 +167,8 @@ def _uniform(problem: SearchProblem) -> tuple[dict[str, int], list[dict]]:
 
 
 _METHODS: dict[str, Callable[[SearchProblem], tuple[dict[str, int], list[dict]]]] = {
-    "ttmpd": _greedy,
+    "ttmpd": mck_search,
+    "ttmpd-greedy": _greedy,
     "knapsack": _knapsack,
     "uniform": _uniform,
     "halp": _knapsack,  # with Taylor importance, set in prune()

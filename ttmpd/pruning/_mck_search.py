@@ -1,0 +1,204 @@
+"""``ttmpd``: score every staircase step once, solve a multiple-choice knapsack, refine.
+
+1. **Score.** For each prunable group ``g`` and each step ``k`` of its latency staircase
+   (:meth:`SearchProblem.next_k` from 0), the single-group candidate ``{g: k}`` is evaluated
+   once: V1/V2 after adaptive BN on the first ``proxy_images`` calibration images
+   (:class:`~ttmpd.pruning._batched.BatchedCandidates`, several candidates per forward) and
+   the :class:`~ttmpd.pruning.AccuracyModel` prediction ``acc_g(k)``. Its value is
+   ``log acc_g(k) − log acc(∅)`` (≤ 0 for a harmful step) and its saving
+   ``latency(∅) − latency({g: k})``, priced by the predictor in one batched call.
+2. **Solve.** One step per group, maximising the summed value (the AccuracyModel is a
+   product, so log-drops add) subject to the summed saving reaching
+   ``latency(∅) − budget · latency(∅)``: the exact Pareto front of that multiple-choice
+   knapsack (:mod:`ttmpd.pruning._mckp`). Savings of coupled groups are not additive, so
+   every front point is priced exactly by the predictor (one batched call) and the most
+   valuable one whose whole-model prediction meets the budget is kept.
+3. **Refine.** The combined state is evaluated, then up to ``refine_rounds`` rounds
+   evaluate ``refine_candidates`` neighbours that also meet the budget: the next most
+   valuable front points, and swaps that undo one step of a group and take one more step
+   of another. A neighbour replaces the incumbent only if its evaluated predicted accuracy
+   is higher, so refining never makes the objective worse.
+
+One log row per evaluated state (``phase`` score, solve or refine; ``forwards``: forward
+passes so far). Its cost is ``Σ_g (steps of g) + 1`` single evaluations plus ``refine_rounds ·
+refine_candidates + 1``, each a forward of ``proxy_images`` images, where the greedy search
+(``ttmpd-greedy``) re-scores candidates after every accepted step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ._batched import BatchedCandidates, supported
+from ._bn import adaptive_bn_logits
+from ._mask import ChannelMasker
+from ._mckp import best_feasible, pareto_choices
+from ._problem import NO_CANDIDATE, SearchProblem
+from ._proxies import agreement, kd_gap
+
+State = dict[str, int]
+
+
+class _Evaluator:
+    """Predicted accuracy of states on the proxy images, batched; logs every evaluation."""
+
+    def __init__(self, problem: SearchProblem) -> None:
+        n = problem.config.proxy_images or len(problem.calib)
+        self.problem = problem
+        self.images = problem.calib[:n]
+        self.teacher = problem.teacher[:n]
+        self.batched = BatchedCandidates(
+            problem.model, problem.groups, self.images, problem.config.max_samples
+        )
+        #: groups with members the batched hooks cannot mask: one candidate at a time
+        self.masker = None
+        if not supported(problem.model, problem.groups):
+            self.masker = ChannelMasker(problem.model, problem.groups)
+        self.log: list[dict] = []
+
+    def _logits(self, states: list[State]) -> list:
+        removed = [self.problem.removed(s) for s in states]
+        if self.masker is None:
+            return self.batched.logits(removed)
+        self.batched.forwards += len(removed)
+        return [adaptive_bn_logits(self.masker.masked(r), self.images) for r in removed]
+
+    def __call__(self, states: list[State], phase: str) -> np.ndarray:
+        logits = self._logits(states)
+        latencies = self.problem.latency(states)
+        accs = []
+        for state, out, ms in zip(states, logits, latencies, strict=True):
+            v1, v2 = agreement(out, self.teacher), kd_gap(out, self.teacher)
+            kept = self.problem.kept(state)
+            acc = float(self.problem.config.accuracy_model.predict(v1, v2, kept))
+            accs.append(acc)
+            self.log.append({"phase": phase, "state": dict(state), "v1": v1, "v2": v2,
+                             "kept": kept, "predicted_acc": acc, "accepted": False,
+                             "predicted_latency_ms": float(ms),
+                             "forwards": self.batched.forwards})  # fmt: skip
+        return np.array(accs)
+
+
+def staircase(problem: SearchProblem, group) -> list[int]:
+    """Removal counts ``[0, k1, k2, …]`` down ``group``'s latency staircase."""
+    steps, k = [0], problem.next_k(group, 0)
+    while k is not None:
+        steps.append(k)
+        k = problem.next_k(group, k)
+    return steps
+
+
+def _neighbours(
+    problem: SearchProblem,
+    steps: list[list[int]],
+    value: list[np.ndarray],
+    incumbent: np.ndarray,
+    front: np.ndarray,
+    front_value: np.ndarray,
+    fits: np.ndarray,
+    seen: set[tuple[int, ...]],
+    count: int,
+) -> list[np.ndarray]:
+    """Up to ``count`` unseen choices near ``incumbent`` that meet the budget, most
+    valuable (summed single-group values) first: other feasible front points and
+    one-step-back / one-step-forward swaps between two groups."""
+    swaps = []
+    for g, i in enumerate(incumbent):
+        if i == 0:
+            continue
+        for h, j in enumerate(incumbent):
+            if h != g and j + 1 < len(steps[h]):
+                choice = incumbent.copy()
+                choice[g], choice[h] = i - 1, j + 1
+                swaps.append(choice)
+    pool = [c for c in [*front[fits], *swaps] if tuple(c) not in seen]
+    if not pool:
+        return []
+    pool_arr = np.array(pool)
+    ok = _fits(problem, steps, pool_arr)
+    pool_arr = pool_arr[ok]
+    totals = np.array([sum(value[g][i] for g, i in enumerate(c)) for c in pool_arr])
+    order = np.argsort(-totals, kind="stable")
+    unique: dict[tuple[int, ...], np.ndarray] = {}
+    for idx in order:
+        unique.setdefault(tuple(pool_arr[idx]), pool_arr[idx])
+        if len(unique) == count:
+            break
+    return list(unique.values())
+
+
+def _state(problem: SearchProblem, steps: list[list[int]], choice) -> State:
+    pairs = enumerate(zip(problem.prunable, choice, strict=True))
+    return {g.id: steps[n][int(i)] for n, (g, i) in pairs}
+
+
+def _fits(problem: SearchProblem, steps: list[list[int]], choices: np.ndarray) -> np.ndarray:
+    target = problem.config.budget * problem.base_ms
+    latencies = problem.latency([_state(problem, steps, c) for c in choices])
+    return np.asarray(latencies) <= target
+
+
+def refine(
+    evaluate,
+    candidates,
+    incumbent: np.ndarray,
+    incumbent_acc: float,
+    rounds: int,
+) -> tuple[np.ndarray, float]:
+    """Hill-climb: each round evaluates ``candidates(incumbent, seen)`` in one call and
+    moves to the best one if it beats the incumbent strictly; stops when none does.
+    ``evaluate(list of choices) -> accuracies``; the incumbent's accuracy never falls."""
+    seen = {tuple(incumbent)}
+    for _ in range(rounds):
+        pool = candidates(incumbent, seen)
+        if not pool:
+            break
+        seen |= {tuple(c) for c in pool}
+        accs = evaluate(pool)
+        best = int(np.argmax(accs))
+        if not accs[best] > incumbent_acc:
+            break
+        incumbent, incumbent_acc = pool[best], float(accs[best])
+    return incumbent, incumbent_acc
+
+
+def mck_search(problem: SearchProblem) -> tuple[State, list[dict]]:
+    cfg = problem.config
+    evaluate = _Evaluator(problem)
+    steps = [staircase(problem, g) for g in problem.prunable]
+    if all(len(s) == 1 for s in steps):
+        raise InputError(NO_CANDIDATE)
+    singles = [{g.id: k} for g, ks in zip(problem.prunable, steps, strict=True) for k in ks[1:]]
+    accs = evaluate([{}, *singles], "score")
+    base_log = float(np.log(max(accs[0], 1e-12)))
+    single_ms = np.array([row["predicted_latency_ms"] for row in evaluate.log[1:]])
+    log_gain = np.log(np.maximum(accs[1:], 1e-12)) - base_log
+    value, saving, at = [], [], 0
+    for ks in steps:
+        n = len(ks) - 1
+        value.append(np.concatenate([[0.0], log_gain[at : at + n]]))
+        saving.append(np.concatenate([[0.0], problem.base_ms - single_ms[at : at + n]]))
+        at += n
+    front, _, front_value = pareto_choices(saving, value)
+    fits = _fits(problem, steps, front)
+    best = best_feasible(front, front_value, lambda _: fits)
+    if best is None:
+        raise InputError(NO_CANDIDATE)
+    incumbent = front[best]
+    incumbent_acc = float(evaluate([_state(problem, steps, incumbent)], "solve")[0])
+
+    def candidates(choice, seen):
+        return _neighbours(problem, steps, value, choice, front, front_value, fits, seen,
+                           cfg.refine_candidates)  # fmt: skip
+
+    def evaluate_choices(choices):
+        return evaluate([_state(problem, steps, c) for c in choices], "refine")
+
+    incumbent, _ = refine(evaluate_choices, candidates, incumbent, incumbent_acc,
+                          cfg.refine_rounds)  # fmt: skip
+    state = _state(problem, steps, incumbent)
+    for row in evaluate.log:
+        row["accepted"] = row["state"] == state and row["phase"] != "score"
+        row["state"] = ",".join(f"{g}={k}" for g, k in row["state"].items() if k)
+    return state, evaluate.log
