@@ -162,6 +162,12 @@ def test_every_scheme_trains(scheme, make_net, images, to_model_input):
     teacher, cache = _setup(make_net, images, to_model_input)
     result = _run(make_net, teacher, cache, to_model_input, scheme=scheme, loss="kd", epochs=1)
     assert np.isfinite(result.history["loss"]).all()
+    before = _state(make_net((4, 8), seed=2))  # the student _run starts from
+    after = result.student.state_dict()
+    changed = [
+        k for k, v in before.items() if v.is_floating_point() and not torch.equal(v, after[k])
+    ]
+    assert changed, "no student weight moved: the scheme did not train"
     if scheme != "standard":
         assert any(c.startswith(f"loss_{scheme[:3]}") for c in result.history.columns)
 
