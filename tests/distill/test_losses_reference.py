@@ -660,11 +660,12 @@ def test_rkd_is_zero_up_to_rotation_translation_and_scale():
     assert float(_loss("rkd", _ctx(s, t))(s, t)) == pytest.approx(0.0, abs=1e-10)
 
 
-def test_rkd_ignores_the_scale_of_the_student():
+@pytest.mark.parametrize(("name", "factor"), [("rkd", 0.01), ("sp", 7.0)])
+def test_relation_losses_ignore_a_global_scale_of_the_student(name, factor):
     s_shapes, t_shapes = GEOMETRIES["pruned"]
     s, t = _features(s_shapes, seed=1), _features(t_shapes, seed=2)
-    loss = _loss("rkd", _ctx(s, t))
-    scaled = Features(s.logits, tuple(0.01 * f for f in s.features))
+    loss = _loss(name, _ctx(s, t))
+    scaled = Features(s.logits, tuple(factor * f for f in s.features))
     assert loss(scaled, t).item() == pytest.approx(loss(s, t).item(), **TOL)
 
 
@@ -687,14 +688,6 @@ def test_cc_taylor_series_converges_to_the_gaussian_kernel():
     expected = float((cs - ct).pow(2).sum()) / B**2
     got = float(_loss("cc", _ctx(s, t), order=30)(s, t))
     assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
-
-
-def test_sp_ignores_a_global_scale_of_the_student():
-    s_shapes, t_shapes = GEOMETRIES["pruned"]
-    s, t = _features(s_shapes, seed=1), _features(t_shapes, seed=2)
-    loss = _loss("sp", _ctx(s, t))
-    scaled = Features(s.logits, tuple(7.0 * f for f in s.features))
-    assert loss(scaled, t).item() == pytest.approx(loss(s, t).item(), **TOL)
 
 
 def test_nst_compares_channel_sets():
