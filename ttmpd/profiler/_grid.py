@@ -136,18 +136,19 @@ def stair_widths(unit: UnitConfig, rules: DeviceRules | None) -> tuple[Work, Wor
     """``(work_in, work_out)``: the widths the device computes for the unit's in and out
     channel counts, from the probed blocked-layout rule (identity without one, and for
     ops the rule does not cover)."""
-    rule = rules.blocked if rules is not None else None
-    if rule is None or unit.op != "conv" or (unit.groups > 1 and not unit.is_depthwise):
+    blocked = _layout_class(unit, rules)
+    if blocked is None:
         return (lambda c: c), (lambda c: c)
+    rule = rules.blocked
     if unit.is_depthwise:
 
         def depthwise(c: int) -> int:
-            return rule.padded_out(c) if rule.depthwise_is_blocked(c) else c
+            return rule.padded_out(c) if blocked(c) else c
 
         return depthwise, depthwise
 
     def work_in(c: int) -> int:
-        return rule.padded_in(c) if rule.dense_is_blocked(c) else c
+        return rule.padded_in(c) if blocked(c) else c
 
     return work_in, rule.padded_out
 
