@@ -26,7 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="ttmpd | ttmpd-greedy | knapsack | uniform, or a baseline: halp | eagleeye | "
         "netadapt | tp-magnitude",
     )
-    p.add_argument("--importance", default="l1", help="l1 | l2 | bn_scale | taylor | random")
+    p.add_argument(
+        "--importance", default="l1", help="l1 | l2 | bn_scale | taylor | bn_taylor | random"
+    )
+    p.add_argument(
+        "--round-to", type=int, default=None, metavar="N",
+        help="tp-magnitude: keep multiples of N channels (default: any count)",
+    )  # fmt: skip
     p.add_argument("--calib-samples", type=int, default=256, help="unlabeled samples used")
     p.add_argument(
         "--calibrate-variants",
@@ -49,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = SearchConfig(
         budget=args.budget, method=args.method, importance=args.importance, seed=args.seed,
-        progress=not args.no_progress,
+        round_to=args.round_to, progress=not args.no_progress,
     )  # fmt: skip
     checkpoint, calib, example = load_calibration(args.model, args.data, args.calib_samples,
                                                   args.seed)  # fmt: skip
