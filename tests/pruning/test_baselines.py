@@ -69,6 +69,19 @@ def test_halp_prunes_in_rounds_towards_the_budget_and_fine_tunes_in_between(setu
     assert not torch.allclose(result.model.fc.weight, net.fc.weight[:, kept])
 
 
+@pytest.mark.parametrize("method", ["halp", "netadapt"])
+def test_fine_tuning_baselines_train_a_frozen_model(setup, method):
+    net, predictor = setup
+    frozen = ResidualNet().eval()
+    frozen.load_state_dict(net.state_dict())
+    frozen.requires_grad_(False)  # as distill() leaves its teacher
+    result = prune(frozen, X, predictor, CALIB, SearchConfig(budget=0.8, method=method,
+                                                              progress=False))  # fmt: skip
+    kept = list(result.plan.keep["stem.0"]) if "stem.0" in result.plan.keep else list(range(16))
+    assert not torch.allclose(result.model.fc.weight, net.fc.weight[:, kept])
+    assert not any(p.requires_grad for p in frozen.parameters())  # the input is not touched
+
+
 def test_eagleeye_returns_its_best_candidate_by_the_proxy(setup):
     net, predictor = setup
     result = prune(net, X, predictor, CALIB, SearchConfig(budget=0.6, method="eagleeye",

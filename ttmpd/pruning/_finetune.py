@@ -29,7 +29,10 @@ def short_finetune(
 ) -> nn.Module:
     """Train ``model`` in place for ``steps`` mini-batches of ``images`` ``(N, C, H, W)``
     against ``teacher_logits`` ``(N, K)``; returns it in eval mode. ``on_step(model)`` runs
-    after each backward pass, before the update (the gradients are in ``.grad``)."""
+    after each backward pass, before the update (the gradients are in ``.grad``). Every
+    parameter is trained, also one that arrives frozen (a copy of a distillation teacher)."""
+    for p in model.parameters():
+        p.requires_grad_(True)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     soft_targets = F.log_softmax(teacher_logits / TEMPERATURE, dim=1)
