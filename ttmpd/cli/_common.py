@@ -118,7 +118,26 @@ def model_from_args(args: argparse.Namespace):
     if shape is None:
         raise InputError(f"model {spec!r} needs --input-shape, e.g. --input-shape 1,3,224,224")
     name = spec.rsplit("/", 1)[-1]
-    return name, model.eval(), torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    check_runs(model.eval(), example, name)
+    return name, model, example
+
+
+def check_runs(model, example, name: str) -> None:
+    """One forward pass of ``example``; InputError naming the shape when it fails, before
+    any measuring or searching starts."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            model(example)
+    except Exception as exc:  # any failure of user code on this input is bad input
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        shape = ",".join(str(d) for d in example.shape)
+        raise InputError(
+            f"model {name!r} does not run on an input of shape {shape} ({first}); pass the "
+            "full batch shape N,C,H,W with the model's channels, e.g. --input-shape 1,3,32,32"
+        ) from None
 
 
 def load_model_spec(text: str):
