@@ -382,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                       "prune_s": group["prune_s"].median(),
                       "total_s": group["total_s"].median()})  # fmt: skip
     table = pd.DataFrame(table)
+    write_results(RESULTS / f"{name}_methods", table, **meta)
     for backend_name, group in frame.groupby("backend"):
         mean = group.groupby(["method", "budget"], as_index=False).agg(
             accuracy=("accuracy", "mean"), measured_ms=("measured_ms", "mean"))  # fmt: skip
