@@ -58,9 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit.add_argument(
         "--calibrate-variants",
         type=int,
-        default=0,
+        default=None,
         metavar="N",
-        help="with --model: measure the model and N random pruned variants of it to calibrate",
+        help="with --model: measure the model and N random pruned variants of it to calibrate "
+        "(default 6 with --model, as ttmpd run and predict)",
     )
     fit.add_argument("--model", help="model to calibrate for (with --calibrate-variants)")
     fit.add_argument("--input-shape", help="N,C,H,W for --model")
@@ -209,6 +210,8 @@ def _fit(args: argparse.Namespace) -> int:
     cv = cross_validate_regressors(table) if args.cv else None
     predictor = LatencyPredictor(regressor=args.regressor).fit(table)
     measured = []
+    if args.calibrate_variants is None:
+        args.calibrate_variants = 6 if args.model else 0
     if args.calibrate_variants and not args.model:
         raise InputError("--calibrate-variants needs --model (and --input-shape)")
     if args.calibrate_variants:

@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budgets", default="0.3,0.5,0.7,0.9", help="comma-separated fractions")
     p.add_argument("--methods", default="ttmpd,knapsack,uniform")
     p.add_argument("--calib-samples", type=int, default=256)
-    p.add_argument("--calibrate-variants", type=int, default=0, metavar="N")
+    p.add_argument("--calibrate-variants", type=int, default=6, metavar="N",
+                   help="with --lut: calibrate on the model and N measured random prunes "
+                   "(default 6, as ttmpd run and predict; 0: uncalibrated)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder (pareto.csv, pareto.png)")
     p.add_argument("--json", action="store_true")
