@@ -29,13 +29,9 @@ logger = logging.getLogger(__name__)
 
 def load_stream(data: str, labels: bool = False):
     """A test stream: ``mnist``/``digits`` (embedded test split) or a path (.npz, folder)."""
-    from .data import load_digits, load_mnist, load_path
+    from .data import load_stream as load
 
-    if data == "mnist":
-        return load_mnist("test")
-    if data == "digits":
-        return load_digits("test")
-    return load_path(data, labels=labels)
+    return load(data, labels=labels)
 
 
 def split_mask(n: int, k: int, seed: int) -> np.ndarray:

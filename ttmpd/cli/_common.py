@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ..errors import InputError
 
@@ -103,7 +104,7 @@ def model_from_args(args: argparse.Namespace):
 
     spec = args.model
     shape = parse_shape(args.input_shape) if args.input_shape else None
-    if spec.lower().endswith((".pt", ".pth")):
+    if spec.lower().endswith((".pt", ".pth")) or Path(spec).is_dir():
         checkpoint = load_checkpoint(spec)
         model = checkpoint.model
         if shape is None and checkpoint.input_shape is not None:

@@ -204,6 +204,22 @@ def load_image_folder(folder: str | Path, *, labels: bool = False) -> ImageDatas
     return ImageDataset(images, label_array, name=folder.name, classes=classes)
 
 
+#: Names ``--data`` takes for the embedded test splits (a path is anything else).
+EMBEDDED_STREAMS = ("mnist", "digits")
+
+
+def load_stream(source: str | Path, *, labels: bool = False) -> ImageDataset:
+    """A test stream: ``mnist``/``digits`` (the embedded test split, with labels) or a path
+    (``.npz`` or image folder, see :func:`load_path`)."""
+    from .embedded import load_digits, load_mnist
+
+    if str(source) == "mnist":
+        return load_mnist("test")
+    if str(source) == "digits":
+        return load_digits("test")
+    return load_path(source, labels=labels)
+
+
 def load_path(path: str | Path, *, labels: bool = False) -> ImageDataset:
     """Load ``path``: an ``.npz`` file (e.g. a test stream) or a folder of images."""
     path = Path(path)

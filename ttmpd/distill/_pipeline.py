@@ -53,7 +53,7 @@ def distill_files(
 ) -> dict:
     """Run distillation on files; return the summary (also written to summary.json)."""
     from ..base import to_model_input
-    from ..data import load_path
+    from ..data import load_stream
     from ..models import load_checkpoint, save_checkpoint
 
     out = Path(out_dir)
@@ -63,7 +63,7 @@ def distill_files(
         logger.info("caching %d views per sample in memory", cache_config.views)
     teacher_ckpt = load_checkpoint(teacher_path)
     student_ckpt = load_checkpoint(student_path)
-    data = load_path(data_path, labels=True) if _has_labels(data_path) else load_path(data_path)
+    data = load_stream(data_path, labels=_has_labels(data_path))
     normalization = teacher_ckpt.normalization
     if student_ckpt.normalization not in (None, normalization):
         raise InputError(
