@@ -27,8 +27,9 @@ from .pruning import calibrate_predictor, measure_models
 logger = logging.getLogger(__name__)
 
 
-def load_stream(data: str, labels: bool = False):
-    """A test stream: ``mnist``/``digits`` (embedded test split) or a path (.npz, folder)."""
+def load_stream(data: str, labels: bool | None = None):
+    """A test stream: ``mnist``/``digits`` (embedded test split) or a path (.npz, folder);
+    labels when the stream has them (:func:`ttmpd.data.load_stream`)."""
     from .data import load_stream as load
 
     return load(data, labels=labels)
@@ -69,7 +70,7 @@ def load_scenario(model_path: str, data: str, samples: int, seed: int = 0) -> Sc
     if samples < 8:
         raise InputError(f"--calib-samples must be >= 8, got {samples}")
     checkpoint = load_checkpoint(model_path)
-    stream = load_stream(data, labels=True)  # labels, when present, are for evaluation only
+    stream = load_stream(data)  # labels, when present, are for evaluation only
     check_input_channels(checkpoint.model, stream.images)
     n = len(stream.images)
     if samples >= n:

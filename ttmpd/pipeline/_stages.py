@@ -133,7 +133,7 @@ def stage_data(run: Run) -> dict:
     from ..base import check_input_channels
     from ..workflow import load_stream, split_mask
 
-    stream = load_stream(run.config.data, labels=True)
+    stream = load_stream(run.config.data)  # labels only when the stream has them
     check_input_channels(run.model, stream.images)
     n, k = len(stream.images), run.config.finetune_samples
     if k >= n:
