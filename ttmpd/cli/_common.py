@@ -24,15 +24,18 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def parse_fractions(text: str) -> tuple[float, ...]:
+def parse_fractions(
+    text: str, what: str = "keep fractions", upper: float = 1.0, closed: bool = True
+) -> tuple[float, ...]:
+    """``"0.25,0.5"`` -> ``(0.25, 0.5)``: values in (0, upper] (``closed``) or (0, upper)."""
     try:
         values = tuple(float(p) for p in text.split(",") if p.strip())
     except ValueError:
         values = ()
-    if not values or not all(0 < v <= 1 for v in values):
-        raise InputError(
-            f"cannot parse keep fractions {text!r}; give values in (0, 1] like 0.25,0.5"
-        )
+    inside = (lambda v: 0 < v <= upper) if closed else (lambda v: 0 < v < upper)
+    if not values or not all(inside(v) for v in values):
+        interval = f"(0, {upper:g}]" if closed else f"(0, {upper:g})"
+        raise InputError(f"cannot parse {what} {text!r}; give values in {interval} like 0.3,0.5")
     return values
 
 

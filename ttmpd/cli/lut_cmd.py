@@ -196,6 +196,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from .._io import check_writable
     from ..errors import InputError
     from ..lut import (
         LatencyPredictor,
@@ -206,6 +207,7 @@ def _fit(args: argparse.Namespace) -> int:
     )
     from ._common import load_model_spec, model_from_args
 
+    check_writable(args.out)  # before cross-validating and calibrating
     table = LatencyTable.load(args.path)
     cv = cross_validate_regressors(table) if args.cv else None
     predictor = LatencyPredictor(regressor=args.regressor).fit(table)

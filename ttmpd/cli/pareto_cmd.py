@@ -32,11 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .._io import atomic_path
+    from .._io import atomic_path, check_writable
     from ..pruning import METHODS, SearchConfig, pareto_sweep, plot_pareto
     from ..workflow import load_predictor_for, load_scenario, measure_on_table_backend
 
-    budgets = parse_fractions(args.budgets)
+    budgets = parse_fractions(args.budgets, what="budgets", upper=1.0, closed=False)
+    check_writable(Path(args.out) / "pareto.csv")  # before the sweep, which takes minutes
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
         SearchConfig(budget=0.5, method=m)  # validates the name

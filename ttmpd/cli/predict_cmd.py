@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--uncalibrated/--calibrate-variants go with --lut, not --predictor")
     if args.calibrate_variants < 1:
         raise InputError(f"--calibrate-variants must be >= 1, got {args.calibrate_variants}")
+    if args.plot:
+        from .._io import check_writable
+
+        check_writable(args.plot)  # before calibrating, which measures for a while
     name, model, example = model_from_args(args)
     if args.predictor:
         predictor, table = load_predictor(args.predictor)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ._common import print_json
 
@@ -51,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._io import check_writable
     from ..pruning import SearchConfig, prune, save_prune_result
     from ..workflow import load_calibration, load_predictor_for, measure_on_table_backend
 
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         budget=args.budget, method=args.method, importance=args.importance, seed=args.seed,
         round_to=args.round_to, progress=not args.no_progress,
     )  # fmt: skip
+    check_writable(Path(args.out) / "model.pt")  # before minutes of search
     checkpoint, calib, example = load_calibration(args.model, args.data, args.calib_samples,
                                                   args.seed)  # fmt: skip
     predictor, table = load_predictor_for(

@@ -1,0 +1,47 @@
+"""Output checks before long work: nothing created, one line when the path cannot be written."""
+
+import os
+
+import pytest
+
+from ttmpd._io import check_writable
+from ttmpd.cli import main
+from ttmpd.errors import OutputError
+
+
+def test_check_writable_creates_nothing_and_names_the_blocker(tmp_path):
+    check_writable(tmp_path / "a" / "b" / "out.csv")  # missing folders are fine
+    assert list(tmp_path.iterdir()) == []  # ... and are not created
+    (tmp_path / "blocker").write_text("a file\n")
+    with pytest.raises(OutputError, match="blocker is a file"):
+        check_writable(tmp_path / "blocker" / "sub" / "out.csv")
+
+
+def test_check_writable_refuses_a_read_only_folder(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.access(locked, os.W_OK):  # root ignores the mode bits
+        pytest.skip("running as root: a read-only folder is still writable")
+    with pytest.raises(OutputError, match="not writable"):
+        check_writable(locked / "new" / "out.csv")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["pareto", "--budgets", "0,1.5"], "cannot parse budgets '0,1.5'; give values in (0, 1)"),
+        (["pareto", "--budgets", "0.5", "--out", "{blocker}/p"], "is a file"),
+        (["prune", "--budget", "0.5", "--out", "{blocker}/p"], "is a file"),
+    ],
+)
+def test_bad_outputs_fail_before_any_work(argv, message, tmp_path, capsys):
+    (tmp_path / "blocker").write_text("a file\n")
+    base = ["--model", "no-such-model.pt", "--data", "mnist", "--lut", "no-such.parquet"]
+    argv = [a.replace("{blocker}", str(tmp_path / "blocker")) for a in argv]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "o")]
+    # the model and table do not exist: the output check must come first to be seen
+    assert main([*argv, *base]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
