@@ -45,3 +45,24 @@ def test_bad_outputs_fail_before_any_work(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["distill", "--teacher", "{ref}", "--student", "nope.pt", "--data", "mnist"],
+        ["run", "--model", "{ref}", "--data", "no-such-stream.npz", "--backend", "fake"],
+    ],
+)
+def test_a_failed_command_leaves_no_empty_output_folder(argv, tmp_path, capsys):
+    from ttmpd.base import reference_checkpoint_path
+
+    argv = [a.replace("{ref}", str(reference_checkpoint_path())) for a in argv]
+    out = tmp_path / "new" / "out"
+    assert main([*argv, "--out", str(out)]) == 2
+    assert "error" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # neither out nor the parent it created
+    kept = tmp_path / "kept"  # a folder that existed before is left alone
+    kept.mkdir()
+    assert main([*argv, "--out", str(kept)]) == 2
+    assert kept.is_dir()

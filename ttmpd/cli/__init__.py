@@ -12,8 +12,10 @@ import argparse
 import importlib
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from .._version import __version__
@@ -69,16 +71,38 @@ def passive_omp_wait() -> None:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
+def _new_folders(out: object) -> list[Path]:
+    """The folders of ``--out`` that do not exist yet (deepest first): a failed command
+    removes those it created and left empty."""
+    if not isinstance(out, str) or not out:
+        return []
+    path = Path(out).absolute()
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove each folder (deepest first) that now holds only empty folders."""
+    for folder in folders:
+        if folder.is_dir() and not any(p.is_file() for p in folder.rglob("*")):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     passive_omp_wait()
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    created = _new_folders(getattr(args, "out", None))
     try:
         return int(args.func(args) or 0)
     except TtmpdError as exc:
         print(f"ttmpd {args.command}: error: {exc}", file=sys.stderr)
+        _remove_if_empty(created)
         return int(getattr(exc, "exit_code", 2))
     except BrokenPipeError:  # e.g. `ttmpd lut show ... | head`
         sys.stderr.close()
