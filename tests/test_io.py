@@ -36,15 +36,18 @@ def test_check_writable_refuses_a_read_only_folder(tmp_path):
 )
 def test_bad_outputs_fail_before_any_work(argv, message, tmp_path, capsys):
     (tmp_path / "blocker").write_text("a file\n")
-    base = ["--model", "no-such-model.pt", "--data", "mnist", "--lut", "no-such.parquet"]
+    (tmp_path / "in").mkdir()
+    garbage = tmp_path / "in" / "model.pt"  # exists, but loading it would fail
+    garbage.write_text("not a checkpoint\n")
+    base = ["--model", str(garbage), "--data", "mnist", "--lut", str(garbage)]
     argv = [a.replace("{blocker}", str(tmp_path / "blocker")) for a in argv]
     if "--out" not in argv:
         argv += ["--out", str(tmp_path / "o")]
-    # the model and table do not exist: the output check must come first to be seen
+    # the inputs cannot be loaded: the output check must come before them to be seen
     assert main([*argv, *base]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "in"]
 
 
 @pytest.mark.parametrize(
@@ -66,3 +69,19 @@ def test_a_failed_command_leaves_no_empty_output_folder(argv, tmp_path, capsys):
     kept.mkdir()
     assert main([*argv, "--out", str(kept)]) == 2
     assert kept.is_dir()
+
+
+def test_a_missing_input_file_is_reported_before_torch_is_imported(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from ttmpd.cli import main; rc = main(sys.argv[1:]); "
+            "print('torch' in sys.modules, file=sys.stderr); sys.exit(rc)")  # fmt: skip
+    argv = ["prune", "--model", "nope.pt", "--data", "mnist", "--lut", "x.parquet",
+            "--budget", "0.5", "--out", str(tmp_path / "o")]  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    error, imported = done.stderr.strip().splitlines()
+    assert error == "ttmpd prune: error: --model nope.pt not found; check the path"
+    assert imported == "False"
