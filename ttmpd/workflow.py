@@ -110,7 +110,7 @@ def load_predictor_for(
                 "(ttmpd lut check %s)", lut, 1 + check.spread, lut,
             )  # fmt: skip
         calibrate_predictor(predictor, model, example, backend_for_table(table),
-                            calibrate_variants)  # fmt: skip
+                            calibrate_variants, progress=True)  # fmt: skip
     return predictor, table
 
 

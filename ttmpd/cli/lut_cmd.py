@@ -221,8 +221,9 @@ def _fit(args: argparse.Namespace) -> int:
 
         _, model, example = model_from_args(args)
         measured = calibrate_predictor(
-            predictor, model, example, backend_for_table(table), args.calibrate_variants
-        )
+            predictor, model, example, backend_for_table(table), args.calibrate_variants,
+            progress=True,
+        )  # fmt: skip
     elif args.calibrate:
         from ..pruning import measure_models
 

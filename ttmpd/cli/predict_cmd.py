@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{table.meta.backend} (3 interleaved rounds; --uncalibrated skips this)",
                 file=sys.stderr,
             )
-            calibrate_predictor(predictor, model, example, backend, args.calibrate_variants)
+            calibrate_predictor(predictor, model, example, backend, args.calibrate_variants,
+                                progress=True)  # fmt: skip
             calibration = f"calibrated on {args.calibrate_variants + 1} measured models"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

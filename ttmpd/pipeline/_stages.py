@@ -172,7 +172,8 @@ def stage_predictor(run: Run) -> dict:
     predictor = LatencyPredictor(random_state=run.config.seed).fit(table)
     if run.config.calibrate_variants:
         measured = calibrate_predictor(predictor, run.model, run.example, run.backend,
-                                       run.config.calibrate_variants, run.config.seed)  # fmt: skip
+                                       run.config.calibrate_variants, run.config.seed,
+                                       progress=run.config.progress)  # fmt: skip
         original_ms = measured[0]
     else:
         from ..pruning import measure_models
