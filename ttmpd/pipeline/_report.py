@@ -67,6 +67,7 @@ def plot_search(log: pd.DataFrame, measured: dict, path: Path, title: str) -> Pa
     right.set_xlabel("measured latency (ms)")
     right.set_ylabel("held-out accuracy (%)")
     right.set_title("result (measured)")
+    right.margins(0.2)  # room for the labels
     right.grid(alpha=0.3)
     fig.suptitle(title)
     return save_figure(fig, path)
