@@ -207,7 +207,11 @@ def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> Non
             calib = to_model_input(tune[:128], norm)
             original_acc = accuracy(model, held, labels, norm)
             for budget in args.budgets:
-                fraction = search_budget(budget, original_ms, predicted_ms)
+                try:
+                    fraction = search_budget(budget, original_ms, predicted_ms)
+                except InputError as exc:  # the calibration puts the budget above 1
+                    print(f"{backend_name} budget {budget}: {exc}", file=sys.stderr)
+                    continue
                 base = {"backend": backend_name, "corruption": corruption, "seed": seed,
                         "budget": budget, "original_acc": original_acc,
                         "original_ms": original_ms}  # fmt: skip
