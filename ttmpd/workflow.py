@@ -68,13 +68,13 @@ def load_scenario(model_path: str, data: str, samples: int, seed: int = 0) -> Sc
     from .base import check_input_channels, to_model_input
 
     if samples < 8:
-        raise InputError(f"--calib-samples must be >= 8, got {samples}")
+        raise InputError(f"--proxy-samples must be >= 8, got {samples}")
     checkpoint = load_checkpoint(model_path)
     stream = load_stream(data)  # labels, when present, are for evaluation only
     check_input_channels(checkpoint.model, stream.images)
     n = len(stream.images)
     if samples >= n:
-        raise InputError(f"--calib-samples {samples} must be below the stream size {n}")
+        raise InputError(f"--proxy-samples {samples} must be below the stream size {n}")
     pick = split_mask(n, samples, seed)
     calib = to_model_input(stream.images[pick], checkpoint.normalization)
     labels = None if stream.labels is None else stream.labels[~pick]

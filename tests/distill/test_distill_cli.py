@@ -49,7 +49,7 @@ def _args(files, out, *extra):
         str(files / "stream.npz"),
         "--out",
         str(out),
-        "--subset",
+        "--finetune-samples",
         "32",
         "--epochs",
         "1",

@@ -10,6 +10,24 @@ from pathlib import Path
 from ..errors import InputError
 
 
+class DeprecatedAlias(argparse.Action):
+    """An old spelling of an option: stores into the new option's ``dest`` and says on
+    stderr which spelling to use (kept for one release; hidden from --help)."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"ttmpd: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated(parser: argparse.ArgumentParser, old: str, new: str, dest: str, **kw) -> None:
+    """Accept ``old`` as a deprecated spelling of ``new`` (same ``dest``)."""
+    parser.add_argument(old, dest=dest, action=DeprecatedAlias, new=new, **kw)
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
     """``"1,3,224,224"`` (or ``1x3x224x224``) -> ``(1, 3, 224, 224)``, else InputError."""
     parts = text.replace("x", ",").replace(" ", "").split(",")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import print_json
+from ._common import add_deprecated, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--round-to", type=int, default=None, metavar="N",
         help="tp-magnitude: keep multiples of N channels (default: any count)",
     )  # fmt: skip
-    p.add_argument("--calib-samples", type=int, default=256, help="unlabeled samples used")
+    p.add_argument(
+        "--proxy-samples", type=int, default=128,
+        help="unlabeled stream images the search scores candidates on (128, as ttmpd run)",
+    )  # fmt: skip
+    add_deprecated(p, "--calib-samples", "--proxy-samples", "proxy_samples", type=int)
     p.add_argument(
         "--calibrate-variants",
         type=int,
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         round_to=args.round_to, progress=not args.no_progress,
     )  # fmt: skip
     check_writable(Path(args.out) / "model.pt")  # before minutes of search
-    checkpoint, calib, example = load_calibration(args.model, args.data, args.calib_samples,
+    checkpoint, calib, example = load_calibration(args.model, args.data, args.proxy_samples,
                                                   args.seed)  # fmt: skip
     predictor, table = load_predictor_for(
         args.lut, args.predictor, checkpoint.model, example, args.calibrate_variants
@@ -71,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     summary = save_prune_result(
         result, args.out, example, normalization=checkpoint.normalization,
         num_classes=checkpoint.num_classes, measured_ms=measured,
-        extra={"model": args.model, "data": args.data, "calib_samples": len(calib)},
+        extra={"model": args.model, "data": args.data, "proxy_samples": len(calib)},
     )  # fmt: skip
     if args.json:
         print_json(summary)
