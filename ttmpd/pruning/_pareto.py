@@ -13,7 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._figures import pyplot, save_figure
-from ..executor import Executor, JobJournal, LocalExecutor, run_jobs
+from ..executor import Executor, JobJournal, JobOutcome, LocalExecutor, run_jobs
 from ..lut import LatencyPredictor
 from ._problem import SearchConfig
 from ._sweep_jobs import SweepContext, sweep_jobs
@@ -34,6 +34,7 @@ def pareto_sweep(
     executor: Executor | None = None,
     journal: JobJournal | None = None,
     device: str | None = None,
+    on_outcome: Callable[[JobOutcome], None] | None = None,
 ) -> pd.DataFrame:
     """Prune at every budget with every method; measure and evaluate each result.
 
@@ -47,15 +48,21 @@ def pareto_sweep(
     run on ``executor`` (default: one after another in this process); the measure steps
     hold one unit of the ``device`` resource. Finished rows go to ``journal`` as they
     come, and rows already there are not computed again. Rows come in job order whatever
-    order they finished in.
+    order they finished in. ``on_outcome`` sees every job as it finishes (with the spans
+    of its steps: where and when each ran).
     """
     base = config or SearchConfig(budget=0.5, progress=False)
     ctx = SweepContext(model, example_input, predictor, calib_images, evaluate, measure, base)
     jobs = sweep_jobs(ctx, budgets, methods, device)
     bar = tqdm(total=len(jobs), desc="pareto", disable=None if progress else True)
+
+    def finished(outcome: JobOutcome) -> None:
+        bar.update()
+        if on_outcome is not None:
+            on_outcome(outcome)
+
     try:
-        record = run_jobs(executor or LocalExecutor(), jobs, journal,
-                          on_outcome=lambda _: bar.update())  # fmt: skip
+        record = run_jobs(executor or LocalExecutor(), jobs, journal, on_outcome=finished)
     finally:
         bar.close()
     frame = pd.DataFrame(list(record.values.values()))
