@@ -72,13 +72,21 @@ def test_fleet_outputs_name_one_table_per_device(tmp_path):
         Shard(2, 2)
 
 
-def test_without_ray_fleet_profiling_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--executor", "ray", "--device-resource", "fake-a"), "Ray is not installed; install "
+         "the ray extra: pip install 'ttmpd[ray]'"),
+        (("--ray-address", "10.0.0.1:6379"), "fleet profiling needs --executor ray and"),
+    ],
+)  # fmt: skip
+def test_bad_fleet_input_without_ray_is_one_line(tmp_path, capsys, monkeypatch, extra, message):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     save_checkpoint(tmp_path / "net.pt", ResidualNet().eval(), input_shape=(3, 16, 16))
     out = tmp_path / "out" / "lut.parquet"
     argv = ["profile", "--model", str(tmp_path / "net.pt"), "--backend", "fake", "--out",
-            str(out), "--executor", "ray", "--device-resource", "fake-a"]  # fmt: skip
+            str(out), *extra]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "Ray is not installed; install the ray extra: pip install 'ttmpd[ray]'" in err
+    assert message in err
     assert err.count("\n") == 1 and not (tmp_path / "out").exists()

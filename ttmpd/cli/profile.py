@@ -93,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..lut import profile_model
 
-    if args.executor == "ray" or args.device_resource or args.workers:
+    if args.executor == "ray" or args.device_resource or args.workers or args.ray_address:
         if args.executor != "ray" or not args.device_resource:
             raise InputError(
                 "fleet profiling needs --executor ray and --device-resource NAME (the Ray "
