@@ -61,15 +61,24 @@ def _sleep_then(x, seconds):
     return x
 
 
-def _measure_sleep(previous, x, seconds):
-    time.sleep(seconds)
+def _compute_in_pairs(x, folder):
+    """Wait (up to 60 s) until two compute steps have started: they must run side by side."""
+    Path(folder, f"c{x}").touch()
+    deadline = time.time() + 60
+    while len(list(Path(folder).glob("c*"))) < 2 and time.time() < deadline:
+        time.sleep(0.02)
+    return x
+
+
+def _measure_sleep(previous, x, folder):
+    time.sleep(0.3)
     return previous + x
 
 
-def test_measuring_steps_never_share_a_device_while_compute_runs_in_parallel(cluster):
-    compute = Step(_sleep_then, Resources(cpus=1), "compute")
+def test_measuring_steps_never_share_a_device_while_compute_runs_in_parallel(cluster, tmp_path):
+    compute = Step(_compute_in_pairs, Resources(cpus=1), "compute")
     measure = Step(_measure_sleep, Resources(cpus=1, device="device:test"), "measure")
-    jobs = [Job(f"j{i}", (compute, measure), (i, 0.3)) for i in range(4)]
+    jobs = [Job(f"j{i}", (compute, measure), (i, str(tmp_path))) for i in range(4)]
     record = run_jobs(RayExecutor(), jobs)
     assert record.values == {f"j{i}": 2 * i for i in range(4)}
     measures = [s for s in record.spans if s.step == "measure"]

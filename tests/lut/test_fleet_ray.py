@@ -76,7 +76,10 @@ def test_fleet_tables_equal_one_local_profile_per_device_type(cluster, model, tm
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (("--device-resource", "fake-c"), "no node of the Ray cluster carries fake-c"),
+        (
+            ("--device-resource", "fake-c"),
+            "no node of the Ray cluster carries fake-c (device resources there: fake-a, fake-b)",
+        ),
         (("--device-resource", "fake-a", "--ray-address", "127.0.0.1:1"), "cannot reach"),
         (("--workers", "2"), "fleet profiling needs --executor ray and --device-resource"),
     ],

@@ -77,6 +77,12 @@ def check_reachable(address: str, timeout_s: float) -> None:
         ) from None
 
 
+def _is_custom(resource: str) -> bool:
+    """A resource a user gave a node (not CPUs, memory or Ray's own node labels)."""
+    builtin = ("CPU", "GPU", "TPU", "memory", "object_store_memory")
+    return resource not in builtin and not resource.startswith(("node:", "accelerator_type:"))
+
+
 class RayExecutor:
     """Runs jobs as Ray tasks (see the module docstring). Use as a context manager: a local
     cluster started by :meth:`connect` is shut down on exit; a joined one is left running."""
@@ -117,8 +123,7 @@ class RayExecutor:
         """Raise :class:`ExecutorError` unless some node carries each of ``devices``."""
         missing = sorted({d for d in devices if self.capacity(d) < 1})
         if missing:
-            have = sorted(k for k in import_ray().cluster_resources() if ":" in k
-                          and not k.startswith("node:"))  # fmt: skip
+            have = sorted(k for k in import_ray().cluster_resources() if _is_custom(k))
             label = ", ".join(f'"{m}": 1' for m in missing)
             raise ExecutorError(
                 f"no node of the Ray cluster carries {', '.join(missing)} (device resources "
