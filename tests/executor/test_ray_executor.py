@@ -130,6 +130,10 @@ def test_a_device_no_node_carries_fails_before_anything_runs(cluster, tmp_path):
     job = Job("j", (Step(_raise, Resources(device="device:nope")),), (str(tmp_path / "log"),))
     with pytest.raises(ExecutorError, match=r"carries device:nope .*ray start --resources="):
         run_jobs(RayExecutor(), [job])
+    greedy = Job("j", (Step(_raise, Resources(cpus=3, device="device:test")),), (str(tmp_path),))
+    with pytest.raises(ExecutorError, match="needs 3 CPUs on a node carrying device:test, which "
+                       "has at most 2"):  # fmt: skip
+        run_jobs(RayExecutor(), [greedy])  # Ray would wait for such a node forever
     assert not (tmp_path / "log").exists()
 
 

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             lambda m: measure_on_table_backend(table, m, example), budgets, methods,
             SearchConfig(budget=0.5, seed=args.seed, progress=False),
             executor=executor, journal=journal, device=device,
+            measure_cpus=table.fingerprint.threads,
         )  # fmt: skip
     with atomic_path(out / "pareto.csv") as tmp:
         frame.to_csv(tmp, index=False)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ExecutorError, InputError
-from ._jobs import Job, JobOutcome, one_line, run_step
+from ._jobs import Job, JobOutcome, Resources, one_line, run_step
 
 logger = logging.getLogger(__name__)
 INSTALL_HINT = "install the ray extra: pip install 'ttmpd[ray]' -c constraints.txt"
@@ -131,9 +131,24 @@ class RayExecutor:
                 f"ray start --resources='{{{label}}}'"
             )
 
+    def require_placeable(self, resources: Sequence[Resources]) -> None:
+        """Raise :class:`ExecutorError` unless one live node holds each step's CPUs and
+        device at once (Ray would otherwise wait for such a node forever)."""
+        self.require([r.device for r in resources if r.device])
+        nodes = [n["Resources"] for n in import_ray().nodes() if n.get("Alive")]
+        for r in sorted(set(resources), key=repr):
+            fits = [n for n in nodes if (r.device is None or n.get(r.device, 0) >= 1)]
+            if not any(n.get("CPU", 0) >= r.cpus for n in fits):
+                most = max((n.get("CPU", 0) for n in fits), default=0)
+                where = f"a node carrying {r.device}" if r.device else "a node"
+                raise ExecutorError(
+                    f"a step needs {r.cpus:g} CPUs on {where}, which has at most {most:g}; "
+                    "start that node with more CPUs (ray start --num-cpus) or use fewer threads"
+                )
+
     def run(self, jobs: Sequence[Job]) -> Iterator[JobOutcome]:
         self.connect()
-        self.require([s.resources.device for j in jobs for s in j.steps if s.resources.device])
+        self.require_placeable([s.resources for j in jobs for s in j.steps])
         return self._results(self._submit(jobs))
 
     def _submit(self, jobs: Sequence[Job]) -> dict[Any, str]:

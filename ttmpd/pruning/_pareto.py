@@ -34,6 +34,7 @@ def pareto_sweep(
     executor: Executor | None = None,
     journal: JobJournal | None = None,
     device: str | None = None,
+    measure_cpus: float = 1.0,
     on_outcome: Callable[[JobOutcome], None] | None = None,
 ) -> pd.DataFrame:
     """Prune at every budget with every method; measure and evaluate each result.
@@ -46,14 +47,16 @@ def pareto_sweep(
 
     Each row is a job of a compute and a measure step (:mod:`ttmpd.pruning._sweep_jobs`)
     run on ``executor`` (default: one after another in this process); the measure steps
-    hold one unit of the ``device`` resource. Finished rows go to ``journal`` as they
-    come, and rows already there are not computed again. Rows come in job order whatever
-    order they finished in. ``on_outcome`` sees every job as it finishes (with the spans
-    of its steps: where and when each ran).
+    hold one unit of the ``device`` resource and ``measure_cpus`` CPUs (the backend's
+    threads: Ray then books that many of the node's CPUs for the measurement, not for
+    searches). Finished rows go to ``journal`` as they come, and rows already there are not
+    computed again. Rows come in job order whatever order they finished in.
+    ``on_outcome`` sees every job as it finishes (with the spans of its steps: where and
+    when each ran).
     """
     base = config or SearchConfig(budget=0.5, progress=False)
     ctx = SweepContext(model, example_input, predictor, calib_images, evaluate, measure, base)
-    jobs = sweep_jobs(ctx, budgets, methods, device)
+    jobs = sweep_jobs(ctx, budgets, methods, device, measure_cpus=measure_cpus)
     bar = tqdm(total=len(jobs), desc="pareto", disable=None if progress else True)
 
     def finished(outcome: JobOutcome) -> None:

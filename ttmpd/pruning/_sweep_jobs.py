@@ -94,14 +94,15 @@ def sweep_jobs(
     budgets: Sequence[float],
     methods: Sequence[str],
     device: str | None = None,
-    cpus: float = 1.0,
+    compute_cpus: float = 1.0,
+    measure_cpus: float = 1.0,
 ) -> list[Job]:
     """The ``original`` job, then one job per (method, budget), methods outermost.
 
-    Compute steps hold ``cpus``; measure steps hold ``cpus`` and one unit of ``device``
-    (None: no device resource, e.g. on the local executor).
+    Compute steps hold ``compute_cpus``; measure steps hold ``measure_cpus`` and one unit
+    of ``device`` (None: no device resource, e.g. on the local executor).
     """
-    compute = Step(prune_step, Resources(cpus=cpus), "prune")
-    measure = Step(measure_step, Resources(cpus=cpus, device=device), "measure")
+    compute = Step(prune_step, Resources(cpus=compute_cpus), "prune")
+    measure = Step(measure_step, Resources(cpus=measure_cpus, device=device), "measure")
     pairs = [(ORIGINAL, 1.0)] + [(m, b) for m in methods for b in budgets]
     return [Job(job_key(m, b), (compute, measure), (ctx, m, b)) for m, b in pairs]
