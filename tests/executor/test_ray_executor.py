@@ -97,20 +97,16 @@ def _die_once(marker: str, x):
     return x + 1
 
 
-@pytest.mark.parametrize("retries", [1, 0])
-def test_a_killed_task_is_retried_else_reported(cluster, tmp_path, retries):
+def test_a_task_killed_more_often_than_retried_is_reported_and_resumed(cluster, tmp_path):
     jobs = [Job("dies-once", (Step(_die_once, Resources(cpus=0.5)),), (str(tmp_path / "m"), 41)),
             Job("fine", (Step(_sleep_then, Resources(cpus=0.5)),), (7, 0.0))]  # fmt: skip
     journal = JobJournal(tmp_path / "j.journal", {"test": 1})
-    executor = RayExecutor(RayConfig(max_retries=retries))
-    if retries:
-        assert run_jobs(executor, jobs, journal).values == {"dies-once": 42, "fine": 7}
-    else:
-        with pytest.raises(ExecutorError, match="1 of 2 jobs failed"):
-            run_jobs(executor, jobs, journal)
-        assert journal.load() == {"fine": 7}  # kept for the rerun
-        assert run_jobs(executor, jobs, journal).resumed == 1  # the marker is there now
-    assert (tmp_path / "m").exists()
+    executor = RayExecutor(RayConfig(max_retries=0))
+    with pytest.raises(ExecutorError, match="1 of 2 jobs failed"):
+        run_jobs(executor, jobs, journal)
+    assert (tmp_path / "m").exists() and journal.load() == {"fine": 7}  # kept for the rerun
+    record = run_jobs(executor, jobs, journal)  # the marker is there now: it lives
+    assert record.resumed == 1 and record.values == {"dies-once": 42, "fine": 7}
 
 
 def _raise(x):
@@ -179,6 +175,30 @@ def test_the_sweep_on_ray_gives_the_local_plans_and_rows(cluster, sweep_setup, t
     assert local["plan_id"].iloc[1:].str.len().eq(12).all()
     assert local["plan_id"].iloc[1:].nunique() > 1  # the plans differ across jobs
     assert len(journal.load()) == 5  # original + 2 x 2, journaled as they finished
+
+
+class _DieOnceThenMeasure:
+    """A measurement whose first call kills its worker, as if the device node died."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __call__(self, model):
+        _die_once(self.marker, 0)
+        return _fake_ms(model)
+
+
+def test_a_sweep_whose_measuring_worker_dies_is_retried_and_completes(
+    cluster, sweep_setup, tmp_path
+):
+    net, predictor, evaluate, _ = sweep_setup
+    marker = tmp_path / "died"
+    frame = pareto_sweep(net, X, predictor, CALIB, evaluate, _DieOnceThenMeasure(str(marker)),
+                         [0.8], ["uniform"], progress=False,
+                         executor=RayExecutor(RayConfig(max_retries=1)))  # fmt: skip
+    assert marker.exists()  # the first attempt died
+    assert frame["method"].tolist() == ["original", "uniform"]
+    assert frame["measured_ms"].iloc[0] == pytest.approx(_fake_ms(net))
 
 
 # ----- the CLI ------------------------------------------------------------------------------
