@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ..errors import InputError
 
@@ -23,15 +24,18 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def parse_fractions(text: str) -> tuple[float, ...]:
+def parse_fractions(
+    text: str, what: str = "keep fractions", upper: float = 1.0, closed: bool = True
+) -> tuple[float, ...]:
+    """``"0.25,0.5"`` -> ``(0.25, 0.5)``: values in (0, upper] (``closed``) or (0, upper)."""
     try:
         values = tuple(float(p) for p in text.split(",") if p.strip())
     except ValueError:
         values = ()
-    if not values or not all(0 < v <= 1 for v in values):
-        raise InputError(
-            f"cannot parse keep fractions {text!r}; give values in (0, 1] like 0.25,0.5"
-        )
+    inside = (lambda v: 0 < v <= upper) if closed else (lambda v: 0 < v < upper)
+    if not values or not all(inside(v) for v in values):
+        interval = f"(0, {upper:g}]" if closed else f"(0, {upper:g})"
+        raise InputError(f"cannot parse {what} {text!r}; give values in {interval} like 0.3,0.5")
     return values
 
 
@@ -103,7 +107,7 @@ def model_from_args(args: argparse.Namespace):
 
     spec = args.model
     shape = parse_shape(args.input_shape) if args.input_shape else None
-    if spec.lower().endswith((".pt", ".pth")):
+    if spec.lower().endswith((".pt", ".pth")) or Path(spec).is_dir():
         checkpoint = load_checkpoint(spec)
         model = checkpoint.model
         if shape is None and checkpoint.input_shape is not None:
@@ -118,7 +122,26 @@ def model_from_args(args: argparse.Namespace):
     if shape is None:
         raise InputError(f"model {spec!r} needs --input-shape, e.g. --input-shape 1,3,224,224")
     name = spec.rsplit("/", 1)[-1]
-    return name, model.eval(), torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    check_runs(model.eval(), example, name)
+    return name, model, example
+
+
+def check_runs(model, example, name: str) -> None:
+    """One forward pass of ``example``; InputError naming the shape when it fails, before
+    any measuring or searching starts."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            model(example)
+    except Exception as exc:  # any failure of user code on this input is bad input
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        shape = ",".join(str(d) for d in example.shape)
+        raise InputError(
+            f"model {name!r} does not run on an input of shape {shape} ({first}); pass the "
+            "full batch shape N,C,H,W with the model's channels, e.g. --input-shape 1,3,32,32"
+        ) from None
 
 
 def load_model_spec(text: str):

@@ -39,8 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "accuracy on the held-out rest of the stream.",
     )
     parser.add_argument("--teacher", required=True, metavar="PT", help="unpruned checkpoint")
-    parser.add_argument("--student", required=True, metavar="PT", help="pruned checkpoint")
-    parser.add_argument("--data", required=True, help="test stream .npz or image folder")
+    parser.add_argument(
+        "--student", required=True, metavar="PT",
+        help="pruned checkpoint, or the folder ttmpd prune wrote",
+    )  # fmt: skip
+    parser.add_argument(
+        "--data", required=True, help="test stream .npz, image folder, or mnist (embedded)"
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument(
         "--loss",

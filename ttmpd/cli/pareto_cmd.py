@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budgets", default="0.3,0.5,0.7,0.9", help="comma-separated fractions")
     p.add_argument("--methods", default="ttmpd,knapsack,uniform")
     p.add_argument("--calib-samples", type=int, default=256)
-    p.add_argument("--calibrate-variants", type=int, default=0, metavar="N")
+    p.add_argument("--calibrate-variants", type=int, default=6, metavar="N",
+                   help="with --lut: calibrate on the model and N measured random prunes "
+                   "(default 6, as ttmpd run and predict; 0: uncalibrated)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--out",
@@ -42,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .._io import atomic_path
+    from .._io import atomic_path, check_writable
     from ..executor import JobJournal
     from ..pruning import METHODS, SearchConfig, pareto_sweep, plot_pareto
     from ..workflow import (
@@ -52,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         sweep_identity,
     )
 
-    budgets = parse_fractions(args.budgets)
+    budgets = parse_fractions(args.budgets, what="budgets", upper=1.0, closed=False)
+    check_writable(Path(args.out) / "pareto.csv")  # before the sweep, which takes minutes
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
         SearchConfig(budget=0.5, method=m)  # validates the name

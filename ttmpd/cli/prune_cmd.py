@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ._common import print_json
 
@@ -26,14 +27,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="ttmpd | ttmpd-greedy | knapsack | uniform, or a baseline: halp | eagleeye | "
         "netadapt | tp-magnitude",
     )
-    p.add_argument("--importance", default="l1", help="l1 | l2 | bn_scale | taylor | random")
+    p.add_argument(
+        "--importance", default="l1", help="l1 | l2 | bn_scale | taylor | bn_taylor | random"
+    )
+    p.add_argument(
+        "--round-to", type=int, default=None, metavar="N",
+        help="tp-magnitude: keep multiples of N channels (default: any count)",
+    )  # fmt: skip
     p.add_argument("--calib-samples", type=int, default=256, help="unlabeled samples used")
     p.add_argument(
         "--calibrate-variants",
         type=int,
-        default=0,
+        default=6,
         metavar="N",
-        help="with --lut: calibrate on the model and N measured random prunes",
+        help="with --lut: calibrate on the model and N measured random prunes (default 6, as "
+        "ttmpd run and predict; 0: uncalibrated)",
     )
     p.add_argument("--no-measure", action="store_true", help="skip measuring the result")
     p.add_argument("--seed", type=int, default=0)
@@ -44,13 +52,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._io import check_writable
     from ..pruning import SearchConfig, prune, save_prune_result
     from ..workflow import load_calibration, load_predictor_for, measure_on_table_backend
 
     config = SearchConfig(
         budget=args.budget, method=args.method, importance=args.importance, seed=args.seed,
-        progress=not args.no_progress,
+        round_to=args.round_to, progress=not args.no_progress,
     )  # fmt: skip
+    check_writable(Path(args.out) / "model.pt")  # before minutes of search
     checkpoint, calib, example = load_calibration(args.model, args.data, args.calib_samples,
                                                   args.seed)  # fmt: skip
     predictor, table = load_predictor_for(

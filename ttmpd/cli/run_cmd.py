@@ -46,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="of those, images the accuracy proxies use (128)")  # fmt: skip
     p.add_argument("--budget-checks", type=int, default=2,
                    help="searches again when the measured prune misses the budget (2)")  # fmt: skip
-    p.add_argument("--importance", default="l1", help="l1 | l2 | bn_scale | taylor | random")
+    p.add_argument(
+        "--importance", default="l1", help="l1 | l2 | bn_scale | taylor | bn_taylor | random"
+    )
     p.add_argument("--loss", default="kd:0.9,ce:0.1", help="distillation losses (kd:0.9,ce:0.1)")
     p.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs (10)")
     p.add_argument("--online-teacher", action="store_true",
