@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -77,3 +78,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     with atomic_path(path) as tmp:
         write(tmp)
     return Path(path)
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 (hex) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -119,3 +120,21 @@ def measure_on_table_backend(table: LatencyTable, model: nn.Module, example) -> 
     median of 3 measurements, as the calibration measures (one burst of load on a shared
     host then cannot decide the reported number)."""
     return measure_models([(model, example)], backend_for_table(table), rounds=3)[0]
+
+
+def sweep_identity(
+    model_path: str,
+    data: str,
+    table_path: str,
+    proxy_samples: int,
+    calibrate_variants: int,
+    seed: int,
+) -> dict[str, object]:
+    """What makes a sweep's rows comparable: file digests of the model and the table or
+    predictor, the stream and the split. A sweep journal of another identity is refused."""
+    from ._io import file_digest
+
+    data_id = file_digest(data) if Path(data).is_file() else data
+    return {"model": file_digest(model_path), "data": data_id,
+            "latency": file_digest(table_path), "proxy_samples": proxy_samples,
+            "calibrate_variants": calibrate_variants, "seed": seed}  # fmt: skip

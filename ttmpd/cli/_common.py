@@ -168,3 +168,47 @@ def load_model_spec(text: str):
     args = argparse.Namespace(model=spec, input_shape=shape or None, num_classes=None)
     _, model, example = model_from_args(args)
     return model, example
+
+
+def add_executor_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("executor")
+    g.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: one job after another in this process; ray: jobs as Ray tasks "
+        "(the ray extra; docs/guide/ray.md)",
+    )
+    g.add_argument(
+        "--ray-address",
+        help="head of a running Ray cluster (host:port, ray://host:port or auto); default: "
+        "start a local Ray cluster whose node is the device",
+    )
+    g.add_argument(
+        "--max-retries",
+        type=int,
+        default=3,
+        help="retries of a Ray task whose worker or node died (default 3)",
+    )
+
+
+def executor_from_args(args: argparse.Namespace, devices: tuple[str, ...] = ()):
+    """The executor the flags name. A Ray executor is connected and checked to carry
+    ``devices`` before it is returned, so a bad address or a missing device resource fails
+    before anything is written."""
+    from ..executor import RayConfig, make_executor
+
+    if args.executor != "ray":
+        if args.ray_address:
+            raise InputError("--ray-address needs --executor ray")
+        return make_executor(args.executor)
+    config = RayConfig(address=args.ray_address, max_retries=args.max_retries,
+                       local_resources=tuple((d, 1.0) for d in devices))  # fmt: skip
+    executor = make_executor("ray", config)
+    try:
+        executor.connect()
+        executor.require(devices)
+    except BaseException:
+        executor.close()
+        raise
+    return executor

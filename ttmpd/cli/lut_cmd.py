@@ -94,6 +94,7 @@ def _show(args: argparse.Namespace) -> int:
         f"device: {fp.cpu_model}{' / ' + fp.gpu_name if fp.gpu_name else ''}, "
         f"{fp.physical_cores} cores, threads {fp.threads}/{fp.inter_op_threads}"
     )
+    print(f"Ray resource of its measuring node: {summary['device_resource']}")
     if fp.isa or fp.kernel_isa:
         print(f"isa: {fp.isa or '?'}; kernels: {fp.kernel_isa or '?'}; caches: {fp.caches or '?'}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in fp.library_versions))
