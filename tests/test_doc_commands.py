@@ -27,8 +27,8 @@ def _commands(page: Path) -> list[str]:
         joined = re.sub(r"\\\n\s*", " ", block)
         for line in joined.splitlines():
             line = line.strip()
-            if not line.startswith("ttmpd "):
-                continue
+            if not line.startswith("ttmpd ") or re.match(r"ttmpd [\w-]+:", line):
+                continue  # not a command, or printed output ("ttmpd pareto: error: ...")
             line = re.split(r"\s#", line, maxsplit=1)[0]  # a trailing comment
             line = line.split(" | ")[0].strip()
             head, dots, rest = line.partition(" ... ")
