@@ -98,6 +98,21 @@ if baselines.exists():
         *(f"![{f.stem}](../benchmarks/results/{f.name})" for f in figures),
         "",
     ]
+sweep = Path("benchmarks/results/sweep_executor.json")
+if sweep.exists():
+    meta = json.loads(sweep.read_text())["meta"]
+    frame = pd.read_csv(sweep.with_suffix(".csv"))
+    out += [
+        "## A sweep on the local executor and on Ray",
+        "",
+        f"{meta['date']}, {meta['machine']}; `{meta['command']}` (from `benchmarks/`).",
+        f"Budgets {meta['budgets']} x methods {meta['methods']} plus the original, ONNX Runtime",
+        "table. One machine: Ray adds its start-up and worker imports and can only run two",
+        "searches at a time on two cores; it pays off with nodes (docs/guide/ray.md).",
+        "",
+        markdown_table(frame),
+        "",
+    ]
 p = pd.read_csv("benchmarks/results/profiling_speed_end_to_end.csv")
 meta = json.loads(Path("benchmarks/results/profiling_speed_end_to_end.json").read_text()).get(
     "meta", {}
