@@ -11,6 +11,7 @@ import torch
 
 from ttmpd.errors import InputError
 from ttmpd.models import create_model
+from ttmpd.models.vit import sincos_positions
 from ttmpd.profiler import extract_units
 from ttmpd.pruning import GroupOptions, apply_plan, channel_groups, plan_from_removed
 
@@ -62,6 +63,20 @@ def test_the_prediction_reads_the_class_token(vit, x):
         handle.remove()
         torch.testing.assert_close(logits, vit.head(captured["out"][:, 0]))
         assert not torch.allclose(logits, vit.head(captured["out"].mean(dim=1)), atol=1e-3)
+
+
+def test_positions_start_as_a_2d_sine_cosine_table():
+    table = sincos_positions(7, 64)
+    assert table.shape == (49, 64)
+    r, c = 2, 5  # patch 2 * 7 + 5
+    for i in (0, 3, 15):
+        w = 10000 ** (-i / 16)
+        want = (math.sin(r * w), math.cos(r * w), math.sin(c * w), math.cos(c * w))
+        got = tuple(float(table[r * 7 + c, 16 * part + i]) for part in range(4))
+        assert got == pytest.approx(want, abs=1e-6)
+    model = create_model("vit_mnist", in_channels=1)
+    assert torch.equal(model.pos_embed[0, 1:].detach(), table)  # the class token has none
+    assert torch.count_nonzero(model.pos_embed[0, 0]) == 0
 
 
 def test_img_size_must_be_whole_patches():

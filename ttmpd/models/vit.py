@@ -25,6 +25,21 @@ from ..errors import InputError
 from ._zoo import MODELS
 
 
+def sincos_positions(grid: int, dim: int) -> torch.Tensor:
+    """(grid², dim) fixed 2-D positions (MAE, He et al. 2022): the first half of the
+    channels encodes the row, the second the column, each as ``sin(p·w_i)`` then
+    ``cos(p·w_i)`` for ``w_i = 10000^(-i / (dim/4))``, ``i < dim/4``, rows in raster order."""
+    if dim % 4:
+        raise InputError(f"dim {dim} must be a multiple of 4 for 2-D sine-cosine positions")
+    omega = 10000.0 ** -(torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    parts = []
+    for coord in (rows, cols):
+        angles = coord.reshape(-1, 1).double() * omega
+        parts += [angles.sin(), angles.cos()]
+    return torch.cat(parts, dim=1).float()
+
+
 class Attention(nn.Module):
     """Multi-head self-attention over (B, N, dim): ``num_heads`` heads of ``head_dim``."""
 
@@ -85,7 +100,8 @@ class VisionTransformer(nn.Module):
         super().__init__()
         if img_size % patch_size:
             raise InputError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
-        tokens = (img_size // patch_size) ** 2 + 1
+        self.grid = img_size // patch_size
+        tokens = self.grid**2 + 1
         self.patch_embed = nn.Conv2d(in_channels, dim, patch_size, stride=patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, tokens, dim))
@@ -96,8 +112,12 @@ class VisionTransformer(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """timm's ViT scheme: truncated N(0, 0.02) for linears and positions, zero biases."""
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        """Positions start as a 2-D sine-cosine table (:func:`sincos_positions`, learned
+        afterwards); the rest follows timm's ViT: truncated N(0, 0.02) for linears and the
+        class token, zero biases. With N(0, 0.02) positions a ViT trained on a few thousand
+        digits starts as a bag of patches and learns where they are only slowly."""
+        with torch.no_grad():
+            self.pos_embed[0, 1:] = sincos_positions(self.grid, self.pos_embed.shape[-1])
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         for module in self.modules():
             if isinstance(module, nn.Linear):
