@@ -55,6 +55,30 @@ def add_backend_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", type=int, default=0, help="CUDA device index")
 
 
+def add_group_args(parser: argparse.ArgumentParser) -> None:
+    """Flags for the group kinds a search may prune beyond channels and attention heads
+    (:class:`~ttmpd.pruning.GroupOptions`; heads and MLP widths are always offered)."""
+    g = parser.add_argument_group("pruning groups")
+    g.add_argument(
+        "--head-dims",
+        action="store_true",
+        help="also prune head dims: every head of an attention module loses the same dims",
+    )
+    g.add_argument(
+        "--embedding",
+        action="store_true",
+        help="also prune widths a LayerNorm normalises (a transformer's embedding width); "
+        "the pruned model then differs from the masked one the proxies score",
+    )
+
+
+def group_options_from_args(args: argparse.Namespace):
+    """The :class:`~ttmpd.pruning.GroupOptions` of ``--head-dims``/``--embedding``."""
+    from ..pruning import GroupOptions
+
+    return GroupOptions(head_dims=args.head_dims, embedding=args.embedding)
+
+
 def backend_from_args(args: argparse.Namespace):
     """The backend the flags name; ``--threads`` also pins torch's own work in this process
     (proxies, adaptive BN, fine-tuning), not only the backend's."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import print_json
+from ._common import add_group_args, group_options_from_args, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="with --lut: calibrate on the model and N measured random prunes",
     )
+    add_group_args(p)
     p.add_argument("--no-measure", action="store_true", help="skip measuring the result")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
@@ -55,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = SearchConfig(
         budget=args.budget, method=args.method, importance=args.importance, seed=args.seed,
-        round_to=args.round_to, progress=not args.no_progress,
+        round_to=args.round_to, groups=group_options_from_args(args),
+        progress=not args.no_progress,
     )  # fmt: skip
     checkpoint, calib, example = load_calibration(args.model, args.data, args.calib_samples,
                                                   args.seed)  # fmt: skip
