@@ -28,6 +28,22 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     return target
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise OutputError unless ``path`` could be written later: its nearest existing
+    ancestor is a writable directory and no existing component of its parent is a file.
+    Creates nothing, so a command can check its outputs before long work and leave no
+    empty folder behind when it fails."""
+    parent = Path(path).absolute().parent
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"cannot create directory {parent}: {probe} is a file; choose another "
+                          "output path")  # fmt: skip
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"directory {probe} is not writable; choose another output path")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

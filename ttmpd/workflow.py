@@ -27,15 +27,12 @@ from .pruning import calibrate_predictor, measure_models
 logger = logging.getLogger(__name__)
 
 
-def load_stream(data: str, labels: bool = False):
-    """A test stream: ``mnist``/``digits`` (embedded test split) or a path (.npz, folder)."""
-    from .data import load_digits, load_mnist, load_path
+def load_stream(data: str, labels: bool | None = None):
+    """A test stream: ``mnist``/``digits`` (embedded test split) or a path (.npz, folder);
+    labels when the stream has them (:func:`ttmpd.data.load_stream`)."""
+    from .data import load_stream as load
 
-    if data == "mnist":
-        return load_mnist("test")
-    if data == "digits":
-        return load_digits("test")
-    return load_path(data, labels=labels)
+    return load(data, labels=labels)
 
 
 def split_mask(n: int, k: int, seed: int) -> np.ndarray:
@@ -71,13 +68,13 @@ def load_scenario(model_path: str, data: str, samples: int, seed: int = 0) -> Sc
     from .base import check_input_channels, to_model_input
 
     if samples < 8:
-        raise InputError(f"--calib-samples must be >= 8, got {samples}")
+        raise InputError(f"--proxy-samples must be >= 8, got {samples}")
     checkpoint = load_checkpoint(model_path)
-    stream = load_stream(data, labels=True)  # labels, when present, are for evaluation only
+    stream = load_stream(data)  # labels, when present, are for evaluation only
     check_input_channels(checkpoint.model, stream.images)
     n = len(stream.images)
     if samples >= n:
-        raise InputError(f"--calib-samples {samples} must be below the stream size {n}")
+        raise InputError(f"--proxy-samples {samples} must be below the stream size {n}")
     pick = split_mask(n, samples, seed)
     calib = to_model_input(stream.images[pick], checkpoint.normalization)
     labels = None if stream.labels is None else stream.labels[~pick]
@@ -113,7 +110,7 @@ def load_predictor_for(
                 "(ttmpd lut check %s)", lut, 1 + check.spread, lut,
             )  # fmt: skip
         calibrate_predictor(predictor, model, example, backend_for_table(table),
-                            calibrate_variants)  # fmt: skip
+                            calibrate_variants, progress=True)  # fmt: skip
     return predictor, table
 
 

@@ -5,11 +5,30 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ..errors import InputError
 
 #: dtypes an example input may have: images/features (float32), token ids (int64)
 INPUT_DTYPES = ("float32", "int64")
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old spelling of an option: stores into the new option's ``dest`` and says on
+    stderr which spelling to use (kept for one release; hidden from --help)."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"ttmpd: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated(parser: argparse.ArgumentParser, old: str, new: str, dest: str, **kw) -> None:
+    """Accept ``old`` as a deprecated spelling of ``new`` (same ``dest``)."""
+    parser.add_argument(old, dest=dest, action=DeprecatedAlias, new=new, **kw)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -57,15 +76,18 @@ def example_input(model, dtype: str, shape: tuple[int, ...]):
     return torch.randint(0, embedding.num_embeddings, shape, generator=generator)
 
 
-def parse_fractions(text: str) -> tuple[float, ...]:
+def parse_fractions(
+    text: str, what: str = "keep fractions", upper: float = 1.0, closed: bool = True
+) -> tuple[float, ...]:
+    """``"0.25,0.5"`` -> ``(0.25, 0.5)``: values in (0, upper] (``closed``) or (0, upper)."""
     try:
         values = tuple(float(p) for p in text.split(",") if p.strip())
     except ValueError:
         values = ()
-    if not values or not all(0 < v <= 1 for v in values):
-        raise InputError(
-            f"cannot parse keep fractions {text!r}; give values in (0, 1] like 0.25,0.5"
-        )
+    inside = (lambda v: 0 < v <= upper) if closed else (lambda v: 0 < v < upper)
+    if not values or not all(inside(v) for v in values):
+        interval = f"(0, {upper:g}]" if closed else f"(0, {upper:g})"
+        raise InputError(f"cannot parse {what} {text!r}; give values in {interval} like 0.3,0.5")
     return values
 
 
@@ -160,7 +182,7 @@ def model_from_args(args: argparse.Namespace):
 
     spec = args.model
     dtype, shape = parse_input_shape(args.input_shape) if args.input_shape else ("float32", None)
-    if spec.lower().endswith((".pt", ".pth")):
+    if spec.lower().endswith((".pt", ".pth")) or Path(spec).is_dir():
         checkpoint = load_checkpoint(spec)
         model = checkpoint.model
         if shape is None and checkpoint.input_shape is not None:
@@ -175,7 +197,26 @@ def model_from_args(args: argparse.Namespace):
     if shape is None:
         raise InputError(f"model {spec!r} needs --input-shape, e.g. --input-shape 1,3,224,224")
     name = spec.rsplit("/", 1)[-1]
-    return name, model.eval(), example_input(model, dtype, shape)
+    example = example_input(model, dtype, shape)
+    check_runs(model.eval(), example, name)
+    return name, model, example
+
+
+def check_runs(model, example, name: str) -> None:
+    """One forward pass of ``example``; InputError naming the shape when it fails, before
+    any measuring or searching starts."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            model(example)
+    except Exception as exc:  # any failure of user code on this input is bad input
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        shape = ",".join(str(d) for d in example.shape)
+        raise InputError(
+            f"model {name!r} does not run on an input of shape {shape} ({first}); pass the "
+            "full batch shape N,C,H,W with the model's channels, e.g. --input-shape 1,3,32,32"
+        ) from None
 
 
 def load_model_spec(text: str):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import parse_fractions, print_json
+from ._common import add_deprecated, parse_fractions, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,8 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--predictor", help="predictor saved by ttmpd lut fit (.json)")
     p.add_argument("--budgets", default="0.3,0.5,0.7,0.9", help="comma-separated fractions")
     p.add_argument("--methods", default="ttmpd,knapsack,uniform")
-    p.add_argument("--calib-samples", type=int, default=256)
-    p.add_argument("--calibrate-variants", type=int, default=0, metavar="N")
+    p.add_argument("--proxy-samples", type=int, default=128,
+                   help="unlabeled stream images the searches score on (128)")  # fmt: skip
+    add_deprecated(p, "--calib-samples", "--proxy-samples", "proxy_samples", type=int)
+    p.add_argument("--calibrate-variants", type=int, default=6, metavar="N",
+                   help="with --lut: calibrate on the model and N measured random prunes "
+                   "(default 6, as ttmpd run and predict; 0: uncalibrated)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder (pareto.csv, pareto.png)")
     p.add_argument("--json", action="store_true")
@@ -30,15 +34,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .._io import atomic_path
+    from .._io import atomic_path, check_writable
     from ..pruning import METHODS, SearchConfig, pareto_sweep, plot_pareto
     from ..workflow import load_predictor_for, load_scenario, measure_on_table_backend
 
-    budgets = parse_fractions(args.budgets)
+    budgets = parse_fractions(args.budgets, what="budgets", upper=1.0, closed=False)
+    check_writable(Path(args.out) / "pareto.csv")  # before the sweep, which takes minutes
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
         SearchConfig(budget=0.5, method=m)  # validates the name
-    scenario = load_scenario(args.model, args.data, args.calib_samples, args.seed)
+    scenario = load_scenario(args.model, args.data, args.proxy_samples, args.seed)
     model = scenario.checkpoint.model
     predictor, table = load_predictor_for(args.lut, args.predictor, model, scenario.example,
                                           args.calibrate_variants)  # fmt: skip

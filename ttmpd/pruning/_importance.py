@@ -166,6 +166,16 @@ def parameter_grads(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tenso
             p.requires_grad_(flags[n])
 
 
+def _gradients(model, group, loss_fn, grads, name: str) -> Mapping[str, torch.Tensor]:
+    """The group checked, and ``grads`` or one backward pass of ``loss_fn``."""
+    _check_group(model, group)
+    if grads is not None:
+        return grads
+    if loss_fn is None:
+        raise InputError(f"{name} importance needs loss_fn=callable(model) -> loss, or grads=")
+    return parameter_grads(model, loss_fn)
+
+
 @IMPORTANCES.register("taylor")
 def taylor_importance(
     model: nn.Module,
@@ -175,11 +185,7 @@ def taylor_importance(
     **ctx,
 ) -> np.ndarray:
     """``sum |w * grad|`` over the group's parameters per channel (see module docstring)."""
-    _check_group(model, group)
-    if grads is None:
-        if loss_fn is None:
-            raise InputError("taylor importance needs loss_fn=callable(model) -> loss, or grads=")
-        grads = parameter_grads(model, loss_fn)
+    grads = _gradients(model, group, loss_fn, grads, "taylor")
     names = {m: n for n, m in model.named_modules()}
 
     def entry(module: nn.Module, pname: str, tensor: torch.Tensor) -> torch.Tensor | None:
@@ -203,13 +209,7 @@ def bn_taylor_importance(
 ) -> np.ndarray:
     """``|gamma · dL/dgamma + beta · dL/dbeta|`` per channel, summed over the group's
     BatchNorms (see module docstring)."""
-    _check_group(model, group)
-    if grads is None:
-        if loss_fn is None:
-            raise InputError(
-                "bn_taylor importance needs loss_fn=callable(model) -> loss, or grads="
-            )
-        grads = parameter_grads(model, loss_fn)
+    grads = _gradients(model, group, loss_fn, grads, "bn_taylor")
     names = {m: n for n, m in model.named_modules()}
 
     def entry(module: nn.Module, pname: str, tensor: torch.Tensor) -> torch.Tensor | None:
