@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,ray]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,ray,hf]'

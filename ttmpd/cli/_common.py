@@ -9,6 +9,9 @@ from pathlib import Path
 
 from ..errors import InputError
 
+#: dtypes an example input may have: images/features (float32), token ids (int64)
+INPUT_DTYPES = ("float32", "int64")
+
 
 class DeprecatedAlias(argparse.Action):
     """An old spelling of an option: stores into the new option's ``dest`` and says on
@@ -40,6 +43,37 @@ def parse_shape(text: str) -> tuple[int, ...]:
             f"cannot parse input shape {text!r}; give positive integers like 1,3,224,224"
         )
     return shape
+
+
+def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """``"1,3,224,224"`` -> ``("float32", (1, 3, 224, 224))``; ``"int64:1,128"`` ->
+    ``("int64", (1, 128))`` (token ids). InputError names a bad dtype or shape."""
+    dtype, colon, dims = text.strip().rpartition(":")
+    if not colon:
+        dtype = "float32"
+    if dtype not in INPUT_DTYPES:
+        raise InputError(
+            f"unknown input dtype {dtype!r} in {text!r}; give one of {', '.join(INPUT_DTYPES)}"
+            " before a colon, e.g. int64:1,128 for token ids"
+        )
+    return dtype, parse_shape(dims)
+
+
+def example_input(model, dtype: str, shape: tuple[int, ...]):
+    """A seeded example input: N(0, 1) floats, or int64 ids below the vocabulary of the
+    model's first ``nn.Embedding`` (a transformer's token embedding)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    if dtype == "float32":
+        return torch.randn(*shape, generator=generator)
+    embedding = next((m for m in model.modules() if isinstance(m, torch.nn.Embedding)), None)
+    if embedding is None:
+        raise InputError(
+            "int64 inputs are token ids for an nn.Embedding, and the model has none; give a "
+            "float shape like 1,3,224,224"
+        )
+    return torch.randint(0, embedding.num_embeddings, shape, generator=generator)
 
 
 def parse_fractions(
@@ -77,6 +111,30 @@ def add_backend_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", type=int, default=0, help="CUDA device index")
 
 
+def add_group_args(parser: argparse.ArgumentParser) -> None:
+    """Flags for the group kinds a search may prune beyond channels and attention heads
+    (:class:`~ttmpd.pruning.GroupOptions`; heads and MLP widths are always offered)."""
+    g = parser.add_argument_group("pruning groups")
+    g.add_argument(
+        "--head-dims",
+        action="store_true",
+        help="also prune head dims: every head of an attention module loses the same dims",
+    )
+    g.add_argument(
+        "--embedding",
+        action="store_true",
+        help="also prune widths a LayerNorm normalises (a transformer's embedding width); "
+        "the pruned model then differs from the masked one the proxies score",
+    )
+
+
+def group_options_from_args(args: argparse.Namespace):
+    """The :class:`~ttmpd.pruning.GroupOptions` of ``--head-dims``/``--embedding``."""
+    from ..pruning import GroupOptions
+
+    return GroupOptions(head_dims=args.head_dims, embedding=args.embedding)
+
+
 def backend_from_args(args: argparse.Namespace):
     """The backend the flags name; ``--threads`` also pins torch's own work in this process
     (proxies, adaptive BN, fine-tuning), not only the backend's."""
@@ -112,19 +170,18 @@ def add_model_args(parser: argparse.ArgumentParser, *, shape_required: bool = Fa
     parser.add_argument(
         "--input-shape",
         required=shape_required,
-        help="N,C,H,W of the example input, e.g. 1,3,224,224 (default: from the checkpoint)",
+        help="N,C,H,W of the example input, e.g. 1,3,224,224, or int64:N,TOKENS for token "
+        "ids, e.g. int64:1,128 (default: from the checkpoint)",
     )
     parser.add_argument("--num-classes", type=int, help="classes of a zoo model")
 
 
 def model_from_args(args: argparse.Namespace):
     """``(name, model, example_input)`` from --model/--input-shape/--num-classes."""
-    import torch
-
     from ..models import list_models, load_checkpoint, load_model
 
     spec = args.model
-    shape = parse_shape(args.input_shape) if args.input_shape else None
+    dtype, shape = parse_input_shape(args.input_shape) if args.input_shape else ("float32", None)
     if spec.lower().endswith((".pt", ".pth")) or Path(spec).is_dir():
         checkpoint = load_checkpoint(spec)
         model = checkpoint.model
@@ -132,7 +189,7 @@ def model_from_args(args: argparse.Namespace):
             shape = (1, *checkpoint.input_shape)
     elif spec in list_models():
         kwargs = {"num_classes": args.num_classes} if args.num_classes else {}
-        if shape is not None and len(shape) == 4:
+        if shape is not None and len(shape) == 4 and dtype == "float32":
             kwargs["in_channels"] = shape[1]
         model = load_model(spec, **kwargs)
     else:
@@ -140,7 +197,7 @@ def model_from_args(args: argparse.Namespace):
     if shape is None:
         raise InputError(f"model {spec!r} needs --input-shape, e.g. --input-shape 1,3,224,224")
     name = spec.rsplit("/", 1)[-1]
-    example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    example = example_input(model, dtype, shape)
     check_runs(model.eval(), example, name)
     return name, model, example
 
@@ -163,7 +220,8 @@ def check_runs(model, example, name: str) -> None:
 
 
 def load_model_spec(text: str):
-    """``MODEL@N,C,H,W`` (or a checkpoint with a stored input shape) -> ``(model, input)``."""
+    """``MODEL@N,C,H,W`` or ``MODEL@int64:N,TOKENS`` (or a checkpoint with a stored input
+    shape) -> ``(model, input)``."""
     spec, _, shape = text.partition("@")
     args = argparse.Namespace(model=spec, input_shape=shape or None, num_classes=None)
     _, model, example = model_from_args(args)

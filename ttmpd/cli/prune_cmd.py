@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_deprecated, print_json
+from ._common import add_deprecated, add_group_args, group_options_from_args, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --lut: calibrate on the model and N measured random prunes (default 6, as "
         "ttmpd run and predict; 0: uncalibrated)",
     )
+    add_group_args(p)
     p.add_argument("--no-measure", action="store_true", help="skip measuring the result")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
@@ -62,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = SearchConfig(
         budget=args.budget, method=args.method, importance=args.importance, seed=args.seed,
-        round_to=args.round_to, progress=not args.no_progress,
+        round_to=args.round_to, groups=group_options_from_args(args),
+        progress=not args.no_progress,
     )  # fmt: skip
     check_writable(Path(args.out) / "model.pt")  # before minutes of search
     checkpoint, calib, example = load_calibration(args.model, args.data, args.proxy_samples,

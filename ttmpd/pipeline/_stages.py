@@ -226,7 +226,8 @@ def stage_prune(run: Run, state: RunState) -> dict:
     attempts, results = [], []
     for _ in range(cfg.budget_checks + 1):
         search = SearchConfig(budget=fraction, method=cfg.method, importance=cfg.importance,
-                              seed=cfg.seed, progress=cfg.progress)  # fmt: skip
+                              seed=cfg.seed, groups=cfg.group_options(),
+                              progress=cfg.progress)  # fmt: skip
         try:
             results.append(prune(run.model, run.example, run.predictor, calib, search))
         except InputError as exc:
