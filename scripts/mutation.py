@@ -44,7 +44,10 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
         ["tests/distill/test_selection.py", "tests/distill/test_cache.py"],
     ),
     "pruning/_proxies": (["ttmpd/pruning/_proxies.py"], ["tests/pruning/test_proxies.py"]),
-    "pruning/_search": (["ttmpd/pruning/_search.py"], ["tests/pruning/test_search.py"]),
+    "pruning/_search": (
+        ["ttmpd/pruning/_search.py"],
+        ["tests/pruning/test_search_steps.py", "tests/pruning/test_search.py"],
+    ),
     "profiler/_timing": (["ttmpd/profiler/_timing.py"], ["tests/profiler/test_timing.py"]),
     "lut/_features": (["ttmpd/lut/_features.py"], ["tests/lut/test_features.py"]),
     "lut/_predictor": (

@@ -1,0 +1,126 @@
+"""The search strategies step by step on a hand-made problem whose answers are worked out
+by hand: two groups of 8 channels, latency staircases of 2 channels, additive costs."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from ttmpd.errors import InputError
+from ttmpd.pruning import _search
+
+#: accuracy lost by each group at each removal count (B is cheap first, then expensive)
+ACC_LOSS = {"A": {0: 0.0, 2: 0.1, 4: 0.2, 6: 0.3}, "B": {0: 0.0, 2: 0.04, 4: 0.34, 6: 0.64}}
+
+
+class Problem:
+    """10 ms unpruned; every 2 channels removed from a group save 1 ms."""
+
+    def __init__(self, budget, max_k=None, scores=None, refresh_every=4, max_ratio=0.9):
+        self.prunable = [SimpleNamespace(id="A", channels=8), SimpleNamespace(id="B", channels=8)]
+        self.groups = self.prunable
+        self.model = None
+        self.base_ms = 10.0
+        self.max_k = max_k or {"A": 6, "B": 6}
+        self.scores = scores or {}
+        self.config = SimpleNamespace(
+            budget=budget,
+            refresh_every=refresh_every,
+            max_group_ratio=max_ratio,
+            progress=False,
+            method="test",
+        )
+
+    def latency(self, states):
+        return np.array([self.base_ms - sum(s.values()) / 2 for s in states])
+
+    def next_k(self, group, k):
+        return k + 2 if k + 2 <= self.max_k[group.id] else None
+
+    def predicted_accuracy(self, masker, state):
+        acc = 1.0 - sum(ACC_LOSS[g][k] for g, k in state.items())
+        return {"v1": acc, "v2": 1 - acc, "kept": 1.0, "predicted_acc": acc}
+
+
+def _accepted(log):
+    return [(r["step"], r["group"], r["k_to"]) for r in log if r["accepted"]]
+
+
+def test_knapsack_removes_the_cheapest_importance_per_ms_first():
+    # importance normalised by the group mean, sorted: A = 1 1 1 1 ..., B = 0.4 0.4 1.2 ...
+    scores = {"A": np.ones(8), "B": np.array([3, 3, 1, 3, 3, 3, 1, 3], dtype=float)}
+    state, log = _search._knapsack(Problem(0.75, scores=scores))
+    # step 0: A 2/1, B 0.8/1 -> B; step 1: A 2, B 2.4 -> A; step 2: A 2, B 2.4 -> A (7 ms)
+    assert _accepted(log) == [(0, "B", 2), (1, "A", 2), (2, "A", 4)]
+    assert state == {"A": 4, "B": 2}
+    first = {r["group"]: r for r in log if r["step"] == 0}
+    assert first["B"]["importance_lost"] == pytest.approx(0.8)
+    assert first["A"]["score"] == pytest.approx(2.0)
+    assert first["B"]["predicted_saving_ms"] == pytest.approx(1.0)
+    assert (first["A"]["k_from"], first["A"]["channels_left"]) == (0, 6)
+    last = [r for r in log if r["step"] == 2]
+    assert {r["group"]: r["importance_lost"] for r in last} == pytest.approx({"A": 2, "B": 2.4})
+    assert {r["group"]: r["predicted_latency_ms"] for r in last} == {"A": 7.0, "B": 7.0}
+
+
+def test_knapsack_without_a_step_left_names_the_fix():
+    problem = Problem(0.5, max_k={"A": 2, "B": 2}, scores={"A": np.ones(8), "B": np.ones(8)})
+    with pytest.raises(InputError, match="no candidate lowers the predicted latency further"):
+        _search._knapsack(problem)
+
+
+def test_uniform_bisects_to_the_smallest_ratio_meeting_the_budget():
+    # 10 - (k_A + k_B) / 2 <= 7.5 with k_A = min(round(8 r), 2) and k_B = round(8 r):
+    # k_B = 3, i.e. the ratio just above 2.5 / 8 (round() takes 2.5 to 2)
+    state, log = _search._uniform(Problem(0.75, max_k={"A": 2, "B": 6}))
+    assert state == {"A": 2, "B": 3}
+    assert len(log) == 30
+    assert log[0]["ratio"] == pytest.approx(0.45)  # the middle of [0, 0.9]
+    assert log[-1]["ratio"] == pytest.approx(2.5 / 8, abs=1e-6)
+    for row in log:
+        k = round(8 * row["ratio"])
+        assert row["predicted_latency_ms"] == 10 - (min(k, 2) + k) / 2
+        assert row["accepted"] == (row["predicted_latency_ms"] <= 7.5)
+
+
+def test_uniform_accepts_a_budget_met_exactly():
+    state, _ = _search._uniform(Problem(0.8, max_k={"A": 6, "B": 6}))  # 8 ms: k = 2 each
+    assert state == {"A": 2, "B": 2}
+
+
+def test_uniform_out_of_reach_names_the_fix():
+    with pytest.raises(InputError, match="no candidate lowers the predicted latency further"):
+        _search._uniform(Problem(0.5, max_k={"A": 2, "B": 2}))
+
+
+def test_greedy_takes_the_least_accuracy_lost_per_ms(monkeypatch):
+    monkeypatch.setattr(_search, "ChannelMasker", lambda model, groups: None)
+    state, log = _search._greedy(Problem(0.75, refresh_every=10))
+    # step 0: A loses 0.1, B 0.04 -> B; step 1: A 0.1, B 0.3 -> A; step 2: A 0.1 -> A (7 ms)
+    assert _accepted(log) == [(0, "B", 2), (1, "A", 2), (2, "A", 4)]
+    assert state == {"A": 4, "B": 2}
+    rows = {(r["step"], r["group"]): r for r in log}
+    assert rows[0, "B"]["score"] == pytest.approx(0.04 + 1e-6)
+    assert rows[1, "B"]["predicted_acc"] == pytest.approx(0.66)
+    assert rows[2, "A"]["predicted_acc"] == pytest.approx(0.76)
+    assert rows[2, "A"]["predicted_saving_ms"] == pytest.approx(1.0)
+    assert rows[2, "A"]["channels_left"] == 4
+    assert (rows[2, "A"]["k_from"], rows[2, "A"]["v1"]) == (2, pytest.approx(0.76))
+    # every candidate scored at step 0; later only new ones, the rest reuse their deltas
+    fresh = [(r["step"], r["group"], r["fresh"]) for r in log]
+    expected = [(0, "A", True), (0, "B", True), (1, "A", False), (1, "B", True)]
+    assert fresh == [*expected, (2, "A", True), (2, "B", False)]
+
+
+def test_greedy_refreshes_every_candidate_on_schedule(monkeypatch):
+    monkeypatch.setattr(_search, "ChannelMasker", lambda model, groups: None)
+    _, log = _search._greedy(Problem(0.75, refresh_every=2))
+    assert [r["fresh"] for r in log] == [True, True, False, True, True, True]
+
+
+def test_greedy_out_of_reach_names_the_fix(monkeypatch):
+    monkeypatch.setattr(_search, "ChannelMasker", lambda model, groups: None)
+    with pytest.raises(InputError, match="no candidate lowers the predicted latency further"):
+        _search._greedy(Problem(0.5, max_k={"A": 2, "B": 2}))
