@@ -116,6 +116,7 @@ UNITS = [
     ),
     UnitConfig(op="gap", batch=1, in_channels=33, out_channels=33, in_h=6, in_w=6),
 ]
+LINEAR = next(u for u in UNITS if u.op == "linear")
 
 #: block 8; dense convs up to 16 input channels probed (blocked at 8, 12 and 16, the 12 read
 #: as 16); above that blocked at multiples of 4, padded to 8
@@ -221,7 +222,7 @@ def test_every_feature_column_matches_its_definition(with_rule):
 
 def test_a_rule_that_blocks_nothing_leaves_the_padding_features_plain():
     rules = DeviceRules(blocked=RULE)
-    frame = configs_frame([CONV.replace(in_channels=10), UNITS[7]])  # neither runs blocked
+    frame = configs_frame([CONV.replace(in_channels=10), LINEAR])  # neither runs blocked
     f = unit_features(frame, rules)
     block, macs = FEATURE_NAMES.index("log_macs_block"), FEATURE_NAMES.index("log_macs")
     assert f[:, block].tolist() == f[:, macs].tolist()
@@ -286,7 +287,7 @@ NATIVE_CASES = [
         batch=1, kernel_h=1, kernel_w=1, stride_h=1, stride_w=1, in_h=40, in_w=40, dilation_w=2
     ),
     CONV.replace(batch=2, kernel_h=1, kernel_w=1, stride_h=1, stride_w=1, in_h=40, in_w=40),
-    UNITS[7],  # not a conv
+    LINEAR,  # not a conv
 ]
 
 
