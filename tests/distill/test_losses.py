@@ -230,7 +230,7 @@ def test_spec_as_a_list_of_terms():
     s, t = _features(seed=1), _features(seed=2)
     total, parts = CombinedLoss(terms, _context())(s, t)
     assert float(total) == pytest.approx(0.5 * parts["kd"] + 2.0 * parts["ce"], rel=1e-6)
-    hint = r"give a loss spec like 'kd:0\.9,ce:0\.1' or a list of LossTerm"
+    hint = r"^give a loss spec like 'kd:0\.9,ce:0\.1' or a list of LossTerm$"
     for bad in ([], ["kd"], [LossTerm("kd", 1.0), "ce"]):
         with pytest.raises(InputError, match=hint):
             parse_loss_spec(bad)
@@ -239,7 +239,7 @@ def test_spec_as_a_list_of_terms():
 
 
 def test_spec_errors_show_an_example():
-    with pytest.raises(InputError, match=r"e\.g\. kd:0\.9,ce:0\.1"):
+    with pytest.raises(InputError, match=r"items separated by commas, e\.g\. kd:0\.9,ce:0\.1$"):
         parse_loss_spec(" ")
     with pytest.raises(
         InputError, match=r"of 'kd' in 'kd:x' is not a number; write e\.g\. kd:0\.9"
@@ -264,6 +264,8 @@ def test_map_losses_name_the_vector_layer():
     )
     with pytest.raises(InputError, match=expected):
         LOSSES.get("at")(ctx)
+    with pytest.raises(InputError, match=r"feature layer 0 has per-sample shape \(6,\)"):
+        LOSSES.get("at")(LossContext(4, ((8, 4, 4),), ((6,),)))
 
 
 #: losses that pair every student layer with a teacher layer
@@ -295,7 +297,9 @@ def test_crd_reads_the_index_from_either_side_and_explains_its_needs():
     assert value(Features(s.logits, s.features, None), Features(t.logits, t.features, s.index)) == (
         both
     )
-    with pytest.raises(InputError, match=r"needs Features\.index \(sample indices of the batch\)"):
+    with pytest.raises(
+        InputError, match=r"^loss 'crd' needs Features\.index \(sample indices of the batch\)$"
+    ):
         value(Features(s.logits, s.features, None), t)
     with pytest.raises(
         InputError,

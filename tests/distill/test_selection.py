@@ -29,7 +29,10 @@ def test_size_must_be_a_positive_integer(size):
 
 @pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5])
 def test_entropy_fraction_outside_unit_interval_is_rejected(fraction):
-    with pytest.raises(InputError, match=r"in \(0, 1\].*below 0\.4 ln C"):
+    with pytest.raises(
+        InputError,
+        match=r"in \(0, 1\], got -?[0-9.]+; 0\.4 keeps predictions with entropy below 0\.4 ln C$",
+    ):
         SelectionConfig("reliable", entropy_fraction=fraction)
 
 
