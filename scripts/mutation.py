@@ -11,6 +11,7 @@ The score is ``killed / (mutants - equivalent)``: a mutant is killed when a test
 out or crashes; "no tests" and "suspicious" count as surviving. Equivalent mutants (no test can
 tell them from the original) are listed with their reason in
 ``docs/design/mutation-equivalents.md``; their names hold while the module's source is unchanged.
+Mutants an interrupted run never checked are counted apart ("unchecked") and left out too.
 """
 
 from __future__ import annotations
@@ -70,10 +71,11 @@ class Score:
     killed: int
     survivors: list[str]
     equivalent: int
+    unchecked: int
 
     @property
     def score(self) -> float:
-        relevant = self.mutants - self.equivalent
+        relevant = self.mutants - self.equivalent - self.unchecked
         return self.killed / relevant if relevant else 1.0
 
 
@@ -127,9 +129,12 @@ def read_score(module: str, work: Path, equivalents: set[str]) -> Score:
     if not codes:
         raise SystemExit(f"{module}: no mutants were recorded; see {work / 'mutmut.log'}")
     killed = sum(code in KILLED for code in codes.values())
-    survivors = sorted(n for n, c in codes.items() if c not in KILLED and n not in equivalents)
+    unchecked = sum(code is None for code in codes.values())  # an interrupted run
+    survivors = sorted(
+        n for n, c in codes.items() if c not in KILLED and c is not None and n not in equivalents
+    )
     equivalent = sum(n in equivalents and c not in KILLED for n, c in codes.items())
-    return Score(module, len(codes), killed, survivors, equivalent)
+    return Score(module, len(codes), killed, survivors, equivalent, unchecked)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     for module in modules:
         work = WORK / module.replace("/", "-") if args.reuse else run_module(module, args.jobs)
         scores.append(read_score(module, work, equivalents))
-    print(f"{'module':<20} {'mutants':>7} {'killed':>6} {'survived':>8} {'equiv.':>6} {'score':>6}")
+    header = ("module", "mutants", "killed", "survived", "equivalent", "unchecked", "score")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
     for s in scores:
-        print(
-            f"{s.module:<20} {s.mutants:>7} {s.killed:>6} {len(s.survivors):>8} "
-            f"{s.equivalent:>6} {s.score:>6.1%}"
-        )
+        row = (s.module, s.mutants, s.killed, len(s.survivors), s.equivalent, s.unchecked)
+        print("| " + " | ".join(map(str, row)) + f" | {s.score:.1%} |")
     if args.survivors:
         for s in scores:
             for name in s.survivors:
