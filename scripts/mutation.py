@@ -49,7 +49,10 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
         ["ttmpd/pruning/_search.py"],
         ["tests/pruning/test_search_steps.py", "tests/pruning/test_search.py"],
     ),
-    "profiler/_timing": (["ttmpd/profiler/_timing.py"], ["tests/profiler/test_timing.py"]),
+    "profiler/_timing": (
+        ["ttmpd/profiler/_timing.py"],
+        ["tests/profiler/test_timing_steps.py", "tests/profiler/test_timing.py"],
+    ),
     "lut/_features": (
         ["ttmpd/lut/_features.py"],
         ["tests/lut/test_feature_columns.py", "tests/lut/test_features.py"],
