@@ -59,15 +59,24 @@ def test_fit_keeps_the_model_monotone_on_anti_correlated_data():
 @pytest.mark.parametrize(
     ("args", "match"),
     [
-        (([0.5] * 3, [1.0] * 3, [0.5] * 3), "needs >= 4 candidates with V1, V2, acc"),
-        (([0.5] * 4, [1.0] * 5, [0.5] * 4), "needs >= 4 candidates with V1, V2, acc"),
-        (([0.5] * 4, [1.0] * 4, [0.5, 0.5, 0.0, 0.5]), "accuracies must be > 0 to fit the"),
+        (
+            ([0.5] * 3, [1.0] * 3, [0.5] * 3),
+            "^fitting the .* needs >= 4 candidates with V1, V2, acc$",
+        ),
+        (
+            ([0.5] * 4, [1.0] * 5, [0.5] * 4),
+            "^fitting the .* needs >= 4 candidates with V1, V2, acc$",
+        ),
+        (
+            ([0.5] * 4, [1.0] * 4, [0.5, 0.5, 0.0, 0.5]),
+            "^fine-tuned accuracies must be > 0 to fit the accuracy model$",
+        ),
     ],
 )
 def test_fit_rejects_bad_input(args, match):
     with pytest.raises(InputError, match=match):
         AccuracyModel.fit(*args)
-    with pytest.raises(InputError, match="kept importance share must be > 0"):
+    with pytest.raises(InputError, match=r"^kept importance share must be > 0$"):
         AccuracyModel().predict(0.5, 1.0, 0.0)
 
 
@@ -107,3 +116,15 @@ def test_predict_without_kept_means_nothing_was_removed():
     model = AccuracyModel(scale=0.9, w_kept=2.0, w_agreement=0.5, w_kd_gap=0.1)
     # 0.9 * 1^2 * (0.5 + 0.01)^0.5 * exp(-0.1 * 3)
     assert float(model.predict(0.5, 3.0)) == pytest.approx(0.9 * 0.51**0.5 * np.exp(-0.3))
+
+
+def test_single_precision_inputs_are_computed_in_double():
+    rng = np.random.default_rng(1)
+    v1, v2, kept = rng.uniform(0.1, 1, 8), rng.uniform(0, 12, 8), rng.uniform(0.2, 1, 8)
+    single = [a.astype(np.float32) for a in (v1, v2, kept)]
+    double = [a.astype(np.float64) for a in single]  # the same values, in float64
+    model = AccuracyModel(scale=0.8, w_kept=0.7, w_agreement=0.3, w_kd_gap=0.02)
+    np.testing.assert_array_equal(model.predict(*single), model.predict(*double))
+    accuracy = model.predict(*double).astype(np.float32)
+    fitted = AccuracyModel.fit(*single[:2], accuracy, single[2])
+    assert fitted == AccuracyModel.fit(*double[:2], accuracy.astype(np.float64), double[2])
