@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -193,3 +194,39 @@ def test_settled_needs_agreeing_medians_and_a_narrow_pooled_ci():
     assert timing._settled(wide, 2, config)  # all rounds ran
     assert timing._settled([_timing(1.0), _timing(1.0)], 3, config)  # nothing to pool
     assert not timing._settled([_timing(1.0), _timing(1.1)], 3, config)
+
+
+def test_rounds_pool_within_the_target_over_root_two():
+    # target 2% -> rounds within 1.414% of the median round (1.0) pool: 1.013 does, 1.02 not
+    rounds = [_timing(m, (m,) * 7) for m in (1.0, 1.02, 1.0, 1.013)]
+    pooled = timing.combine_rounds(rounds, TimingConfig(target_rel_ci=0.02))
+    assert pooled.samples == 21
+    assert pooled.samples_ms == (1.0,) * 14 + (1.013,) * 7
+
+
+def test_unpooled_rounds_report_the_total_wall_time():
+    rounds = [_timing(1.0, wall=0.5), _timing(3.0, wall=0.25), _timing(2.0, wall=1.0)]
+    kept = timing.combine_rounds(rounds, TimingConfig(settle_rounds=False))
+    assert kept.median_ms == 2.0 and kept.wall_s == 1.75
+
+
+def test_measure_rounds_defaults_to_one_round_with_the_given_config():
+    config = TimingConfig(min_samples=3, max_samples=3, warmup_runs=0, retries=0)
+    for reuse in (True, False):
+        results = timing.measure_rounds(
+            [lambda: lambda n: 1.0 * n] * 2, replace(config, reuse_runners=reuse)
+        )
+        assert [[t.samples for t in r] for r in results] == [[3], [3]]
+    results = timing.measure_rounds([lambda: lambda n: 1.0 * n], config, rounds=1)
+    assert [len(r) for r in results] == [1]
+
+
+def test_every_runner_settled_ends_the_rounds_early():
+    config = TimingConfig(min_samples=3, max_samples=3, warmup_runs=0, retries=0)
+    results = timing.measure_rounds([lambda: lambda n: 1.0 * n] * 2, config, rounds=5)
+    # identical rounds: after 3 of 5 the rest cannot move the lower middle
+    assert [len(r) for r in results] == [3, 3]
+
+
+def test_rounds_all_run_are_settled_whatever_their_values():
+    assert timing.rounds_settled([0.0, 0.0, 0.0], 3, 0.5)
