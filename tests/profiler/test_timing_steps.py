@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -230,3 +231,20 @@ def test_every_runner_settled_ends_the_rounds_early():
 
 def test_rounds_all_run_are_settled_whatever_their_values():
     assert timing.rounds_settled([0.0, 0.0, 0.0], 3, 0.5)
+
+
+def test_a_ci_exactly_at_the_target_is_narrow_enough():
+    # 0.75, 1, 1.25: ranks clamp to the ends, (1.25 - 0.75) / (2 * 1) = 0.25 exactly
+    noise = itertools.cycle([0.75, 1.0, 1.25])
+    config = TimingConfig(min_samples=3, max_samples=9, max_seconds=60, target_rel_ci=0.25)
+    assert timing._sample(lambda n: next(noise) * n, 1, config, start=0.0).samples == 3
+    # two such rounds pooled: 6 samples, CI again 0.25, the settling tolerance here
+    rounds = [_timing(1.0, (0.75, 1.0, 1.25)), _timing(1.0, (0.75, 1.0, 1.25))]
+    assert timing._settled(rounds, 3, TimingConfig(target_rel_ci=0.25 * math.sqrt(2)))
+
+
+def test_sampling_wall_time_is_measured_from_the_start():
+    config = TimingConfig(min_samples=3, max_samples=3)
+    before = time.perf_counter()
+    t = timing._sample(lambda n: 1.0 * n, 1, config, start=before)
+    assert 0 <= t.wall_s <= time.perf_counter() - before
