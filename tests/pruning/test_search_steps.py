@@ -76,7 +76,7 @@ def test_uniform_bisects_to_the_smallest_ratio_meeting_the_budget():
     # k_B = 3, i.e. the ratio just above 2.5 / 8 (round() takes 2.5 to 2)
     state, log = _search._uniform(Problem(0.75, max_k={"A": 2, "B": 6}))
     assert state == {"A": 2, "B": 3}
-    assert len(log) == 30
+    assert [row["step"] for row in log] == list(range(30))
     assert log[0]["ratio"] == pytest.approx(0.45)  # the middle of [0, 0.9]
     assert log[-1]["ratio"] == pytest.approx(2.5 / 8, abs=1e-6)
     for row in log:
@@ -124,3 +124,13 @@ def test_greedy_out_of_reach_names_the_fix(monkeypatch):
     monkeypatch.setattr(_search, "ChannelMasker", lambda model, groups: None)
     with pytest.raises(InputError, match="no candidate lowers the predicted latency further"):
         _search._greedy(Problem(0.5, max_k={"A": 2, "B": 2}))
+
+
+@pytest.mark.parametrize("method", ["_greedy", "_knapsack"])
+def test_a_step_landing_on_the_budget_ends_the_search(method, monkeypatch):
+    monkeypatch.setattr(_search, "ChannelMasker", lambda model, groups: None)
+    scores = {"A": np.ones(8), "B": np.array([3, 3, 1, 3, 3, 3, 1, 3], dtype=float)}
+    # budget 0.8 of 10 ms: the second step reaches 8 ms exactly, and the search stops there
+    state, log = getattr(_search, method)(Problem(0.8, scores=scores))
+    assert state == {"A": 2, "B": 2}
+    assert [r["predicted_latency_ms"] for r in log if r["accepted"]] == [9.0, 8.0]
