@@ -117,16 +117,28 @@ def scratch_project(module: str, tests: list[str] | None = None) -> Path:
     return work
 
 
-def run_module(module: str, jobs: int, tests: list[str] | None = None) -> Path:
-    work = scratch_project(module, tests)
+def _mutmut(work: Path, jobs: int, names: list[str], log_mode: str = "w") -> None:
     # one thread per mutant; the scratch copy, not this checkout, must be the importable ttmpd
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     pythonpath = os.pathsep.join(p for p in paths if p and Path(p).resolve() != ROOT)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=pythonpath)
-    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs)]
-    log = work / "mutmut.log"
-    with log.open("w") as out:
+    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *names]
+    with (work / "mutmut.log").open(log_mode) as out:
         subprocess.run(cmd, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+
+
+def run_module(module: str, jobs: int, tests: list[str] | None = None) -> Path:
+    work = scratch_project(module, tests)
+    _mutmut(work, jobs, [])
+    return work
+
+
+def recheck_survivors(module: str, jobs: int) -> Path:
+    """Run the last run's surviving mutants again against the current tests."""
+    work = WORK / module.replace("/", "-")
+    survivors = read_score(module, work, set()).survivors
+    if survivors:
+        _mutmut(work, jobs, survivors, log_mode="a")
     return work
 
 
@@ -152,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reuse", action="store_true", help="report the last run's results without rerunning"
     )
+    parser.add_argument(
+        "--recheck", action="store_true", help="rerun only the last run's survivors (new tests)"
+    )
     parser.add_argument("--survivors", action="store_true", help="list surviving mutant names")
     parser.add_argument(
         "--tests",
@@ -168,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     for module in modules:
         if args.reuse:
             work = WORK / module.replace("/", "-")
+        elif args.recheck:
+            work = recheck_survivors(module, args.jobs)
         else:
             work = run_module(module, args.jobs, args.tests)
         scores.append(read_score(module, work, equivalents))
