@@ -16,9 +16,14 @@ ACC_LOSS = {"A": {0: 0.0, 2: 0.1, 4: 0.2, 6: 0.3}, "B": {0: 0.0, 2: 0.04, 4: 0.3
 
 
 class Problem:
-    """10 ms unpruned; every 2 channels removed from a group save 1 ms."""
+    """10 ms unpruned; every 2 channels removed from a group save ``ms_per_step[g]`` (1 ms);
+    the kept importance share is 1 - (removed channels) / 32."""
 
-    def __init__(self, budget, max_k=None, scores=None, refresh_every=4, max_ratio=0.9):
+    def __init__(
+        self, budget, max_k=None, scores=None, refresh_every=4, max_ratio=0.9, ms_per_step=None
+    ):
+        self.ms_per_step = ms_per_step or {"A": 1.0, "B": 1.0}
+        self.acc_loss = ACC_LOSS
         self.prunable = [SimpleNamespace(id="A", channels=8), SimpleNamespace(id="B", channels=8)]
         self.groups = self.prunable
         self.model = None
@@ -34,14 +39,16 @@ class Problem:
         )
 
     def latency(self, states):
-        return np.array([self.base_ms - sum(s.values()) / 2 for s in states])
+        saved = [sum(self.ms_per_step[g] * k / 2 for g, k in s.items()) for s in states]
+        return self.base_ms - np.array(saved)
 
     def next_k(self, group, k):
         return k + 2 if k + 2 <= self.max_k[group.id] else None
 
     def predicted_accuracy(self, masker, state):
-        acc = 1.0 - sum(ACC_LOSS[g][k] for g, k in state.items())
-        return {"v1": acc, "v2": 1 - acc, "kept": 1.0, "predicted_acc": acc}
+        acc = 1.0 - sum(self.acc_loss[g][k] for g, k in state.items())
+        kept = 1 - sum(state.values()) / 32
+        return {"v1": acc, "v2": 1 - acc, "kept": kept, "predicted_acc": acc}
 
 
 def _accepted(log):
@@ -108,6 +115,7 @@ def test_greedy_takes_the_least_accuracy_lost_per_ms(monkeypatch):
     assert rows[2, "A"]["predicted_saving_ms"] == pytest.approx(1.0)
     assert rows[2, "A"]["channels_left"] == 4
     assert (rows[2, "A"]["k_from"], rows[2, "A"]["v1"]) == (2, pytest.approx(0.76))
+    assert rows[2, "A"]["kept"] == 1 - (4 + 2) / 32  # the candidate's state
     # every candidate scored at step 0; later only new ones, the rest reuse their deltas
     fresh = [(r["step"], r["group"], r["fresh"]) for r in log]
     expected = [(0, "A", True), (0, "B", True), (1, "A", False), (1, "B", True)]
@@ -134,3 +142,24 @@ def test_a_step_landing_on_the_budget_ends_the_search(method, monkeypatch):
     state, log = getattr(_search, method)(Problem(0.8, scores=scores))
     assert state == {"A": 2, "B": 2}
     assert [r["predicted_latency_ms"] for r in log if r["accepted"]] == [9.0, 8.0]
+
+
+def test_greedy_scores_loss_per_ms_saved(monkeypatch):
+    monkeypatch.setattr(_search, "ChannelMasker", lambda model, groups: None)
+    problem = Problem(0.9, ms_per_step={"A": 1.0, "B": 2.0})
+    problem.acc_loss = {"A": ACC_LOSS["A"], "B": {0: 0.0, 2: 0.15, 4: 0.3, 6: 0.45}}
+    # A: 0.1 lost for 1 ms (0.1 per ms); B: 0.15 lost for 2 ms (0.075 per ms) -> B
+    state, log = _search._greedy(problem)
+    assert state == {"A": 0, "B": 2}
+    first = {r["group"]: r["score"] for r in log}
+    assert first == pytest.approx({"A": 0.1 + 1e-6, "B": (0.15 + 1e-6) / 2})
+
+
+def test_a_step_that_only_matches_the_current_latency_does_not_lower_it():
+    by_k = {0: 1.0, 2: 1.0, 4: 0.9}
+    group = SimpleNamespace(id="g", step=2)
+    problem = SimpleNamespace(
+        latency=lambda states: np.array([by_k[s["g"]] for s in states]),
+        next_k=lambda g, k: k + g.step if k + g.step in by_k else None,
+    )
+    assert _search.first_lowering_step(problem, {"g": 0}, group, 2, current_ms=1.0) == 4
