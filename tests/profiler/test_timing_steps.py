@@ -248,3 +248,16 @@ def test_sampling_wall_time_is_measured_from_the_start():
     before = time.perf_counter()
     t = timing._sample(lambda n: 1.0 * n, 1, config, start=before)
     assert 0 <= t.wall_s <= time.perf_counter() - before
+
+
+def test_later_rounds_may_skip_the_warm_up():
+    calls = []
+    config = TimingConfig(round_warmup_runs=0, min_samples=3, max_samples=3)
+    timing._resample(lambda n: calls.append(n) or 0.5 * n, 4, config)
+    assert calls == [4, 4, 4]
+
+
+def test_a_retry_as_unsteady_as_the_first_attempt_does_not_replace_it():
+    attempts = iter([_timing(1.0, spread=0.9), _timing(2.0, spread=0.9)])
+    kept = timing._steadiest(lambda: next(attempts), TimingConfig(retries=1))
+    assert kept.median_ms == 1.0
