@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from ttmpd.errors import InputError
-from ttmpd.pruning import _search
+from ttmpd.pruning import SearchConfig, _search
+from ttmpd.pruning._problem import NO_CANDIDATE
 
 #: accuracy lost by each group at each removal count (B is cheap first, then expensive)
 ACC_LOSS = {"A": {0: 0.0, 2: 0.1, 4: 0.2, 6: 0.3}, "B": {0: 0.0, 2: 0.04, 4: 0.34, 6: 0.64}}
@@ -130,7 +131,7 @@ def test_greedy_refreshes_every_candidate_on_schedule(monkeypatch):
 
 def test_greedy_out_of_reach_names_the_fix(monkeypatch):
     monkeypatch.setattr(_search, "ChannelMasker", lambda model, groups: None)
-    with pytest.raises(InputError, match="no candidate lowers the predicted latency further"):
+    with pytest.raises(InputError, match=f"^{NO_CANDIDATE}$"):
         _search._greedy(Problem(0.5, max_k={"A": 2, "B": 2}))
 
 
@@ -163,3 +164,40 @@ def test_a_step_that_only_matches_the_current_latency_does_not_lower_it():
         next_k=lambda g, k: k + g.step if k + g.step in by_k else None,
     )
     assert _search.first_lowering_step(problem, {"g": 0}, group, 2, current_ms=1.0) == 4
+
+
+def test_knapsack_divides_importance_by_the_ms_saved():
+    # B's two least important channels: 1.33 normalised importance for 2 ms (0.67 per ms);
+    # A's: 2 for 1 ms. Per ms B goes first; multiplied, A would
+    scores = {"A": np.ones(8), "B": np.array([3, 3, 1, 1, 1, 1, 1, 1], dtype=float)}
+    problem = Problem(0.85, scores=scores, ms_per_step={"A": 1.0, "B": 2.0})
+    state, log = _search._knapsack(problem)
+    assert state == {"A": 0, "B": 2}
+    assert {r["group"]: r["score"] for r in log} == pytest.approx({"A": 2.0, "B": 4 / 3 / 2})
+
+
+def test_knapsack_never_takes_a_step_that_saves_nothing():
+    scores = {"A": np.ones(8), "B": np.array([1, 1, 9, 9, 9, 9, 9, 9], dtype=float)}
+    problem = Problem(0.8, scores=scores, ms_per_step={"A": 1.0, "B": 0.0})
+    state, log = _search._knapsack(problem)
+    assert state == {"A": 4, "B": 0}  # B is the least important, but saves no time
+    assert all(r["score"] == np.inf for r in log if r["group"] == "B")
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("method", "importance"), [("halp", "taylor"), ("knapsack", "l1")])
+def test_halp_is_the_knapsack_with_taylor_importance(method, importance, monkeypatch):
+    seen = []
+
+    def problem(model, x, predictor, calib, config):
+        seen.append(config)
+        raise _Stop
+
+    monkeypatch.setattr(_search, "SearchProblem", problem)
+    with pytest.raises(_Stop):
+        _search.prune(None, None, None, None, SearchConfig(budget=0.5, method=method))
+    assert seen[0].importance == importance and seen[0].method == method
+    assert _search._METHODS[method] is _search._knapsack
