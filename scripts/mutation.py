@@ -148,12 +148,12 @@ def read_score(module: str, work: Path, equivalents: set[str]) -> Score:
         codes.update(json.loads(meta.read_text())["exit_code_by_key"])
     if not codes:
         raise SystemExit(f"{module}: no mutants were recorded; see {work / 'mutmut.log'}")
-    killed = sum(code in KILLED for code in codes.values())
     unchecked = sum(code is None for code in codes.values())  # an interrupted run
-    survivors = sorted(
-        n for n, c in codes.items() if c not in KILLED and c is not None and n not in equivalents
-    )
-    equivalent = sum(n in equivalents and c not in KILLED for n, c in codes.items())
+    # an equivalent mutant leaves the score whatever its verdict (a timeout under load, say)
+    equivalent = sum(n in equivalents and c is not None for n, c in codes.items())
+    mine = {n: c for n, c in codes.items() if n not in equivalents and c is not None}
+    killed = sum(c in KILLED for c in mine.values())
+    survivors = sorted(n for n, c in mine.items() if c not in KILLED)
     return Score(module, len(codes), killed, survivors, equivalent, unchecked)
 
 
