@@ -46,8 +46,11 @@ UNITS = [
     CONV.replace(in_channels=3, out_channels=8, kernel_h=1, kernel_w=1),
     CONV.replace(in_channels=36, out_channels=44, layout="nhwc"),
     CONV.replace(in_channels=16, out_channels=4),  # blocked, reads its input unpadded
+    CONV.replace(in_channels=1, out_channels=8),  # one input channel: dense, not depthwise
+    CONV.replace(in_channels=2, out_channels=2, groups=2),  # the narrowest depthwise conv
     UnitConfig(op="linear", batch=3, in_channels=10, out_channels=7, in_h=5, in_w=1, out_h=5),
     UnitConfig(op="linear", batch=1, in_channels=9, out_channels=17, bias=True),
+    UnitConfig(op="linear", batch=1, in_channels=8, out_channels=24, in_h=5, out_h=5, heads=2),
     UnitConfig(
         op="matmul",
         batch=2,
