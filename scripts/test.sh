@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The README's test command: set up (if needed), lint, then run the test suite; then the
-# training tests again with oneDNN and ATen limited to AVX2 (another host's kernels), with
-# glibc's heap checks on, so a kernel bug on that ISA cannot hide behind this host's.
+# The README's test command: set up (if needed), lint, build the docs site (strict, so a
+# broken link fails), run the test suite; then the training tests again with oneDNN and
+# ATen limited to AVX2 (another host's kernels), with glibc's heap checks on, so a kernel
+# bug on that ISA cannot hide behind this host's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check ttmpd tests benchmarks
 .venv/bin/ruff format --check ttmpd tests benchmarks
+site=$(mktemp -d)  # not --quiet: it hides the warnings --strict counts
+trap 'rm -rf "$site"' EXIT
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir "$site"
 .venv/bin/python -m pytest -q "$@"
 if [ "$#" -eq 0 ] && [ "$(uname -m)" = "x86_64" ]; then
     echo "== training tests under emulated AVX2 (ONEDNN_MAX_CPU_ISA=AVX2) =="

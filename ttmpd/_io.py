@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -26,6 +27,22 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     if target.is_dir():
         raise OutputError(f"{target} is a directory; give a file path")
     return target
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise OutputError unless ``path`` could be written later: its nearest existing
+    ancestor is a writable directory and no existing component of its parent is a file.
+    Creates nothing, so a command can check its outputs before long work and leave no
+    empty folder behind when it fails."""
+    parent = Path(path).absolute().parent
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"cannot create directory {parent}: {probe} is a file; choose another "
+                          "output path")  # fmt: skip
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"directory {probe} is not writable; choose another output path")
 
 
 def _umask() -> int:
@@ -61,3 +78,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     with atomic_path(path) as tmp:
         write(tmp)
     return Path(path)
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 (hex) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -31,3 +31,8 @@ class OutputError(TtmpdError):
 
 class ProbeError(TtmpdError):
     """A backend's device probe (layout and dispatch rules) failed on this machine."""
+
+
+class ExecutorError(TtmpdError):
+    """Jobs cannot run where asked: Ray missing, a cluster unreachable, a device resource
+    that no node carries, or jobs that failed after their retries."""

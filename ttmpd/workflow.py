@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,15 +28,12 @@ from .pruning import calibrate_predictor, measure_models
 logger = logging.getLogger(__name__)
 
 
-def load_stream(data: str, labels: bool = False):
-    """A test stream: ``mnist``/``digits`` (embedded test split) or a path (.npz, folder)."""
-    from .data import load_digits, load_mnist, load_path
+def load_stream(data: str, labels: bool | None = None):
+    """A test stream: ``mnist``/``digits`` (embedded test split) or a path (.npz, folder);
+    labels when the stream has them (:func:`ttmpd.data.load_stream`)."""
+    from .data import load_stream as load
 
-    if data == "mnist":
-        return load_mnist("test")
-    if data == "digits":
-        return load_digits("test")
-    return load_path(data, labels=labels)
+    return load(data, labels=labels)
 
 
 def split_mask(n: int, k: int, seed: int) -> np.ndarray:
@@ -71,13 +69,13 @@ def load_scenario(model_path: str, data: str, samples: int, seed: int = 0) -> Sc
     from .base import check_input_channels, to_model_input
 
     if samples < 8:
-        raise InputError(f"--calib-samples must be >= 8, got {samples}")
+        raise InputError(f"--proxy-samples must be >= 8, got {samples}")
     checkpoint = load_checkpoint(model_path)
-    stream = load_stream(data, labels=True)  # labels, when present, are for evaluation only
+    stream = load_stream(data)  # labels, when present, are for evaluation only
     check_input_channels(checkpoint.model, stream.images)
     n = len(stream.images)
     if samples >= n:
-        raise InputError(f"--calib-samples {samples} must be below the stream size {n}")
+        raise InputError(f"--proxy-samples {samples} must be below the stream size {n}")
     pick = split_mask(n, samples, seed)
     calib = to_model_input(stream.images[pick], checkpoint.normalization)
     labels = None if stream.labels is None else stream.labels[~pick]
@@ -113,7 +111,7 @@ def load_predictor_for(
                 "(ttmpd lut check %s)", lut, 1 + check.spread, lut,
             )  # fmt: skip
         calibrate_predictor(predictor, model, example, backend_for_table(table),
-                            calibrate_variants)  # fmt: skip
+                            calibrate_variants, progress=True)  # fmt: skip
     return predictor, table
 
 
@@ -122,3 +120,21 @@ def measure_on_table_backend(table: LatencyTable, model: nn.Module, example) -> 
     median of 3 measurements, as the calibration measures (one burst of load on a shared
     host then cannot decide the reported number)."""
     return measure_models([(model, example)], backend_for_table(table), rounds=3)[0]
+
+
+def sweep_identity(
+    model_path: str,
+    data: str,
+    table_path: str,
+    proxy_samples: int,
+    calibrate_variants: int,
+    seed: int,
+) -> dict[str, object]:
+    """What makes a sweep's rows comparable: file digests of the model and the table or
+    predictor, the stream and the split. A sweep journal of another identity is refused."""
+    from ._io import file_digest
+
+    data_id = file_digest(data) if Path(data).is_file() else data
+    return {"model": file_digest(model_path), "data": data_id,
+            "latency": file_digest(table_path), "proxy_samples": proxy_samples,
+            "calibrate_variants": calibrate_variants, "seed": seed}  # fmt: skip

@@ -39,6 +39,18 @@ def test_train_base_writes_a_checkpoint(small_mnist, tmp_path, capsys):
     assert ckpt.normalization == (tuple(norm["mean"]), tuple(norm["std"]))
 
 
+def test_train_base_adamw_reaches_the_recipe(small_mnist, tmp_path, capsys):
+    out = tmp_path / "vit.pt"
+    argv = ["train-base", "--model", "vit_mnist", "--optimizer", "adamw", "--lr", "1e-3"]
+    argv += ["--weight-decay", "0.05", "--epochs", "1", "--threads", "1", "--out", str(out)]
+    assert main([*argv, "--no-progress"]) == 0
+    ckpt = load_checkpoint(out)
+    recipe = ckpt.metadata["train_config"]
+    assert ckpt.arch == "vit_mnist" and ckpt.arch_kwargs == {"in_channels": 1, "num_classes": 10}
+    assert (recipe["optimizer"], recipe["lr"], recipe["weight_decay"]) == ("adamw", 1e-3, 0.05)
+    assert "clean test accuracy" in capsys.readouterr().out
+
+
 def test_train_base_interrupted_exits_130_without_file(small_mnist, tmp_path, capsys, monkeypatch):
     def interrupt(*args):
         raise KeyboardInterrupt

@@ -51,6 +51,33 @@ def test_training_learns(source, test_data):
     assert result.clean_accuracy >= 0.8
 
 
+def test_adamw_learns_and_is_not_sgd(source, test_data):
+    """AdamW at its usual lr learns the 4 classes; an option that still ran SGD would give
+    the SGD weights of the same seed (or not learn at lr 3e-3)."""
+    config = dataclasses.replace(TINY, epochs=3, optimizer="adamw", lr=3e-3, weight_decay=0.05)
+    result = train_base(config, source, test=test_data)
+    assert result.clean_accuracy >= 0.8
+    assert result.metadata()["train_config"]["optimizer"] == "adamw"
+    sgd_same_lr = train_base(dataclasses.replace(config, optimizer="sgd", epochs=1), source)
+    adamw_one_epoch = train_base(dataclasses.replace(config, epochs=1), source)
+    assert not _same_weights(adamw_one_epoch.model, sgd_same_lr.model)
+
+
+def test_adamw_decay_is_decoupled(source, monkeypatch):
+    """The optimizer train_base builds is torch's AdamW with the config's lr and decay."""
+    built = []
+    real = torch.optim.AdamW
+
+    def spy(*args, **kwargs):
+        built.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", spy)
+    config = dataclasses.replace(TINY, optimizer="adamw", lr=2e-3, weight_decay=0.05)
+    train_base(config, source.subset(slice(0, 64)))
+    assert built == [{"lr": 2e-3, "betas": (0.9, 0.999), "weight_decay": 0.05}]
+
+
 def test_checkpoint_round_trips(trained, checkpoint_path, test_data):
     ckpt = load_checkpoint(checkpoint_path)
     assert ckpt.arch == "resnet20"
@@ -75,6 +102,7 @@ def test_checkpoint_round_trips(trained, checkpoint_path, test_data):
         ({"momentum": 1.5}, "momentum"),
         ({"max_shift_px": -1}, "max_shift_px"),
         ({"seed": -3}, "seed"),
+        ({"optimizer": "adam"}, "unknown optimizer 'adam'; choose one of: sgd, adamw"),
     ],
 )
 def test_bad_config_is_rejected(change, words):

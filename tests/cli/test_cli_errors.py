@@ -145,6 +145,12 @@ PROFILE_CASES = {
     "unknown-model": Case(_profile(model="resnet999"), ("unknown", "resnet999")),
     "shape-unparsable": Case(_with(_profile(), "--input-shape", "1,3,abc"), ("input shape",)),
     "shape-negative": Case(_with(_profile(), "--input-shape", "1,3,-16,16"), ("input shape",)),
+    "shape-without-batch": Case(
+        _with(_profile(), "--input-shape", "3x16"), ("does not run", "shape 3,16", "N,C,H,W")
+    ),
+    "shape-wrong-channels": Case(
+        _with(_profile(), "--input-shape", "1,1,16,16"), ("does not run", "shape 1,1,16,16")
+    ),
     "factory-missing": Case(_profile(model="{shared}/models.py:nope"), ("no factory", "nope")),
     "factory-raises": Case(_profile(model="{shared}/models.py:boom"), ("raised", "kaboom")),
     "factory-file-missing": Case(_profile(model="missing.py:tiny"), ("not found", "missing.py")),

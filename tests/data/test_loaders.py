@@ -15,6 +15,7 @@ from ttmpd.data import (
     load_image_folder,
     load_npz,
     load_path,
+    load_stream,
 )
 from ttmpd.errors import InputError
 
@@ -170,3 +171,21 @@ def test_bad_image_folders(tmp_path: Path) -> None:
 def test_dataset_record_validates_lengths() -> None:
     with pytest.raises(InputError, match="has 2 images but 3 labels"):
         ImageDataset(np.zeros((2, 4, 4), np.uint8), np.zeros(3, np.int64))
+
+
+def test_load_stream_reads_labels_only_when_the_stream_has_them(tmp_path: Path) -> None:
+    images = np.arange(3 * 4 * 4, dtype=np.uint8).reshape(3, 4, 4, 1)
+    np.savez(tmp_path / "bare.npz", images=images)
+    np.savez(tmp_path / "labelled.npz", images=images, labels=np.array([2, 0, 1]))
+    assert load_stream(tmp_path / "bare.npz").labels is None  # unlabeled is the normal case
+    assert load_stream(tmp_path / "labelled.npz").labels.tolist() == [2, 0, 1]
+    assert load_stream(tmp_path / "labelled.npz", labels=False).labels is None
+    with pytest.raises(DataFileError, match="no 'labels' array"):
+        load_stream(tmp_path / "bare.npz", labels=True)
+    flat, classes = tmp_path / "flat", tmp_path / "classes"
+    for i in range(2):
+        _save(flat / f"{i}.png", np.full((4, 4), i, np.uint8))
+        _save(classes / f"c{i}" / "x.png", np.full((4, 4), i, np.uint8))
+    assert load_stream(flat).labels is None
+    assert load_stream(classes).labels.tolist() == [0, 1]
+    assert len(load_stream("mnist").labels) == 4000  # the embedded test split

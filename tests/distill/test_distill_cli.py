@@ -49,7 +49,7 @@ def _args(files, out, *extra):
         str(files / "stream.npz"),
         "--out",
         str(out),
-        "--subset",
+        "--finetune-samples",
         "32",
         "--epochs",
         "1",
@@ -112,3 +112,21 @@ def test_bad_input_is_one_line_exit_2(files, tmp_path, capsys, extra, message):
 
 def test_loss_names_in_help_are_in_sync():
     assert LOSS_NAMES.split(", ") == list_losses()
+
+
+def test_student_folder_and_embedded_data_are_accepted(files, tmp_path, capsys):
+    """The forms a user tries after ``ttmpd prune --out pruned/``: the folder as --student,
+    and ``--data mnist`` as ``ttmpd prune``/``run`` take it."""
+    pruned = tmp_path / "pruned"
+    pruned.mkdir()
+    (pruned / "model.pt").write_bytes((files / "student.pt").read_bytes())
+    args = _args(files, tmp_path / "o", "--json", "--steps", "1")
+    args[args.index("--student") + 1] = str(pruned)
+    args[args.index("--data") + 1] = "mnist"
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["subset"] == 32 and summary["held_out"] == 4000 - 32  # the test split
+    # the student trained is the folder's model: same architecture out
+    trained = load_checkpoint(tmp_path / "o" / "student.pt").model
+    original = load_checkpoint(files / "student.pt").model
+    assert [p.shape for p in trained.parameters()] == [p.shape for p in original.parameters()]

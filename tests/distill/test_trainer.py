@@ -87,6 +87,24 @@ def test_history_columns_and_eval(make_net, images, to_model_input, tmp_path):
     assert not result.student.training
 
 
+def test_eval_epochs_evaluates_only_those_and_does_not_change_training(
+    make_net, images, to_model_input
+):
+    teacher, cache = _setup(make_net, images, to_model_input)
+    labels = np.arange(len(images)) % 4
+    config = DistillConfig(loss="kd", epochs=3, batch_size=16, progress=False)
+    runs = {}
+    for key, epochs in (("every", None), ("some", {1, 3})):
+        student = make_net((4, 8), seed=2)
+        result = distill(teacher, student, cache, to_model_input, config,
+                         eval_data=(images[:30], labels[:30]), eval_epochs=epochs)  # fmt: skip
+        runs[key] = result.history
+    every, some = runs["every"], runs["some"]
+    assert some["accuracy"].isna().tolist() == [False, True, False]
+    np.testing.assert_array_equal(some["accuracy"].iloc[[0, 2]], every["accuracy"].iloc[[0, 2]])
+    assert some["loss"].tolist() == every["loss"].tolist()
+
+
 def test_interrupt_then_resume_equals_uninterrupted(make_net, images, to_model_input, tmp_path):
     teacher, cache = _setup(make_net, images, to_model_input, views=2)
     kwargs = dict(loss="kd,crd", scheme="adversarial", optimizer="adam", lr=1e-3, epochs=3)

@@ -238,3 +238,18 @@ def test_module_whose_code_is_gone(tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, name)
     (tmp_path / f"{name}.py").unlink()
     _assert_load_error(path, "cannot rebuild the module", name, "importable")
+
+
+def test_a_folder_loads_the_checkpoint_ttmpd_wrote_into_it(tmp_path):
+    from ttmpd.models.checkpoint import FOLDER_CHECKPOINTS
+
+    torch.manual_seed(0)
+    pruned, tuned = create_model("resnet20"), create_model("resnet20")
+    save_checkpoint(tmp_path / "run" / "prune" / "model.pt", pruned, arch="resnet20")
+    assert torch.equal(load_checkpoint(tmp_path / "run").model.conv1.weight, pruned.conv1.weight)
+    save_checkpoint(tmp_path / "run" / "distill" / "student.pt", tuned, arch="resnet20")
+    # the fine-tuned model wins over the pruned one
+    assert torch.equal(load_checkpoint(tmp_path / "run").model.conv1.weight, tuned.conv1.weight)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match=f"looked for {', '.join(FOLDER_CHECKPOINTS)}"):
+        load_checkpoint(tmp_path / "empty")

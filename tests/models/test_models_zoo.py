@@ -10,8 +10,9 @@ from ttmpd._registry import UnknownNameError
 from ttmpd.errors import InputError
 from ttmpd.models import create_model, list_models, model_info
 
-ZOO = ("mobilenet_v2", "resnet18", "resnet20", "resnet34", "resnet50", "resnet56", "vgg11_bn")
-DEFAULT_CLASSES = {name: 10 if name in ("resnet20", "resnet56") else 1000 for name in ZOO}
+CNNS = ("mobilenet_v2", "resnet18", "resnet20", "resnet34", "resnet50", "resnet56", "vgg11_bn")
+ZOO = (*CNNS, "vit_mnist")
+DEFAULT_CLASSES = {name: 1000 for name in CNNS} | {"resnet20": 10, "resnet56": 10, "vit_mnist": 10}
 
 
 def test_list_models_is_the_sorted_zoo():
@@ -19,7 +20,7 @@ def test_list_models_is_the_sorted_zoo():
 
 
 @pytest.mark.parametrize("in_channels", [1, 3])
-@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("name", CNNS)
 def test_forward_shape_on_32x32(name, in_channels):
     model = create_model(name, in_channels=in_channels, num_classes=7).eval()
     with torch.no_grad():
@@ -36,7 +37,7 @@ def test_default_num_classes(name):
     assert model_info(name).default_num_classes == DEFAULT_CLASSES[name]
 
 
-@pytest.mark.parametrize("name", ["resnet20", "resnet56", "vgg11_bn"])
+@pytest.mark.parametrize("name", ["resnet20", "resnet56", "vgg11_bn", "vit_mnist"])
 def test_runs_on_28x28(name):
     model = create_model(name, in_channels=1).eval()
     with torch.no_grad():

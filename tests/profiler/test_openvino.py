@@ -255,3 +255,41 @@ def test_layout_order_reads_plain_layouts_only():
 def test_probe_is_cached_per_thread_count(backend):
     assert probe_unit_layouts(1) is probe_unit_layouts(1)
     assert backend.unit_layouts() is probe_unit_layouts(backend.config.threads)
+
+
+_KERNEL_OF_A_CONV = """
+import sys, torch
+from ttmpd.profiler import UnitConfig, build_unit
+from ttmpd.profiler.backends.openvino import openvino_compile
+from ttmpd.profiler.backends.ort import export_onnx
+unit = UnitConfig("conv", 1, 16, 32, 16, 16, 16, 16, 3, 3, 1, 1, 1, 1)
+module, inputs = build_unit(unit)
+compiled = openvino_compile(export_onnx(module, inputs), threads=1)
+for op in compiled.get_runtime_model().get_ordered_ops():
+    info = op.get_rt_info()
+    if info["layerType"].astype(str) == "Convolution":
+        print(info["primitiveType"].astype(str))
+"""
+
+
+def _conv_kernel(env: dict) -> str:
+    import os
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", _KERNEL_OF_A_CONV], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **env})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-500:]
+    return done.stdout.strip()
+
+
+def test_onednn_isa_limit_emulates_another_host_in_openvino(backend):
+    """OpenVINO's CPU plugin honours ONEDNN_MAX_CPU_ISA, as torch's oneDNN does: an AVX-512
+    host profiles with AVX2 kernels (and the fingerprint's kernel ISA names the limit)."""
+    from ttmpd.profiler._fingerprint import cpu_isa
+
+    if "avx512f" not in cpu_isa().split(","):
+        pytest.skip("the host has no AVX-512: nothing to limit")
+    native = _conv_kernel({"ONEDNN_MAX_CPU_ISA": ""})
+    limited = _conv_kernel({"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert "avx512" in native and "_f32" in native  # ACCURACY mode: no bf16 down-cast
+    assert "avx2" in limited and "avx512" not in limited

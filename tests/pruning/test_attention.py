@@ -157,6 +157,35 @@ def test_latency_search_prunes_heads(vit, tmp_path):
     assert whole == pytest.approx(result.predicted_latency_ms, rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:.*have no latency unit")
+@pytest.mark.parametrize("fusion", ["none", "none+attention-parts"])
+def test_head_pricing_matches_the_predictor_on_the_pruned_model(vit, tmp_path, fusion,
+                                                                monkeypatch):  # fmt: skip
+    from ttmpd.lut import LatencyPredictor, profile_model
+    from ttmpd.profiler import GridConfig, get_backend
+    from ttmpd.profiler.backends.fake import FakeBackend
+    from ttmpd.pruning import SearchConfig, apply_plan, plan_from_removed
+    from ttmpd.pruning._problem import SearchProblem
+
+    x1 = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    calib = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    grid = GridConfig(channel_step=4, off_grid_per_unit=4)
+    monkeypatch.setattr(FakeBackend, "fusion", fusion)  # fused sdpa, or matmul/softmax/matmul
+    table = profile_model(vit, x1, get_backend("fake"), tmp_path / "lut.parquet",
+                          progress=False, grid=grid).table  # fmt: skip
+    assert table.meta.fusion == fusion
+    predictor = LatencyPredictor().fit(table)
+    problem = SearchProblem(vit, x1, predictor, calib, SearchConfig(budget=0.9, progress=False))
+    heads = [g for g in problem.prunable if g.id.endswith("#heads")]
+    assert len(heads) == 2
+    for group in heads:
+        for k in (1, 2):  # the attention unit (3 heads) shrinks with its qkv and proj
+            plan = plan_from_removed(problem.groups, {group.id: list(range(k))})
+            pruned = apply_plan(vit, x1, plan)
+            whole = predictor.predict_model(pruned, x1).total_ms
+            assert problem.latency([{group.id: k}])[0] == pytest.approx(whole, rel=1e-6)
+
+
 def test_embedding_width_is_opt_in_and_slices_every_member(vit, x):
     closed = {g.id: g for g in channel_groups(vit, x)}["patch_embed.proj"]
     assert not closed.prunable and "GroupOptions(embedding=True)" in closed.reason

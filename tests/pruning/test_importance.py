@@ -21,8 +21,8 @@ def pseudo_label_loss(x):
 
 
 def test_registry_names():
-    assert IMPORTANCES.names() == ["bn_scale", "l1", "l2", "random", "taylor"]
-    with pytest.raises(InputError, match="choose one of: bn_scale, l1"):
+    assert IMPORTANCES.names() == ["bn_scale", "bn_taylor", "l1", "l2", "random", "taylor"]
+    with pytest.raises(InputError, match="choose one of: bn_scale, bn_taylor, l1"):
         importance("fisher")
 
 
@@ -69,6 +69,29 @@ def test_depthwise_and_concat_importance_use_the_right_slices(x16):
     np.testing.assert_allclose(
         importance("l1")(cat, g), cat.b.weight.abs().sum((1, 2, 3)).detach().numpy(), rtol=1e-6
     )
+
+
+def test_bn_taylor_is_halps_saliency_summed_over_the_groups_batchnorms(x16):
+    net = ResidualNet().train()
+    with torch.no_grad():  # non-trivial shifts so the beta term matters
+        for bn in (net.stem[1], net.bn1, net.bn2):
+            bn.bias.uniform_(-1, 1, generator=torch.Generator().manual_seed(3))
+    loss_fn = pseudo_label_loss(x16)
+    grads = parameter_grads(net, loss_fn)
+
+    def saliency(bn, name):  # |gamma * dL/dgamma + beta * dL/dbeta|, written out
+        g_w, g_b = grads[f"{name}.weight"], grads[f"{name}.bias"]
+        return (bn.weight * g_w + bn.bias * g_b).abs().detach().numpy()
+
+    groups = groups_of(net, x16)
+    np.testing.assert_allclose(
+        importance("bn_taylor")(net, groups["conv1"], grads=grads), saliency(net.bn1, "bn1"),
+        rtol=1e-6,
+    )  # fmt: skip
+    # the residual stream: stem BN and bn2 both produce it; per-BN absolute values add
+    stream = importance("bn_taylor")(net, groups["stem.0"], loss_fn=loss_fn)
+    expected = saliency(net.stem[1], "stem.1") + saliency(net.bn2, "bn2")
+    np.testing.assert_allclose(stream, expected, rtol=1e-5)
 
 
 def test_bn_scale_ranks_by_gamma(x16):

@@ -42,9 +42,9 @@ def test_search_meets_the_budget_and_the_model_runs(net_cls, method, tmp_path):
     net, predictor = _setup(net_cls, tmp_path)
     config = SearchConfig(budget=0.7, method=method, progress=False)
     if method == "tp-magnitude" and net_cls is DepthwiseNet:  # 16-channel groups
+        rounded = SearchConfig(budget=0.7, method=method, progress=False, round_to=8)
         with pytest.raises(InputError, match="multiples of 8 channels"):
-            prune(net, X, predictor, CALIB, config)
-        return
+            prune(net, X, predictor, CALIB, rounded)
     result = prune(net, X, predictor, CALIB, config)
     assert result.predicted_latency_ms <= result.target_latency_ms + 1e-9
     with torch.no_grad():
@@ -145,10 +145,19 @@ def test_pareto_front_and_sweep(tmp_path):
         with torch.no_grad():
             return float((model(CALIB).argmax(1) == labels).float().mean())
 
+    from ttmpd.executor import JobJournal
+
+    journal = JobJournal(tmp_path / "pareto.journal", {"test": 1})
+    done = {"method": "uniform", "budget": 0.8, "predicted_ms": 0.1, "measured_ms": 0.2,
+            "accuracy": 0.25, "search_s": 0.0, "plan_id": "journaled"}  # fmt: skip
+    journal.append("uniform@0.8", done)  # finished by an earlier, interrupted run
     frame = pareto_sweep(net, X, predictor, CALIB, evaluate,
                          lambda m: fake.measure_model(m, X).median_ms, [0.5, 0.8],
-                         ["ttmpd", "uniform"], progress=False)  # fmt: skip
-    assert len(frame) == 5 and frame.iloc[0]["method"] == "original"
+                         ["ttmpd", "uniform"], progress=False, journal=journal)  # fmt: skip
+    assert frame.iloc[4].drop("on_front").to_dict() == done  # taken from the journal, in order
+    assert len(journal.load()) == 5
+    frame = frame.iloc[:4]
+    assert len(frame) == 4 and frame.iloc[0]["method"] == "original"
     assert frame.iloc[0]["accuracy"] == 1.0 and frame["on_front"].any()
     pruned = frame.iloc[1:]
     assert (pruned["measured_ms"] < frame.iloc[0]["measured_ms"]).all()

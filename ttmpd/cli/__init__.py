@@ -12,8 +12,10 @@ import argparse
 import importlib
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from .._version import __version__
@@ -69,16 +71,61 @@ def passive_omp_wait() -> None:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
+def _new_folders(out: object) -> list[Path]:
+    """The folders of ``--out`` that do not exist yet (deepest first): a failed command
+    removes those it created and left empty."""
+    if not isinstance(out, str) or not out:
+        return []
+    path = Path(out).absolute()
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove each folder (deepest first) that now holds only empty folders."""
+    for folder in folders:
+        if folder.is_dir() and not any(p.is_file() for p in folder.rglob("*")):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+#: Options that name an input file, and the suffixes that make a value a file path (a value
+#: such as ``resnet18``, ``mnist`` or ``pkg.mod:factory`` names something else).
+_INPUT_OPTIONS = ("model", "data", "lut", "predictor", "teacher", "student", "plan")
+_FILE_SUFFIXES = (".pt", ".pth", ".npz", ".parquet", ".pq", ".csv", ".json", ".py")
+
+
+def _missing_input(args: argparse.Namespace) -> str:
+    """The first input file the options name that does not exist, checked before the
+    command imports torch (seconds), so a typo is reported at once."""
+    for name in _INPUT_OPTIONS:
+        value = getattr(args, name, None)
+        if not isinstance(value, str) or ":" in value or "@" in value:
+            continue
+        if value.lower().endswith(_FILE_SUFFIXES) and not Path(value).exists():
+            hint = "; build one with ttmpd profile" if name == "lut" else ""
+            return f"--{name} {value} not found; check the path{hint}"
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     passive_omp_wait()
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    missing = _missing_input(args)
+    if missing:
+        print(f"ttmpd {args.command}: error: {missing}", file=sys.stderr)
+        return 2
+    created = _new_folders(getattr(args, "out", None))
     try:
         return int(args.func(args) or 0)
     except TtmpdError as exc:
         print(f"ttmpd {args.command}: error: {exc}", file=sys.stderr)
+        _remove_if_empty(created)
         return int(getattr(exc, "exit_code", 2))
     except BrokenPipeError:  # e.g. `ttmpd lut show ... | head`
         sys.stderr.close()

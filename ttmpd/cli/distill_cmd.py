@@ -3,7 +3,7 @@
 Examples::
 
     ttmpd distill --teacher base.pt --student pruned/student.pt --data stream.npz \\
-        --loss kd --subset 512 --select balanced --epochs 10 --out distilled/
+        --loss kd --finetune-samples 512 --select balanced --epochs 10 --out distilled/
     ttmpd distill ... --loss kd:0.9,at:1000,ce:0.1 --features layer1,layer2,layer3
     ttmpd distill ... --scheme dml            # byot | dml | adversarial | standard
     ttmpd distill ... --online                # baseline: teacher run at every step
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import print_json
+from ._common import add_deprecated, print_json
 
 #: Kept in sync with ttmpd.distill (a test checks); listed here so --help imports no torch.
 LOSS_NAMES = "ab, at, cc, ce, crd, dkd, fitnet, fsp, ft, kd, nst, pkt, rkd, sp, vid"
@@ -39,8 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "accuracy on the held-out rest of the stream.",
     )
     parser.add_argument("--teacher", required=True, metavar="PT", help="unpruned checkpoint")
-    parser.add_argument("--student", required=True, metavar="PT", help="pruned checkpoint")
-    parser.add_argument("--data", required=True, help="test stream .npz or image folder")
+    parser.add_argument(
+        "--student", required=True, metavar="PT",
+        help="pruned checkpoint, or the folder ttmpd prune wrote",
+    )  # fmt: skip
+    parser.add_argument(
+        "--data", required=True, help="test stream .npz, image folder, or mnist (embedded)"
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument(
         "--loss",
@@ -55,7 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default: the layerN stages, when a loss needs features)",
     )
     parser.add_argument("--teacher-features", help="teacher module paths (default: --features)")
-    parser.add_argument("--subset", type=int, default=512, help="fine-tuning samples (512)")
+    parser.add_argument(
+        "--finetune-samples", type=int, default=512,
+        help="unlabeled stream images to fine-tune on (512, as ttmpd run)",
+    )  # fmt: skip
+    add_deprecated(parser, "--subset", "--finetune-samples", "finetune_samples", type=int)
     parser.add_argument(
         "--select", default="random", choices=SELECTIONS, help="subset selection (random)"
     )
@@ -109,7 +118,10 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     selection = SelectionConfig(
-        strategy=args.select, size=args.subset, entropy_fraction=args.entropy_max, seed=args.seed
+        strategy=args.select,
+        size=args.finetune_samples,
+        entropy_fraction=args.entropy_max,
+        seed=args.seed,
     )
     cache = CacheConfig(views=args.views, directory=args.cache_dir)
     summary = distill_files(

@@ -58,9 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit.add_argument(
         "--calibrate-variants",
         type=int,
-        default=0,
+        default=None,
         metavar="N",
-        help="with --model: measure the model and N random pruned variants of it to calibrate",
+        help="with --model: measure the model and N random pruned variants of it to calibrate "
+        "(default 6 with --model, as ttmpd run and predict)",
     )
     fit.add_argument("--model", help="model to calibrate for (with --calibrate-variants)")
     fit.add_argument("--input-shape", help="N,C,H,W for --model")
@@ -93,6 +94,7 @@ def _show(args: argparse.Namespace) -> int:
         f"device: {fp.cpu_model}{' / ' + fp.gpu_name if fp.gpu_name else ''}, "
         f"{fp.physical_cores} cores, threads {fp.threads}/{fp.inter_op_threads}"
     )
+    print(f"Ray resource of its measuring node: {summary['device_resource']}")
     if fp.isa or fp.kernel_isa:
         print(f"isa: {fp.isa or '?'}; kernels: {fp.kernel_isa or '?'}; caches: {fp.caches or '?'}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in fp.library_versions))
@@ -195,6 +197,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from .._io import check_writable
     from ..errors import InputError
     from ..lut import (
         LatencyPredictor,
@@ -205,10 +208,13 @@ def _fit(args: argparse.Namespace) -> int:
     )
     from ._common import load_model_spec, model_from_args
 
+    check_writable(args.out)  # before cross-validating and calibrating
     table = LatencyTable.load(args.path)
     cv = cross_validate_regressors(table) if args.cv else None
     predictor = LatencyPredictor(regressor=args.regressor).fit(table)
     measured = []
+    if args.calibrate_variants is None:
+        args.calibrate_variants = 6 if args.model else 0
     if args.calibrate_variants and not args.model:
         raise InputError("--calibrate-variants needs --model (and --input-shape)")
     if args.calibrate_variants:
@@ -216,8 +222,9 @@ def _fit(args: argparse.Namespace) -> int:
 
         _, model, example = model_from_args(args)
         measured = calibrate_predictor(
-            predictor, model, example, backend_for_table(table), args.calibrate_variants
-        )
+            predictor, model, example, backend_for_table(table), args.calibrate_variants,
+            progress=True,
+        )  # fmt: skip
     elif args.calibrate:
         from ..pruning import measure_models
 

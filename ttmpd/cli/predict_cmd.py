@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--uncalibrated/--calibrate-variants go with --lut, not --predictor")
     if args.calibrate_variants < 1:
         raise InputError(f"--calibrate-variants must be >= 1, got {args.calibrate_variants}")
+    if args.plot:
+        from .._io import check_writable
+
+        check_writable(args.plot)  # before calibrating, which measures for a while
     name, model, example = model_from_args(args)
     if args.predictor:
         predictor, table = load_predictor(args.predictor)
@@ -70,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{table.meta.backend} (3 interleaved rounds; --uncalibrated skips this)",
                 file=sys.stderr,
             )
-            calibrate_predictor(predictor, model, example, backend, args.calibrate_variants)
+            calibrate_predictor(predictor, model, example, backend, args.calibrate_variants,
+                                progress=True)  # fmt: skip
             calibration = f"calibrated on {args.calibrate_variants + 1} measured models"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

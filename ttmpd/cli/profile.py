@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import InputError
 from ._common import (
     add_backend_args,
+    add_executor_args,
     add_model_args,
     backend_from_args,
+    executor_from_args,
     model_from_args,
     parse_fractions,
     print_json,
@@ -70,23 +73,36 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--no-progress", action="store_true", help="hide the plan, ETA and progress bar")
+    fleet = p.add_argument_group("fleet (--executor ray)")
+    fleet.add_argument(
+        "--device-resource",
+        action="append",
+        metavar="NAME",
+        help="Ray resource carried by the nodes of one device type; the grid is split across "
+        "them. Repeat for several device types: one table each, OUT.NAME.parquet",
+    )
+    fleet.add_argument(
+        "--workers",
+        type=int,
+        help="grid shards per device type (default: one per unit of the resource)",
+    )
+    add_executor_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..lut import profile_model
-    from ..profiler import GridConfig, TimingConfig
 
+    if args.executor == "ray" or args.device_resource or args.workers or args.ray_address:
+        if args.executor != "ray" or not args.device_resource:
+            raise InputError(
+                "fleet profiling needs --executor ray and --device-resource NAME (the Ray "
+                "resource the device's nodes carry)"
+            )
+        return _run_fleet(args)
     backend = backend_from_args(args)
     backend.require_available()
-    grid = GridConfig(
-        channel_step=args.channel_step,
-        keep_fractions=parse_fractions(args.keep_fractions) if args.keep_fractions else None,
-        max_variants_per_unit=args.max_variants_per_unit,
-        off_grid_per_unit=args.off_grid_per_unit,
-        sample_fraction=args.sample_fraction,
-    )
-    timing = TimingConfig(max_seconds=args.max_seconds, target_rel_ci=args.target_ci)
+    grid, timing = _grid_and_timing(args)
     name, model, example = model_from_args(args)
     result = profile_model(
         model,
@@ -135,6 +151,57 @@ def run(args: argparse.Namespace) -> int:
             )
         if result.uncovered:
             print(f"not priced ({len(result.uncovered)} ops): " + "; ".join(summary["uncovered"]))
+    return 0
+
+
+def _grid_and_timing(args: argparse.Namespace):
+    from ..profiler import GridConfig, TimingConfig
+
+    grid = GridConfig(
+        channel_step=args.channel_step,
+        keep_fractions=parse_fractions(args.keep_fractions) if args.keep_fractions else None,
+        max_variants_per_unit=args.max_variants_per_unit,
+        off_grid_per_unit=args.off_grid_per_unit,
+        sample_fraction=args.sample_fraction,
+    )
+    return grid, TimingConfig(max_seconds=args.max_seconds, target_rel_ci=args.target_ci)
+
+
+def _run_fleet(args: argparse.Namespace) -> int:
+    """Each device type's grid split across the Ray nodes carrying its resource."""
+    from ..lut import FleetRequest, fleet_outputs, profile_fleet
+
+    backend = backend_from_args(args)  # checks the name; availability is checked on the nodes
+    grid, timing = _grid_and_timing(args)
+    name, model, example = model_from_args(args)
+    devices = tuple(args.device_resource)
+    request = FleetRequest(backend.name, devices, backend.config, grid, timing, args.rounds,
+                           name, args.workers)  # fmt: skip
+    for path in fleet_outputs(args.out, devices).values():  # before starting Ray
+        if path.exists() and not args.resume:
+            raise InputError(f"{path} exists; pass --resume to extend it or choose another path")
+    with executor_from_args(args, devices) as executor:
+        result = profile_fleet(model, example, request, args.out, executor, args.resume)
+    summary = {
+        device: {
+            "out": str(result.paths[device]),
+            "rows": result.rows[device],
+            "measured": result.measured[device],
+            "shards": [
+                {"host": s.host, "rows": len(s.table), "measured": s.measured}
+                for s in result.shards[device]
+            ],
+        }
+        for device in devices
+    }
+    if args.json:
+        print_json({"backend": backend.name, "wall_s": round(result.wall_s, 3), "devices": summary})
+        return 0
+    for device, info in summary.items():
+        hosts = sorted({s["host"] for s in info["shards"]})
+        print(f"{info['out']}: {info['rows']} rows on {device} ({info['measured']} measured now "
+              f"in {len(info['shards'])} shards on {', '.join(hosts)})")  # fmt: skip
+    print(f"{backend.name} fleet profile in {result.wall_s:.1f} s")
     return 0
 
 

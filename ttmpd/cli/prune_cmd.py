@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from ._common import print_json
+from ._common import add_deprecated, add_group_args, group_options_from_args, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,15 +27,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="ttmpd | ttmpd-greedy | knapsack | uniform, or a baseline: halp | eagleeye | "
         "netadapt | tp-magnitude",
     )
-    p.add_argument("--importance", default="l1", help="l1 | l2 | bn_scale | taylor | random")
-    p.add_argument("--calib-samples", type=int, default=256, help="unlabeled samples used")
+    p.add_argument(
+        "--importance", default="l1", help="l1 | l2 | bn_scale | taylor | bn_taylor | random"
+    )
+    p.add_argument(
+        "--round-to", type=int, default=None, metavar="N",
+        help="tp-magnitude: keep multiples of N channels (default: any count)",
+    )  # fmt: skip
+    p.add_argument(
+        "--proxy-samples", type=int, default=128,
+        help="unlabeled stream images the search scores candidates on (128, as ttmpd run)",
+    )  # fmt: skip
+    add_deprecated(p, "--calib-samples", "--proxy-samples", "proxy_samples", type=int)
     p.add_argument(
         "--calibrate-variants",
         type=int,
-        default=0,
+        default=6,
         metavar="N",
-        help="with --lut: calibrate on the model and N measured random prunes",
+        help="with --lut: calibrate on the model and N measured random prunes (default 6, as "
+        "ttmpd run and predict; 0: uncalibrated)",
     )
+    add_group_args(p)
     p.add_argument("--no-measure", action="store_true", help="skip measuring the result")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
@@ -44,14 +57,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._io import check_writable
     from ..pruning import SearchConfig, prune, save_prune_result
     from ..workflow import load_calibration, load_predictor_for, measure_on_table_backend
 
     config = SearchConfig(
         budget=args.budget, method=args.method, importance=args.importance, seed=args.seed,
+        round_to=args.round_to, groups=group_options_from_args(args),
         progress=not args.no_progress,
     )  # fmt: skip
-    checkpoint, calib, example = load_calibration(args.model, args.data, args.calib_samples,
+    check_writable(Path(args.out) / "model.pt")  # before minutes of search
+    checkpoint, calib, example = load_calibration(args.model, args.data, args.proxy_samples,
                                                   args.seed)  # fmt: skip
     predictor, table = load_predictor_for(
         args.lut, args.predictor, checkpoint.model, example, args.calibrate_variants
@@ -61,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     summary = save_prune_result(
         result, args.out, example, normalization=checkpoint.normalization,
         num_classes=checkpoint.num_classes, measured_ms=measured,
-        extra={"model": args.model, "data": args.data, "calib_samples": len(calib)},
+        extra={"model": args.model, "data": args.data, "proxy_samples": len(calib)},
     )  # fmt: skip
     if args.json:
         print_json(summary)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import print_json
+from ._common import add_group_args, print_json
 
 METHOD_HELP = (
     "ttmpd | ttmpd-greedy | knapsack | uniform | halp | eagleeye | netadapt | tp-magnitude"
@@ -46,7 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="of those, images the accuracy proxies use (128)")  # fmt: skip
     p.add_argument("--budget-checks", type=int, default=2,
                    help="searches again when the measured prune misses the budget (2)")  # fmt: skip
-    p.add_argument("--importance", default="l1", help="l1 | l2 | bn_scale | taylor | random")
+    p.add_argument(
+        "--importance", default="l1", help="l1 | l2 | bn_scale | taylor | bn_taylor | random"
+    )
+    add_group_args(p)
     p.add_argument("--loss", default="kd:0.9,ce:0.1", help="distillation losses (kd:0.9,ce:0.1)")
     p.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs (10)")
     p.add_argument("--online-teacher", action="store_true",
@@ -68,7 +71,8 @@ def config_from_args(args: argparse.Namespace):
         channel_step=args.channel_step, off_grid_per_unit=args.off_grid_per_unit,
         calibrate_variants=args.calibrate_variants,
         finetune_samples=args.finetune_samples, proxy_samples=args.proxy_samples,
-        budget_checks=args.budget_checks, importance=args.importance, loss=args.loss,
+        budget_checks=args.budget_checks, importance=args.importance,
+        head_dims=args.head_dims, embedding=args.embedding, loss=args.loss,
         epochs=args.epochs,
         online_teacher=args.online_teacher, seed=args.seed, progress=not args.no_progress,
     )  # fmt: skip

@@ -21,16 +21,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train-base",
         help="train a base model on a dataset's source split",
         description="Train a zoo model (adapted to the data's channels) on the source split "
-        "of a built-in dataset with SGD + cosine schedule and random shifts, report its clean "
-        "test accuracy, and save a ttmpd checkpoint with the normalisation used.",
+        "of a built-in dataset with SGD or AdamW + cosine schedule and random shifts, report "
+        "its clean test accuracy, and save a ttmpd checkpoint with the normalisation used.",
     )
     parser.add_argument("--model", default="resnet20", help="zoo name (default resnet20)")
     parser.add_argument("--data", choices=DATASETS, default="mnist", help="built-in dataset")
     parser.add_argument("--epochs", type=int, default=12, help="passes over the source split")
     parser.add_argument("--batch-size", type=int, default=64, help="images per step")
     parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate (0.1)")
-    parser.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum")
-    parser.add_argument("--weight-decay", type=float, default=5e-4, help="L2 penalty")
+    parser.add_argument(
+        "--optimizer",
+        choices=("sgd", "adamw"),
+        default="sgd",
+        help="sgd (Nesterov) or adamw (for transformers; e.g. --lr 1e-3 --weight-decay 0.05)",
+    )
+    parser.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum (sgd)")
+    parser.add_argument(
+        "--weight-decay", type=float, default=5e-4, help="L2 penalty (sgd), decoupled (adamw)"
+    )
     parser.add_argument(
         "--max-shift", type=int, default=None, help="random shift in px (default: 2 per 28 px)"
     )
@@ -54,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         momentum=args.momentum,
+        optimizer=args.optimizer,
         weight_decay=args.weight_decay,
         max_shift_px=args.max_shift,
         seed=args.seed,

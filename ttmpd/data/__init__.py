@@ -20,6 +20,7 @@ from .loaders import load_cifar10c as load_cifar10c
 from .loaders import load_image_folder as load_image_folder
 from .loaders import load_npz as load_npz
 from .loaders import load_path as load_path
+from .loaders import load_stream as load_stream
 from .preview import save_preview as save_preview
 from .stream import StreamInfo as StreamInfo
 from .stream import make_stream as make_stream
@@ -38,6 +39,7 @@ __all__ = [
     "load_mnist",
     "load_npz",
     "load_path",
+    "load_stream",
     "make_stream",
     "save_preview",
     "to_float_nchw",

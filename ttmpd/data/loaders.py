@@ -204,6 +204,42 @@ def load_image_folder(folder: str | Path, *, labels: bool = False) -> ImageDatas
     return ImageDataset(images, label_array, name=folder.name, classes=classes)
 
 
+#: Names ``--data`` takes for the embedded test splits (a path is anything else).
+EMBEDDED_STREAMS = ("mnist", "digits")
+
+
+def labels_available(path: str | Path) -> bool:
+    """Whether ``path`` carries labels: an ``.npz`` with a ``labels`` array, or a folder
+    whose images all sit in class subfolders."""
+    path = Path(path)
+    if path.is_dir():
+        subdirs = [p for p in path.iterdir() if p.is_dir() and _image_files(p)]
+        return bool(subdirs) and not _image_files(path)
+    if path.suffix.lower() != ".npz" or not path.is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return "labels" in npz.files
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        return False  # load_npz reports the unreadable file
+
+
+def load_stream(source: str | Path, *, labels: bool | None = None) -> ImageDataset:
+    """A test stream: ``mnist``/``digits`` (the embedded test split, with labels) or a path
+    (``.npz`` or image folder, see :func:`load_path`). ``labels``: True requires them,
+    False skips them, None (default) reads them when the stream has them; the method needs
+    none, they only measure accuracy."""
+    from .embedded import load_digits, load_mnist
+
+    if str(source) == "mnist":
+        return load_mnist("test")
+    if str(source) == "digits":
+        return load_digits("test")
+    if labels is None:
+        labels = labels_available(source)
+    return load_path(source, labels=labels)
+
+
 def load_path(path: str | Path, *, labels: bool = False) -> ImageDataset:
     """Load ``path``: an ``.npz`` file (e.g. a test stream) or a folder of images."""
     path = Path(path)

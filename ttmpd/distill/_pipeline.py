@@ -53,7 +53,7 @@ def distill_files(
 ) -> dict:
     """Run distillation on files; return the summary (also written to summary.json)."""
     from ..base import to_model_input
-    from ..data import load_path
+    from ..data import load_stream
     from ..models import load_checkpoint, save_checkpoint
 
     out = Path(out_dir)
@@ -63,7 +63,7 @@ def distill_files(
         logger.info("caching %d views per sample in memory", cache_config.views)
     teacher_ckpt = load_checkpoint(teacher_path)
     student_ckpt = load_checkpoint(student_path)
-    data = load_path(data_path, labels=True) if _has_labels(data_path) else load_path(data_path)
+    data = load_stream(data_path)  # labels, when present, only measure accuracy
     normalization = teacher_ckpt.normalization
     if student_ckpt.normalization not in (None, normalization):
         raise InputError(
@@ -126,14 +126,3 @@ def distill_files(
     with atomic_path(out / SUMMARY_FILE) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
-
-
-def _has_labels(path: str | os.PathLike) -> bool:
-    path = Path(path)
-    if path.suffix.lower() != ".npz" or not path.is_file():
-        return False
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return "labels" in npz.files
-    except (OSError, ValueError):
-        return False

@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +121,7 @@ def distill(
     config: DistillConfig | None = None,
     *,
     eval_data: tuple[np.ndarray, np.ndarray] | None = None,
+    eval_epochs: Collection[int] | None = None,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
 ) -> DistillResult:
@@ -133,6 +135,8 @@ def distill(
         to_input: uint8 NHWC images -> model input (the checkpoint's normalisation).
         config: losses, scheme, optimisation, seed.
         eval_data: ``(images, labels)`` for per-epoch accuracy (labels used only here).
+        eval_epochs: the 1-based epochs after which ``eval_data`` is evaluated (None: every
+            epoch); evaluation time is not part of the history's ``seconds``.
         out_dir: where ``train_state.pt`` and ``history.csv`` go each epoch.
         resume: continue from ``out_dir/train_state.pt``.
     """
@@ -285,7 +289,7 @@ def distill(
                         raise DistillInterrupted("interrupted; no --out, nothing saved")
                 pos["seconds"] += time.perf_counter() - start
                 row = _history_row(pos, epoch, schedule, teacher_forwards)
-                if eval_data is not None:
+                if eval_data is not None and (eval_epochs is None or epoch + 1 in eval_epochs):
                     row["accuracy"] = accuracy(
                         student, *eval_data, to_input, config.eval_batch_size
                     )
@@ -323,7 +327,11 @@ def distill(
         "student_layers": list(student_layers),
         "teacher_layers": list(teacher_layers),
         "accuracy_before": before,
-        "accuracy_after": float(frame["accuracy"].iloc[-1]) if "accuracy" in frame else None,
+        "accuracy_after": (
+            float(frame["accuracy"].iloc[-1])
+            if "accuracy" in frame and frame["accuracy"].notna().iloc[-1]
+            else None
+        ),
         "layout": layout.reason,
     }
     return DistillResult(student, frame, summary)

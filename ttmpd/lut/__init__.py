@@ -2,6 +2,7 @@
 
 from ._build import ProfileInterrupted as ProfileInterrupted
 from ._build import ProfileResult as ProfileResult
+from ._build import Shard as Shard
 from ._build import journal_path as journal_path
 from ._build import profile_model as profile_model
 from ._device import backend_for_table as backend_for_table
@@ -12,6 +13,11 @@ from ._features import FEATURE_NAMES as FEATURE_NAMES
 from ._features import configs_frame as configs_frame
 from ._features import unit_features as unit_features
 from ._features import unit_work as unit_work
+from ._fleet import FleetRequest as FleetRequest
+from ._fleet import FleetResult as FleetResult
+from ._fleet import fleet_outputs as fleet_outputs
+from ._fleet import merge_shards as merge_shards
+from ._fleet import profile_fleet as profile_fleet
 from ._persist import load_predictor as load_predictor
 from ._persist import save_predictor as save_predictor
 from ._persist import table_digest as table_digest
@@ -38,6 +44,8 @@ __all__ = [
     "REGRESSORS",
     "SCHEMA_VERSION",
     "ChannelGroup",
+    "FleetRequest",
+    "FleetResult",
     "LatencyPredictor",
     "LatencyTable",
     "LutMeta",
@@ -45,6 +53,7 @@ __all__ = [
     "ProfileInterrupted",
     "ProfileResult",
     "PruneSavings",
+    "Shard",
     "TableCheck",
     "backend_for_table",
     "channel_groups",
@@ -52,11 +61,14 @@ __all__ = [
     "config_from_row",
     "configs_frame",
     "cross_validate_regressors",
+    "fleet_outputs",
     "journal_path",
     "load_predictor",
     "make_row",
+    "merge_shards",
     "plot_layer_latency",
     "plot_predicted_vs_measured",
+    "profile_fleet",
     "profile_model",
     "recheck_table",
     "save_predictor",

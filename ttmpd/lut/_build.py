@@ -90,6 +90,22 @@ class ProfilePlan:
     rate: float | None = None
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Part ``index`` of ``count`` of a grid: configurations ``index, index + count, ...``
+    in grid order, so shards of one grid are disjoint and together cover it."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise LutError(f"shard index must be in [0, {self.count}), got {self.index}")
+
+    def pick(self, configs: list[UnitConfig]) -> list[UnitConfig]:
+        return configs[self.index :: self.count]
+
+
 class ProfileInterrupted(TtmpdError):
     """Profiling was interrupted; measured rows are safe in the journal."""
 
@@ -231,12 +247,14 @@ def profile_model(
     progress: bool = True,
     rounds: int = 3,
     on_plan: Callable[[ProfilePlan], None] | None = None,
+    shard: Shard | None = None,
 ) -> ProfileResult:
     """Measure every grid configuration of ``model``'s units on ``backend`` into ``out``.
 
     ``example_input`` has shape ``(N, C, H, W)``. Each row is the median round of up to
     ``rounds`` interleaved measurements (module docstring). ``on_plan`` is called with the plan
-    before measuring and again with its ETA after the pilot chunk. Returns the complete
+    before measuring and again with its ETA after the pilot chunk. ``shard`` restricts the
+    grid to one part of it (fleet profiling, :mod:`ttmpd.lut._fleet`). Returns the complete
     table, already saved. Raises :class:`ProfileInterrupted` on Ctrl-C (rows measured so
     far are kept).
     """
@@ -264,6 +282,8 @@ def profile_model(
     journal = journal_path(out)
     table = _start_table(out, journal, current, resume)
     configs = grid_configs(extraction.units, grid, rules)
+    if shard is not None:
+        configs = shard.pick(configs)
     todo = _pilot_first([c for c in configs if c.key not in table], PILOT)
     plan = ProfilePlan(
         planned=len(todo),

@@ -147,6 +147,7 @@ class LatencyTable:
             "backend": self.meta.backend,
             "device": self.fingerprint.cpu_model or self.fingerprint.gpu_name,
             "threads": self.fingerprint.threads,
+            "device_resource": f"device:{self.fingerprint.device_id()}",
             "schema_version": self.meta.schema_version,
             "created_at": self.meta.created_at,
             "updated_at": self.meta.updated_at,

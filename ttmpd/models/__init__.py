@@ -1,14 +1,16 @@
 """A weight-free model zoo, model loading by spec string, and ttmpd checkpoints.
 
-Zoo models are written by hand (no torchvision, no downloads) and start from Kaiming
-initialisation: ``resnet18/34/50``, ``mobilenet_v2``, ``vgg11_bn`` (ImageNet layouts) and
-``resnet20/56`` (CIFAR layouts). Importing this package registers them; nothing else runs.
+Zoo models are written by hand (no torchvision, no downloads) and start from fresh weights
+(Kaiming for the CNNs, truncated normal for the ViT): ``resnet18/34/50``, ``mobilenet_v2``,
+``vgg11_bn`` (ImageNet layouts), ``resnet20/56`` (CIFAR layouts) and ``vit_mnist`` (a tiny
+ViT for 28x28 digits). Importing this package registers them; nothing else runs.
 """
 
 from . import cifar_resnet as _cifar_resnet  # noqa: F401  (registers resnet20/56)
 from . import mobilenet as _mobilenet  # noqa: F401  (registers mobilenet_v2)
 from . import resnet as _resnet  # noqa: F401  (registers resnet18/34/50)
 from . import vgg as _vgg  # noqa: F401  (registers vgg11_bn)
+from . import vit as _vit  # noqa: F401  (registers vit_mnist)
 from ._zoo import MODELS as MODELS
 from ._zoo import ModelInfo as ModelInfo
 from ._zoo import create_model as create_model

@@ -1,24 +1,27 @@
-"""Models from torchvision and timm by name, always built without weights.
+"""Models from torchvision, timm and transformers by name, always built without weights.
 
 Spec syntax: ``SOURCE:NAME[?KEY=VALUE[,KEY=VALUE...]]`` with ``SOURCE`` one of
-``torchvision`` or ``timm``::
+``torchvision``, ``timm`` or ``hf`` (Hugging Face transformers, built from a config:
+:mod:`ttmpd.models._hf`)::
 
     torchvision:resnet50
     torchvision:resnet18?num_classes=10
     timm:vit_tiny_patch16_224?img_size=28,in_chans=1,patch_size=4,num_classes=10
+    hf:bert?num_hidden_layers=2,hidden_size=128,num_attention_heads=2
 
 Values are parsed as ``true``/``false`` (bool), ``none`` (None), an int, a float, or else
 kept as a string. Quote the spec in a shell (``?`` is a glob character). torchvision models
 get ``weights=None`` (and ``weights_backbone=None`` where the builder has it); timm models
-get ``pretrained=False``. Nothing is downloaded.
+get ``pretrained=False``; ``hf`` models are built from their config. Nothing is downloaded.
 
-Both packages come with the ``zoo`` extra (``pip install 'ttmpd[zoo]'``) and are imported
-only when such a spec is loaded. The torchvision wheels on PyPI for Linux x86-64 are CUDA
-builds: with a CPU-only torch their C++ extension cannot load and ``import torchvision``
-stops at ``operator torchvision::nms does not exist``. :func:`import_torchvision` first
-tries to load that extension itself; only when it does not load does it define the two
-operators torchvision's import needs, with a pure-torch CPU kernel for ``nms``
-(docs/design/zoo-on-cpu-torch.md explains the reason and how to remove this step).
+Both packages come with the ``zoo`` extra (``pip install 'ttmpd[zoo]'``), transformers with
+the ``hf`` extra; each is imported only when such a spec is loaded. The torchvision wheels on
+PyPI for Linux x86-64 are CUDA builds: with a CPU-only torch their C++ extension cannot
+load and ``import torchvision`` stops at ``operator torchvision::nms does not exist``.
+:func:`import_torchvision` first tries to load that extension itself; only when it does not
+load does it define the two operators torchvision's import needs, with a pure-torch CPU
+kernel for ``nms`` (docs/design/zoo-on-cpu-torch.md explains the reason and how to remove
+this step). transformers imports torchvision when it is installed, so it is imported after.
 """
 
 from __future__ import annotations
@@ -39,22 +42,27 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ModelLoadError
+from ._hf import build_hf, import_transformers
 from ._messages import one_line
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("torchvision", "timm")
+SOURCES = ("torchvision", "timm", "hf")
+#: packages a ``package.module:factory`` spec may need imported the CPU-safe way first
+PACKAGES = ("torchvision", "timm", "transformers")
 INSTALL_HINT = "pip install 'ttmpd[zoo]'"
-SPEC_SYNTAX = "SOURCE:NAME[?KEY=VALUE,...] with SOURCE torchvision or timm"
+SPEC_SYNTAX = "SOURCE:NAME[?KEY=VALUE,...] with SOURCE torchvision, timm or hf"
 
 # Arguments that would load weights; ttmpd always builds without them.
 _WEIGHT_ARGS = {
     "torchvision": ("weights", "weights_backbone"),
     "timm": ("pretrained", "checkpoint_path"),
+    "hf": (),  # built from a config: there is no weight argument
 }
 _LISTERS = {
     "torchvision": "torchvision.models.list_models()",
     "timm": "timm.list_models('*pattern*')",
+    "hf": "a model type (transformers.CONFIG_MAPPING) or a model class",
 }
 
 # The operators torchvision's import registers fake kernels for, as its C++ extension
@@ -77,7 +85,8 @@ class SourceSpec:
 
 
 def source_of(spec: str) -> str | None:
-    """``"torchvision"`` or ``"timm"`` when ``spec`` names a model of that source, else None."""
+    """``"torchvision"``, ``"timm"`` or ``"hf"`` when ``spec`` names a model of that source,
+    else None."""
     prefix, colon, _ = spec.partition(":")
     return prefix if colon and prefix in SOURCES else None
 
@@ -260,7 +269,10 @@ def import_timm() -> ModuleType:
 
 
 def prepare_import(package: str) -> None:
-    """Make ``package`` (``torchvision`` or ``timm``) importable; for ``module:factory`` specs."""
+    """Make ``package`` (one of :data:`PACKAGES`) importable; for ``module:factory`` specs."""
+    if package == "transformers":
+        import_transformers(import_torchvision)
+        return
     {"torchvision": import_torchvision, "timm": import_timm}[package]()
 
 
@@ -314,7 +326,7 @@ def _build_timm(parsed: SourceSpec, kwargs: dict[str, Any], spec: str) -> nn.Mod
 
 
 def load_source_model(spec: str, **kwargs: Any) -> nn.Module:
-    """Build the torchvision/timm model named by ``spec`` (syntax in the module docstring).
+    """Build the torchvision/timm/hf model named by ``spec`` (syntax in the module docstring).
 
     ``kwargs`` join those written in the spec; a key given in both raises. Weight arguments
     (``weights``, ``weights_backbone``, ``pretrained``, ``checkpoint_path``) are refused:
@@ -335,4 +347,6 @@ def load_source_model(spec: str, **kwargs: Any) -> nn.Module:
         )
     if parsed.source == "torchvision":
         return _build_torchvision(parsed, merged, spec)
+    if parsed.source == "hf":
+        return build_hf(parsed.name, merged, spec, import_torchvision)
     return _build_timm(parsed, merged, spec)

@@ -340,6 +340,24 @@ def _rebuild_module(path: Path, payload: dict[str, Any]) -> nn.Module:
     return model
 
 
+#: Where a folder written by ttmpd keeps its model, in the order :func:`load_checkpoint`
+#: looks: distill output, run output (fine-tuned), prune output, run output (pruned only).
+FOLDER_CHECKPOINTS = ("student.pt", "distill/student.pt", "model.pt", "prune/model.pt")
+
+
+def checkpoint_in(path: Path) -> Path:
+    """``path`` itself, or for a folder the first of :data:`FOLDER_CHECKPOINTS` inside it."""
+    if not path.is_dir():
+        return path
+    for name in FOLDER_CHECKPOINTS:
+        if (path / name).is_file():
+            return path / name
+    raise ModelLoadError(
+        f"folder {path} holds no ttmpd checkpoint (looked for {', '.join(FOLDER_CHECKPOINTS)}); "
+        "pass the .pt file"
+    )
+
+
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`; the model is in eval mode on CPU.
 
@@ -348,10 +366,14 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     then unpickle their module with ``weights_only=False``, which can execute arbitrary code
     from a malicious file: only load whole-module checkpoints you trust.
 
+    ``path`` may also be a folder ttmpd wrote: the first of :data:`FOLDER_CHECKPOINTS` in it
+    (``ttmpd distill`` and ``ttmpd run`` write the fine-tuned model, ``ttmpd prune`` the
+    pruned one).
+
     Every failure (missing, truncated or foreign file, other schema version, unknown
     architecture, unimportable classes) raises :class:`~ttmpd.errors.ModelLoadError`.
     """
-    path = Path(path)
+    path = checkpoint_in(Path(path))
     payload = _read_payload(path)
     kind = payload.get("kind")
     if kind == "arch":

@@ -3,9 +3,10 @@
 Accepted specs:
 
 * ``resnet18`` -- a zoo name (:func:`ttmpd.models.list_models`);
-* ``torchvision:resnet50``, ``timm:vit_tiny_patch16_224?img_size=28,in_chans=1`` -- a
-  torchvision or timm model by name, built without weights, ``KEY=VALUE`` arguments after
-  ``?`` (:mod:`ttmpd.models._sources`); these two prefixes are never read as module names;
+* ``torchvision:resnet50``, ``timm:vit_tiny_patch16_224?img_size=28,in_chans=1``,
+  ``hf:bert?num_hidden_layers=2`` -- a torchvision, timm or transformers model by name,
+  built without weights, ``KEY=VALUE`` arguments after ``?`` (:mod:`ttmpd.models._sources`);
+  these prefixes are never read as module names;
 * ``path/to/file.py:factory`` -- a Python file imported by path, then ``factory(**kwargs)``;
 * ``package.module:factory`` -- an importable module, then ``factory(**kwargs)``;
 * ``path/to/model.pt`` (or ``.pth``) -- a checkpoint written by ``save_checkpoint``.
@@ -31,13 +32,13 @@ from torch import nn
 from .._registry import UnknownNameError
 from ..errors import InputError, ModelLoadError
 from ._messages import one_line
-from ._sources import SOURCES, load_source_model, prepare_import, source_of
+from ._sources import PACKAGES, load_source_model, prepare_import, source_of
 from ._zoo import create_model, list_models
 from .checkpoint import load_checkpoint
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 _SPEC_FORMS = (
-    "a zoo name, torchvision:NAME, timm:NAME, path/to/file.py:factory, "
+    "a zoo name, torchvision:NAME, timm:NAME, hf:NAME, path/to/file.py:factory, "
     "package.module:factory or a .pt/.pth checkpoint"
 )
 
@@ -134,7 +135,7 @@ def _from_factory(spec: str, kwargs: dict[str, Any]) -> nn.Module:
         module, where = _import_file(target, spec), target
     else:
         package = target.partition(".")[0]
-        if package in SOURCES:  # e.g. torchvision.models:resnet50 on a CPU-only torch
+        if package in PACKAGES:  # e.g. torchvision.models:resnet50 on a CPU-only torch
             prepare_import(package)
         module, where = _import_module(target, spec), f"module {target!r}"
     return _call_factory(_get_factory(module, attr, where, spec), spec, kwargs)
@@ -152,7 +153,7 @@ def _from_zoo(spec: str, kwargs: dict[str, Any]) -> nn.Module:
     except UnknownNameError:
         raise ModelLoadError(
             f"unknown zoo model {spec!r}; choose one of: {', '.join(list_models())} "
-            "(or give torchvision:NAME, timm:NAME, path/to/file.py:factory, "
+            "(or give torchvision:NAME, timm:NAME, hf:NAME, path/to/file.py:factory, "
             "package.module:factory or a .pt/.pth checkpoint)"
         ) from None
     except InputError as exc:

@@ -8,6 +8,9 @@ from ..errors import InputError
 
 #: Fields that may change between a run and its ``--resume`` (they change no result).
 VOLATILE = ("progress",)
+#: Fields added after runs were first recorded, with the value those runs had: a signature
+#: names them only when they differ, so older runs still resume.
+ADDED = {"head_dims": False, "embedding": False}
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,9 @@ class RunConfig:
     residue mod 8), so the predictor sees the misaligned counts pruning leaves.
     ``budget_checks``: how often the prune stage may search again when the measured pruned
     model misses the budget (0: trust the predictor).
+    ``head_dims``, ``embedding``: the search may also prune attention head dims and
+    LayerNorm-normalised widths (:class:`~ttmpd.pruning.GroupOptions`); attention heads and
+    MLP widths are always offered.
     """
 
     model: str
@@ -38,6 +44,8 @@ class RunConfig:
     proxy_samples: int = 128
     budget_checks: int = 2
     importance: str = "l1"
+    head_dims: bool = False
+    embedding: bool = False
     loss: str = "kd:0.9,ce:0.1"
     epochs: int = 10
     batch_size: int = 64
@@ -69,6 +77,12 @@ class RunConfig:
                 f"--proxy-samples must be in [8, --finetune-samples], got {self.proxy_samples}"
             )
 
+    def group_options(self):
+        """The :class:`~ttmpd.pruning.GroupOptions` the prune stage searches with."""
+        from ..pruning import GroupOptions
+
+        return GroupOptions(head_dims=self.head_dims, embedding=self.embedding)
+
     def distill_config(self):
         """The :class:`~ttmpd.distill.DistillConfig` of the fine-tuning stage."""
         from ..distill import DistillConfig
@@ -79,4 +93,8 @@ class RunConfig:
 
     def signature(self) -> dict:
         """What must match for ``--resume`` to continue a run."""
-        return {k: v for k, v in asdict(self).items() if k not in VOLATILE}
+        return {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in VOLATILE and not (k in ADDED and v == ADDED[k])
+        }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 from dataclasses import asdict, dataclass, field
@@ -40,6 +42,13 @@ class DeviceFingerprint:
         d.pop("extra_info")
         d["library_versions"] = dict(self.library_versions)
         return d
+
+    def device_id(self) -> str:
+        """12 hex digits of sha256 over :meth:`device_key`: equal ids, mergeable tables.
+        A cluster node that measures for tables of this device carries the resource
+        ``device:<id>``."""
+        text = json.dumps(self.device_key(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)

@@ -19,11 +19,14 @@ without labels is agreement with the unpruned model's pseudo labels.
     distillation steps (:func:`~ttmpd.pruning._finetune.short_finetune`) and keeps the most
     accurate one, weights included. Slow by design: it is the method that fine-tunes
     candidates to judge them.
-``tp-magnitude`` (Torch-Pruning's magnitude pruner)
-    One ratio for every group, channels ranked by torch-pruning's
-    ``GroupMagnitudeImportance(p=1)`` over the whole coupled group, kept counts rounded down
-    to a multiple of ``round_to = 8`` as torch-pruning's ``MetaPruner`` does; the smallest
-    ratio meeting the budget (bisection).
+``tp-magnitude`` (Torch-Pruning's magnitude pruner, library defaults)
+    One ratio for every group, channels ranked by torch-pruning's default
+    ``GroupMagnitudeImportance()`` (L2, ``p=2``, mean over the coupled group, mean
+    normalisation); the smallest ratio meeting the budget (bisection). With
+    ``SearchConfig.round_to`` the kept counts are rounded down to a multiple of it, as
+    torch-pruning's ``MetaPruner(round_to=...)`` does (off by default, like the library).
+``halp`` (Shen et al., 2022)
+    Latency-saliency knapsack interleaved with fine-tuning; see :mod:`ttmpd.pruning._halp`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from ._apply import apply_plan, plan_from_removed
 from ._bn import recalibrate_bn
 from ._finetune import short_finetune
 from ._groups import analyze, channel_groups
+from ._halp import halp
 from ._importance import importance as importance_fn
 from ._mask import ChannelMasker
 from ._problem import NO_CANDIDATE, PruneResult, SearchProblem
@@ -47,7 +51,6 @@ from ._proxies import agreement
 EAGLEEYE_CANDIDATES = 24
 NETADAPT_ITERATIONS = 6
 NETADAPT_STEPS = 20
-ROUND_TO = 8
 
 Baseline = Callable[[SearchProblem, float], PruneResult]
 
@@ -164,7 +167,7 @@ def _tp_magnitude_scores(problem: SearchProblem) -> dict[str, np.ndarray]:
     import torch_pruning as tp
 
     analysis = analyze(problem.model, problem.x, verify=False, options=problem.config.groups)
-    scorer = tp.importance.GroupMagnitudeImportance(p=1)
+    scorer = tp.importance.GroupMagnitudeImportance()
     scores = {}
     with torch.no_grad():
         for g in problem.prunable:
@@ -179,12 +182,13 @@ def _tp_magnitude_scores(problem: SearchProblem) -> dict[str, np.ndarray]:
 def tp_magnitude(problem: SearchProblem, start: float) -> PruneResult:
     order = {gid: np.argsort(s, kind="stable") for gid, s in _tp_magnitude_scores(problem).items()}
     target = problem.config.budget * problem.base_ms
+    step = problem.config.round_to or 1
 
     def state_at(ratio: float) -> dict[str, int]:
         state = {}
         for g in problem.prunable:
             kept = g.channels - int(g.channels * ratio)
-            kept = max(kept - kept % ROUND_TO, min(ROUND_TO, g.channels))
+            kept = max(kept - kept % step, min(step, g.channels))
             state[g.id] = min(g.channels - kept, problem.max_k[g.id])
         return state
 
@@ -193,16 +197,17 @@ def tp_magnitude(problem: SearchProblem, start: float) -> PruneResult:
     latency = float(problem.latency([state])[0])
     if latency > target:
         raise InputError(
-            f"tp-magnitude keeps multiples of {ROUND_TO} channels and reaches only "
+            f"tp-magnitude keeps multiples of {step} channels and reaches only "
             f"{latency / problem.base_ms:.2f} of the original latency; raise the budget"
         )
-    log = [{"ratio": ratio, "round_to": ROUND_TO, "predicted_latency_ms": latency,
+    log = [{"ratio": ratio, "round_to": step, "predicted_latency_ms": latency,
             "accepted": True}]  # fmt: skip
     removed = {gid: np.sort(order[gid][:k]).tolist() for gid, k in state.items() if k}
     return problem.finish(state, log, start, removed=removed)
 
 
 BASELINES: dict[str, Baseline] = {
+    "halp": halp,
     "eagleeye": eagleeye,
     "netadapt": netadapt,
     "tp-magnitude": tp_magnitude,

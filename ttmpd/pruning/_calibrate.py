@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..lut import LatencyPredictor
@@ -41,6 +42,8 @@ def measure_models(
     backend: BackendBase,
     rounds: int = 3,
     timing: TimingConfig = MODEL_TIMING,
+    progress: bool = False,
+    desc: str = "measure",
 ) -> list[float]:
     """Median latency (ms) of each model over ``rounds`` interleaved measurements.
 
@@ -51,9 +54,15 @@ def measure_models(
     """
     if rounds < 1:
         raise InputError(f"rounds must be >= 1, got {rounds}")
-    samples = [
-        [backend.measure_model(m, x, timing).median_ms for m, x in models] for _ in range(rounds)
-    ]
+    samples = []
+    with tqdm(total=rounds * len(models), desc=desc, unit="model", leave=False,
+              disable=None if progress else True) as bar:  # fmt: skip
+        for _ in range(rounds):
+            row = []
+            for m, x in models:
+                row.append(backend.measure_model(m, x, timing).median_ms)
+                bar.update(1)
+            samples.append(row)
     return [float(v) for v in np.median(np.asarray(samples), axis=0)]
 
 
@@ -66,14 +75,16 @@ def calibrate_predictor(
     seed: int = 0,
     timing: TimingConfig = MODEL_TIMING,
     rounds: int = 3,
+    progress: bool = False,
 ) -> list[float]:
     """Measure the model and ``n_variants`` random prunes on ``backend``; fit the calibration.
 
     Each model's latency is the median of ``rounds`` interleaved measurements
     (:func:`measure_models`). Returns the measured latencies (ms), the model's first.
+    ``progress`` shows a bar with an ETA (on a terminal).
     """
     variants = calibration_variants(model, example_input, n_variants, seed)
     pairs = [(v, example_input) for v in variants]
-    measured = measure_models(pairs, backend, rounds, timing)
+    measured = measure_models(pairs, backend, rounds, timing, progress, desc="calibrate")
     predictor.fit_calibration(pairs, measured)
     return measured

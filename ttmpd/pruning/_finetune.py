@@ -8,6 +8,8 @@ for the final fine-tuning of every method).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,9 +25,14 @@ def short_finetune(
     batch_size: int = 64,
     lr: float = 0.01,
     seed: int = 0,
+    on_step: Callable[[nn.Module], None] | None = None,
 ) -> nn.Module:
     """Train ``model`` in place for ``steps`` mini-batches of ``images`` ``(N, C, H, W)``
-    against ``teacher_logits`` ``(N, K)``; returns it in eval mode."""
+    against ``teacher_logits`` ``(N, K)``; returns it in eval mode. ``on_step(model)`` runs
+    after each backward pass, before the update (the gradients are in ``.grad``). Every
+    parameter is trained, also one that arrives frozen (a copy of a distillation teacher)."""
+    for p in model.parameters():
+        p.requires_grad_(True)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     soft_targets = F.log_softmax(teacher_logits / TEMPERATURE, dim=1)
@@ -36,5 +43,7 @@ def short_finetune(
         loss = F.kl_div(student, soft_targets[batch], log_target=True, reduction="batchmean")
         optimizer.zero_grad(set_to_none=True)
         (loss * TEMPERATURE**2).backward()
+        if on_step is not None:
+            on_step(model)
         optimizer.step()
     return model.eval()

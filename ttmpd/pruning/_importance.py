@@ -18,6 +18,12 @@ Every criterion has one signature, ``fn(model, group, **ctx) -> np.ndarray`` of 
     entry of every member belonging to channel ``c`` (weights and biases, output and input
     sides; Molchanov et al., CVPR 2019). Needs ``loss_fn(model) -> scalar Tensor`` (e.g. a
     cross-entropy on pseudo labels) or precomputed ``grads`` from :func:`parameter_grads`.
+``bn_taylor``
+    HALP's saliency (Shen et al., NeurIPS 2022): the Taylor estimate of removing channel
+    ``c``'s BatchNorm output, ``|gamma_c · dL/dgamma_c + beta_c · dL/dbeta_c|`` per BatchNorm
+    member, summed over the group's BatchNorms. Needs ``loss_fn`` or ``grads`` like
+    ``taylor``; groups without BatchNorm fall back to ``taylor``. HALP averages it over the
+    mini-batches between two pruning steps (:mod:`ttmpd.pruning._halp`).
 
 These are implemented on the group's index maps (:class:`~ttmpd.pruning.MemberSlice`)
 rather than by wrapping torch-pruning's importance classes, which need its live ``Group``
@@ -160,6 +166,16 @@ def parameter_grads(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tenso
             p.requires_grad_(flags[n])
 
 
+def _gradients(model, group, loss_fn, grads, name: str) -> Mapping[str, torch.Tensor]:
+    """The group checked, and ``grads`` or one backward pass of ``loss_fn``."""
+    _check_group(model, group)
+    if grads is not None:
+        return grads
+    if loss_fn is None:
+        raise InputError(f"{name} importance needs loss_fn=callable(model) -> loss, or grads=")
+    return parameter_grads(model, loss_fn)
+
+
 @IMPORTANCES.register("taylor")
 def taylor_importance(
     model: nn.Module,
@@ -169,11 +185,7 @@ def taylor_importance(
     **ctx,
 ) -> np.ndarray:
     """``sum |w * grad|`` over the group's parameters per channel (see module docstring)."""
-    _check_group(model, group)
-    if grads is None:
-        if loss_fn is None:
-            raise InputError("taylor importance needs loss_fn=callable(model) -> loss, or grads=")
-        grads = parameter_grads(model, loss_fn)
+    grads = _gradients(model, group, loss_fn, grads, "taylor")
     names = {m: n for n, m in model.named_modules()}
 
     def entry(module: nn.Module, pname: str, tensor: torch.Tensor) -> torch.Tensor | None:
@@ -187,8 +199,33 @@ def taylor_importance(
     )[0]
 
 
+@IMPORTANCES.register("bn_taylor")
+def bn_taylor_importance(
+    model: nn.Module,
+    group: ChannelGroup,
+    loss_fn: Callable[[nn.Module], torch.Tensor] | None = None,
+    grads: Mapping[str, torch.Tensor] | None = None,
+    **ctx,
+) -> np.ndarray:
+    """``|gamma · dL/dgamma + beta · dL/dbeta|`` per channel, summed over the group's
+    BatchNorms (see module docstring)."""
+    grads = _gradients(model, group, loss_fn, grads, "bn_taylor")
+    names = {m: n for n, m in model.named_modules()}
+
+    def entry(module: nn.Module, pname: str, tensor: torch.Tensor) -> torch.Tensor | None:
+        prefix = f"{names[module]}." if names[module] else ""
+        g_w, g_b = grads.get(f"{prefix}weight"), grads.get(f"{prefix}bias")
+        if g_w is None or g_b is None or module.bias is None:
+            return None
+        return (tensor * g_w + module.bias.detach() * g_b).abs()
+
+    total, found = _accumulate(group, model, entry, types=_BN)
+    return total if found else taylor_importance(model, group, grads=grads)
+
+
 def importance(name: str) -> ImportanceFn:
-    """The importance function registered as ``name`` (l1, l2, bn_scale, random, taylor)."""
+    """The importance function registered as ``name`` (l1, l2, bn_scale, random, taylor,
+    bn_taylor)."""
     return IMPORTANCES.get(name)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._figures import pyplot, save_figure
+from ..executor import Executor, JobJournal, JobOutcome, LocalExecutor, run_jobs
 from ..lut import LatencyPredictor
-from ._search import SearchConfig, prune
+from ._problem import SearchConfig
+from ._sweep_jobs import SweepContext, sweep_jobs
 
 
 def pareto_sweep(
@@ -29,34 +30,45 @@ def pareto_sweep(
     methods: Sequence[str],
     config: SearchConfig | None = None,
     progress: bool = True,
+    *,
+    executor: Executor | None = None,
+    journal: JobJournal | None = None,
+    device: str | None = None,
+    measure_cpus: float = 1.0,
+    on_outcome: Callable[[JobOutcome], None] | None = None,
 ) -> pd.DataFrame:
     """Prune at every budget with every method; measure and evaluate each result.
 
     ``evaluate(model) -> accuracy`` and ``measure(model) -> ms`` are supplied by the caller
     (held-out labelled samples; the target backend). The unpruned model is a row with
     method ``original``. Columns: method, budget, predicted_ms, measured_ms, accuracy,
-    search_s, on_front (non-dominated over all rows: nothing is both faster and at least
-    as accurate).
+    search_s, plan_id (:func:`~ttmpd.pruning._sweep_jobs.plan_id`), on_front
+    (non-dominated over all rows: nothing is both faster and at least as accurate).
+
+    Each row is a job of a compute and a measure step (:mod:`ttmpd.pruning._sweep_jobs`)
+    run on ``executor`` (default: one after another in this process); the measure steps
+    hold one unit of the ``device`` resource and ``measure_cpus`` CPUs (the backend's
+    threads: Ray then books that many of the node's CPUs for the measurement, not for
+    searches). Finished rows go to ``journal`` as they come, and rows already there are not
+    computed again. Rows come in job order whatever order they finished in.
+    ``on_outcome`` sees every job as it finishes (with the spans of its steps: where and
+    when each ran).
     """
     base = config or SearchConfig(budget=0.5, progress=False)
-    original = {
-        "method": "original",
-        "budget": 1.0,
-        "predicted_ms": np.nan,
-        "measured_ms": measure(model),
-        "accuracy": evaluate(model),
-        "search_s": 0.0,
-    }
-    rows = [original]
-    jobs = [(m, b) for m in methods for b in budgets]
-    for method, budget in tqdm(jobs, desc="pareto", disable=None if progress else True):
-        result = prune(model, example_input, predictor, calib_images,
-                       replace(base, budget=budget, method=method, progress=False))  # fmt: skip
-        rows.append({"method": method, "budget": budget,
-                     "predicted_ms": result.predicted_latency_ms,
-                     "measured_ms": measure(result.model), "accuracy": evaluate(result.model),
-                     "search_s": result.search_s})  # fmt: skip
-    frame = pd.DataFrame(rows)
+    ctx = SweepContext(model, example_input, predictor, calib_images, evaluate, measure, base)
+    jobs = sweep_jobs(ctx, budgets, methods, device, measure_cpus=measure_cpus)
+    bar = tqdm(total=len(jobs), desc="pareto", disable=None if progress else True)
+
+    def finished(outcome: JobOutcome) -> None:
+        bar.update()
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    try:
+        record = run_jobs(executor or LocalExecutor(), jobs, journal, on_outcome=finished)
+    finally:
+        bar.close()
+    frame = pd.DataFrame(list(record.values.values()))
     frame["on_front"] = pareto_front(frame["measured_ms"], frame["accuracy"])
     return frame
 

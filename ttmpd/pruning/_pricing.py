@@ -11,6 +11,11 @@ priced through a producing member's latency unit (matched by module path):
   inputs: ``3 D`` and ``D`` per head), from the group's index maps; the latency groups
   do not know the head layout. Heads and head dims of one module add up (their overlap,
   ``k j`` rows, is ignored).
+* a head group also removes whole heads from the module's attention units (the fused
+  ``sdpa``, or the ``matmul``, ``softmax``, ``matmul`` parts, named after the module):
+  ``in_channels / heads`` and ``out_channels / heads`` per head. Head dims change the
+  per-head size, which a unit's configuration does not shift, so they leave these units
+  as they are (the attention core is under-priced for head dims).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..lut import PruneSavings
+from ._attention import HEADS
 from ._groups import ChannelGroup
 from ._units import CHANNEL, CONV_GROUPS
 
@@ -61,10 +67,23 @@ class GroupPricing:
                     for p in g.slices
                     if p.path in names
                 ]
+                if g.unit == HEADS:
+                    found += self._attention_members(g.id.removesuffix(f"#{HEADS}"))
                 if found:
                     self.members[g.id] = found
             if g.prunable and g.id not in self.members:
                 logger.warning("group %s has no priced unit; it is left unpruned", g.id)
+
+    def _attention_members(self, module: str) -> list[tuple[int, int, float]]:
+        """``(unit, side, channels per head)`` of the attention units of ``module``."""
+        found = []
+        for i, unit in enumerate(self.savings.extraction.units):
+            named = unit.name == module or unit.name.startswith(f"{module}#")
+            if named and unit.config.uses_heads:
+                heads = unit.config.heads
+                found.append((i, 0, unit.config.in_channels / heads))
+                found.append((i, 1, unit.config.out_channels / heads))
+        return found
 
     def latency(self, states: Sequence[Mapping[str, int]]) -> np.ndarray:
         """Calibrated whole-model latency (ms) of each state (NaN where a layer vanishes)."""

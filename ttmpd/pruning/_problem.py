@@ -52,7 +52,8 @@ class SearchConfig:
     ``groups``: which group kinds the search may prune (:class:`GroupOptions`).
     ``refresh_every`` belongs to ``ttmpd-greedy``; ``proxy_images`` (None: all calibration
     images), ``max_samples`` (candidates × images per forward), ``refine_rounds`` and
-    ``refine_candidates`` to ``ttmpd`` (:mod:`ttmpd.pruning._mck_search`).
+    ``refine_candidates`` to ``ttmpd`` (:mod:`ttmpd.pruning._mck_search`); ``round_to``
+    (keep multiples of it; None: any count) to ``tp-magnitude``.
     """
 
     budget: float
@@ -66,6 +67,7 @@ class SearchConfig:
     refine_rounds: int = 2
     refine_candidates: int = 4
     accuracy_model: AccuracyModel = field(default_factory=AccuracyModel)
+    round_to: int | None = None
     seed: int = 0
     progress: bool = True
     groups: GroupOptions = field(default_factory=GroupOptions)
@@ -81,6 +83,8 @@ class SearchConfig:
         for name in ("max_samples", "refine_candidates"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.round_to is not None and self.round_to < 1:
+            raise InputError(f"round_to must be >= 1 (or None), got {self.round_to}")
         if self.refine_rounds < 0:
             raise InputError(f"refine_rounds must be >= 0, got {self.refine_rounds}")
         if self.proxy_images is not None and self.proxy_images < 2:
@@ -132,7 +136,7 @@ class SearchProblem:
 
     def _scores(self) -> dict[str, np.ndarray]:
         kwargs: dict = {"seed": self.config.seed}
-        if self.config.importance == "taylor":
+        if self.config.importance in ("taylor", "bn_taylor"):
             target = self.teacher.argmax(1)
 
             def loss_fn(m: nn.Module) -> torch.Tensor:

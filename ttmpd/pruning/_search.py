@@ -22,13 +22,13 @@ predicted latency.
     (:mod:`ttmpd.pruning._proxies`). The best candidate is accepted. The accepted group's
     next candidate is re-evaluated every step; the others' accuracy deltas are reused and
     refreshed every ``refresh_every`` steps.
-``knapsack`` (HALP-style without gradients) and ``halp`` (the same with Taylor importance)
+``knapsack``
     No accuracy proxy: channel blocks (staircase steps) are removed greedily by importance
-    lost per ms saved, with importance normalised by each group's mean, until the budget
-    holds — a greedy solution of the importance/latency knapsack.
+    (``importance``) lost per ms saved, with importance normalised by each group's mean,
+    until the budget holds — a greedy solution of the importance/latency knapsack.
 ``uniform``
     The same keep ratio for every group, the smallest that meets the budget (bisection).
-``eagleeye``, ``netadapt``, ``tp-magnitude``
+``halp``, ``eagleeye``, ``netadapt``, ``tp-magnitude``
     Baselines from the literature, see :mod:`ttmpd.pruning._baselines`.
 """
 
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -171,7 +170,6 @@ _METHODS: dict[str, Callable[[SearchProblem], tuple[dict[str, int], list[dict]]]
     "ttmpd-greedy": _greedy,
     "knapsack": _knapsack,
     "uniform": _uniform,
-    "halp": _knapsack,  # with Taylor importance, set in prune()
 }
 
 
@@ -189,8 +187,6 @@ def prune(
     already normalised, used for pseudo labels, adaptive BN and the proxies.
     """
     start = time.perf_counter()
-    if config.method == "halp":
-        config = replace(config, importance="taylor")
     problem = SearchProblem(model, example_input, predictor, calib_images, config)
     problem.check_reachable()
     if config.method in BASELINES:
