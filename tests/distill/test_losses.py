@@ -16,9 +16,11 @@ from ttmpd.distill import (
     FeatureHooks,
     Features,
     LossContext,
+    LossTerm,
     list_losses,
     parse_loss_spec,
 )
+from ttmpd.distill._losses import attention_map, spec_needs_features
 from ttmpd.errors import InputError
 
 ALL = list_losses()
@@ -197,3 +199,135 @@ def test_feature_losses_need_layers():
         LOSSES.get("at")(LossContext(4))
     with pytest.raises(InputError, match="at least 2"):
         LOSSES.get("fsp")(LossContext(4, ((8, 4, 4),), ((8, 4, 4),)))
+
+
+def test_loss_context_normalises_shapes_and_checks_its_counts():
+    as_lists = LossContext(4, [[8, 4, 4], [16, 2, 2]], [[8, 4, 4], [16, 2, 2]])
+    assert as_lists == LossContext(4, ((8, 4, 4), (16, 2, 2)), ((8, 4, 4), (16, 2, 2)))
+    assert hash(as_lists) == hash(LossContext(4, ((8, 4, 4), (16, 2, 2)), ((8, 4, 4), (16, 2, 2))))
+    with pytest.raises(InputError, match="num_classes must be positive, got 0"):
+        LossContext(0)
+    with pytest.raises(InputError, match=r"1 student feature layer\(s\) but 2 teacher layer\(s\)"):
+        LossContext(4, ((8, 4, 4),), ((8, 4, 4), (16, 2, 2)))
+
+
+def test_a_single_class_is_a_valid_context():
+    # one class: every softmax is 1, so the pseudo-label cross-entropy is exactly 0
+    ce = LOSSES.get("ce")(LossContext(1))
+    logits = torch.randn(B, 1)
+    assert float(ce(Features(logits), Features(logits + 1.0))) == 0.0
+
+
+def test_zero_weight_is_allowed_and_drops_the_term():
+    s, t = _features(seed=1), _features(seed=2)
+    total, parts = CombinedLoss("kd:0,ce:1", _context())(s, t)
+    assert parts["kd"] > 0
+    assert float(total) == pytest.approx(parts["ce"], rel=1e-6)
+
+
+def test_spec_as_a_list_of_terms():
+    terms = [LossTerm("kd", 0.5), LossTerm("ce", 2.0)]
+    s, t = _features(seed=1), _features(seed=2)
+    total, parts = CombinedLoss(terms, _context())(s, t)
+    assert float(total) == pytest.approx(0.5 * parts["kd"] + 2.0 * parts["ce"], rel=1e-6)
+    hint = r"^give a loss spec like 'kd:0\.9,ce:0\.1' or a list of LossTerm$"
+    for bad in ([], ["kd"], [LossTerm("kd", 1.0), "ce"]):
+        with pytest.raises(InputError, match=hint):
+            parse_loss_spec(bad)
+    with pytest.raises(UnknownNameError, match="choose one of"):
+        parse_loss_spec([LossTerm("nope", 1.0)])
+
+
+def test_spec_errors_show_an_example():
+    with pytest.raises(InputError, match=r"items separated by commas, e\.g\. kd:0\.9,ce:0\.1$"):
+        parse_loss_spec(" ")
+    with pytest.raises(
+        InputError, match=r"of 'kd' in 'kd:x' is not a number; write e\.g\. kd:0\.9"
+    ):
+        parse_loss_spec("kd:x")
+
+
+@pytest.mark.parametrize(
+    ("spec", "needs"),
+    [("kd,ce", False), ("kd:0.5,at", True), ("sp", True), ([LossTerm("fitnet", 1.0)], True)],
+)
+def test_spec_needs_features_iff_a_term_uses_hooked_layers(spec, needs):
+    assert spec_needs_features(spec) is needs
+
+
+def test_map_losses_name_the_vector_layer():
+    maps = ((8, 4, 4), (16, 2, 2), (16, 2, 2))
+    ctx = LossContext(4, maps, ((8, 4, 4), (16, 2, 2), (6,)))  # teacher layer 2 is a vector
+    expected = (
+        r"feature layer 2 has per-sample shape \(6,\) \(a vector\); hook conv stages or "
+        r"transformer blocks, or use a loss for vectors \(e\.g\. rkd, pkt, cc, sp\)"
+    )
+    with pytest.raises(InputError, match=expected):
+        LOSSES.get("at")(ctx)
+    with pytest.raises(InputError, match=r"feature layer 0 has per-sample shape \(6,\)"):
+        LOSSES.get("at")(LossContext(4, ((8, 4, 4),), ((6,),)))
+
+
+#: losses that pair every student layer with a teacher layer
+PER_LAYER = ["ab", "at", "fitnet", "fsp", "nst", "sp", "vid"]
+
+
+@pytest.mark.parametrize("name", PER_LAYER)
+def test_per_layer_losses_refuse_features_missing_a_layer(name):
+    loss = LOSSES.get(name)(_context())
+    s, t = _features(seed=1), _features(seed=2)
+    short = Features(s.logits, s.features[:1], s.index)
+    with pytest.raises(ValueError, match="zip"):
+        loss(short, t)
+
+
+def test_crd_reads_the_index_from_either_side_and_explains_its_needs():
+    ctx = LossContext(4, ((8, 4, 4),), ((8, 4, 4),), num_samples=B)
+    s, t = _features((8, 16), seed=1), _features((8, 16), seed=2)
+    s = Features(s.logits, s.features[:1], torch.arange(B).flip(0))
+    t = Features(t.logits, t.features[:1], None)
+
+    def value(student, teacher):
+        torch.manual_seed(0)  # same negatives each call
+        with torch.no_grad():
+            return LOSSES.get("crd")(ctx).eval()(student, teacher).item()
+
+    both = value(s, Features(t.logits, t.features, s.index))
+    assert value(s, t) == both
+    assert value(Features(s.logits, s.features, None), Features(t.logits, t.features, s.index)) == (
+        both
+    )
+    with pytest.raises(
+        InputError, match=r"^loss 'crd' needs Features\.index \(sample indices of the batch\)$"
+    ):
+        value(Features(s.logits, s.features, None), t)
+    with pytest.raises(
+        InputError,
+        match=r"needs the fine-tuning subset size \(at least 2\) for its memory banks; build it "
+        r"through the trainer or pass LossContext\(num_samples=\.\.\.\)",
+    ):
+        LOSSES.get("crd")(LossContext(4, ((8, 4, 4),), ((8, 4, 4),), num_samples=1))
+
+
+def test_crd_memory_banks_start_as_fixed_unit_rows():
+    ctx = LossContext(4, ((8, 4, 4),), ((8, 4, 4),), num_samples=6)
+    first, second = LOSSES.get("crd")(ctx), LOSSES.get("crd")(ctx)
+    for name in ("memory_s", "memory_t"):
+        bank = getattr(first, name)
+        assert torch.allclose(bank.norm(dim=1), torch.ones(6))
+        assert torch.equal(bank, getattr(second, name))  # the same start on every build
+    assert not torch.equal(first.memory_s, first.memory_t)
+
+
+def test_ft_needs_both_last_layers_to_be_maps():
+    hint = r"needs a 4-D last feature layer \(student \(8, 4, 4\), teacher \(6,\)\); hook a conv"
+    with pytest.raises(InputError, match=hint + " stage last"):
+        LOSSES.get("ft")(LossContext(4, ((8, 4, 4),), ((6,),)))
+    with pytest.raises(InputError, match="4-D last feature layer"):
+        LOSSES.get("ft")(LossContext(4, ((6,),), ((8, 4, 4),)))
+
+
+def test_attention_map_by_default_is_the_unit_mean_square_map():
+    f = torch.randn(3, 5, 4, 4)
+    q = f.pow(2).mean(1).flatten(1)
+    torch.testing.assert_close(attention_map(f), q / q.norm(dim=1, keepdim=True))

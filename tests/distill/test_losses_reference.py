@@ -379,11 +379,11 @@ def ref_fitnet(loss, s, t):
     return float(sum(mse)) / len(mse)
 
 
-def ref_at(loss, s, t):
+def ref_at(loss, s, t, p=2.0):
     total = 0.0
     for fs, ft in zip(s.features, t.features, strict=True):
         fs, ft = _smaller(fs, ft)
-        qs, qt = (_unit_rows(f.pow(2).mean(1).flatten(1)) for f in (fs, ft))
+        qs, qt = (_unit_rows(f.abs().pow(p).mean(1).flatten(1)) for f in (fs, ft))
         total += float((qs - qt).pow(2).mean())  # summed over layers (RepDistiller)
     return total
 
@@ -771,3 +771,38 @@ def test_crd_updates_only_the_batch_rows_and_only_in_training():
         expected = old.clone()
         expected[[4, 1]] = _unit_rows(0.5 * old[[4, 1]] + 0.5 * _unit_rows(f.features[0]))
         torch.testing.assert_close(memory, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_at_with_another_exponent_matches_reference():
+    s_shapes, t_shapes = GEOMETRIES["resized"]
+    s, t = _features(s_shapes, seed=1), _features(t_shapes, seed=2)
+    loss = _loss("at", _ctx(s, t), p=4.0)
+    with torch.no_grad():
+        assert loss(s, t).item() == pytest.approx(ref_at(loss, s, t, p=4.0), **TOL)
+        assert loss(s, t).item() != pytest.approx(ref_at(loss, s, t), rel=1e-3)
+
+
+def test_fsp_over_three_layers_matches_reference():
+    s = _features(((3, 4, 4), (5, 2, 2), (2, 2, 2)), seed=1)
+    t = _features(((4, 4, 4), (6, 2, 2), (3, 2, 2)), seed=2, relu=True)
+    loss = _loss("fsp", _ctx(s, t))
+    _fix_parameters(loss)
+    with torch.no_grad():
+        assert loss(s, t).item() == pytest.approx(ref_fsp(loss, s, t), **TOL)
+
+
+def test_vid_on_vectors_matches_its_formula():
+    # hooked vectors (B, D): the regressor is linear - ReLU - linear
+    s, t = _features(((3,), (5,)), seed=1), _features(((4,), (6,)), seed=2)
+    loss = _loss("vid", _ctx(s, t))
+    _fix_parameters(loss)
+    values = []
+    with torch.no_grad():
+        for reg, alpha, fs, ft in zip(
+            loss.regressors, loss.alphas, s.features, t.features, strict=True
+        ):
+            hidden = (fs @ reg[0].weight.T + reg[0].bias).clamp_min(0)
+            mu = hidden @ reg[2].weight.T + reg[2].bias
+            var = torch.log1p(torch.exp(alpha)) + 1e-6
+            values.append(float((0.5 * torch.log(var) + (ft - mu).pow(2) / (2 * var)).mean()))
+        assert loss(s, t).item() == pytest.approx(sum(values) / len(values), **TOL)

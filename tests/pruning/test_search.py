@@ -71,7 +71,6 @@ def test_greedy_latency_decreases_along_the_search(tmp_path):
     assert {"group", "k_from", "k_to", "predicted_saving_ms", "v1", "v2", "score"} <= set(
         result.log.columns
     )
-    assert result.log["v1"].between(0, 1).all() and (result.log["v2"] >= 0).all()
 
 
 def test_masking_matches_physical_pruning(tmp_path):
