@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import OutputError
 
@@ -43,6 +45,27 @@ def check_writable(path: str | os.PathLike) -> None:
                           "output path")  # fmt: skip
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"directory {probe} is not writable; choose another output path")
+
+
+def read_json_lines(path: str | os.PathLike, error: type[Exception]) -> tuple[list[Any], int]:
+    """The records of a JSON-lines journal and the byte length of its complete lines.
+
+    A last line cut short by a kill mid-write is ignored (and left out of the length, so the
+    caller can truncate it away before appending); a corrupted complete line raises
+    ``error`` naming it."""
+    records, complete = [], 0
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh):
+            if not raw.endswith(b"\n"):
+                break  # killed mid-write
+            try:
+                records.append(json.loads(raw))
+            except json.JSONDecodeError:
+                raise error(
+                    f"journal {path} line {n + 1} is corrupted; fix or delete that line"
+                ) from None
+            complete += len(raw)
+    return records, complete
 
 
 def _umask() -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._io import ensure_writable_dir
+from .._io import ensure_writable_dir, read_json_lines
 from ..errors import ExecutorError, InputError
 from ._jobs import Job, JobOutcome, StepSpan
 from ._protocol import Executor
@@ -38,21 +38,10 @@ class JobJournal:
         """Values of the finished jobs by key ({} when there is no journal yet)."""
         if not self.path.exists():
             return {}
-        done: dict[str, Any] = {}
-        with open(self.path, "rb") as fh:
-            for n, raw in enumerate(fh):
-                if not raw.endswith(b"\n"):
-                    break  # killed mid-write
-                try:
-                    record = json.loads(raw)
-                except json.JSONDecodeError:
-                    raise InputError(
-                        f"journal {self.path} line {n + 1} is corrupted; fix or delete that line"
-                    ) from None
-                if n == 0:
-                    self._check_header(record)
-                else:
-                    done[record["key"]] = record["value"]
+        records, _ = read_json_lines(self.path, InputError)
+        if records:
+            self._check_header(records[0])
+        done: dict[str, Any] = {r["key"]: r["value"] for r in records[1:]}
         return done
 
     def _check_header(self, header: dict) -> None:

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._io import ensure_writable_dir
+from .._io import ensure_writable_dir, read_json_lines
 from ..errors import LutError, ProbeError, TtmpdError
 from ..profiler import (
     BackendBase,
@@ -146,22 +146,9 @@ def _read_journal(path: Path) -> tuple[dict | None, list[dict], int]:
     A last line cut short by a kill mid-write is ignored (and its offset excluded, so the
     caller can truncate it away before appending).
     """
-    header, rows, complete = None, [], 0
-    with open(path, "rb") as fh:
-        for n, raw in enumerate(fh):
-            if not raw.endswith(b"\n"):
-                break  # killed mid-write
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError:
-                raise LutError(
-                    f"journal {path} line {n + 1} is corrupted; fix or delete that line"
-                ) from None
-            complete += len(raw)
-            if n == 0:
-                header = record.get("meta")
-            else:
-                rows.append(record)
+    records, complete = read_json_lines(path, LutError)
+    header = records[0].get("meta") if records else None
+    rows = records[1:]
     return header, rows, complete
 
 
