@@ -28,14 +28,6 @@ from .pruning import calibrate_predictor, measure_models
 logger = logging.getLogger(__name__)
 
 
-def load_stream(data: str, labels: bool | None = None):
-    """A test stream: ``mnist``/``digits`` (embedded test split) or a path (.npz, folder);
-    labels when the stream has them (:func:`ttmpd.data.load_stream`)."""
-    from .data import load_stream as load
-
-    return load(data, labels=labels)
-
-
 def split_mask(n: int, k: int, seed: int) -> np.ndarray:
     """Boolean mask of ``k`` of ``n`` stream positions drawn at random (seeded): the
     unlabeled calibration / fine-tuning samples; the rest is held out."""
@@ -71,6 +63,8 @@ def load_scenario(model_path: str, data: str, samples: int, seed: int = 0) -> Sc
     if samples < 8:
         raise InputError(f"--proxy-samples must be >= 8, got {samples}")
     checkpoint = load_checkpoint(model_path)
+    from .data import load_stream
+
     stream = load_stream(data)  # labels, when present, are for evaluation only
     check_input_channels(checkpoint.model, stream.images)
     n = len(stream.images)

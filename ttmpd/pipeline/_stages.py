@@ -131,7 +131,8 @@ class Run:
 
 def stage_data(run: Run) -> dict:
     from ..base import check_input_channels
-    from ..workflow import load_stream, split_mask
+    from ..data import load_stream
+    from ..workflow import split_mask
 
     stream = load_stream(run.config.data)  # labels only when the stream has them
     check_input_channels(run.model, stream.images)
