@@ -207,6 +207,11 @@ def test_save_load_round_trip_and_refit_rules(predictor, fake_lut, tmp_path, cap
         refit, _ = load_predictor(older)
     assert "the features changed" in caplog.text
     np.testing.assert_allclose(refit.predict(UNITS), predictor.predict(UNITS), rtol=1e-6)
+    renamed = tmp_path / "renamed.json"  # a file from before the slope's rename
+    old = {k: v for k, v in payload.items() if k != "second_slope"}
+    renamed.write_text(json.dumps({**old, "sklearn_version": sklearn.__version__,
+                                   "aligned_slope": 0.25}))  # fmt: skip
+    assert load_predictor(renamed)[0].second_slope_ == 0.25
     (tmp_path / "foreign.json").write_text("{}")
     with pytest.raises(LutError, match="not a ttmpd predictor"):
         load_predictor(tmp_path / "foreign.json")
@@ -288,7 +293,7 @@ def test_calibration_fits_relative_error_and_allows_a_negative_offset(predictor)
     p = copy.deepcopy(predictor).fit_calibration([(n, x) for n in nets], measured)
     a, b, c = p.calibration_
     assert a == pytest.approx(0.9, rel=1e-3) and b == 0.0
-    assert p.aligned_slope_ == pytest.approx(0.9, rel=1e-3)
+    assert p.second_slope_ == pytest.approx(0.9, rel=1e-3)
     n_units = len(extract_units(nets[0], x).units)  # the same for every width
     expected_c = -0.2 * sums.min() + 0.9 * p.call_overhead_ms_ * n_units  # units without t0
     assert c == pytest.approx(expected_c, rel=1e-2)
@@ -312,7 +317,7 @@ def test_without_blocked_layout_every_unit_shares_one_slope(predictor):
     nets = [ResidualNet(c=c).eval() for c in (32, 24, 20, 16, 12, 8)]
     sums = [predictor.predict_model(n, x, calibrated=False).unit_sum_ms for n in nets]
     p = copy.deepcopy(predictor).fit_calibration([(n, x) for n in nets], 0.7 * np.array(sums))
-    assert p.aligned_slope_ == p.calibration_[0] == pytest.approx(0.7, rel=1e-2)
+    assert p.second_slope_ == p.calibration_[0] == pytest.approx(0.7, rel=1e-2)
 
 
 def test_blocked_layout_convs_get_their_own_slope(block16_lut):
@@ -331,7 +336,7 @@ def test_blocked_layout_convs_get_their_own_slope(block16_lut):
     measured = 1.0 * other + 0.6 * aligned + 0.01  # whole graphs discount aligned chains
     p = copy.deepcopy(predictor).fit_calibration([(n, x) for n in nets], measured)
     assert p.calibration_[0] == pytest.approx(1.0, rel=1e-2)
-    assert p.aligned_slope_ == pytest.approx(0.6, rel=1e-2)
+    assert p.second_slope_ == pytest.approx(0.6, rel=1e-2)
     assert p.calibration_[2] == pytest.approx(0.01, abs=2e-3)
     assert p.predict_model(nets[0], x).total_ms == pytest.approx(measured[0], rel=1e-3)
     savings = PruneSavings(p, nets[0], x)
@@ -355,7 +360,7 @@ def test_native_path_convs_get_their_own_calibration_slope(fake_lut):
         measured.append(latency[~native].sum() + 1.5 * latency[native].sum())
     p.fit_calibration([(n, x) for n in nets], measured)
     assert p.calibration_[0] == pytest.approx(1.0, rel=0.02)
-    assert p.aligned_slope_ == pytest.approx(1.5, rel=0.02)
+    assert p.second_slope_ == pytest.approx(1.5, rel=0.02)
     assert p.predict_model(nets[0], x).total_ms == pytest.approx(measured[0], rel=0.01)
     assert not LatencyPredictor().fit(LatencyTable.load(fake_lut)).native_conv_slope_  # no rule
 

@@ -124,7 +124,7 @@ def test_hits_come_back_exactly_and_misses_are_predicted():
 
 def test_fit_resets_the_calibration_and_keeps_the_fastest_unit_as_overhead():
     p = LatencyPredictor("ridge").fit(FRAME, LATENCY)
-    assert p.calibration_ == (1.0, 0.0, 0.0) and p.aligned_slope_ == 1.0
+    assert p.calibration_ == (1.0, 0.0, 0.0) and p.second_slope_ == 1.0
     assert p.unit_overhead_ms_ == LATENCY.min() and p.call_overhead_ms_ == 0.0
     assert p.work_offset_ == work_offset(LATENCY, unit_work(FRAME))
 

@@ -239,7 +239,7 @@ def _fit(args: argparse.Namespace) -> int:
         "calibration": dict(
             zip(("slope", "ms_per_unit", "offset_ms"), predictor.calibration_, strict=True)
         )
-        | {"aligned_slope": predictor.aligned_slope_},
+        | {"second_slope": predictor.second_slope_},
         "calibration_models": len(measured),
         "cv": None if cv is None else cv.to_dict("records"),
     }
@@ -251,7 +251,7 @@ def _fit(args: argparse.Namespace) -> int:
     a, b, c = predictor.calibration_
     second = "blocked-layout" if predictor.blocked_layout_ else "native-path"
     slopes = (
-        f"{a:.3f}·Σother + {predictor.aligned_slope_:.3f}·Σ{second} convs"
+        f"{a:.3f}·Σother + {predictor.second_slope_:.3f}·Σ{second} convs"
         if predictor.blocked_layout_ or predictor.native_conv_slope_
         else f"{a:.3f}·Σunits"
     )

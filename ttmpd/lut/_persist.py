@@ -68,7 +68,7 @@ def save_predictor(
         "lut_digest": table_digest(table),
         "params": predictor.get_params(),
         "calibration": list(predictor.calibration_),
-        "aligned_slope": predictor.aligned_slope_,
+        "second_slope": predictor.second_slope_,
         "call_overhead_ms": predictor.call_overhead_ms_,
         "fusion": predictor.fusion_,
         "features": list(FEATURE_NAMES),
@@ -132,7 +132,9 @@ def load_predictor(path: str | os.PathLike, lut: str | os.PathLike | None = None
         logger.warning("refitting predictor %s from %s: %s", path, lut_path, reason)
         predictor.fit(table)
     predictor.calibration_ = tuple(float(v) for v in payload["calibration"])
-    predictor.aligned_slope_ = float(payload.get("aligned_slope", predictor.calibration_[0]))
+    # "aligned_slope": the same slope under its name before 2026-12-01
+    second = payload.get("second_slope", payload.get("aligned_slope", predictor.calibration_[0]))
+    predictor.second_slope_ = float(second)
     # the overhead the calibration was fitted with (0: files from before it was subtracted)
     predictor.call_overhead_ms_ = float(payload.get("call_overhead_ms", 0.0))
     return predictor, table

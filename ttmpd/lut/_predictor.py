@@ -29,7 +29,7 @@ Model level
     applies the calibration ``total = a·Σ other units + a4·Σ blocked-layout convs + b·n_units
     + c``, each unit counted without the per-call overhead ``t0`` it paid in isolation
     (fitted with :meth:`fit_calibration` on a handful of measured whole models; identity
-    ``a = a4 = 1, b = c = 0`` until then). ``a4`` (``aligned_slope_``) is the
+    ``a = a4 = 1, b = c = 0`` until then). ``a4`` (``second_slope_``) is the
     slope of convs whose channel counts qualify for a blocked (NCHWc) kernel
     (:func:`~ttmpd.lut._features.blocked_layout_mask`): in a whole ONNX Runtime graph,
     chains of them skip the layout conversions each isolated unit pays, so they run at a
@@ -259,7 +259,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.fusion_ = meta.fusion if meta else "none"
         self.fingerprint_ = meta.fingerprint if meta else None
         self.calibration_ = (1.0, 0.0, 0.0)
-        self.aligned_slope_ = 1.0
+        self.second_slope_ = 1.0
         self.unit_overhead_ms_ = self._call_overhead(y)
         self.call_overhead_ms_ = 0.0  # the identity calibration is the plain unit sum
         return self
@@ -277,7 +277,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.fusion_ = table.meta.fusion
         self.fingerprint_ = table.meta.fingerprint
         self.calibration_ = (1.0, 0.0, 0.0)
-        self.aligned_slope_ = 1.0
+        self.second_slope_ = 1.0
         self.unit_overhead_ms_ = self._call_overhead(y)
         self.call_overhead_ms_ = 0.0
         return self
@@ -400,7 +400,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         a = self.calibration_[0]
         if not len(frame):
             return np.zeros(0)
-        return np.where(self._second_slope(frame), self.aligned_slope_, a)
+        return np.where(self._second_slope(frame), self.second_slope_, a)
 
     def scaled_units(self, X, latency_ms: np.ndarray | None = None) -> np.ndarray:
         """Each unit's share of a calibrated whole model (ms): ``slope_i·(latency_i − t0)``,
@@ -484,5 +484,5 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         fit = lsq_linear(A[:, columns] / y[:, None], np.ones_like(y), bounds=bounds)
         full = dict.fromkeys(range(4), 0.0) | dict(zip(columns, fit.x, strict=True))
         self.calibration_ = (float(full[0]), float(full[2]), float(full[3]))
-        self.aligned_slope_ = float(full[1]) if two_slopes else float(full[0])
+        self.second_slope_ = float(full[1]) if two_slopes else float(full[0])
         return self

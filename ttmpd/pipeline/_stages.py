@@ -185,7 +185,7 @@ def stage_predictor(run: Run) -> dict:
     run.__dict__["predictor"] = predictor
     predicted_ms = predictor.predict_model(run.model, run.example).total_ms
     return {"calibration": [float(v) for v in predictor.calibration_],
-            "aligned_slope": predictor.aligned_slope_,
+            "second_slope": predictor.second_slope_,
             "measured_original_ms": original_ms, "predicted_original_ms": predicted_ms}  # fmt: skip
 
 
