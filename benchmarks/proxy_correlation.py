@@ -47,12 +47,12 @@ from ttmpd.models import load_checkpoint
 from ttmpd.pipeline import RunConfig, distill_student
 from ttmpd.pruning import (
     AccuracyModel,
+    adapt_bn,
     agreement_proxies,
     apply_plan,
     channel_groups,
     importance,
     random_plan,
-    recalibrate_bn,
 )
 from ttmpd.workflow import split_mask
 
@@ -92,7 +92,7 @@ def candidates(args, corruption: str, done: set, partial_csv) -> None:
         pruned = apply_plan(model, x, plan).eval()
         with torch.no_grad():
             stale = float((pruned(calib).argmax(1) == teacher.argmax(1)).float().mean())
-        recalibrate_bn(pruned, calib)
+        adapt_bn(pruned, calib)
         v1, v2 = agreement_proxies(pruned, calib, teacher)
         kept = sum(float(l1[g][list(plan.keep[g])].sum()) for g in plan.keep) / total
         row = {"corruption": corruption, "seed": args.seed, "candidate": i,

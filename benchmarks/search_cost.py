@@ -2,14 +2,14 @@
 
 Same model (shipped ResNet-20), same uncalibrated ORT predictor (the LUT of
 ``ttmpd_vs_baselines.py``), same budgets as fractions of the predicted latency, same 512
-unlabeled stream images per corruption (the first 128 are the calibration images), the rest
+unlabeled stream images per corruption (the first 128 are the proxy images), the rest
 with labels held out. Tuning corruptions only (motion blur, impulse noise, severity 5, seed
 0): the ones the proxy defaults were chosen on.
 
 Per method and budget: search wall time and process CPU time (one thread; the CPU time is
 what a shared host does not inflate), forward passes and evaluated candidates (ttmpd
 methods), the CPU time in units of one adaptive-BN pass of the unpruned model over the
-128 calibration images (``pass_cpu_s``, timed here), the predicted latency fraction, the
+128 proxy images (``pass_cpu_s``, timed here), the predicted latency fraction, the
 AccuracyModel score of the final state on the 128 images (``score_128``, one yardstick for
 all methods), held-out accuracy before and after the fine-tune of ``ttmpd_vs_baselines.py``
 (``kd:0.9,ce:0.1``, 10 epochs over the 512 images).
@@ -46,11 +46,11 @@ METHODS = ("ttmpd", "ttmpd-greedy", "halp", "knapsack")
 TUNING = ("motion_blur", "impulse_noise")
 
 
-def score(model, calib, teacher) -> float:
-    """AccuracyModel score (kept = 1) of an already BN-recalibrated model on ``calib``:
+def score(model, images, teacher) -> float:
+    """AccuracyModel score (kept = 1) of an already BN-adapted model on ``images``:
     the same yardstick for every method, whatever importance it ranked channels by."""
     with torch.no_grad():
-        logits = model(calib)
+        logits = model(images)
     return float(AccuracyModel().predict(agreement(logits, teacher), kd_gap(logits, teacher)))
 
 
@@ -66,13 +66,13 @@ def forwards(log) -> int:
     return int(log["forwards"].max()) if "forwards" in log else evaluations(log)
 
 
-def pass_seconds(model, calib, repeats: int = 5) -> float:
-    """Median process CPU time of one adaptive-BN pass of ``model`` over ``calib``."""
+def pass_seconds(model, images, repeats: int = 5) -> float:
+    """Median process CPU time of one adaptive-BN pass of ``model`` over ``images``."""
     times = []
     for _ in range(repeats):
         work = copy.deepcopy(model)
         start = time.process_time()
-        adaptive_bn_logits(work, calib)
+        adaptive_bn_logits(work, images)
         times.append(time.process_time() - start)
     return sorted(times)[len(times) // 2]
 
@@ -102,15 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     for corruption in args.corruptions.split(","):
         images = corrupt(test.images, corruption, 5, seed=0)
         tune, held, labels = split(images, test.labels, 512, 0)
-        calib = to_model_input(tune[:128], norm)
+        images = to_model_input(tune[:128], norm)
         with torch.no_grad():
-            teacher = model(calib)
-        unit = pass_seconds(model, calib)
+            teacher = model(images)
+        unit = pass_seconds(model, images)
         for budget in map(float, args.budgets.split(",")):
             for method in args.methods.split(","):
                 config = SearchConfig(budget=budget, method=method, progress=False)
                 cpu = time.process_time()
-                result = prune(model, x, predictor, calib, config)
+                result = prune(model, x, predictor, images, config)
                 cpu = time.process_time() - cpu
                 log = result.log
                 row = {"corruption": corruption, "budget": budget, "method": method,
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                        "prune_in_passes": cpu / unit,
                        "evaluations": evaluations(log), "forwards": forwards(log),
                        "predicted_ratio": result.predicted_latency_ms / result.base_latency_ms,
-                       "score_128": score(result.model, calib, teacher),
+                       "score_128": score(result.model, images, teacher),
                        "acc_pruned": accuracy(result.model, held, labels, norm)}  # fmt: skip
                 if not args.no_finetune:
                     start = time.perf_counter()

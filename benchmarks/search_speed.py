@@ -2,8 +2,8 @@
 
 Same model (shipped ResNet-20), same stream (MNIST-test, motion blur 5), same calibrated
 ORT predictor and budgets, same 128 proxy images; only ``SearchProblem.proxies`` differs:
-two-pass = ``recalibrate_bn`` then an eval forward (as before), one-pass =
-``adaptive_bn_logits`` (the recalibration pass's own outputs). Reports search seconds, the
+two-pass = ``adapt_bn`` then an eval forward (as before), one-pass =
+``adaptive_bn_logits`` (the adaptation pass's own outputs). Reports search seconds, the
 ratio, and whether both searches chose the same plan.
 
     python benchmarks/search_speed.py [--budgets 0.3,0.5,0.7] [--backend onnxruntime]
@@ -24,7 +24,7 @@ from ttmpd.data import corrupt, load_mnist
 from ttmpd.lut import LatencyPredictor, profile_model
 from ttmpd.models import load_checkpoint
 from ttmpd.profiler import BackendConfig, GridConfig, get_backend
-from ttmpd.pruning import SearchConfig, calibrate_predictor, prune, recalibrate_bn
+from ttmpd.pruning import SearchConfig, adapt_bn, calibrate_predictor, prune
 from ttmpd.pruning._problem import SearchProblem
 from ttmpd.pruning._proxies import agreement_proxies
 
@@ -32,8 +32,8 @@ LUTS = Path(__file__).parent / "luts"
 
 
 def two_pass(self, masker, state):
-    candidate = recalibrate_bn(masker.masked(self.removed(state)), self.calib)
-    return agreement_proxies(candidate, self.calib, self.teacher)
+    candidate = adapt_bn(masker.masked(self.removed(state)), self.images)
+    return agreement_proxies(candidate, self.images, self.teacher)
 
 
 def main(argv: list[str] | None = None) -> int:

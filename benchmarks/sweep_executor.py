@@ -2,7 +2,7 @@
 same rows.
 
 Sweep: the shipped ResNet-20 on MNIST-test under motion blur 5 (the first ``--images``
-images: 128 calibration images, the rest held out), the ONNX Runtime table of
+images: 128 proxy images, the rest held out), the ONNX Runtime table of
 ``benchmarks/luts`` (built on first use), budgets x methods plus the unpruned model.
 The local executor runs the jobs one after another in this process; the Ray executor
 starts a local cluster of ``--cpus`` CPUs whose node carries the table's device resource,
@@ -49,7 +49,7 @@ def _sweep(scenario, predictor, table, budgets, methods, executor, device):
     spans = []
     start = time.perf_counter()
     frame = pareto_sweep(
-        scenario.checkpoint.model, example, predictor, scenario.calib, scenario.evaluate,
+        scenario.checkpoint.model, example, predictor, scenario.images, scenario.evaluate,
         lambda m: measure_on_table_backend(table, m, example), budgets, methods,
         SearchConfig(budget=0.5, progress=False), progress=False, executor=executor,
         device=device, on_outcome=lambda o: spans.extend(o.spans),

@@ -43,7 +43,7 @@ def test_a_stream_without_labels_gives_a_scenario_without_accuracy(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (40, 28, 28, 1), dtype=np.uint8)
     np.savez(tmp_path / "stream.npz", images=images)
     scenario = load_scenario(str(reference_checkpoint_path()), str(tmp_path / "stream.npz"), 16)
-    assert scenario.calib.shape == (16, 1, 28, 28) and scenario.held_out_labels is None
+    assert scenario.images.shape == (16, 1, 28, 28) and scenario.held_out_labels is None
     assert len(scenario.held_out_images) == 24
     with pytest.raises(InputError, match="no labels"):
         scenario.evaluate(scenario.checkpoint.model)

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 def split_mask(n: int, k: int, seed: int) -> np.ndarray:
     """Boolean mask of ``k`` of ``n`` stream positions drawn at random (seeded): the
-    unlabeled calibration / fine-tuning samples; the rest is held out."""
+    unlabeled proxy / fine-tuning images; the rest is held out."""
     pick = np.zeros(n, dtype=bool)
     pick[np.random.default_rng(seed).choice(n, size=k, replace=False)] = True
     return pick
@@ -38,10 +38,11 @@ def split_mask(n: int, k: int, seed: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Scenario:
-    """A base checkpoint and its test stream: calibration samples and the held-out rest."""
+    """A base checkpoint and its test stream: the proxy images ``(N, C, H, W)``, normalised,
+    and the held-out rest."""
 
     checkpoint: Checkpoint
-    calib: torch.Tensor
+    images: torch.Tensor
     example: torch.Tensor
     held_out_images: np.ndarray
     held_out_labels: np.ndarray | None
@@ -57,7 +58,7 @@ class Scenario:
 
 
 def load_scenario(model_path: str, data: str, samples: int, seed: int = 0) -> Scenario:
-    """Split the stream into ``samples`` calibration images (random, seeded) and the rest."""
+    """Split the stream into ``samples`` proxy images (random, seeded) and the rest."""
     from .base import check_input_channels, to_model_input
 
     if samples < 8:
@@ -71,17 +72,17 @@ def load_scenario(model_path: str, data: str, samples: int, seed: int = 0) -> Sc
     if samples >= n:
         raise InputError(f"--proxy-samples {samples} must be below the stream size {n}")
     pick = split_mask(n, samples, seed)
-    calib = to_model_input(stream.images[pick], checkpoint.normalization)
+    images = to_model_input(stream.images[pick], checkpoint.normalization)
     labels = None if stream.labels is None else stream.labels[~pick]
-    return Scenario(checkpoint, calib, calib[:1].clone(), stream.images[~pick], labels)
+    return Scenario(checkpoint, images, images[:1].clone(), stream.images[~pick], labels)
 
 
-def load_calibration(
+def load_proxy_images(
     model_path: str, data: str, samples: int, seed: int = 0
 ) -> tuple[Checkpoint, torch.Tensor, torch.Tensor]:
-    """``(checkpoint, calib images (N, C, H, W) normalised, example input (1, C, H, W))``."""
+    """``(checkpoint, proxy images (N, C, H, W) normalised, example input (1, C, H, W))``."""
     s = load_scenario(model_path, data, samples, seed)
-    return s.checkpoint, s.calib, s.example
+    return s.checkpoint, s.images, s.example
 
 
 def load_predictor_for(

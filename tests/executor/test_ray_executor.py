@@ -34,7 +34,7 @@ from ttmpd.executor import (  # noqa: E402
 from ttmpd.lut import LatencyPredictor, LatencyTable, profile_model  # noqa: E402
 from ttmpd.models import save_checkpoint  # noqa: E402
 from ttmpd.profiler import GridConfig, get_backend  # noqa: E402
-from ttmpd.pruning import pareto_sweep, recalibrate_bn  # noqa: E402
+from ttmpd.pruning import adapt_bn, pareto_sweep  # noqa: E402
 
 pytestmark = pytest.mark.ray
 TESTS = Path(__file__).resolve().parents[1]
@@ -154,7 +154,7 @@ def _fake_ms(model):
 @pytest.fixture(scope="module")
 def sweep_setup(tmp_path_factory):
     torch.manual_seed(0)
-    net = recalibrate_bn(ResidualNet().eval(), CALIB)
+    net = adapt_bn(ResidualNet().eval(), CALIB)
     lut = tmp_path_factory.mktemp("sweep") / "lut.parquet"
     table = profile_model(net, X, get_backend("fake"), lut, progress=False,
                           grid=GridConfig(channel_step=4, off_grid_per_unit=0)).table  # fmt: skip

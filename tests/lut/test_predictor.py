@@ -15,8 +15,8 @@ from ttmpd.lut import (
     LatencyPredictor,
     LatencyTable,
     PruneSavings,
-    channel_groups,
     configs_frame,
+    coupled_channels,
     cross_validate_regressors,
     load_predictor,
     profile_model,
@@ -139,11 +139,11 @@ def test_unpriced_ops_warn_by_name(predictor):
     assert {u.aten for u in pred.uncovered} == {"pixel_shuffle", "add"}
 
 
-def test_channel_groups_of_a_residual_net():
+def test_coupled_channels_of_a_residual_net():
     x = torch.randn(1, 3, 16, 16)
     net = ResidualNet(c=32).eval()
     extraction = extract_units(net, x)
-    groups = {g.id: g for g in channel_groups(extraction)}
+    groups = {g.id: g for g in coupled_channels(extraction)}
     names = {u.index: u.name for u in extraction.units}
     residual = groups["stem.0"]  # stem, conv2 and the classifier input share the stream
     members = {(names[i], d) for i, d, _ in residual.members}
@@ -414,3 +414,14 @@ def test_the_probed_per_call_overhead_is_what_calibration_subtracts(fake_lut):
     frame = table.frame
     bare = LatencyPredictor().fit(frame, frame["latency_ms"].to_numpy())
     assert bare.unit_overhead_ms_ == frame["latency_ms"].min()
+
+
+def test_the_old_names_of_coupled_channels_still_resolve_with_a_warning():
+    import ttmpd.lut as lut
+
+    with pytest.warns(DeprecationWarning, match="CoupledChannels"):
+        assert lut.ChannelGroup is lut.CoupledChannels
+    with pytest.warns(DeprecationWarning, match="coupled_channels"):
+        assert lut.channel_groups is lut.coupled_channels
+    with pytest.raises(AttributeError):
+        lut.NoSuchName  # noqa: B018

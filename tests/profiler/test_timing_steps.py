@@ -72,18 +72,18 @@ def test_calibration_grows_number_by_the_missing_factor_with_margin():
         return 0.03 * number
 
     # 1 call: 0.03 ms -> x 10 at most; 10: 0.3 ms -> ceil(10 * 3.33 * 1.2) = 40; 40: 1.2 ms
-    assert timing._calibrate_number(run, 1.0) == 40
+    assert timing._loop_count(run, 1.0) == 40
     assert calls == [1, 10, 40]
     calls.clear()
     # 1 call: 0.6 ms -> ceil(1 * 1.667 * 1.2) = 2 (at least one more); 2: 1.2 ms
-    assert timing._calibrate_number(lambda n: calls.append(n) or 0.6 * n, 1.0) == 2
+    assert timing._loop_count(lambda n: calls.append(n) or 0.6 * n, 1.0) == 2
     assert calls == [1, 2]
-    assert timing._calibrate_number(lambda n: 1.0 * n, 1.0) == 1  # exactly the minimum
+    assert timing._loop_count(lambda n: 1.0 * n, 1.0) == 1  # exactly the minimum
 
 
 def test_calibration_of_a_free_runner_stops_at_a_million():
     calls = []
-    assert timing._calibrate_number(lambda n: calls.append(n) or 0.0, 1.0) == 1_000_000
+    assert timing._loop_count(lambda n: calls.append(n) or 0.0, 1.0) == 1_000_000
     assert calls == [10**i for i in range(7)]
 
 

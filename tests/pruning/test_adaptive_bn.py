@@ -6,7 +6,7 @@ import pytest
 import torch
 from nets import ResidualNet
 
-from ttmpd.pruning import ChannelMasker, channel_groups, recalibrate_bn
+from ttmpd.pruning import ChannelMasker, adapt_bn, channel_groups
 from ttmpd.pruning._bn import adaptive_bn_logits
 
 X = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -14,13 +14,13 @@ IMAGES = torch.randn(48, 3, 64, 64, generator=torch.Generator().manual_seed(1)) 
 
 
 def _two_pass(model, images):
-    recalibrate_bn(model, images)
+    adapt_bn(model, images)
     with torch.no_grad():
         return model(images)
 
 
 @pytest.mark.parametrize("batch_size", [128, 16])  # one batch (shortcut) and several
-def test_one_pass_equals_recalibrate_then_eval(batch_size):
+def test_one_pass_equals_adapt_then_eval(batch_size):
     torch.manual_seed(0)
     net = ResidualNet().eval()
     groups = channel_groups(net, X)
@@ -30,7 +30,7 @@ def test_one_pass_equals_recalibrate_then_eval(batch_size):
     fast = adaptive_bn_logits(a, IMAGES, batch_size)
     slow = _two_pass(b, IMAGES) if batch_size >= len(IMAGES) else None
     if slow is None:  # several batches: the function must fall back to the two-pass result
-        recalibrate_bn(b, IMAGES, batch_size)
+        adapt_bn(b, IMAGES, batch_size)
         with torch.no_grad():
             slow = b(IMAGES)
     torch.testing.assert_close(fast, slow, rtol=1e-3, atol=1e-3)
@@ -39,3 +39,10 @@ def test_one_pass_equals_recalibrate_then_eval(batch_size):
         if isinstance(ma, torch.nn.BatchNorm2d):
             torch.testing.assert_close(ma.running_mean, mb.running_mean)
             torch.testing.assert_close(ma.running_var, mb.running_var)
+
+
+def test_the_old_name_of_adapt_bn_still_resolves_with_a_warning():
+    import ttmpd.pruning as pruning
+
+    with pytest.warns(DeprecationWarning, match="adapt_bn"):
+        assert pruning.recalibrate_bn is pruning.adapt_bn

@@ -10,7 +10,7 @@ from nets import ResidualNet
 
 from ttmpd.lut import LatencyPredictor, profile_model
 from ttmpd.profiler import GridConfig, get_backend
-from ttmpd.pruning import SearchConfig, prune, recalibrate_bn
+from ttmpd.pruning import SearchConfig, adapt_bn, prune
 from ttmpd.pruning._baselines import _tp_magnitude_scores
 from ttmpd.pruning._halp import HALP_ROUNDS
 from ttmpd.pruning._problem import SearchProblem
@@ -24,7 +24,7 @@ CALIB = torch.randn(32, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 def setup(tmp_path_factory):
     torch.manual_seed(0)
     net = ResidualNet().eval()
-    recalibrate_bn(net, CALIB)
+    adapt_bn(net, CALIB)
     lut = tmp_path_factory.mktemp("lut") / "lut.parquet"
     grid = GridConfig(channel_step=4, off_grid_per_unit=4)
     table = profile_model(net, X, get_backend("fake"), lut, progress=False, grid=grid).table

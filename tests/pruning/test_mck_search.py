@@ -16,9 +16,9 @@ from ttmpd.pruning import (
     ChannelMasker,
     MemberSlice,
     SearchConfig,
+    adapt_bn,
     channel_groups,
     prune,
-    recalibrate_bn,
 )
 from ttmpd.pruning._batched import BatchedCandidates, supported
 from ttmpd.pruning._bn import adaptive_bn_logits
@@ -32,7 +32,7 @@ CALIB = torch.randn(24, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 def _net(net_cls):
     torch.manual_seed(0)
     net = net_cls().eval()
-    return recalibrate_bn(net, CALIB)
+    return adapt_bn(net, CALIB)
 
 
 def _candidates(groups):
@@ -206,9 +206,9 @@ def test_search_meets_the_budget_and_refine_does_not_lose(residual_problem, budg
     assert set(log["phase"]) >= {"score", "solve"}
     evaluated = log[log["phase"].isin(["solve", "refine"])]
     assert (evaluated["predicted_latency_ms"] <= result.target_latency_ms + 1e-9).all()
-    solve = float(log.loc[log["phase"] == "solve", "predicted_acc"].iloc[0])
+    solve = float(log.loc[log["phase"] == "solve", "proxy_score"].iloc[0])
     chosen = log[log["accepted"]]
-    assert len(chosen) == 1 and float(chosen["predicted_acc"].iloc[0]) >= solve
+    assert len(chosen) == 1 and float(chosen["proxy_score"].iloc[0]) >= solve
     plan = result.plan
     removed = {f"{g}={plan.channels[g] - len(plan.keep[g])}" for g in plan.keep}
     assert set(chosen["state"].iloc[0].split(",")) == removed - {f"{g}=0" for g in plan.keep}
@@ -222,4 +222,4 @@ def test_one_at_a_time_fallback_chooses_the_same_plan(residual_problem, monkeypa
     monkeypatch.setattr("ttmpd.pruning._mck_search.supported", lambda model, groups: False)
     alone = prune(net, X, predictor, CALIB, config)
     assert alone.plan.keep == batched.plan.keep
-    np.testing.assert_allclose(alone.log["predicted_acc"], batched.log["predicted_acc"], rtol=1e-4)
+    np.testing.assert_allclose(alone.log["proxy_score"], batched.log["proxy_score"], rtol=1e-4)

@@ -8,7 +8,7 @@ from nets import ResidualNet
 from ttmpd.errors import InputError
 from ttmpd.lut import LatencyPredictor, profile_model
 from ttmpd.profiler import GridConfig, get_backend
-from ttmpd.pruning import PROXIES, AccuracyModel, SearchConfig, recalibrate_bn
+from ttmpd.pruning import PROXIES, AccuracyModel, SearchConfig, adapt_bn
 from ttmpd.pruning._problem import SearchProblem
 from ttmpd.pruning._proxies import agreement, agreement_proxies, kd_gap
 
@@ -85,7 +85,7 @@ def test_kept_share_sums_the_removed_importance(tmp_path):
     x = torch.randn(1, 3, 32, 32)
     calib = torch.randn(16, 3, 32, 32)
     net = ResidualNet().eval()
-    recalibrate_bn(net, calib)
+    adapt_bn(net, calib)
     table = profile_model(net, x, get_backend("fake"), tmp_path / "lut.parquet", progress=False,
                           grid=GridConfig(channel_step=4)).table  # fmt: skip
     problem = SearchProblem(net, x, LatencyPredictor().fit(table), calib,

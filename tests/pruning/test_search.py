@@ -16,10 +16,10 @@ from ttmpd.pruning import (
     ChannelMasker,
     PrunePlan,
     SearchConfig,
+    adapt_bn,
     apply_plan,
     channel_groups,
     prune,
-    recalibrate_bn,
     save_prune_result,
 )
 
@@ -30,7 +30,7 @@ CALIB = torch.randn(32, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 def _setup(net_cls, tmp_path):
     torch.manual_seed(0)
     net = net_cls().eval()
-    recalibrate_bn(net, CALIB)  # give BN real statistics
+    adapt_bn(net, CALIB)  # give BN real statistics
     table = profile_model(net, X, get_backend("fake"), tmp_path / "lut.parquet", progress=False,
                           grid=GridConfig(channel_step=4, off_grid_per_unit=4)).table  # fmt: skip
     return net, LatencyPredictor().fit(table)
@@ -68,9 +68,16 @@ def test_greedy_latency_decreases_along_the_search(tmp_path):
     accepted = result.log[result.log["accepted"]]
     latencies = accepted["predicted_latency_ms"].to_numpy()
     assert len(latencies) >= 2 and (latencies[1:] < latencies[:-1]).all()
-    assert {"group", "k_from", "k_to", "predicted_saving_ms", "v1", "v2", "score"} <= set(
-        result.log.columns
-    )
+    assert {
+        "group",
+        "k_from",
+        "k_to",
+        "predicted_saving_ms",
+        "v1",
+        "v2",
+        "proxy_score",
+        "loss_per_ms",
+    } <= set(result.log.columns)
 
 
 def test_masking_matches_physical_pruning(tmp_path):
@@ -91,7 +98,7 @@ def test_plan_round_trips_and_reapplies(tmp_path):
     result = prune(net, X, predictor, CALIB, SearchConfig(budget=0.6, progress=False))
     summary = save_prune_result(result, tmp_path / "out", X, num_classes=10)
     plan = PrunePlan.from_json(tmp_path / "out" / "plan.json")
-    again = recalibrate_bn(apply_plan(net, X, plan), CALIB)
+    again = adapt_bn(apply_plan(net, X, plan), CALIB)
     loaded = load_checkpoint(tmp_path / "out" / "model.pt").model
     with torch.no_grad():
         torch.testing.assert_close(again(CALIB), result.model(CALIB))

@@ -47,10 +47,10 @@ class Problem:
     def next_k(self, group, k):
         return k + 2 if k + 2 <= self.max_k[group.id] else None
 
-    def predicted_accuracy(self, masker, state):
+    def proxy_score(self, masker, state):
         acc = 1.0 - sum(self.acc_loss[g][k] for g, k in state.items())
         kept = 1 - sum(state.values()) / 32
-        return {"v1": acc, "v2": 1 - acc, "kept": kept, "predicted_acc": acc}
+        return {"v1": acc, "v2": 1 - acc, "kept": kept, "proxy_score": acc}
 
 
 def _accepted(log):
@@ -66,7 +66,7 @@ def test_knapsack_removes_the_cheapest_importance_per_ms_first():
     assert state == {"A": 4, "B": 2}
     first = {r["group"]: r for r in log if r["step"] == 0}
     assert first["B"]["importance_lost"] == pytest.approx(0.8)
-    assert first["A"]["score"] == pytest.approx(2.0)
+    assert first["A"]["loss_per_ms"] == pytest.approx(2.0)
     assert first["B"]["predicted_saving_ms"] == pytest.approx(1.0)
     assert (first["A"]["k_from"], first["A"]["channels_left"]) == (0, 6)
     last = [r for r in log if r["step"] == 2]
@@ -111,9 +111,9 @@ def test_greedy_takes_the_least_accuracy_lost_per_ms(monkeypatch):
     assert _accepted(log) == [(0, "B", 2), (1, "A", 2), (2, "A", 4)]
     assert state == {"A": 4, "B": 2}
     rows = {(r["step"], r["group"]): r for r in log}
-    assert rows[0, "B"]["score"] == pytest.approx(0.04 + 1e-6)
-    assert rows[1, "B"]["predicted_acc"] == pytest.approx(0.66)
-    assert rows[2, "A"]["predicted_acc"] == pytest.approx(0.76)
+    assert rows[0, "B"]["loss_per_ms"] == pytest.approx(0.04 + 1e-6)
+    assert rows[1, "B"]["proxy_score"] == pytest.approx(0.66)
+    assert rows[2, "A"]["proxy_score"] == pytest.approx(0.76)
     assert rows[2, "A"]["predicted_saving_ms"] == pytest.approx(1.0)
     assert rows[2, "A"]["channels_left"] == 4
     assert (rows[2, "A"]["k_from"], rows[2, "A"]["v1"]) == (2, pytest.approx(0.76))
@@ -153,7 +153,7 @@ def test_greedy_scores_loss_per_ms_saved(monkeypatch):
     # A: 0.1 lost for 1 ms (0.1 per ms); B: 0.15 lost for 2 ms (0.075 per ms) -> B
     state, log = _search._greedy(problem)
     assert state == {"A": 0, "B": 2}
-    first = {r["group"]: r["score"] for r in log}
+    first = {r["group"]: r["loss_per_ms"] for r in log}
     assert first == pytest.approx({"A": 0.1 + 1e-6, "B": (0.15 + 1e-6) / 2})
 
 
@@ -174,7 +174,7 @@ def test_knapsack_divides_importance_by_the_ms_saved():
     problem = Problem(0.85, scores=scores, ms_per_step={"A": 1.0, "B": 2.0})
     state, log = _search._knapsack(problem)
     assert state == {"A": 0, "B": 2}
-    assert {r["group"]: r["score"] for r in log} == pytest.approx({"A": 2.0, "B": 4 / 3 / 2})
+    assert {r["group"]: r["loss_per_ms"] for r in log} == pytest.approx({"A": 2.0, "B": 4 / 3 / 2})
 
 
 def test_knapsack_never_takes_a_step_that_saves_nothing():
@@ -182,7 +182,7 @@ def test_knapsack_never_takes_a_step_that_saves_nothing():
     problem = Problem(0.8, scores=scores, ms_per_step={"A": 1.0, "B": 0.0})
     state, log = _search._knapsack(problem)
     assert state == {"A": 4, "B": 0}  # B is the least important, but saves no time
-    assert all(r["score"] == np.inf for r in log if r["group"] == "B")
+    assert all(r["loss_per_ms"] == np.inf for r in log if r["group"] == "B")
 
 
 class _Stop(Exception):

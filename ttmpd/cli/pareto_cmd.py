@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     example = scenario.example
     with executor_from_args(args, (device,)) as executor:
         frame = pareto_sweep(
-            model, example, predictor, scenario.calib, scenario.evaluate,
+            model, example, predictor, scenario.images, scenario.evaluate,
             lambda m: measure_on_table_backend(table, m, example), budgets, methods,
             SearchConfig(budget=0.5, seed=args.seed, progress=False),
             executor=executor, journal=journal, device=device,

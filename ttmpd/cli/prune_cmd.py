@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from .._io import check_writable
     from ..pruning import SearchConfig, prune, save_prune_result
-    from ..workflow import load_calibration, load_predictor_for, measure_on_table_backend
+    from ..workflow import load_predictor_for, load_proxy_images, measure_on_table_backend
 
     config = SearchConfig(
         budget=args.budget, method=args.method, importance=args.importance, seed=args.seed,
@@ -67,17 +67,17 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )  # fmt: skip
     check_writable(Path(args.out) / "model.pt")  # before minutes of search
-    checkpoint, calib, example = load_calibration(args.model, args.data, args.proxy_samples,
+    checkpoint, images, example = load_proxy_images(args.model, args.data, args.proxy_samples,
                                                   args.seed)  # fmt: skip
     predictor, table = load_predictor_for(
         args.lut, args.predictor, checkpoint.model, example, args.calibrate_variants
     )
-    result = prune(checkpoint.model, example, predictor, calib, config)
+    result = prune(checkpoint.model, example, predictor, images, config)
     measured = None if args.no_measure else measure_on_table_backend(table, result.model, example)
     summary = save_prune_result(
         result, args.out, example, normalization=checkpoint.normalization,
         num_classes=checkpoint.num_classes, measured_ms=measured,
-        extra={"model": args.model, "data": args.data, "proxy_samples": len(calib)},
+        extra={"model": args.model, "data": args.data, "proxy_samples": len(images)},
     )  # fmt: skip
     if args.json:
         print_json(summary)

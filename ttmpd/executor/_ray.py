@@ -5,7 +5,7 @@ measures, one unit of its device's custom resource (``{"device:<id>": 1}``), so 
 runs two measuring steps on one device at once while search and fine-tuning run in
 parallel anywhere. A job's steps are chained by passing the previous task's result
 (Ray starts a step when its input is ready). Large arguments shared by many jobs (the
-model, the calibration images) are put in the object store once.
+model, the proxy images) are put in the object store once.
 
 A task whose worker or node dies is retried up to ``max_retries`` times; an exception
 raised by the job's own code is deterministic and is reported, not retried.

@@ -27,9 +27,9 @@ from ._predictor import REGRESSORS as REGRESSORS
 from ._predictor import LatencyPredictor as LatencyPredictor
 from ._predictor import ModelPrediction as ModelPrediction
 from ._predictor import work_offset as work_offset
-from ._savings import ChannelGroup as ChannelGroup
+from ._savings import CoupledChannels as CoupledChannels
 from ._savings import PruneSavings as PruneSavings
-from ._savings import channel_groups as channel_groups
+from ._savings import coupled_channels as coupled_channels
 from ._schema import COLUMNS as COLUMNS
 from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
 from ._schema import LutMeta as LutMeta
@@ -43,7 +43,7 @@ __all__ = [
     "FEATURE_NAMES",
     "REGRESSORS",
     "SCHEMA_VERSION",
-    "ChannelGroup",
+    "CoupledChannels",
     "FleetRequest",
     "FleetResult",
     "LatencyPredictor",
@@ -56,10 +56,10 @@ __all__ = [
     "Shard",
     "TableCheck",
     "backend_for_table",
-    "channel_groups",
     "check_table",
     "config_from_row",
     "configs_frame",
+    "coupled_channels",
     "cross_validate_regressors",
     "fleet_outputs",
     "journal_path",
@@ -77,3 +77,16 @@ __all__ = [
     "unit_work",
     "work_offset",
 ]
+
+# names before 2026-12-01, kept one release: they clashed with ttmpd.pruning's channel groups
+_RENAMED = {"ChannelGroup": "CoupledChannels", "channel_groups": "coupled_channels"}
+
+
+def __getattr__(name: str):
+    if name in _RENAMED:
+        import warnings
+
+        new = _RENAMED[name]
+        warnings.warn(f"ttmpd.lut.{name} is now ttmpd.lut.{new}", DeprecationWarning, stacklevel=2)
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

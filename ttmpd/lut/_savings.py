@@ -43,7 +43,7 @@ from ._predictor import LatencyPredictor
 
 
 @dataclass(frozen=True)
-class ChannelGroup:
+class CoupledChannels:
     """Coupled channel dimensions: ``members`` are ``(unit index, "in"|"out", factor)``."""
 
     id: str
@@ -79,8 +79,9 @@ class _UnionFind:
         self.factor[rb] = ratio * self.factor[a] / self.factor[b]
 
 
-def channel_groups(extraction: Extraction) -> list[ChannelGroup]:
-    """Coupled channel groups of an extracted model (see module docstring)."""
+def coupled_channels(extraction: Extraction) -> list[CoupledChannels]:
+    """Coupled channels of an extracted model, one record per channel group (see module
+    docstring)."""
     units = extraction.units
     uf = _UnionFind()
     cat_inputs: dict[int, list] = {}
@@ -144,7 +145,7 @@ def channel_groups(extraction: Extraction) -> list[ChannelGroup]:
         channels = dim_size(*unit)
         tied_to_cat_fixed = any(uf.find(m) in fixed_roots for m in extra.get(root, []))
         groups.append(
-            ChannelGroup(
+            CoupledChannels(
                 id=units[anchor[0]].name + ("" if anchor[1] == "out" else ":in"),
                 channels=channels,
                 members=tuple((i, d, f) for (i, d), f in sorted(listed.items())),
@@ -166,11 +167,11 @@ class PruneSavings:
     ) -> None:
         self.predictor = predictor
         self.extraction = extract_units(model, example_input, predictor.fusion_)
-        self.groups = {g.id: g for g in channel_groups(self.extraction)}
+        self.groups = {g.id: g for g in coupled_channels(self.extraction)}
         self._curves: dict[str, np.ndarray] = {}
         self._base_frame = configs_frame([u.config for u in self.extraction.units])
 
-    def _group(self, group_id: str) -> ChannelGroup:
+    def _group(self, group_id: str) -> CoupledChannels:
         try:
             return self.groups[group_id]
         except KeyError:

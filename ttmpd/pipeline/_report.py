@@ -48,7 +48,9 @@ def plot_search(log: pd.DataFrame, measured: dict, path: Path, title: str) -> Pa
     accuracy (%). The score ranks candidates; it is not an accuracy."""
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    y = next((c for c in ("predicted_acc", "v1", "short_ft_agreement") if c in log), None)
+    y = next(
+        (c for c in ("proxy_score", "predicted_acc", "v1", "short_ft_agreement") if c in log), None
+    )
     if y is not None and "predicted_latency_ms" in log:
         left.scatter(log["predicted_latency_ms"], log[y], s=10, color="0.6", label="candidates")
         path_rows = log[log["accepted"]]

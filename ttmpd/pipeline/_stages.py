@@ -221,7 +221,7 @@ def stage_prune(run: Run, state: RunState) -> dict:
     from ..pruning import SearchConfig, prune, save_prune_result
 
     cfg, figures = run.config, state.stages["predictor"]
-    calib = run.to_input(run.finetune_images[: cfg.proxy_samples])
+    images = run.to_input(run.finetune_images[: cfg.proxy_samples])
     fraction = search_budget(cfg.budget, figures["measured_original_ms"],
                              figures["predicted_original_ms"])  # fmt: skip
     attempts, results = [], []
@@ -230,7 +230,7 @@ def stage_prune(run: Run, state: RunState) -> dict:
                               seed=cfg.seed, groups=cfg.group_options(),
                               progress=cfg.progress)  # fmt: skip
         try:
-            results.append(prune(run.model, run.example, run.predictor, calib, search))
+            results.append(prune(run.model, run.example, run.predictor, images, search))
         except InputError as exc:
             if not results:
                 raise

@@ -50,7 +50,7 @@ class TimingConfig:
     ``round_warmup_runs``, ``reuse_runners`` and ``settle_rounds`` only concern
     :func:`measure_rounds` (module docstring). ``TimingConfig(min_sample_ms=0.5,
     reuse_runners=False, settle_rounds=False)`` measures as tables were measured before
-    these existed: a fresh runner, warm-up and calibration in every round, every round to
+    these existed: a fresh runner, warm-up and loop sizing in every round, every round to
     ``target_rel_ci``, the median round kept. A 0.25 ms sample keeps a sample's timer and
     Python overhead (~1 µs) below 1%; half as many calls per sample did not widen the
     spread of repeated measurements (``benchmarks/profiling_speed.py``).
@@ -111,7 +111,7 @@ def median_rel_ci(samples: np.ndarray) -> float:
     return float((x[hi] - x[lo]) / (2 * med)) if med > 0 else math.inf
 
 
-def _calibrate_number(run: Runner, min_sample_ms: float) -> int:
+def _loop_count(run: Runner, min_sample_ms: float) -> int:
     number = 1
     while True:
         total = run(number)
@@ -157,12 +157,12 @@ def _measure_once(run: Runner, config: TimingConfig) -> Timing:
     start = time.perf_counter()
     for _ in range(config.warmup_runs):
         run(1)
-    number = _calibrate_number(run, config.min_sample_ms)
+    number = _loop_count(run, config.min_sample_ms)
     return _sample(run, number, config, start)
 
 
 def _resample(run: Runner, number: int, config: TimingConfig) -> Timing:
-    """A later round of a runner that is warm and calibrated: a short warm-up, step 3."""
+    """A later round of a runner that is warm and its loop sized: a short warm-up, step 3."""
     start = time.perf_counter()
     for _ in range(config.round_warmup_runs):
         run(1)

@@ -9,7 +9,7 @@ groups to keep and is stored as JSON; ``apply_plan`` validates and applies it;
 
 from ._apply import apply_plan as apply_plan
 from ._apply import plan_from_removed as plan_from_removed
-from ._bn import recalibrate_bn as recalibrate_bn
+from ._bn import adapt_bn as adapt_bn
 from ._calibrate import MODEL_TIMING as MODEL_TIMING
 from ._calibrate import calibrate_predictor as calibrate_predictor
 from ._calibrate import calibration_variants as calibration_variants
@@ -57,6 +57,7 @@ __all__ = [
     "PrunePlan",
     "PruneResult",
     "SearchConfig",
+    "adapt_bn",
     "agreement_proxies",
     "apply_plan",
     "calibrate_predictor",
@@ -73,6 +74,15 @@ __all__ = [
     "plot_pareto",
     "prune",
     "random_plan",
-    "recalibrate_bn",
     "save_prune_result",
 ]
+
+
+def __getattr__(name: str):
+    if name == "recalibrate_bn":  # its name before 2026-12-01, kept one release
+        import warnings
+
+        warnings.warn("ttmpd.pruning.recalibrate_bn is now ttmpd.pruning.adapt_bn",
+                      DeprecationWarning, stacklevel=2)  # fmt: skip
+        return adapt_bn
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """Pruning baselines from the literature, run on the same problem as ttmpd's search.
 
 All use the same latency predictor, the same budget (a fraction of the unpruned model's
-predicted latency) and the same unlabeled calibration images; none sees a label. Accuracy
+predicted latency) and the same unlabeled proxy images; none sees a label. Accuracy
 without labels is agreement with the unpruned model's pseudo labels.
 
 ``eagleeye`` (Li et al., 2020)
@@ -9,7 +9,7 @@ without labels is agreement with the unpruned model's pseudo labels.
     ``u_g ~ U(0, 1)`` per group, scaled by the smallest ``s`` whose ratios
     ``min(s·u_g, 1)·max_group_ratio`` meet the budget (bisection on predicted latency), so
     every candidate sits at the budget. Each candidate is evaluated after adaptive BN
-    (statistics re-estimated on the calibration images); the best is returned.
+    (statistics re-estimated on the proxy images); the best is returned.
 ``netadapt`` (Yang et al., 2018)
     Iterative: each iteration asks for a predicted latency reduction of
     ``(base - target) / NETADAPT_ITERATIONS`` (halved, as often as needed, when no group can
@@ -39,7 +39,7 @@ import torch
 
 from ..errors import InputError
 from ._apply import apply_plan, plan_from_removed
-from ._bn import recalibrate_bn
+from ._bn import adapt_bn
 from ._finetune import short_finetune
 from ._groups import analyze, channel_groups
 from ._halp import halp
@@ -139,11 +139,11 @@ def netadapt(problem: SearchProblem, start: float) -> PruneResult:
             drop = np.argsort(score(current, groups[gid], seed=cfg.seed), kind="stable")
             drop = np.sort(drop[: k - state[gid]])
             plan = plan_from_removed(list(groups.values()), {gid: drop.tolist()})
-            candidate = recalibrate_bn(apply_plan(current, problem.x, plan), problem.calib)
-            short_finetune(candidate, problem.calib, problem.teacher, NETADAPT_STEPS,
+            candidate = adapt_bn(apply_plan(current, problem.x, plan), problem.images)
+            short_finetune(candidate, problem.images, problem.teacher, NETADAPT_STEPS,
                            seed=cfg.seed + iteration)  # fmt: skip
             with torch.no_grad():
-                acc = agreement(candidate(problem.calib), problem.teacher)
+                acc = agreement(candidate(problem.images), problem.teacher)
             rows.append({"iteration": iteration, "group": gid, "k_from": state[gid], "k_to": k,
                          "predicted_latency_ms": lat, "short_ft_agreement": acc,
                          "accepted": False})  # fmt: skip

@@ -1,7 +1,7 @@
 """Adaptive-BN outputs of many masked candidates in one forward pass.
 
 ``M`` candidates (each a set of removed root channels per group) are evaluated on the same
-``N`` calibration images by stacking ``M`` copies of the images along the batch (``M·N``
+``N`` proxy images by stacking ``M`` copies of the images along the batch (``M·N``
 samples, candidate-major). Forward hooks on a working copy of the model then make each
 slice of ``N`` samples compute what :func:`~ttmpd.pruning._bn.adaptive_bn_logits` computes
 for that candidate alone:

@@ -10,7 +10,7 @@ from torch import nn
 
 
 @contextlib.contextmanager
-def _recalibrating(model: nn.Module) -> Iterator[None]:
+def _adapting(model: nn.Module) -> Iterator[None]:
     """BN layers reset, in training mode with cumulative averaging (``momentum=None``);
     everything else in eval mode. On exit the momenta are restored and the model is in eval
     mode; no parameter changes."""
@@ -30,14 +30,14 @@ def _recalibrating(model: nn.Module) -> Iterator[None]:
         model.eval()
 
 
-def recalibrate_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> nn.Module:
+def adapt_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> nn.Module:
     """Replace every BN's running mean/var by their average over ``images`` (N, C, H, W).
 
     Returns ``model`` in eval mode; no parameter changes.
     """
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         return model.eval()
-    with _recalibrating(model):
+    with _adapting(model):
         for start in range(0, len(images), batch_size):
             model(images[start : start + batch_size])
     return model
@@ -46,16 +46,16 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 128
 def adaptive_bn_logits(
     model: nn.Module, images: torch.Tensor, batch_size: int = 128
 ) -> torch.Tensor:
-    """:func:`recalibrate_bn` on ``images``, then the model's outputs on them (no grad).
+    """:func:`adapt_bn` on ``images``, then the model's outputs on them (no grad).
 
-    When ``images`` fit in one batch, the outputs are those of the recalibration pass
+    When ``images`` fit in one batch, the outputs are those of the adaptation pass
     itself: BN normalised by the batch statistics, which are the new running statistics
     (up to the unbiased-variance factor ``n / (n - 1)`` with ``n = N·H·W``, below 1e-4
     here). That saves the second forward pass. Otherwise an eval pass follows.
     """
     if len(images) > batch_size:
-        recalibrate_bn(model, images, batch_size)
+        adapt_bn(model, images, batch_size)
         with torch.no_grad():
             return torch.cat([model(b) for b in images.split(batch_size)])
-    with _recalibrating(model):
+    with _adapting(model):
         return model(images)

@@ -1,7 +1,7 @@
 """Short-term fine-tuning inside a search (NetAdapt's candidate evaluation).
 
 A few SGD steps of logit distillation towards the unpruned model's outputs on the unlabeled
-calibration images: ``loss = T² · KL(softmax(t/T) ‖ softmax(s/T))`` with ``T = 4``. This is
+proxy images: ``loss = T² · KL(softmax(t/T) ‖ softmax(s/T))`` with ``T = 4``. This is
 deliberately small and separate from :mod:`ttmpd.distill` (which stands alone and is used
 for the final fine-tuning of every method).
 """

@@ -6,7 +6,7 @@ on the unlabeled test-time setting of :class:`~ttmpd.pruning._problem.SearchProb
 Schedule: ``HALP_ROUNDS`` rounds ``r = 1 … R``. Each round
 
 1. fine-tunes the current (physically pruned) model for ``HALP_STEPS`` distillation steps on
-   the calibration images (:func:`~ttmpd.pruning._finetune.short_finetune`: KD towards the
+   the proxy images (:func:`~ttmpd.pruning._finetune.short_finetune`: KD towards the
    unpruned model's logits; no labels), averaging each channel's saliency
    ``|γ·∂L/∂γ + β·∂L/∂β|`` (``bn_taylor``, :mod:`ttmpd.pruning._importance`) over those steps;
 2. prunes to the round's latency target ``T_r = base − (base − budget · base) · r / R`` by the
@@ -108,7 +108,7 @@ def halp(problem: SearchProblem, start: float) -> PruneResult:
         found = {g.id: g for g in channel_groups(current, problem.x, options=cfg.groups)}
         groups = {gid: found[gid] for gid in state if gid in found}
         saliency = _Saliency(groups)
-        short_finetune(current, problem.calib, problem.teacher, HALP_STEPS,
+        short_finetune(current, problem.images, problem.teacher, HALP_STEPS,
                        seed=cfg.seed + r, on_step=saliency)  # fmt: skip
         round_ms = max(target, problem.base_ms - (problem.base_ms - target) * r / rounds)
         new_state, new_ms = _knapsack(problem, state, saliency.mean(), round_ms)

@@ -2,7 +2,7 @@
 
 1. **Score.** For each prunable group ``g`` and each step ``k`` of its latency staircase
    (:meth:`SearchProblem.next_k` from 0), the single-group candidate ``{g: k}`` is evaluated
-   once: V1/V2 after adaptive BN on the first ``proxy_images`` calibration images
+   once: V1/V2 after adaptive BN on the first ``proxy_images`` of the proxy images
    (:class:`~ttmpd.pruning._batched.BatchedCandidates`, several candidates per forward) and
    the :class:`~ttmpd.pruning.AccuracyModel` prediction ``acc_g(k)``. Its value is
    ``log acc_g(k) − log acc(∅)`` (≤ 0 for a harmful step) and its saving
@@ -44,9 +44,9 @@ class _Evaluator:
     """Predicted accuracy of states on the proxy images, batched; logs every evaluation."""
 
     def __init__(self, problem: SearchProblem) -> None:
-        n = problem.config.proxy_images or len(problem.calib)
+        n = problem.config.proxy_images or len(problem.images)
         self.problem = problem
-        self.images = problem.calib[:n]
+        self.images = problem.images[:n]
         self.teacher = problem.teacher[:n]
         self.batched = BatchedCandidates(
             problem.model, problem.groups, self.images, problem.config.max_samples
@@ -74,7 +74,7 @@ class _Evaluator:
             acc = float(self.problem.config.accuracy_model.predict(v1, v2, kept))
             accs.append(acc)
             self.log.append({"phase": phase, "state": dict(state), "v1": v1, "v2": v2,
-                             "kept": kept, "predicted_acc": acc, "accepted": False,
+                             "kept": kept, "proxy_score": acc, "accepted": False,
                              "predicted_latency_ms": float(ms),
                              "forwards": self.batched.forwards})  # fmt: skip
         return np.array(accs)

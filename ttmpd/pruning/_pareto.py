@@ -23,7 +23,7 @@ def pareto_sweep(
     model: nn.Module,
     example_input: torch.Tensor,
     predictor: LatencyPredictor,
-    calib_images: torch.Tensor,
+    images: torch.Tensor,
     evaluate: Callable[[nn.Module], float],
     measure: Callable[[nn.Module], float],
     budgets: Sequence[float],
@@ -55,7 +55,7 @@ def pareto_sweep(
     when each ran).
     """
     base = config or SearchConfig(budget=0.5, progress=False)
-    ctx = SweepContext(model, example_input, predictor, calib_images, evaluate, measure, base)
+    ctx = SweepContext(model, example_input, predictor, images, evaluate, measure, base)
     jobs = sweep_jobs(ctx, budgets, methods, device, measure_cpus=measure_cpus)
     bar = tqdm(total=len(jobs), desc="pareto", disable=None if progress else True)
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..errors import InputError
 from ..lut import PruneSavings
 from ._apply import apply_plan, plan_from_removed
-from ._bn import adaptive_bn_logits, recalibrate_bn
+from ._bn import adapt_bn, adaptive_bn_logits
 from ._groups import ChannelGroup, GroupOptions, channel_groups
 from ._importance import importance as importance_fn
 from ._mask import ChannelMasker
@@ -112,8 +112,8 @@ class PruneResult:
 class SearchProblem:
     """Everything the search methods share."""
 
-    def __init__(self, model, example_input, predictor, calib, config: SearchConfig) -> None:
-        self.model, self.x, self.calib, self.config = model.eval(), example_input, calib, config
+    def __init__(self, model, example_input, predictor, images, config: SearchConfig) -> None:
+        self.model, self.x, self.images, self.config = model.eval(), example_input, images, config
         self.groups = channel_groups(model, example_input, options=config.groups)
         self.savings = PruneSavings(predictor, model, example_input)
         self.pricing = GroupPricing(self.groups, self.savings)
@@ -121,7 +121,7 @@ class SearchProblem:
         if not self.prunable:
             raise InputError("the model has no prunable channel group the LUT can price")
         with torch.no_grad():
-            self.teacher = model(calib)
+            self.teacher = model(images)
         #: raw importance per channel of each prunable group, and its ascending order
         self.scores = self._scores()
         self.order = {g: np.argsort(v, kind="stable") for g, v in self.scores.items()}
@@ -140,7 +140,7 @@ class SearchProblem:
             target = self.teacher.argmax(1)
 
             def loss_fn(m: nn.Module) -> torch.Tensor:
-                return F.cross_entropy(m(self.calib), target)
+                return F.cross_entropy(m(self.images), target)
 
             kwargs["loss_fn"] = loss_fn
         score = importance_fn(self.config.importance)
@@ -166,8 +166,8 @@ class SearchProblem:
         return {g: self.order[g][:k].tolist() for g, k in state.items() if k}
 
     def proxies(self, masker: ChannelMasker, state: dict[str, int]) -> tuple[float, float]:
-        """``(V1, V2)`` of the masked candidate after adaptive BN on the calibration images."""
-        logits = adaptive_bn_logits(masker.masked(self.removed(state)), self.calib)
+        """``(V1, V2)`` of the masked candidate after adaptive BN on the proxy images."""
+        logits = adaptive_bn_logits(masker.masked(self.removed(state)), self.images)
         return agreement(logits, self.teacher), kd_gap(logits, self.teacher)
 
     def kept(self, state: dict[str, int]) -> float:
@@ -178,12 +178,13 @@ class SearchProblem:
         removed = sum(float(self._removed_mass[g][k]) for g, k in state.items() if k)
         return max(1.0 - removed / self._total_mass, 1e-6)
 
-    def predicted_accuracy(self, masker: ChannelMasker, state: dict[str, int]) -> dict:
-        """V1, V2, kept and the :class:`AccuracyModel` prediction of ``state``."""
+    def proxy_score(self, masker: ChannelMasker, state: dict[str, int]) -> dict:
+        """V1, V2, kept and the proxy score of ``state`` (:class:`AccuracyModel`: a ranking
+        score, not an accuracy)."""
         v1, v2 = self.proxies(masker, state)
         kept = self.kept(state)
         acc = float(self.config.accuracy_model.predict(v1, v2, kept))
-        return {"v1": v1, "v2": v2, "kept": kept, "predicted_acc": acc}
+        return {"v1": v1, "v2": v2, "kept": kept, "proxy_score": acc}
 
     def finish(
         self,
@@ -199,7 +200,7 @@ class SearchProblem:
         meta = {"method": self.config.method, "budget": self.config.budget}
         plan = plan_from_removed(self.groups, removed, model=self.model, metadata=meta)
         pruned = model if model is not None else apply_plan(self.model, self.x, plan)
-        pruned = recalibrate_bn(pruned, self.calib)
+        pruned = adapt_bn(pruned, self.images)
         return PruneResult(
             plan=plan,
             model=pruned,

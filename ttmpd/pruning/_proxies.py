@@ -1,6 +1,6 @@
 """Label-free accuracy proxies of a pruned candidate, and their combination.
 
-Both proxies are computed on a calibration batch of unlabeled test samples after
+Both proxies are computed on a batch of unlabeled test samples (the proxy images) after
 re-estimating the candidate's BatchNorm statistics on that batch (adaptive BN, as in
 EagleEye):
 

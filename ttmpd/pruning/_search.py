@@ -67,7 +67,7 @@ def _greedy(problem: SearchProblem) -> tuple[dict[str, int], list[dict]]:
     state = {g.id: 0 for g in problem.prunable}
     target = cfg.budget * problem.base_ms
     current_ms = problem.base_ms
-    current_acc = problem.predicted_accuracy(masker, state)["predicted_acc"]
+    current_score = problem.proxy_score(masker, state)["proxy_score"]
     deltas: dict[tuple[str, int], tuple[float, dict]] = {}
     log, step = [], 0
     bar = progress_bar(problem, target)
@@ -89,8 +89,8 @@ def _greedy(problem: SearchProblem) -> tuple[dict[str, int], list[dict]]:
                 key = (g.id, k)
                 fresh = fresh_all or key not in deltas
                 if fresh:
-                    signals = problem.predicted_accuracy(masker, cand_state)
-                    deltas[key] = (current_acc - signals["predicted_acc"], signals)
+                    signals = problem.proxy_score(masker, cand_state)
+                    deltas[key] = (current_score - signals["proxy_score"], signals)
                 loss, signals = deltas[key]
                 saving = current_ms - float(lat)
                 score = (max(loss, 0.0) + 1e-6) / saving if saving > 0 else np.inf
@@ -98,10 +98,10 @@ def _greedy(problem: SearchProblem) -> tuple[dict[str, int], list[dict]]:
                              "channels_left": g.channels - k, "predicted_saving_ms": saving,
                              "predicted_latency_ms": float(lat), "v1": signals["v1"],
                              "v2": signals["v2"], "kept": signals["kept"],
-                             "predicted_acc": current_acc - loss, "score": score,
+                             "proxy_score": current_score - loss, "loss_per_ms": score,
                              "fresh": fresh, "accepted": False})  # fmt: skip
-            best = int(np.argmin([r["score"] for r in rows]))
-            if not np.isfinite(rows[best]["score"]):
+            best = int(np.argmin([r["loss_per_ms"] for r in rows]))
+            if not np.isfinite(rows[best]["loss_per_ms"]):
                 raise InputError(
                     "no candidate lowers the predicted latency further; raise the budget"
                 )
@@ -110,7 +110,7 @@ def _greedy(problem: SearchProblem) -> tuple[dict[str, int], list[dict]]:
             chosen = rows[best]
             state[chosen["group"]] = chosen["k_to"]
             bar.update(round(current_ms - chosen["predicted_latency_ms"], 4))
-            current_ms, current_acc = chosen["predicted_latency_ms"], chosen["predicted_acc"]
+            current_ms, current_score = chosen["predicted_latency_ms"], chosen["proxy_score"]
             deltas = {k: v for k, v in deltas.items() if k[0] != chosen["group"]}
             step += 1
     finally:
@@ -136,9 +136,9 @@ def _knapsack(problem: SearchProblem) -> tuple[dict[str, int], list[dict]]:
             rows.append({"step": step, "group": g.id, "k_from": state[g.id], "k_to": k,
                          "channels_left": g.channels - k, "predicted_saving_ms": saving,
                          "predicted_latency_ms": float(lat), "importance_lost": value,
-                         "score": value / saving if saving > 0 else np.inf,
+                         "loss_per_ms": value / saving if saving > 0 else np.inf,
                          "accepted": False})  # fmt: skip
-        best = int(np.argmin([r["score"] for r in rows]))
+        best = int(np.argmin([r["loss_per_ms"] for r in rows]))
         rows[best]["accepted"] = True
         log += rows
         state[rows[best]["group"]] = rows[best]["k_to"]
@@ -177,17 +177,17 @@ def prune(
     model: nn.Module,
     example_input: torch.Tensor,
     predictor: LatencyPredictor,
-    calib_images: torch.Tensor,
+    images: torch.Tensor,
     config: SearchConfig,
 ) -> PruneResult:
     """Prune ``model`` to ``config.budget`` of its predicted latency.
 
     ``example_input`` is one batch shaped like deployment (e.g. ``(1, C, H, W)``; it fixes
-    the latency units); ``calib_images`` are unlabeled test samples ``(N, C, H, W)``,
+    the latency units); ``images`` are unlabeled test samples ``(N, C, H, W)``,
     already normalised, used for pseudo labels, adaptive BN and the proxies.
     """
     start = time.perf_counter()
-    problem = SearchProblem(model, example_input, predictor, calib_images, config)
+    problem = SearchProblem(model, example_input, predictor, images, config)
     problem.check_reachable()
     if config.method in BASELINES:
         return BASELINES[config.method](problem, start)

@@ -39,7 +39,7 @@ class SweepContext:
     model: nn.Module
     example_input: torch.Tensor
     predictor: LatencyPredictor
-    calib_images: torch.Tensor
+    images: torch.Tensor
     evaluate: Callable[[nn.Module], float]
     measure: Callable[[nn.Module], float]
     config: SearchConfig
@@ -71,7 +71,7 @@ def prune_step(ctx: SweepContext, method: str, budget: float) -> Candidate:
     if method == ORIGINAL:
         return Candidate(ctx.model, math.nan, ctx.evaluate(ctx.model), 0.0, "")
     config = replace(ctx.config, budget=budget, method=method, progress=False)
-    result = prune(ctx.model, ctx.example_input, ctx.predictor, ctx.calib_images, config)
+    result = prune(ctx.model, ctx.example_input, ctx.predictor, ctx.images, config)
     return Candidate(result.model, result.predicted_latency_ms, ctx.evaluate(result.model),
                      result.search_s, plan_id(result.plan))  # fmt: skip
 
