@@ -2,9 +2,8 @@
 
 Configurations are measured in chunks of :data:`CHUNK`, each chunk ``rounds`` times over
 (round r measures every configuration of the chunk before round r+1 starts) and each row
-keeps its median round. On this shared 2-core host, two single-round builds of the same
-ONNX Runtime LUT agreed within 10% on only 28% of the rows (median difference 28%): the
-host's speed flips for seconds at a time. With 3 interleaved rounds, 67% (median 6%).
+keeps its median round, so a burst of load lands on one round of many rows rather than on
+every round of one (docs/design/measurement.md).
 Backends that run units build each configuration's runner once per chunk and keep it for
 all rounds; a configuration whose first rounds already pin its median round skips the
 rest, and the rounds that agree with the median round are pooled into the row

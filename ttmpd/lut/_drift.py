@@ -1,18 +1,16 @@
 """Keep a latency table on one time base when it is extended later.
 
-A shared host does not run at one speed for hours. Re-measuring rows of ONNX Runtime LUTs
-one session later gave 1.17x the stored latency for the channel-step grid but 1.49x for
-rows that an extension had added in between: the two batches disagreed by 27%, and a
-search exploited the batch that looked cheaper (misaligned channel counts), landing 11-23%
-slower than predicted. Per-call overhead drifts more than compute (a global pool: 1.85x; a
-64-channel conv: 1.23x), so one ratio does not fit; an affine map does.
+A shared host does not run at one speed for hours, and rows measured in different sessions
+disagree; a search then exploits whichever batch looks cheaper. Per-call overhead drifts
+more than compute, so the map between time bases is affine, not one ratio
+(docs/design/measurement.md).
 
 Before and after measuring new rows into an existing table, the profiler re-measures a few
 *anchor* rows spread over the table's latency range (:func:`remeasure`) and fits
 ``stored_ms ≈ slope · now_ms + offset_ms`` (:func:`fit_drift`; Theil-Sen, robust to a
 disturbed anchor). The new rows are mapped with it only if both checks show the same drift:
 the host's speed also flips for seconds at a time, and one check caught in such a burst
-(1.37x, then 1.0x a minute later) would have shifted every new row by 24%.
+would shift every new row.
 
 :func:`check_table` asks the same question of a whole table before it is used: are its
 rows still what the device does now, and do they still agree with each other? A uniform

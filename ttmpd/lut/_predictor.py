@@ -18,31 +18,24 @@ Unit level
     present in the table are returned exactly as measured (``exact_hits=True``).
 
     With ``blocked_layout`` on, the work of a conv that runs a blocked (NCHWc) kernel
-    counts the channel padding of its 16-wide block (``unit_work(config, blocked)``): a
-    ``16->4`` conv costs what ``16->16`` does, a rate the trees cannot extrapolate from
-    plain MACs. On units of searched ResNet-20 prunes measured in isolation (ONNX Runtime,
-    not in the LUT), this took the share within ±10% from 70 to 89%; on units of random
-    prunes from 80 to 87% (ResNet-20), 77 to 80% (MobileNetV2), 68 to 84% (ResNet-56). On
-    torch-cpu it lost 12 points, so it is off there.
+    counts the channel padding of the device's block (``unit_work(config, blocked)``, the
+    block width probed on the device and stored with the table): with a block of 16, a
+    ``16->4`` conv costs what ``16->16`` does, a rate the trees cannot extrapolate from plain
+    MACs. ``"auto"`` turns it on when the table's device rules hold a blocked rule.
 Model level
     ``predict_model`` extracts the model's units with the table's fusion, predicts each, and
-    applies the calibration ``total = a·Σ other units + a4·Σ blocked-layout convs + b·n_units
+    applies the calibration ``total = a·Σ other units + a4·Σ second-slope units + b·n_units
     + c``, each unit counted without the per-call overhead ``t0`` it paid in isolation
     (fitted with :meth:`fit_calibration` on a handful of measured whole models; identity
-    ``a = a4 = 1, b = c = 0`` until then). ``a4`` (``second_slope_``) is the
-    slope of convs whose channel counts qualify for a blocked (NCHWc) kernel
-    (:func:`~ttmpd.lut._features.blocked_layout_mask`): in a whole ONNX Runtime graph,
-    chains of them skip the layout conversions each isolated unit pays, so they run at a
-    larger discount than the others. The rule is ONNX Runtime's, so by default
-    (``blocked_layout="auto"``) only tables measured on ``onnxruntime`` get the padded work
-    and the second slope; on eager torch-cpu the second slope cost ResNet-56 12 points of
-    "within ±10%" (95.0 -> 82.5% on the same measurements) and bought nothing elsewhere.
-    On torch-cpu (``native_conv_slope="auto"``) the second slope goes to the convs eager
-    PyTorch runs on its native ``slow_conv2d`` path instead of oneDNN
-    (:func:`~ttmpd.lut._features.native_conv_mask`): inside a whole model they run 1.1-1.4x
-    their isolated time, oneDNN convs about 1.0x. ResNet-18's layer-4 convs switch path
-    once pruned, which left one slope over-predicting light prunes and under-predicting
-    pruned ones.
+    ``a = a4 = 1, b = c = 0`` until then). ``a4`` (``second_slope_``) is the slope of the
+    convs the device runs differently inside a whole model, by the table's probed rules:
+    with a blocked rule, convs whose channel counts qualify for the blocked kernel
+    (:func:`~ttmpd.lut._features.blocked_layout_mask`), whose chains skip the layout
+    conversions each isolated unit pays; else, with a native-conv rule
+    (``native_conv_slope="auto"``), the convs PyTorch runs on its native path instead of
+    oneDNN (:func:`~ttmpd.lut._features.native_conv_mask`), which run slower inside a whole
+    model than in isolation. The measurements behind both choices are in
+    docs/design/measurement.md.
     The calibration absorbs what isolated units miss or over-count: framework dispatch per
     op, per-call overhead that every isolated unit pays once, layout conversions, cache
     effects.

@@ -117,8 +117,7 @@ class Run:
     def measure_beside_original(self, model: nn.Module) -> tuple[float, float]:
         """``(original_ms, model_ms)``: medians of :data:`MEASURE_ROUNDS` rounds, each
         measuring the original then ``model``. A burst of host load lands on one round of
-        both, and the median discards it (a single measurement read a prune measuring
-        0.276 ms in 5 rounds as 0.350 ms, +27%, in the demo)."""
+        both, and the median discards it."""
         from ..pruning import measure_models
 
         pair = [(self.model, self.example), (model, self.example)]

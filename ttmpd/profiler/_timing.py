@@ -52,8 +52,7 @@ class TimingConfig:
     reuse_runners=False, settle_rounds=False)`` measures as tables were measured before
     these existed: a fresh runner, warm-up and loop sizing in every round, every round to
     ``target_rel_ci``, the median round kept. A 0.25 ms sample keeps a sample's timer and
-    Python overhead (~1 µs) below 1%; half as many calls per sample did not widen the
-    spread of repeated measurements (``benchmarks/profiling_speed.py``).
+    Python overhead (~1 µs) below 1%.
     """
 
     warmup_runs: int = 3

@@ -25,9 +25,9 @@ def calibration_variants(
 ) -> list[nn.Module]:
     """The model itself plus ``n_variants`` random prunes, overall ratios evenly in 0.1-0.8.
 
-    The range matches what a search to a latency budget of 0.3 explores: a calibration
-    fitted only up to 0.7 over-predicted ResNet-56 prunes of 0.7-0.8 by 10-25%, because
-    there the per-call overhead every isolated unit pays dominates the unit sum.
+    The range matches what a search to a latency budget of 0.3 explores; heavy prunes,
+    where the per-call overhead every isolated unit pays dominates the unit sum, need to be
+    in the fit (docs/design/measurement.md).
     """
     groups = channel_groups(model, example_input)
     variants = [model.eval()]
@@ -49,8 +49,7 @@ def measure_models(
 
     Round r measures every model once before round r+1 starts, so a burst of load on a
     shared host lands on one round of several models, not on every round of one model, and
-    the median discards it. On this 2-core shared machine, calibrating on single
-    measurements instead of the median of 3 cost 5-12 points of "within ±10%" on torch-cpu.
+    the median discards it.
     """
     if rounds < 1:
         raise InputError(f"rounds must be >= 1, got {rounds}")
