@@ -90,6 +90,13 @@ def test_full_module_round_trip_gives_identical_outputs(tmp_path):
         assert torch.equal(loaded.model(x), model(x))
 
 
+def test_plain_torch_load_says_how_to_get_the_module(tmp_path):
+    path = save_checkpoint(tmp_path / "pruned.pt", _pruned_resnet20(), num_classes=5)
+    payload = torch.load(path, weights_only=True)  # what a user tries first
+    assert "ttmpd.models.load_checkpoint(path).model" in payload["load_with"]
+    assert isinstance(load_checkpoint(path).model, nn.Module)  # and the line is right
+
+
 def test_torch_pruning_model_round_trip(tmp_path):
     tp = pytest.importorskip("torch_pruning")
     model = create_model("resnet20").eval()

@@ -202,6 +202,13 @@ def _module_bytes(model: nn.Module) -> bytes:
     return buffer.getvalue()
 
 
+#: What a plain ``torch.load`` of a checkpoint shows its reader: the dict holds no module.
+LOAD_WITH = (
+    "a ttmpd checkpoint: ttmpd.models.load_checkpoint(path).model is the module "
+    "(model.pt2 beside it loads without ttmpd: torch.export.load(path).module())"
+)
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     model: nn.Module,
@@ -237,6 +244,7 @@ def save_checkpoint(
     payload: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "schema_version": SCHEMA_VERSION,
+        "load_with": LOAD_WITH,
         "arch": arch,
         "arch_kwargs": record.arch_kwargs,
         "input_shape": list(record.input_shape) if record.input_shape else None,
