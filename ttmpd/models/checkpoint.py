@@ -202,6 +202,38 @@ def _module_bytes(model: nn.Module) -> bytes:
     return buffer.getvalue()
 
 
+def _factory_files(model: nn.Module) -> dict[str, str]:
+    """``{module name: file}`` of the ``file.py:factory`` files whose classes ``model`` uses:
+    :func:`~ttmpd.models.load_model` imports such a file under a name derived from its path,
+    which nothing else can import, so loading re-imports the file under that name."""
+    import sys
+
+    from .loading import FACTORY_MODULE_PREFIX
+
+    files = {}
+    for module in model.modules():
+        name = type(module).__module__
+        source = sys.modules.get(name)
+        if name.startswith(FACTORY_MODULE_PREFIX) and getattr(source, "__file__", None):
+            files[name] = str(source.__file__)
+    return files
+
+
+def _import_factory_files(path: Path, files: Any) -> None:
+    from .loading import import_factory_file
+
+    if not isinstance(files, dict):
+        return
+    for name, file in files.items():
+        if not Path(file).is_file():
+            raise ModelLoadError(
+                f"{path} holds classes defined in {file}, which is gone; put that file back "
+                "(the module is rebuilt from it)"
+            )
+        if import_factory_file(Path(file)).__name__ != name:
+            raise _corrupted(path, f"factory file {file} maps to another module name")
+
+
 #: What a plain ``torch.load`` of a checkpoint shows its reader: the dict holds no module.
 LOAD_WITH = (
     "a ttmpd checkpoint: ttmpd.models.load_checkpoint(path).model is the module "
@@ -264,13 +296,32 @@ def save_checkpoint(
     else:
         payload["kind"] = "module"
         payload["module"] = _module_bytes(model)
+        payload["factory_files"] = _factory_files(model)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
 
 
+#: File suffixes read as checkpoints wherever a model spec is accepted.
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+
+
+def _looks_like_a_model_spec(text: str) -> bool:
+    """A zoo name, ``source:NAME`` or ``module:factory`` rather than a file path."""
+    if text.lower().endswith(CHECKPOINT_SUFFIXES) or Path(text).exists():
+        return False
+    head, colon, _tail = text.partition(":")
+    return text in MODELS or (bool(colon) and len(head) > 1)  # not a Windows drive letter
+
+
 def _read_payload(path: Path) -> dict[str, Any]:
     if not path.is_file():
+        if _looks_like_a_model_spec(str(path)):
+            raise ModelLoadError(
+                f"this command needs a ttmpd checkpoint, and {str(path)!r} is a model spec; "
+                f"make one with: ttmpd models save --model {path} --input-shape 1,C,H,W "
+                "--out base.pt"
+            )
         raise ModelLoadError(f"checkpoint {path} not found; check the path")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -334,6 +385,7 @@ def _rebuild_module(path: Path, payload: dict[str, Any]) -> nn.Module:
     blob = payload.get("module")
     if not isinstance(blob, bytes):
         raise _corrupted(path, "missing the pickled module")
+    _import_factory_files(path, payload.get("factory_files"))
     try:
         model = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
     except (ImportError, AttributeError) as exc:

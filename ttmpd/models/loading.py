@@ -34,9 +34,10 @@ from ..errors import InputError, ModelLoadError
 from ._messages import one_line
 from ._sources import PACKAGES, load_source_model, prepare_import, source_of
 from ._zoo import create_model, list_models
-from .checkpoint import load_checkpoint
+from .checkpoint import CHECKPOINT_SUFFIXES, load_checkpoint
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth")
+#: ``file.py:factory`` files are imported as ``<prefix><sha1 of the resolved path>``.
+FACTORY_MODULE_PREFIX = "_ttmpd_factory_"
 _SPEC_FORMS = (
     "a zoo name, torchvision:NAME, timm:NAME, hf:NAME, path/to/file.py:factory, "
     "package.module:factory or a .pt/.pth checkpoint"
@@ -44,13 +45,19 @@ _SPEC_FORMS = (
 
 
 def _import_file(path_text: str, spec: str) -> ModuleType:
-    """Import a Python file by path, once per (file, modification time)."""
     path = Path(path_text).expanduser()
     if not path.is_file():
         raise ModelLoadError(f"factory file {path} not found (in spec {spec!r}); check the path")
+    return import_factory_file(path, spec)
+
+
+def import_factory_file(path: Path, spec: str = "") -> ModuleType:
+    """Import a Python file by path, once per (file, modification time), under
+    :data:`FACTORY_MODULE_PREFIX` + the first 12 hex digits of the SHA-1 of its resolved
+    path, so the same file always gets the same module name (pickled classes find it)."""
     resolved = path.resolve()
     digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
-    name = f"_ttmpd_factory_{digest}"
+    name = f"{FACTORY_MODULE_PREFIX}{digest}"
     mtime = resolved.stat().st_mtime_ns
     cached = sys.modules.get(name)
     if cached is not None and getattr(cached, "__ttmpd_mtime__", None) == mtime:
@@ -67,6 +74,7 @@ def _import_file(path_text: str, spec: str) -> ModuleType:
         sys.modules.pop(name, None)
         raise ModelLoadError(
             f"importing {path} failed with {one_line(exc)}; fix that file"
+            + (f" (in spec {spec!r})" if spec else "")
         ) from None
     return module
 
