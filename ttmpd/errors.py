@@ -36,3 +36,14 @@ class ProbeError(TtmpdError):
 class ExecutorError(TtmpdError):
     """Jobs cannot run where asked: Ray missing, a cluster unreachable, a device resource
     that no node carries, or jobs that failed after their retries."""
+
+
+_MAX_CHARS = 200
+
+
+def one_line(exc: BaseException) -> str:
+    """``"TypeError: first line of the message"``, shortened to 200 characters, for error
+    messages and reports that embed another error."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= _MAX_CHARS else text[: _MAX_CHARS - 3] + "..."

@@ -96,7 +96,7 @@ def test_checkpoint_round_trips(trained, checkpoint_path, test_data):
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        ({"model": "resnet99"}, "unknown model"),
+        ({"model": "resnet99"}, "unknown model .*file.py:factory"),
         ({"epochs": 0}, "epochs"),
         ({"lr": -1.0}, "lr"),
         ({"momentum": 1.5}, "momentum"),
@@ -130,3 +130,36 @@ def test_interrupt_raises_exit_130_and_writes_nothing(source, monkeypatch, tmp_p
     with pytest.raises(TrainingInterrupted, match="interrupted at step 1") as info:
         train_base(TINY, source)
     assert isinstance(info.value, TtmpdError) and info.value.exit_code == 130
+
+
+FACTORY = """
+from torch import nn
+
+
+def make(classes=4):
+    return nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 8 * 8, classes))  # 16 x 16 inputs: where the square is
+
+
+def make_wrong():
+    return make(classes=7)
+"""
+
+
+def test_your_own_factory_model_trains_and_saves_as_a_module(source, test_data, tmp_path):
+    (tmp_path / "mine.py").write_text(FACTORY)
+    config = dataclasses.replace(TINY, model=f"{tmp_path / 'mine.py'}:make", epochs=3)
+    result = train_base(config, source, test=test_data)
+    first = result.model[0].weight.detach().clone()
+    assert result.clean_accuracy > 0.5  # 4 classes: chance is 0.25
+    path = result.save(tmp_path / "mine.pt")
+    ckpt = load_checkpoint(path)
+    assert ckpt.arch is None and ckpt.num_classes == 4 and ckpt.input_shape == (1, 16, 16)
+    assert torch.equal(ckpt.model[0].weight, first)
+
+
+def test_a_factory_model_with_other_classes_is_refused(source, tmp_path):
+    (tmp_path / "mine.py").write_text(FACTORY)
+    config = dataclasses.replace(TINY, model=f"{tmp_path / 'mine.py'}:make_wrong")
+    with pytest.raises(InputError, match=r"outputs shape \(2, 7\); the data has 4 classes"):
+        train_base(config, source)

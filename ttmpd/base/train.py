@@ -32,7 +32,7 @@ from .._progress import stall_watch
 from .._version import __version__
 from ..data import ImageDataset
 from ..data.embedded import load_builtin
-from ..errors import InputError, TtmpdError
+from ..errors import InputError, TtmpdError, one_line
 from ..models import create_model, list_models, save_checkpoint
 from ._augment import auto_shift_px, random_shift
 from .evaluate import evaluate
@@ -60,7 +60,9 @@ class TrainConfig:
     """How to train a base model; validated on creation.
 
     Attributes:
-        model: zoo architecture name (``ttmpd models``), built with the data's channels.
+        model: zoo architecture name (``ttmpd models``), built with the data's channels and
+            classes; or a ``file.py:factory`` / ``package.module:factory`` spec, whose model
+            must already take the data's channels and output its classes.
         epochs: passes over the training images.
         batch_size: images per optimizer step.
         lr: peak learning rate (after warm-up; cosine decay to 0 afterwards).
@@ -88,9 +90,10 @@ class TrainConfig:
     optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
-        if self.model not in list_models():
+        if self.model not in list_models() and ":" not in self.model:
             raise InputError(
-                f"unknown model {self.model!r}; choose one of: {', '.join(list_models())}"
+                f"unknown model {self.model!r}; choose one of: {', '.join(list_models())}, "
+                "or give your own as path/to/file.py:factory"
             )
         for name in ("epochs", "batch_size", "eval_batch_size"):
             _positive_int(name, getattr(self, name))
@@ -163,13 +166,40 @@ class TrainResult:
         return save_checkpoint(
             path,
             self.model,
-            arch=self.config.model,
+            arch=self.config.model if self.config.model in list_models() else None,
             arch_kwargs=self.arch_kwargs,
             input_shape=self.input_shape,
             num_classes=self.num_classes,
             normalization=self.normalization,
             metadata=self.metadata(),
         )
+
+
+def _build_model(
+    spec: str, channels: int, num_classes: int, example: torch.Tensor
+) -> tuple[nn.Module, dict[str, Any]]:
+    """``(model, arch_kwargs)``: a zoo model built for the data, or the model of a factory
+    spec, checked to map ``example`` (N, C, H, W) to ``(N, num_classes)`` logits."""
+    if spec in list_models():
+        arch_kwargs = {"in_channels": channels, "num_classes": num_classes}
+        return create_model(spec, **arch_kwargs), arch_kwargs
+    from ..models import load_model
+
+    model = load_model(spec)
+    try:
+        with torch.no_grad():
+            out = model.eval()(example[:2])
+    except Exception as exc:  # user code failing on the data's shape is bad input
+        raise InputError(
+            f"model {spec!r} does not run on the data's images {tuple(example.shape[1:])} "
+            f"({one_line(exc)}); make it take {channels} input channel(s)"
+        ) from None
+    if out.ndim != 2 or out.shape[1] != num_classes:
+        raise InputError(
+            f"model {spec!r} outputs shape {tuple(out.shape)}; the data has {num_classes} "
+            f"classes, so it must output (N, {num_classes})"
+        )
+    return model, {}
 
 
 def _resolve_data(
@@ -257,9 +287,8 @@ def train_base(
     try:
         with torch.random.fork_rng(devices=[]), stall_watch(bar):
             torch.manual_seed(config.seed)
-            arch_kwargs = {"in_channels": channels, "num_classes": num_classes}
-            model = create_model(config.model, **arch_kwargs)
             example = to_model_input(train.images[: config.batch_size], normalization)
+            model, arch_kwargs = _build_model(config.model, channels, num_classes, example)
             layout = training_layout(model, example, threads)
             model.to(memory_format=layout.memory_format)  # channels_last where safe, faster
             optimizer = _optimizer(model, config)

@@ -20,11 +20,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train-base",
         help="train a base model on a dataset's source split",
-        description="Train a zoo model (adapted to the data's channels) on the source split "
+        description="Train a zoo model (adapted to the data's channels) or your own "
+        "file.py:factory model on the source split "
         "of a built-in dataset with SGD or AdamW + cosine schedule and random shifts, report "
         "its clean test accuracy, and save a ttmpd checkpoint with the normalisation used.",
     )
-    parser.add_argument("--model", default="resnet20", help="zoo name (default resnet20)")
+    parser.add_argument("--model", default="resnet20",
+                        help="zoo name (default resnet20), or your own path/file.py:factory "
+                        "taking the data's channels and classes")  # fmt: skip
     parser.add_argument("--data", choices=DATASETS, default="mnist", help="built-in dataset")
     parser.add_argument("--epochs", type=int, default=12, help="passes over the source split")
     parser.add_argument("--batch-size", type=int, default=64, help="images per step")

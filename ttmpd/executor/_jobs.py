@@ -100,12 +100,6 @@ def run_step(
     return value, (*spans, span)
 
 
-def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message``, for reports."""
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
 def peak_concurrency(spans: Sequence[StepSpan]) -> int:
     """The most spans running at one instant (a span ending as another starts does not
     overlap it)."""

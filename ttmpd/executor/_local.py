@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 
-from ._jobs import Job, JobOutcome, one_line, run_step
+from ..errors import one_line
+from ._jobs import Job, JobOutcome, run_step
 
 logger = logging.getLogger(__name__)
 

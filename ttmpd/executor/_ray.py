@@ -21,8 +21,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ExecutorError, InputError
-from ._jobs import Job, JobOutcome, Resources, one_line, run_step
+from ..errors import ExecutorError, InputError, one_line
+from ._jobs import Job, JobOutcome, Resources, run_step
 
 logger = logging.getLogger(__name__)
 INSTALL_HINT = "install the ray extra: pip install 'ttmpd[ray]' -c constraints.txt"

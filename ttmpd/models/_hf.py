@@ -31,8 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ModelLoadError
-from ._messages import one_line
+from ..errors import ModelLoadError, one_line
 
 logger = logging.getLogger(__name__)
 

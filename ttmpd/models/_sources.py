@@ -41,9 +41,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, one_line
 from ._hf import build_hf, import_transformers
-from ._messages import one_line
 
 logger = logging.getLogger(__name__)
 

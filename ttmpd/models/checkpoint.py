@@ -36,8 +36,7 @@ from torch import nn
 
 from .._io import atomic_path
 from .._version import __version__
-from ..errors import InputError, ModelLoadError
-from ._messages import one_line
+from ..errors import InputError, ModelLoadError, one_line
 from ._zoo import MODELS, create_model, default_num_classes
 
 logger = logging.getLogger(__name__)

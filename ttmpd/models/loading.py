@@ -30,8 +30,7 @@ from typing import Any
 from torch import nn
 
 from .._registry import UnknownNameError
-from ..errors import InputError, ModelLoadError
-from ._messages import one_line
+from ..errors import InputError, ModelLoadError, one_line
 from ._sources import PACKAGES, load_source_model, prepare_import, source_of
 from ._zoo import create_model, list_models
 from .checkpoint import CHECKPOINT_SUFFIXES, load_checkpoint
