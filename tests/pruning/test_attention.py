@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 
+import numpy as np
 import pytest
 import torch
 
@@ -214,3 +215,35 @@ def test_embedding_width_is_opt_in_and_slices_every_member(vit, x):
         torch.testing.assert_close(got, want)
     with torch.no_grad():
         assert pruned(x).shape == (2, 10) and torch.isfinite(pruned(x)).all()
+
+
+def test_heads_and_head_dims_together_remove_the_channels_pruning_removes(vit, tmp_path):
+    """Removing k of H heads and j of D dims keeps c·(H − k)(D − j) qkv rows, not
+    c·(HD − kD − jH): the priced shrink of qkv and proj matches the pruned model, and the
+    deepest joint prune stays priceable (it came out NaN when the overlap was ignored)."""
+    from ttmpd.lut import LatencyPredictor, profile_model
+    from ttmpd.profiler import GridConfig, extract_units, get_backend
+    from ttmpd.pruning import SearchConfig
+    from ttmpd.pruning._problem import SearchProblem
+
+    x1 = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    calib = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    table = profile_model(vit, x1, get_backend("fake"), tmp_path / "lut.parquet", progress=False,
+                          grid=GridConfig(channel_step=8, off_grid_per_unit=0)).table  # fmt: skip
+    predictor = LatencyPredictor().fit(table)
+    config = SearchConfig(budget=0.9, progress=False, groups=GroupOptions(head_dims=True))
+    problem = SearchProblem(vit, x1, predictor, calib, config)
+    heads, dims = "blocks.0.attn#heads", "blocks.0.attn#head_dims"
+    plan = plan_from_removed(problem.groups, {heads: [0, 1], dims: list(range(40))})
+    pruned = apply_plan(vit, x1, plan)
+    assert pruned.blocks[0].attn.qkv.out_features == 3 * 1 * 24
+    units = extract_units(vit, x1, predictor.fusion_).units
+    after = {u.name: u.config for u in extract_units(pruned, x1, predictor.fusion_).units}
+    removed = problem.pricing.removed_channels([{heads: 2, dims: 40}])[0]
+    for i, unit in enumerate(units):
+        if unit.name in ("blocks.0.attn.qkv", "blocks.0.attn.proj"):
+            c = unit.config
+            kept = (c.in_channels - removed[i, 0], c.out_channels - removed[i, 1])
+            assert kept == (after[unit.name].in_channels, after[unit.name].out_channels)
+    deepest = {g.id: problem.max_k[g.id] for g in problem.prunable}
+    assert np.isfinite(problem.latency([deepest])[0])

@@ -9,8 +9,9 @@ priced through a producing member's latency unit (matched by module path):
   conv-group offset) over the latency group's factor for that member;
 * attention heads and head dims shrink their own members only (``qkv`` rows, ``proj``
   inputs: ``3 D`` and ``D`` per head), from the group's index maps; the latency groups
-  do not know the head layout. Heads and head dims of one module add up (their overlap,
-  ``k j`` rows, is ignored).
+  do not know the head layout. Heads and head dims of one module multiply: a member with
+  ``c·H·D`` channels keeps ``c·(H − k)(D − j)`` of them after removing ``k`` heads and
+  ``j`` head dims, so the linear shifts ``k·cD + j·cH`` are corrected by ``−k·j·c``.
 * a head group also removes whole heads from the module's attention units (the fused
   ``sdpa``, or the ``matmul``, ``softmax``, ``matmul`` parts, named after the module):
   ``in_channels / heads`` and ``out_channels / heads`` per head. Head dims change the
@@ -26,7 +27,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..lut import PruneSavings
-from ._attention import HEADS
+from ._attention import HEAD_DIMS, HEADS
 from ._groups import ChannelGroup
 from ._units import CHANNEL, CONV_GROUPS
 
@@ -73,6 +74,31 @@ class GroupPricing:
                     self.members[g.id] = found
             if g.prunable and g.id not in self.members:
                 logger.warning("group %s has no priced unit; it is left unpruned", g.id)
+        #: (heads group, head-dims group, [(unit, side, c)]): the members they share
+        self.overlaps = [self._overlap(g.id) for g in groups if g.unit == HEAD_DIMS]
+        self.overlaps = [o for o in self.overlaps if o is not None]
+
+    def _overlap(self, dims_id: str) -> tuple[str, str, list[tuple[int, int, float]]] | None:
+        """Members shared by a module's heads and head-dims groups, with ``c = per head ·
+        per dim / channels`` (the channels removed per removed (head, dim) pair)."""
+        heads_id = dims_id.removesuffix(f"#{HEAD_DIMS}") + f"#{HEADS}"
+        if heads_id not in self.members or dims_id not in self.members:
+            return None
+        units = self.savings.extraction.units
+        per_head, per_dim = self._per_side(heads_id), self._per_side(dims_id)
+        shared = []
+        for (i, side), h in per_head.items():
+            if (i, side) in per_dim:
+                config = units[i].config
+                channels = config.in_channels if side == 0 else config.out_channels
+                shared.append((i, side, h * per_dim[(i, side)] / channels))
+        return heads_id, dims_id, shared
+
+    def _per_side(self, gid: str) -> dict[tuple[int, int], float]:
+        total: dict[tuple[int, int], float] = {}
+        for i, side, per_unit in self.members[gid]:
+            total[(i, side)] = total.get((i, side), 0.0) + per_unit
+        return total
 
     def _attention_members(self, module: str) -> list[tuple[int, int, float]]:
         """``(unit, side, channels per head)`` of the attention units of ``module``."""
@@ -88,14 +114,24 @@ class GroupPricing:
     def latency(self, states: Sequence[Mapping[str, int]]) -> np.ndarray:
         """Calibrated whole-model latency (ms) of each state (NaN where a layer vanishes)."""
         count = len(self.savings.extraction.units)
+        frame, valid = self.savings._shifted_frame(self.removed_channels(states), np.arange(count))
+        totals = self.savings.predictor.calibrated_totals(frame, len(states))
+        return np.where(valid, totals, np.nan)
+
+    def removed_channels(self, states: Sequence[Mapping[str, int]]) -> np.ndarray:
+        """Channels each state removes from each latency unit's input (``[..., 0]``) and
+        output (``[..., 1]``). Shape ``(n_states, n_units, 2)``."""
+        count = len(self.savings.extraction.units)
         shifts = np.zeros((len(states), count, 2))
         for row, state in enumerate(states):
             for gid, k in state.items():
                 for i, side, per_unit in self.members[gid] if k else ():
                     shifts[row, i, side] += k * per_unit
-        frame, valid = self.savings._shifted_frame(shifts, np.arange(count))
-        totals = self.savings.predictor.calibrated_totals(frame, len(states))
-        return np.where(valid, totals, np.nan)
+            for heads_id, dims_id, shared in self.overlaps:
+                both = state.get(heads_id, 0) * state.get(dims_id, 0)
+                for i, side, c in shared if both else ():
+                    shifts[row, i, side] -= both * c
+        return shifts
 
     def curve(self, group: ChannelGroup) -> np.ndarray:
         """The group's latency staircase (ms) by units removed, ``0 .. channels - 1``."""

@@ -222,11 +222,17 @@ class SearchProblem:
             finite = np.flatnonzero(np.isfinite(curve))
             deepest[g.id] = int(finite[-1]) if finite.size else 0
         floor = float(self.latency([deepest])[0])
-        if not np.isfinite(floor) or floor > self.config.budget * self.base_ms:
+        if not np.isfinite(floor):
             raise InputError(
-                f"budget {self.config.budget} is below what pruning can reach: at most "
+                "the deepest prune the groups allow cannot be priced (a layer would lose all "
+                "its channels); leave out --head-dims or --embedding"
+            )
+        if floor > self.config.budget * self.base_ms:
+            raise InputError(
+                f"the budget is below what pruning can reach: at most "
                 f"{self.config.max_group_ratio:.0%} of each group's channels gives "
-                f"{floor / self.base_ms:.2f} of the original latency; raise the budget"
+                f"{floor / self.base_ms:.2f} of the original latency (predicted); raise the "
+                f"budget above that"
             )
 
 
