@@ -187,3 +187,17 @@ def test_cli_makes_openmp_wait_passively_unless_the_user_chose(tmp_path, user_po
 
     extra = dict(LatencyTable.load(out).fingerprint.extra_info)
     assert extra["omp_wait_policy"] == (user_policy or "PASSIVE")
+
+
+def test_stall_watch_counts_a_disabled_bar_by_its_updates(caplog):
+    """--no-progress bars do not count, so a moving run must not be reported as stalled."""
+    bar = tqdm(total=100, disable=True)
+    with stall_watch(bar, after_s=0.2, poll_s=0.02):
+        for _ in range(20):
+            time.sleep(0.03)
+            bar.update(1)
+    assert not any("no progress" in r.message for r in caplog.records)
+    with stall_watch(bar, after_s=0.2, poll_s=0.02):
+        time.sleep(0.5)  # a real stall is still logged
+    assert any("no progress" in r.message for r in caplog.records)
+    assert "update" not in vars(bar)

@@ -20,15 +20,28 @@ def stall_watch(bar, after_s: float = STALL_AFTER_S, poll_s: float | None = None
     (default ``after_s / 6``); once it has not changed for ``after_s`` seconds the bar's
     postfix reads ``no progress for N s`` and one warning is logged per stall. The thread
     only reads the bar and sets its postfix, so a stall inside native code (which holds no
-    Python lock) still shows."""
+    Python lock) still shows. A disabled bar (``--no-progress``) counts nothing, so its
+    ``update`` calls are counted instead and only the warning is logged."""
     stop = threading.Event()
     poll_s = poll_s if poll_s is not None else max(0.05, after_s / 6)
+    calls = [0]
+    if getattr(bar, "disable", False):
+        update = bar.update
+
+        def counted(n: float = 1) -> bool | None:
+            calls[0] += 1
+            return update(n)
+
+        bar.update = counted
+
+    def position() -> float:
+        return calls[0] if getattr(bar, "disable", False) else bar.n
 
     def watch() -> None:
-        last_n, since, warned = bar.n, time.monotonic(), False
+        last_n, since, warned = position(), time.monotonic(), False
         while not stop.wait(poll_s):
-            if bar.n != last_n:
-                last_n, since, warned = bar.n, time.monotonic(), False
+            if position() != last_n:
+                last_n, since, warned = position(), time.monotonic(), False
                 continue
             idle = time.monotonic() - since
             if idle >= after_s:
@@ -36,7 +49,10 @@ def stall_watch(bar, after_s: float = STALL_AFTER_S, poll_s: float | None = None
                     bar.set_postfix_str(f"no progress for {idle:.0f} s", refresh=True)
                 if not warned:
                     logger.warning(
-                        "%s: no progress for %.0f s at step %d", bar.desc or "work", idle, last_n
+                        "%s: no progress for %.0f s at step %d",
+                        getattr(bar, "desc", "") or "work",
+                        idle,
+                        last_n,
                     )
                     warned = True
 
@@ -47,3 +63,6 @@ def stall_watch(bar, after_s: float = STALL_AFTER_S, poll_s: float | None = None
     finally:
         stop.set()
         thread.join()
+        if calls[0] or getattr(bar, "disable", False):
+            with contextlib.suppress(AttributeError):
+                del bar.update  # the class's method again
