@@ -246,8 +246,9 @@ def test_a_ci_exactly_at_the_target_is_narrow_enough():
 def test_sampling_wall_time_is_measured_from_the_start():
     config = TimingConfig(min_samples=3, max_samples=3)
     before = time.perf_counter()
-    t = timing._sample(lambda n: 1.0 * n, 1, config, start=before)
-    assert 0 <= t.wall_s <= time.perf_counter() - before
+    start = before - 5.0  # warm-up and loop sizing began 5 s earlier: they count too
+    t = timing._sample(lambda n: 1.0 * n, 1, config, start=start)
+    assert 5.0 <= t.wall_s <= time.perf_counter() - start
 
 
 def test_later_rounds_may_skip_the_warm_up():

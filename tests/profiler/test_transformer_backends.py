@@ -28,11 +28,14 @@ def _backend(name: str):
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-def test_transformer_units_measure(name):
+def test_transformer_units_measure_the_work_they_are_given(name):
+    """512x the batch is slower: a runner that built the unit but ran something else (or
+    nothing) would time only its call overhead, the same for both."""
     backend = _backend(name)
     for unit in TRANSFORMER_UNITS:
-        timing = backend.measure(unit, QUICK)
-        assert timing.median_ms > 0, unit
+        small = backend.measure(unit, QUICK).median_ms
+        large = backend.measure(unit.replace(batch=512 * unit.batch), QUICK).median_ms
+        assert large > 1.1 * small > 0, (unit, small, large)
 
 
 @pytest.mark.parametrize("name", BACKENDS)
