@@ -1,6 +1,8 @@
 """TT-MPD against the pruning baselines: accuracy, measured latency, time-to-accuracy.
 
-Base model: the shipped ResNet-20 (MNIST source split). A *run* is one backend, corruption
+Base model: the shipped ResNet-20 (MNIST source split), or with ``--model vit`` the shipped
+``vit_mnist`` (heads and MLP widths prunable; ``--embedding`` adds the embedding width, which
+budgets below about 0.5 need). A *run* is one backend, corruption
 (severity 5), seed and budget. Per run, the MNIST test split (4,000 images) is corrupted with
 that seed; 512 seeded random images are the unlabeled pruning + fine-tuning set (the searches
 use the first 128), the other 3,488, with labels, measure accuracy. Per backend, one LUT
@@ -59,7 +61,7 @@ difference with a 95% t-interval over the runs, median time ratio, runs meeting 
 
     python benchmarks/ttmpd_vs_baselines.py --set held-out [--backends onnxruntime,torch-cpu]
         [--budgets 0.3,0.4,0.5,0.7] [--methods ...] [--seeds 1,2] [--corruptions ...]
-        [--name ttmpd_vs_baselines_heldout]
+        [--name ttmpd_vs_baselines_heldout] [--model resnet20|vit [--embedding]]
 
 ``--seeds``/``--corruptions`` restrict a run (and its summary) to part of the set, e.g. to
 report the seeds an interrupted protocol finished.
@@ -90,6 +92,7 @@ from ttmpd.pipeline import RunConfig, distill_student, search_budget
 from ttmpd.profiler import BackendConfig, GridConfig, get_backend
 from ttmpd.pruning import (
     MODEL_TIMING,
+    GroupOptions,
     SearchConfig,
     calibrate_predictor,
     measure_models,
@@ -100,6 +103,9 @@ from ttmpd.pruning import (
 from ttmpd.workflow import split_mask
 
 LUTS = Path(__file__).parent / "luts"
+#: --model: the shipped checkpoint (in ttmpd/models) and the name its LUTs and results carry
+MODELS = {"resnet20": "resnet20_mnist", "vit": "vit_mnist"}
+LABELS = {"resnet20": "ResNet-20", "vit": "ViT (vit_mnist)"}
 SETS = {
     "tuning": (("motion_blur", "impulse_noise"), (0,)),
     "held-out": (("shot_noise", "zoom_blur", "shear"), (1, 2, 3)),
@@ -187,12 +193,12 @@ def best_rival(rows: list[dict]) -> dict | None:
 def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> None:
     done = pd.read_csv(partial_csv) if partial_csv.exists() else pd.DataFrame()
     have = {} if done.empty else {key_name(r): r for r in done.to_dict("records")}
-    checkpoint = load_checkpoint(reference_checkpoint_path())
+    checkpoint = load_checkpoint(reference_checkpoint_path().with_name(f"{args.model_file}.pt"))
     model, norm = checkpoint.model.eval(), checkpoint.normalization
     test = load_mnist("test")
     backend = get_backend(backend_name, BackendConfig(threads=1))
     x = to_model_input(test.images[:1], norm)
-    lut = LUTS / f"resnet20_mnist-{backend_name}.parquet"
+    lut = LUTS / f"{args.model_file}-{backend_name}.parquet"
     table = profile_model(model, x, backend, lut, grid=GridConfig(channel_step=8),
                           resume=True, progress=False).table  # fmt: skip
     predictor = LatencyPredictor().fit(table)
@@ -233,7 +239,7 @@ def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> Non
                         predicted_ratio = rival["predicted_ratio"]
                     else:
                         search = SearchConfig(budget=fraction, method=method, seed=seed,
-                                              progress=False)  # fmt: skip
+                                              progress=False, groups=args.groups)  # fmt: skip
                         wall, cpu = time.perf_counter(), time.process_time()
                         try:
                             result = prune(model, x, predictor, calib, search)
@@ -356,6 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", help="a subset of the set's seeds (default: all)")
     parser.add_argument("--corruptions", help="a subset of the set's corruptions (default: all)")
     parser.add_argument("--name", default=None, help="default: ttmpd_vs_baselines_<set>")
+    parser.add_argument("--model", choices=sorted(MODELS), default="resnet20")
+    parser.add_argument(
+        "--embedding",
+        action="store_true",
+        help="let every method prune the embedding width (GroupOptions)",
+    )
     args = parser.parse_args(argv)
     args.budgets = [float(b) for b in args.budgets.split(",")]
     args.methods = args.methods.split(",")
@@ -368,7 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.methods) - set(PRUNERS))
     if unknown:
         parser.error(f"unknown method {unknown[0]!r}; choose from {', '.join(PRUNERS)}")
-    name = args.name or f"ttmpd_vs_baselines_{args.set.replace('-', '')}"
+    args.model_file = MODELS[args.model]
+    args.groups = GroupOptions(embedding=args.embedding)
+    suffix = "" if args.model == "resnet20" else f"_{args.model}"
+    name = args.name or f"ttmpd_vs_baselines{suffix}_{args.set.replace('-', '')}"
     torch.set_num_threads(1)
     partial_csv = RESULTS / f"{name}.partial.csv"
     models = RESULTS / f"{name}_models"
@@ -389,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     corruptions, seeds = args.corruptions, args.seeds
     meta = {"set": args.set, "corruptions": list(corruptions), "seeds": list(seeds),
             "severity": args.severity, "finetune_samples": 512, "search_samples": 128,
-            "epochs": 10, "budget_rule": f"ratio <= budget * {TOLERANCE}"}  # fmt: skip
+            "epochs": 10, "budget_rule": f"ratio <= budget * {TOLERANCE}", "model": args.model,
+            "embedding": args.embedding}  # fmt: skip
     write_results(RESULTS / name, frame, **meta)
     write_results(RESULTS / f"{name}_runs", runs, **meta)
     write_results(RESULTS / f"{name}_cells", cells, **meta)
@@ -412,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                             mean], ignore_index=True)  # fmt: skip
         points["on_front"] = pareto_front(points["measured_ms"], points["accuracy"])
         title = (
-            f"ResNet-20 MNIST-C {args.set} ({len(corruptions)}×{len(seeds)} runs), {backend_name}"
+            f"{LABELS[args.model]} MNIST-C {args.set} ({len(corruptions)}×{len(seeds)} runs), "
+            f"{backend_name}"
         )
         plot_pareto(points, RESULTS / f"{name}_pareto_{backend_name}.png", title)
         plot_time_to_accuracy(group, RESULTS / f"{name}_time_{backend_name}.png", title)
