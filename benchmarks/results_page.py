@@ -66,20 +66,25 @@ for path in sorted(Path("benchmarks/results").glob("latency_prediction_heldout_*
         ),
         "",
     ]
-baselines = Path("benchmarks/results/ttmpd_vs_baselines_heldout_methods.json")
-if baselines.exists():
+BASELINE_RUNS = {"ttmpd_vs_baselines_heldout": "Shipped ResNet-20",
+                 "ttmpd_vs_baselines_vit_heldout": "Shipped ViT (`vit_mnist`)"}  # fmt: skip
+for stem, model in BASELINE_RUNS.items():
+    baselines = Path(f"benchmarks/results/{stem}_methods.json")
+    if not baselines.exists():
+        continue
     meta = json.loads(baselines.read_text())["meta"]
     methods = pd.read_csv(baselines.with_suffix(".csv"))
-    cells = pd.read_csv(baselines.with_name("ttmpd_vs_baselines_heldout_cells.csv"))
+    cells = pd.read_csv(baselines.with_name(f"{stem}_cells.csv"))
     met = int((cells["target_met"] > cells["runs"] / 2).sum())
-    figures = sorted(baselines.parent.glob("ttmpd_vs_baselines_heldout_*.png"))
+    figures = sorted(baselines.parent.glob(f"{stem}_*.png"))
+    embedding = ", the embedding width prunable for every method" if meta.get("embedding") else ""
     out += [
-        "## TT-MPD against the baselines, held-out corruptions",
+        f"## TT-MPD against the baselines, held-out corruptions: {model.split(' ', 1)[1]}",
         "",
         f"{meta['date']}, {meta['machine']}; `{meta['command']}`.",
         f"Held-out set: {', '.join(meta['corruptions'])} x seeds "
         f"{', '.join(map(str, meta['seeds']))} (severity {meta['severity']}); the search",
-        "defaults were chosen on motion_blur and impulse_noise, seed 0. Shipped ResNet-20,",
+        f"defaults were chosen on motion_blur and impulse_noise, seed 0. {model}{embedding},",
         f"{meta['finetune_samples']} unlabeled images per run, {meta['epochs']} epochs of the",
         f"same fine-tuning for every method; budget rule {meta['budget_rule']} (measured,",
         "3 interleaved passes). Accuracy: mean over runs with the 95% t-interval half-width;",
