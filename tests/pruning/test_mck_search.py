@@ -223,3 +223,32 @@ def test_one_at_a_time_fallback_chooses_the_same_plan(residual_problem, monkeypa
     alone = prune(net, X, predictor, CALIB, config)
     assert alone.plan.keep == batched.plan.keep
     np.testing.assert_allclose(alone.log["proxy_score"], batched.log["proxy_score"], rtol=1e-4)
+
+
+def test_masking_the_embedding_width_computes_what_the_pruned_vit_computes():
+    """LayerNorms normalise over the kept channels only (the residual stream still holds
+    position embeddings in masked channels): masked == pruned, one at a time and batched."""
+    from pathlib import Path
+
+    import ttmpd.models
+    from ttmpd.models import load_checkpoint
+    from ttmpd.pruning import GroupOptions, apply_plan, plan_from_removed
+
+    model = load_checkpoint(Path(ttmpd.models.__file__).parent / "vit_mnist.pt").model.eval()
+    images = torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    groups = channel_groups(model, images[:1], options=GroupOptions(embedding=True))
+    heads = next(g.id for g in groups if g.id.endswith("#heads") and g.prunable)
+    candidates = [{"patch_embed": [0, 5, 9, 30, 63]}, {"patch_embed": list(range(0, 64, 2)),
+                  heads: [1]}, {}]  # fmt: skip
+    masker = ChannelMasker(model, groups)
+    batched = BatchedCandidates(model, groups, images)
+    together = batched.logits(candidates)
+    for removed, from_batch in zip(candidates, together, strict=True):
+        pruned = apply_plan(model, images[:1], plan_from_removed(groups, removed))
+        with torch.no_grad():
+            expected = pruned(images)
+            alone = masker.masked(removed)(images)
+        torch.testing.assert_close(alone, expected, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(from_batch, expected, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():  # and the masker's hooks are gone once it is reset
+        torch.testing.assert_close(masker.reset()(images), model(images))

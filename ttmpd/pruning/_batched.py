@@ -11,7 +11,9 @@ for that candidate alone:
   rows: a zeroed row yields a zero channel, and so does a zero mask);
 * every BatchNorm normalises each candidate's slice by that slice's own batch mean and
   biased variance — the statistics adaptive BN estimates for the candidate alone — so no
-  statistic leaks from one candidate to another.
+  statistic leaks from one candidate to another;
+* a LayerNorm that loses channels normalises over each candidate's kept channels only
+  (:func:`~ttmpd.pruning._mask.masked_layer_norm`), as the pruned LayerNorm does.
 
 The channel dimension of an output is the last one for ``nn.Linear`` and ``nn.LayerNorm``,
 dimension 1 otherwise (convolutions, BatchNorm). Nothing else in the model may mix samples
@@ -31,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._groups import ChannelGroup
+from ._mask import _normalises_last_dim, masked_layer_norm
 
 Removed = Mapping[str, Iterable[int]]
 
@@ -247,6 +250,8 @@ class BatchedCandidates:
             mask = self._masks[path]
             if bool(mask.all()):
                 return output
+            if _normalises_last_dim(module):
+                return masked_layer_norm(module, inputs[0], mask)
             shape = [self._m, -1, *output.shape[1:]]
             view = [1] * (output.dim() + 1)
             view[0] = self._m
