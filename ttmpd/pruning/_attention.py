@@ -19,8 +19,8 @@ those root indices:
   then compute the logits of the original ``1/sqrt(D)``). Not offered when a ``q_norm``/
   ``k_norm`` normalises over the head dim.
 
-A **BERT-style** self-attention module (Hugging Face ``BertSelfAttention`` and its copies:
-RoBERTa, ELECTRA, ...) has three ``nn.Linear`` ``query``, ``key``, ``value`` of ``H*D`` rows
+A **BERT-style** self-attention module (Hugging Face ``BertSelfAttention`` and its copies,
+e.g. ELECTRA's) has three ``nn.Linear`` ``query``, ``key``, ``value`` of ``H*D`` rows
 each (row ``h*D + d``), ``num_attention_heads`` (``H``), ``attention_head_size`` (``D``)
 and ``all_head_size`` (``H*D``); its output projection lives outside the module (BERT's
 sibling ``output.dense``), so it is found in torch-pruning's dependency graph: the one
