@@ -293,3 +293,11 @@ def test_heads_read_by_two_layers_are_reported_not_pruned():
     heads = {g.id: g for g in channel_groups(model, torch.randn(2, 8, 32))}["attention#heads"]
     assert not heads.prunable
     assert "2 linear layers (readers.0, readers.1) read its heads" in heads.reason
+
+
+@pytest.mark.parametrize("layer", ["attention.key", "readers.0"])
+def test_ignoring_a_part_or_the_projection_keeps_the_heads(layer):
+    model = _TwoReaders(readers=1).eval()
+    x = torch.randn(2, 8, 32)
+    heads = {g.id: g for g in channel_groups(model, x, ignored=[layer])}["attention#heads"]
+    assert not heads.prunable and heads.reason == f"layer {layer} is ignored"
