@@ -16,7 +16,8 @@ A group is identified by its **root**: the first member, in ``model.named_module
 order, that produces all of the group's channels (``"layer1.0.conv1"``). A group counts
 **units** (``ChannelGroup.unit``, :mod:`ttmpd.pruning._units`): a unit is one channel,
 except next to grouped convs (unit ``u`` = offset ``u`` in every conv group) and in
-attention modules, whose ``qkv``/``proj`` pair gives a ``"<module>#heads"`` group (unit =
+attention modules (timm's fused ``qkv`` and ``proj``, BERT's ``query``/``key``/``value`` and
+output dense, :mod:`ttmpd.pruning._heads`), which give a ``"<module>#heads"`` group (unit =
 head) and, when asked for, a ``"<module>#head_dims"`` group (unit = one dim of every head).
 Ids are stable for a given architecture, so plans can be stored and re-applied.
 
@@ -49,11 +50,11 @@ from ._graph import (
     SHUFFLE_REASON,
     RawGroup,
     build_graph,
-    handler_side,
     read_group,
     reroot,
     unfollowed,
 )
+from ._heads import attention_groups
 from ._records import SIDES, ChannelGroup, MemberSlice
 from ._tpfix import (
     all_groups,
@@ -186,55 +187,6 @@ def _flat(out) -> list[torch.Tensor]:
     return []
 
 
-def _attention_groups(
-    graph, model: nn.Module, names: dict, site: _attention.AttentionSite, options: GroupOptions
-) -> list[tuple[ChannelGroup, UnitLayout]]:
-    """The heads (and head-dim) groups of one attention module (:mod:`._attention`)."""
-    qkv = model.get_submodule(site.qkv)
-    width = site.heads * site.head_dim
-    found: dict[tuple[str, str], list[tuple[int, int]]] = {}
-    group = graph.get_pruning_group(qkv, graph.get_pruner_of_module(qkv).prune_out_channels,
-                                    list(range(width)))  # fmt: skip
-    own = {id(p) for p in model.get_submodule(site.path).parameters(recurse=False)}
-    for item in group.items:
-        side, module = handler_side(graph, item.dep.handler), item.dep.target.module
-        if isinstance(module, nn.Parameter) and id(module) not in own:
-            found.setdefault((f"a parameter of shape {tuple(module.shape)}", "out"), [])
-        elif side is not None and module in names:
-            pairs = zip(item.idxs, item.root_idxs, strict=True)
-            found.setdefault((names[module], side), []).extend((int(i), int(r)) for i, r in pairs)
-    expected = {
-        (site.qkv, "out"): sorted((i, i % width) for i in range(3 * width)),
-        (site.proj, "in"): [(i, i) for i in range(width)],
-    }
-    reason = site.reason
-    extra = sorted(set(found) - set(expected), key=lambda m: m[0])
-    if not reason and extra:
-        reason = f"torch-pruning couples {extra[0][0]} with the heads"
-    elif not reason and any(sorted(set(found.get(k, []))) != v for k, v in expected.items()):
-        reason = "torch-pruning maps its qkv rows differently from q, k, v stacked by head"
-    kinds = [_attention.HEADS] + ([_attention.HEAD_DIMS] if options.head_dims else [])
-    out = []
-    for kind in kinds:
-        why = reason or (site.dims_reason if kind == _attention.HEAD_DIMS else "")
-        slices = tuple(
-            MemberSlice(path, side, tuple(i for i, _ in pairs),
-                        tuple(site.unit_of(r, kind) for _, r in pairs))
-            for (path, side), pairs in expected.items()
-        )  # fmt: skip
-        record = ChannelGroup(
-            id=site.group_id(kind),
-            channels=site.units(kind),
-            members=tuple(expected),
-            prunable=not why,
-            reason=f"attention {site.path}: {why}" if why else "",
-            slices=slices,
-            unit=kind,
-        )
-        out.append((record, UnitLayout(kind, module=site.path)))
-    return out
-
-
 def _reason(model, raw: RawGroup, fixed, unresolved, ignored, order, options) -> str:
     outs = {sl.path for sl in raw.slices.values() if sl.side == "out"}
     if raw.failure:
@@ -325,27 +277,30 @@ def analyze(
         names = {m: n for n, m in model.named_modules()}
         order = {n: i for i, n in enumerate(names.values())}
         sites = {s.qkv: s for s in _attention.find_attention(model)}
+        parts = {p for site in sites.values() for p in site.parts}
         analysis = _Analysis(graph=graph, model=model, groups=[], roots={}, patched_concats=patched)
         coverage: dict[str, list[int]] = {}  # out-channel indices of each layer over all groups
         read = [unfollowed(graph, names[m], m, exc, shuffles) for m, exc in failed]
         for g in raw_groups:
             raw = read_group(graph, model, names, g, shuffles)
-            if raw.root in sites:  # replaced by the heads groups below
-                continue
+            if any(sl.side == "out" and sl.path in parts for sl in raw.slices.values()):
+                continue  # replaced by the heads groups below
             reroot(graph, model, names, order, raw, g)
             for sl in raw.slices.values():
-                counted = sl.side == "out" and sl.path not in sites
+                counted = sl.side == "out" and sl.path not in parts
                 if counted and graph.get_out_channels(model.get_submodule(sl.path)):
                     coverage.setdefault(sl.path, []).extend(sl.indices)
             read.append(raw)
         trials: dict[str, int] = {}
         for site in sites.values():
-            for group, layout in _attention_groups(graph, model, names, site, options):
+            site, found = attention_groups(graph, model, names, site, options)
+            for group, layout in found:
                 analysis.groups.append(group)
                 analysis.roots[group.id] = model.get_submodule(site.qkv)
                 analysis.layouts[group.id] = layout
-                if {site.qkv, site.proj} & ignored_paths and group.prunable:
-                    why = f"layer {site.qkv} is ignored"
+                hit = sorted({*site.parts, site.proj} & ignored_paths, key=order.__getitem__)
+                if hit and group.prunable:
+                    why = f"layer {hit[0]} is ignored"
                     analysis.groups[-1] = replace(group, prunable=False, reason=why)
                 elif group.prunable and group.channels > 1:
                     trials[group.id] = group.channels
