@@ -34,6 +34,8 @@ halp            HALP: BN Taylor saliency, latency-saliency knapsack, 5 rounds in
 eagleeye        24 random layer-wise ratio sets, adaptive BN, best agreement
 netadapt        6 iterations, every group's candidate short-term fine-tuned (20 steps)
 tp-magnitude    torch-pruning's default GroupMagnitudeImportance (L2), one uniform ratio
+ttmpd-gradual   (only when asked for in ``--methods``; never a rival) ttmpd in 3 rounds with
+                10 distillation steps between them
 online-teacher  the prune of this run's most accurate in-budget rival above, fine-tuned with
                 the teacher run at every step instead of cached outputs (its prune time
                 is that rival's)
@@ -113,6 +115,8 @@ SETS = {
 PRUNERS = ("ttmpd", "halp", "eagleeye", "netadapt", "tp-magnitude")
 ONLINE = "online-teacher"
 RIVALS = (*PRUNERS[1:], ONLINE)
+#: ttmpd variants that may run beside (``--methods``), never counted as rivals
+VARIANTS = ("ttmpd-gradual",)
 EPOCHS_AT = (1, 2, 5, 10)
 TOLERANCE = 1.02
 KEY = ["backend", "corruption", "seed", "budget", "method"]
@@ -185,7 +189,7 @@ def finetune(model, pruned, tune, held, labels, norm, online: bool) -> tuple:
 
 def best_rival(rows: list[dict]) -> dict | None:
     """The most accurate row within budget (by the measurement right after its fine-tune)."""
-    ok = [r for r in rows if r.get("status") == "ok" and r["method"] != "ttmpd"
+    ok = [r for r in rows if r.get("status") == "ok" and r["method"] in RIVALS
           and r["measured_once_ms"] <= r["budget"] * r["original_ms"] * TOLERANCE]  # fmt: skip
     return max(ok, key=lambda r: r["accuracy"]) if ok else None
 
@@ -377,9 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     if not set(args.corruptions) <= set(set_corruptions) or not set(args.seeds) <= set(set_seeds):
         parser.error(f"--corruptions/--seeds must come from the {args.set} set: "
                      f"{', '.join(set_corruptions)}; seeds {set_seeds}")  # fmt: skip
-    unknown = sorted(set(args.methods) - set(PRUNERS))
+    unknown = sorted(set(args.methods) - set(PRUNERS) - set(VARIANTS))
     if unknown:
-        parser.error(f"unknown method {unknown[0]!r}; choose from {', '.join(PRUNERS)}")
+        parser.error(f"unknown method {unknown[0]!r}; choose from {', '.join(PRUNERS + VARIANTS)}")
     args.model_file = MODELS[args.model]
     args.groups = GroupOptions(embedding=args.embedding)
     suffix = "" if args.model == "resnet20" else f"_{args.model}"

@@ -136,3 +136,37 @@ def test_tp_magnitude_round_to_keeps_multiples(setup):
     kept = [len(k) for k in rounded.plan.keep.values()]
     assert kept and all(n % 4 == 0 for n in kept)
     assert any(len(k) % 4 for k in free.plan.keep.values())
+
+
+def test_ttmpd_gradual_searches_in_rounds_and_fine_tunes_between_them(setup, monkeypatch):
+    """Round targets step 1/R of the way each; the model is fine-tuned towards the unpruned
+    model's logits before every round but the first; the plan rebuilds the returned model."""
+    import ttmpd.pruning._gradual as gradual
+    from ttmpd.pruning import apply_plan
+
+    net, predictor = setup
+    tuned = []
+    real = gradual.short_finetune
+
+    def spy(model, images, teacher, steps, **kwargs):
+        tuned.append((steps, teacher.clone()))
+        return real(model, images, teacher, steps, **kwargs)
+
+    monkeypatch.setattr(gradual, "short_finetune", spy)
+    result = prune(net, X, predictor, CALIB, SearchConfig(budget=0.5, method="ttmpd-gradual",
+                                                           progress=False))  # fmt: skip
+    rounds = result.log[result.log["phase"] == "round"]
+    base, target = result.base_latency_ms, result.target_latency_ms
+    expected = [base - (base - target) * r / gradual.GRADUAL_ROUNDS for r in rounds["round"]]
+    np.testing.assert_allclose(rounds["target_ms"], expected, rtol=1e-9)
+    assert (rounds["predicted_latency_ms"] <= rounds["target_ms"] + 1e-9).all()
+    assert len(tuned) == len(rounds) - 1 >= 1  # no fine-tuning before the first round
+    with torch.no_grad():
+        teacher = net.eval()(CALIB)
+    assert all(steps == gradual.GRADUAL_STEPS and torch.equal(t, teacher) for steps, t in tuned)
+    rebuilt = apply_plan(net, X, result.plan)
+    assert [p.shape for p in rebuilt.parameters()] == [p.shape for p in result.model.parameters()]
+    assert result.predicted_latency_ms <= result.target_latency_ms + 1e-9
+    # fine-tuned: the classifier's kept columns are no longer the original's
+    kept = list(result.plan.keep["stem.0"]) if "stem.0" in result.plan.keep else list(range(16))
+    assert not torch.allclose(result.model.fc.weight, net.fc.weight[:, kept])

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 #: ttmpd's search, then the baselines run beside it (see _search and _baselines).
 METHODS = (
     "ttmpd",
+    "ttmpd-gradual",
     "ttmpd-greedy",
     "knapsack",
     "uniform",

@@ -22,6 +22,9 @@ predicted latency.
     (:mod:`ttmpd.pruning._proxies`). The best candidate is accepted. The accepted group's
     next candidate is re-evaluated every step; the others' accuracy deltas are reused and
     refreshed every ``refresh_every`` steps.
+``ttmpd-gradual``
+    ``ttmpd`` in rounds towards the budget, with a few distillation steps on the proxy images
+    between them (:mod:`ttmpd.pruning._gradual`).
 ``knapsack``
     No accuracy proxy: channel blocks (staircase steps) are removed greedily by importance
     (``importance``) lost per ms saved, with importance normalised by each group's mean,
@@ -44,6 +47,7 @@ from torch import nn
 from ..errors import InputError
 from ..lut import LatencyPredictor
 from ._baselines import BASELINES
+from ._gradual import ttmpd_gradual
 from ._mask import ChannelMasker
 from ._mck_search import mck_search
 from ._problem import NO_CANDIDATE, PruneResult, SearchConfig, SearchProblem, progress_bar
@@ -191,5 +195,7 @@ def prune(
     problem.check_reachable()
     if config.method in BASELINES:
         return BASELINES[config.method](problem, start)
+    if config.method == "ttmpd-gradual":
+        return ttmpd_gradual(problem, start)
     state, log = _METHODS[config.method](problem)
     return problem.finish(state, log, start)
