@@ -150,3 +150,22 @@ def test_token_ids_stay_below_the_first_embeddings_vocabulary():
     ids = example_input(model, "int64", (4, 256))
     assert ids.dtype == torch.int64 and ids.shape == (4, 256)
     assert int(ids.min()) == 0 and int(ids.max()) == 6  # 1024 draws cover all 7 ids
+
+
+@needs_transformers
+def test_roberta_position_ids_are_index_arithmetic_and_its_heads_prune():
+    """RoBERTa derives int32 position ids from the token ids (ne, cumsum, mul, add): no
+    float work, so no unit; the float units are priced and the heads are pruning groups."""
+    from ttmpd.pruning import channel_groups
+
+    spec = ("hf:roberta?num_hidden_layers=1,hidden_size=32,num_attention_heads=2,"
+            "intermediate_size=64,vocab_size=100")  # fmt: skip
+    model = load_model(spec).eval()
+    ids = torch.randint(2, 100, (1, 16), generator=torch.Generator().manual_seed(0))
+    extraction = extract_units(model, ids)
+    assert not extraction.uncovered
+    assert all(u.config.dtype == "float32" for u in extraction.units)
+    ops = Counter(u.config.op for u in extraction.units)
+    assert ops["embedding"] == 3 and ops["layernorm"] == 3  # words, types, positions
+    heads = [g for g in channel_groups(model, ids) if g.id.endswith("#heads")]
+    assert [(g.channels, g.prunable) for g in heads] == [(2, True)]

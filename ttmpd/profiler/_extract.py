@@ -193,6 +193,12 @@ class _Recorder(TorchDispatchMode):
         self.keepalive.extend(ins + outs)
         if not sources:  # parameters/constants only (e.g. weight preparation): not model data
             return out
+        if outs and not any(t.is_floating_point() for t in outs):
+            # index arithmetic (position ids from token ids, masks): no float work, no unit
+            self.free[name] += 1
+            for t in outs:
+                self.producer[id(t)] = sources[0]
+            return out
         self._track_layout(name, args, outs)
         path = self.scope[-1] if self.scope else ""
         free = name in _FREE_OPS or (name.endswith("_") and name[:-1] in _FREE_OPS)  # dropout_
