@@ -24,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--method",
         default="ttmpd",
-        help="ttmpd | ttmpd-greedy | knapsack | uniform, or a baseline: halp | eagleeye | "
-        "netadapt | tp-magnitude",
+        help="ttmpd | ttmpd-gradual | ttmpd-greedy | knapsack | uniform, or a baseline: halp | "
+        "eagleeye | netadapt | tp-magnitude",
     )
     p.add_argument(
         "--importance", default="l1", help="l1 | l2 | bn_scale | taylor | bn_taylor | random"

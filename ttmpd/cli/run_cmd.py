@@ -15,7 +15,8 @@ import sys
 from ._common import add_group_args, print_json
 
 METHOD_HELP = (
-    "ttmpd | ttmpd-greedy | knapsack | uniform | halp | eagleeye | netadapt | tp-magnitude"
+    "ttmpd | ttmpd-gradual | ttmpd-greedy | knapsack | uniform | halp | eagleeye | netadapt | "
+    "tp-magnitude"
 )
 
 
