@@ -65,6 +65,7 @@ def test_coverage_row_on_fake_backend(monkeypatch, tmp_path):
     assert row["whole_ms"] == pytest.approx(1.1 * row["unit_sum_ms"] + 0.01)
     assert row["share"] == pytest.approx(row["unit_sum_ms"] / row["whole_ms"])
     assert row["whole_spread_pct"] == pytest.approx(0.0)
+    assert row["share_p10"] == pytest.approx(row["share"])  # fake timings have no spread
     assert (tmp_path / "own.parquet").exists()
 
 
