@@ -16,7 +16,9 @@ unpriced ops, framework time between ops, or weights streamed from memory that s
 for an isolated unit; above 1: per-call overhead each isolated unit pays that a whole model
 pays once). ``share_p10`` is the same with each side's fastest decile (units: their 10th
 percentile; whole: the lowest 10th percentile of the rounds), less sensitive to a busy
-machine, which preempts a whole model far more often than a microsecond unit. Every op
+machine, which preempts a whole model far more often than a microsecond unit;
+``share_cpu`` divides the units' fastest decile by the whole model's process CPU time per
+call (the time it computed, not the time it waited while preempted). Every op
 extraction leaves unpriced is listed with its count. ``load_1min`` records how busy the
 shared machine was.
 
@@ -96,6 +98,23 @@ def uncovered_counts(uncovered) -> str:
     return ", ".join(f"{op} x{n}" for op, n in sorted(counts.items()))
 
 
+def cpu_ms_per_call(backend, model: nn.Module, x: torch.Tensor, seconds: float = 0.5) -> float:
+    """Process CPU time per call of the whole model, the lowest of ``ROUNDS`` rounds of
+    about ``seconds`` each: the time it computed, without the time a busy host preempted it.
+    """
+    try:
+        run = backend._runner(model.eval(), (x,))
+    except NotImplementedError:  # a backend that computes its latencies runs nothing
+        return float("nan")
+    calls = max(1, int(seconds * 1e3 / max(run(1), 1e-3)))
+    best = float("inf")
+    for _ in range(ROUNDS):
+        start = time.process_time()
+        run(calls)
+        best = min(best, (time.process_time() - start) * 1e3 / calls)
+    return best
+
+
 def coverage_row(model: nn.Module, x: torch.Tensor, backend, table_path: Path) -> dict:
     """Units priced at the model's own configurations against the whole model measured."""
     start = time.perf_counter()
@@ -110,6 +129,7 @@ def coverage_row(model: nn.Module, x: torch.Tensor, backend, table_path: Path) -
     timings = [backend.measure_model(model, x, MODEL_TIMING) for _ in range(ROUNDS)]
     rounds = [t.median_ms for t in timings]
     whole = float(np.median(rounds))
+    whole_cpu = cpu_ms_per_call(backend, model, x)
     unit_sum = sum(by_op.values())
     top = ", ".join(f"{op} {ms / unit_sum:.2f}" for op, ms in by_op.most_common(3))
     return {
@@ -120,6 +140,8 @@ def coverage_row(model: nn.Module, x: torch.Tensor, backend, table_path: Path) -
         "whole_spread_pct": 100 * (max(rounds) - min(rounds)) / whole,
         "share": unit_sum / whole,
         "share_p10": fast_sum / min(t.p10_ms for t in timings),
+        "whole_cpu_ms": whole_cpu,
+        "share_cpu": fast_sum / whole_cpu,
         "top_ops": top,
         "uncovered_ops": len(extraction.uncovered),
         "uncovered": uncovered_counts(extraction.uncovered),
@@ -168,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             frame = pd.DataFrame(rows)
             write_results(args.out, frame, threads=args.threads, rounds=ROUNDS)
     columns = ["model", "backend", "units", "unit_sum_ms", "whole_ms", "whole_spread_pct",
-               "share", "share_p10", "uncovered", "load_1min", "error"]  # fmt: skip
+               "share", "share_p10", "share_cpu", "uncovered", "load_1min", "error"]  # fmt: skip
     print(markdown_table(frame[[c for c in columns if c in frame]].astype(object).fillna("")))
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,7 @@ def test_coverage_row_on_fake_backend(monkeypatch, tmp_path):
     assert row["share"] == pytest.approx(row["unit_sum_ms"] / row["whole_ms"])
     assert row["whole_spread_pct"] == pytest.approx(0.0)
     assert row["share_p10"] == pytest.approx(row["share"])  # fake timings have no spread
+    assert math.isnan(row["whole_cpu_ms"])  # the fake backend runs nothing to time
     assert (tmp_path / "own.parquet").exists()
 
 
