@@ -125,9 +125,10 @@ for path in sorted(Path("benchmarks/results").glob("latency_prediction_transform
 coverage = Path("benchmarks/results/coverage.json")
 if coverage.exists():
     meta = json.loads(coverage.read_text())["meta"]
-    frame = pd.read_csv(coverage.with_suffix(".csv")).fillna("")
+    frame = pd.read_csv(coverage.with_suffix(".csv")).astype(object).fillna("")
     columns = ["model", "backend", "units", "unit_sum_ms", "whole_ms", "whole_spread_pct",
-               "share", "top_ops", "uncovered", "load_1min", "error"]  # fmt: skip
+               "share", "share_p10", "whole_cpu_ms", "share_cpu", "top_ops", "uncovered",
+               "load_1min", "error"]  # fmt: skip
     frame["model"] = frame["model"].str.split("?").str[0]
     out += [
         "## Coverage: the share of measured latency inside priced units",
@@ -138,8 +139,16 @@ if coverage.exists():
         f"measured in {meta['rounds']} interleaved rounds (median; spread = max - min of the",
         "rounds over it). Below 1: time in unpriced ops or between ops, or weights an",
         "isolated unit keeps in cache; above 1: per-call overhead each unit pays alone.",
+        "`share_p10`: the same with each side's fastest decile, less sensitive to a busy",
+        "machine (it preempts a whole model of tens of ms far more than a unit of µs).",
+        "`share_cpu`: the units' fastest decile over the whole model's process CPU time per",
+        "call (`whole_cpu_ms`: the time it computed, without the time it waited preempted);",
+        "read this one when the load is high.",
         "`top_ops`: the unit kinds with the largest shares of the unit sum. `uncovered`:",
         "each op without a unit, with its count. hf:bert is the 2-layer BERT at 128 tokens.",
+        "The own-configuration tables are kept in `benchmarks/luts/` and reused by a rerun:",
+        "units measured once under the load of their first run (ms-long units are",
+        "preempted too, e.g. vit_b_16's linears: its share_cpu above 1).",
         "",
         markdown_table(frame[[c for c in columns if c in frame]]),
         "",
