@@ -9,6 +9,11 @@ Two model sets, batch 1, 1 thread:
   on, built without weights, at 224 and 32 px: EfficientNet-B0, MobileNetV3-small,
   MNASNet 0.5 and SqueezeNet 1.1. (ShuffleNetV2 does not trace in Torch-Pruning, and
   RegNet's and ResNeXt's grouping takes minutes; see the transformers and zoos issue.)
+* **transformers** (``--set transformers``, also held out: nothing was tuned on them): the
+  zoo's MNIST ViT (shipped checkpoint, 28x28), timm ViT-Tiny and DeiT-Tiny at 224 px, and a
+  2-layer BERT encoder (``hf:bert``, hidden 256, 4 heads, MLP 1024) at 64 and 128 tokens.
+  Random plans prune attention heads and MLP widths (BERT: MLP widths only; its separate
+  query/key/value linears are not a heads group).
 
 For each CPU backend and model:
 
@@ -30,8 +35,10 @@ For each CPU backend and model:
        calibration variants (also reported: (c) before calibration, and (c) fitted on 25%
        of the LUT: a random quarter of its rows, and the sparse grid that ``ttmpd profile
        --sample-fraction 0.25`` measures, a quarter of each unit's grid spread evenly);
-5. report share within ±10% / ±5%, MAPE, Spearman of each against the measured latency,
-   and the same for pass 2 against pass 1 (the noise floor).
+5. report share within ±10% / ±5%, MAPE, median |error|, Spearman of each against the
+   measured latency, and the same for pass 2 against pass 1 (the noise floor); per pair also
+   the ops extraction leaves unpriced and the priced share (the unpruned model's plain LUT
+   sum over its measured latency).
 
 Also: cross-validated regressor choice on each LUT, and prune-savings throughput. Each
 (backend, model) pair runs in a fresh process (``--same-process`` to turn it off; see
@@ -42,6 +49,8 @@ Also: cross-validated regressor choice on each LUT, and prune-savings throughput
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/latency_prediction.py \
         --set held-out --backends torch-cpu                  # an emulated AVX2 host
     python benchmarks/latency_prediction.py --quick          # resnet56 only, 12 variants
+    python benchmarks/latency_prediction.py --set transformers --variants 20 \
+        --backends onnxruntime openvino --out benchmarks/results/latency_prediction_transformers
 
 Writes benchmarks/results/latency_prediction.{csv,json}, *_cv.csv, *_savings.csv,
 *_variants.csv (every test variant: measured passes and each method's prediction) and a
@@ -52,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import sys
 import time
 import warnings
@@ -65,6 +75,7 @@ import torch
 from _report import RESULTS, markdown_table, write_results
 from scipy.stats import spearmanr
 
+import ttmpd.models
 from ttmpd.lut import (
     LatencyPredictor,
     LatencyTable,
@@ -97,13 +108,27 @@ HELD_OUT = {
     for arch in ("efficientnet_b0", "mobilenet_v3_small", "mnasnet0_5", "squeezenet1_1")
     for px in (224, 32)
 }
-MODELS = {**TUNED, **HELD_OUT}
-SETS = {"tuned": list(TUNED), "held-out": list(HELD_OUT), "all": list(MODELS)}
+BERT = "hf:bert?num_hidden_layers=2,hidden_size=256,num_attention_heads=4,intermediate_size=1024"
+#: rank-2 shapes are (batch, tokens) of token ids
+TRANSFORMERS = {
+    "vit_mnist": (str(Path(ttmpd.models.__file__).parent / "vit_mnist.pt"), (1, 1, 28, 28)),
+    "vit_tiny@224": ("timm:vit_tiny_patch16_224", (1, 3, 224, 224)),
+    "deit_tiny@224": ("timm:deit_tiny_patch16_224", (1, 3, 224, 224)),
+    "bert2@64": (BERT, (1, 64)),
+    "bert2@128": (BERT, (1, 128)),
+}
+MODELS = {**TUNED, **HELD_OUT, **TRANSFORMERS}
+SETS = {
+    "tuned": list(TUNED),
+    "held-out": list(HELD_OUT),
+    "transformers": list(TRANSFORMERS),
+    "all": list(MODELS),
+}
 GRID = GridConfig(channel_step=8, max_variants_per_unit=16, off_grid_per_unit=8)
 _SHAPE_COLS = [
     "op", "batch", "in_h", "in_w", "out_h", "out_w", "kernel_h", "kernel_w", "stride_h",
     "stride_w", "pad_h", "pad_w", "dilation_h", "dilation_w", "bias", "bn", "act", "n_inputs",
-    "broadcast", "ceil_mode", "dtype",
+    "broadcast", "ceil_mode", "dtype", "layout",
 ]  # fmt: skip
 
 
@@ -137,6 +162,16 @@ class NearestLut:
         return sum(v for v, _ in values), float(np.mean([hit for _, hit in values]))
 
 
+def example_input(model: torch.nn.Module, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """N(0, 1) images for a rank-4 ``shape``; for rank 2, token ids below the vocabulary of
+    the model's first ``nn.Embedding``."""
+    generator = torch.Generator().manual_seed(seed)
+    if len(shape) != 2:
+        return torch.randn(*shape, generator=generator)
+    embedding = next(m for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    return torch.randint(0, embedding.num_embeddings, shape, generator=generator)
+
+
 def metrics(pred: np.ndarray, measured: np.ndarray) -> dict:
     err = pred / measured - 1
     ok = np.isfinite(err)
@@ -144,6 +179,7 @@ def metrics(pred: np.ndarray, measured: np.ndarray) -> dict:
         "within10_pct": 100 * float(np.mean(np.abs(err) <= 0.10)),
         "within5_pct": 100 * float(np.mean(np.abs(err) <= 0.05)),
         "mape_pct": 100 * float(np.mean(np.abs(err[ok]))) if ok.any() else float("nan"),
+        "median_ape_pct": 100 * float(np.median(np.abs(err[ok]))) if ok.any() else float("nan"),
         "spearman": float(spearmanr(pred[ok], measured[ok])[0]) if ok.sum() > 2 else float("nan"),
         "failed": int((~ok).sum()),
     }
@@ -168,7 +204,7 @@ def run_pair(
     torch.set_num_threads(1)
     backend = get_backend(backend_name, BackendConfig(threads=1))
     model = load_model(spec).eval()
-    x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+    x = example_input(model, shape, seed)
     table, lut_s = build_lut(backend, name, model, x, grid)
     groups = channel_groups(model, x)
     rng = np.random.default_rng(seed)
@@ -186,6 +222,7 @@ def run_pair(
     passes = np.array([[backend.measure_model(m, x, MODEL_TIMING).median_ms
                         for m in cal_models + test_models] for _ in range(PASSES)])  # fmt: skip
     measure_s = time.perf_counter() - start
+    load_1min = os.getloadavg()[0]  # how busy the shared machine was while measuring
     measured = np.median(passes, axis=0)
     cal_ms, truth = measured[: len(cal_models)], measured[len(cal_models) :]
     pass1, pass2 = passes[0, len(cal_models) :], passes[1, len(cal_models) :]
@@ -208,7 +245,8 @@ def run_pair(
     random_rows = table.frame.sample(frac=0.25, random_state=seed)
     _, random_cal = ttmpd(LatencyTable(random_rows, table.meta))
     # what `ttmpd profile --sample-fraction 0.25` measures: a quarter of each unit's grid
-    units = extract_units(model, x, fusion).units
+    base = extract_units(model, x, fusion)
+    units = base.units
     sparse_keys = {c.key for c in grid_configs(units, replace(grid, sample_fraction=0.25))}
     sparse_rows = table.frame[table.frame["key"].isin(sparse_keys)]
     _, sparse_cal = ttmpd(LatencyTable(sparse_rows, table.meta))
@@ -239,7 +277,12 @@ def run_pair(
         "exact_key_coverage_pct": 100 * float(np.mean(coverage)),
         "test_ratio_range": f"{ratios.min():.2f}-{ratios.max():.2f}",
         "measure_s": measure_s,
+        "load_1min": load_1min,
         "latency_range_ms": f"{truth.min():.3f}-{truth.max():.3f}",
+        "unpriced_ops": len(base.uncovered),
+        "unpriced": ", ".join(sorted({op.aten for op in base.uncovered})),
+        "priced_share": nearest.model([u.config for u in units])[0] / cal_ms[0],
+        "priced_share_variants_median": float(np.median(np.array(lut_sum) / truth)),
     }
     scatter = {"measured": truth, "ttmpd": calibrated, "flops": flops, "lut": np.array(lut_sum)}
     per_variant = pd.DataFrame({"backend": backend_name, "model": name, "ratio": ratios,

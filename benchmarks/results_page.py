@@ -66,6 +66,96 @@ for path in sorted(Path("benchmarks/results").glob("latency_prediction_heldout_*
         ),
         "",
     ]
+
+
+def wilson(share_pct: float, n: int, z: float = 1.96) -> str:
+    """95% Wilson interval of a share (in %) observed on ``n`` samples, as ``"lo-hi"``."""
+    p = share_pct / 100
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return f"{100 * max(0.0, centre - half):.0f}-{100 * min(1.0, centre + half):.0f}"
+
+
+for path in sorted(Path("benchmarks/results").glob("latency_prediction_transformers_*.json")):
+    label = path.stem.removeprefix("latency_prediction_transformers_")
+    meta = json.loads(path.read_text())["meta"]
+    f = pd.read_csv(path.with_suffix(".csv")).set_index(["model", "method"])
+    info = pd.read_csv(path.with_name(path.stem + "_info.csv")).set_index("model")
+    n = int(meta["variants"])
+    rows = []
+    for model in info.index:
+        ttmpd, noise = f.loc[(model, "(c) ttmpd")], f.loc[(model, "noise floor (pass 2 vs 1)")]
+        ci = wilson(ttmpd.within10_pct, n)
+        rows.append(
+            {
+                "model": model,
+                "ttmpd ±10% (95% CI)": f"{ttmpd.within10_pct:.0f} ({ci})",
+                "ttmpd median abs err %": ttmpd.median_ape_pct,
+                "ttmpd MAPE %": ttmpd.mape_pct,
+                "uncalibrated ±10%": f.loc[(model, "(c0) ttmpd, uncalibrated")].within10_pct,
+                "FLOPs ±10%": f.loc[(model, "(a) FLOPs-proportional")].within10_pct,
+                "noise ±10%": noise.within10_pct,
+                "noise median abs err %": noise.median_ape_pct,
+                "unpriced ops": int(info.loc[model, "unpriced_ops"]),
+                "priced share": info.loc[model, "priced_share"],
+                "latency ms": info.loc[model, "latency_range_ms"],
+                "load": info.loc[model, "load_1min"],
+            }
+        )
+    within = f.xs("(c) ttmpd", level="method")["within10_pct"]
+    out += [
+        f"## Latency prediction, transformers (held out), {label}",
+        "",
+        f"{meta['date']}, {meta['machine']}; `{meta['command']}`.",
+        "Held out: no default of the predictor was chosen on these models (tuning set:",
+        "ResNet-18, MobileNetV2, ResNet-56). Zoo MNIST ViT (shipped checkpoint, 28 px), timm",
+        "ViT-Tiny and DeiT-Tiny at 224 px, a 2-layer BERT (hidden 256, 4 heads, MLP 1024) at",
+        f"64 and 128 tokens. {n} random prunes per model (ratios 0-0.8 of heads and MLP",
+        "widths; BERT: MLP widths only), each the median of 3 interleaved passes;",
+        f"{meta['calibration']} calibration prunes. Target: >= 95% within ±10%; reached on",
+        f"{int((within >= 95).sum())} of {len(within)} models. The noise floor is one pass",
+        "against another (a single measurement; the reference is the median of three).",
+        "Priced share: the unpruned model's plain LUT sum over its measured latency.",
+        "Unpriced ops: ops extraction leaves without a unit. Load: 1-minute load average",
+        "of the shared machine while the variants were measured. Where the noise floor is",
+        "far below the target (OpenVINO's BERT: its timings were quantised by the load,",
+        "docs/design/transformer-units.md), a row says more about the machine than the",
+        "predictor.",
+        "",
+        markdown_table(pd.DataFrame(rows)),
+        "",
+    ]
+coverage = Path("benchmarks/results/coverage.json")
+if coverage.exists():
+    meta = json.loads(coverage.read_text())["meta"]
+    frame = pd.read_csv(coverage.with_suffix(".csv")).astype(object).fillna("")
+    columns = ["model", "backend", "units", "unit_sum_ms", "whole_ms", "whole_spread_pct",
+               "share", "share_p10", "whole_cpu_ms", "share_cpu", "top_ops", "uncovered",
+               "load_1min", "error"]  # fmt: skip
+    frame["model"] = frame["model"].str.split("?").str[0]
+    out += [
+        "## Coverage: the share of measured latency inside priced units",
+        "",
+        f"{meta['date']}, {meta['machine']}; `{meta['command']}`; {meta['threads']} thread(s).",
+        "Each model's units profiled at its own configurations only (`ttmpd profile`,",
+        "keep fraction 1: no grid), summed (the uncalibrated LUT sum), over the whole model",
+        f"measured in {meta['rounds']} interleaved rounds (median; spread = max - min of the",
+        "rounds over it). Below 1: time in unpriced ops or between ops, or weights an",
+        "isolated unit keeps in cache; above 1: per-call overhead each unit pays alone.",
+        "`share_p10`: the same with each side's fastest decile, less sensitive to a busy",
+        "machine (it preempts a whole model of tens of ms far more than a unit of µs).",
+        "`share_cpu`: the units' fastest decile over the whole model's process CPU time per",
+        "call (`whole_cpu_ms`: the time it computed, without the time it waited preempted);",
+        "read this one when the load is high.",
+        "`top_ops`: the unit kinds with the largest shares of the unit sum. `uncovered`:",
+        "each op without a unit, with its count. hf:bert is the 2-layer BERT at 128 tokens.",
+        "The own-configuration tables are kept in `benchmarks/luts/` and reused by a rerun:",
+        "units measured once under the load of their first run (ms-long units are",
+        "preempted too, e.g. vit_b_16's linears: its share_cpu above 1).",
+        "",
+        markdown_table(frame[[c for c in columns if c in frame]]),
+        "",
+    ]
 BASELINE_RUNS = {
     "ttmpd_vs_baselines_heldout": "Shipped ResNet-20",
     "ttmpd_vs_baselines_heldout_torchcpu_seed1": "Shipped ResNet-20 on torch-cpu, seed 1 of 3",

@@ -101,6 +101,29 @@ def test_ops_without_a_unit_are_reported_not_dropped(example_input):
     assert e.units[1].config.n_inputs == 1
 
 
+class _ShapeMask(nn.Module):
+    """Swin-style: a mask built from the input's shape only (``new_zeros``, ``fill_``,
+    ``masked_fill``), then applied to the data."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        mask = y.new_zeros(y.shape[-2:])
+        mask[:2].fill_(1.0)
+        mask = mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+        self.mask = mask  # a buffer-like constant (Swin adds it to attention logits)
+        return y * torch.zeros_like(y).eq(0)
+
+
+def test_ops_on_shape_only_factories_are_constants(example_input):
+    e = extract_units(_ShapeMask().eval(), example_input)
+    assert e.uncovered == ()  # no fill_, ne, eq, masked_fill on the mask
+    assert ops(e) == ["conv", "mul"]
+
+
 def test_model_state_is_restored_and_input_untouched(example_input):
     net = ResidualNet().train()
     before = example_input.clone()

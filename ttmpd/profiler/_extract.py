@@ -61,6 +61,12 @@ _CHANNEL_PRESERVING = frozenset(
 )
 # View ops that copy when their input's strides do not allow a view (priced only if so).
 _MAY_COPY = frozenset({"reshape", "flatten", "contiguous", "_reshape_alias", "unflatten"})
+# Factories that read only their input's shape and dtype (Swin's shifted-window mask is built
+# with ``x.new_zeros``): their outputs are constants, like an ``arange``, not model data.
+_SHAPE_ONLY_OPS = frozenset(
+    {"new_zeros", "new_ones", "new_empty", "new_full", "zeros_like", "ones_like", "empty_like",
+     "full_like"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -191,7 +197,7 @@ class _Recorder(TorchDispatchMode):
         sources = [s for s in (self._source(t) for t in ins) if s is not None]
         outs = _tensors(out)
         self.keepalive.extend(ins + outs)
-        if not sources:  # parameters/constants only (e.g. weight preparation): not model data
+        if not sources or name in _SHAPE_ONLY_OPS:  # parameters/constants: not model data
             return out
         if outs and not any(t.is_floating_point() for t in outs):
             # index arithmetic (position ids from token ids, masks): no float work, no unit
