@@ -16,8 +16,15 @@ from torch import nn
 
 from ttmpd.errors import InputError
 from ttmpd.lut import LatencyPredictor, LatencyTable, configs_frame
+from ttmpd.lut._features import FEATURE_NAMES, blocked_layout_mask
 from ttmpd.lut._schema import LutMeta
-from ttmpd.profiler import DeviceRules, NativeConvRule, extract_units, get_backend
+from ttmpd.profiler import (
+    BlockedLayoutRule,
+    DeviceRules,
+    NativeConvRule,
+    extract_units,
+    get_backend,
+)
 
 HW = 8
 T0 = 0.04  #: the probed per-call overhead of the hand-made device (ms)
@@ -209,6 +216,7 @@ def test_the_per_unit_cost_is_not_negative():
         ([chain(3, 4)], [-1.0], "measured latencies must be positive and finite"),
         ([chain(3, 4)], [0.0], "measured latencies must be positive and finite"),
         ([chain(3, 4)], [np.nan], "measured latencies must be positive and finite"),
+        ([chain(3, 4)], [None], "measured latencies must be positive and finite"),  # missing
     ],
 )
 def test_fit_calibration_rejects_bad_input(models, measured, message):
@@ -320,6 +328,18 @@ def test_without_device_rules_no_unit_gets_the_second_slope():
     on.calibration_, on.second_slope_ = (2.0, 0.0, 0.0), 5.0
     native = (lut.frame["in_channels"] <= 4).to_numpy()
     assert on.unit_slopes(lut.frame).tolist() == np.where(native, 5.0, 2.0).tolist()
+
+
+def test_a_blocked_layout_table_gets_one_regressor_per_side_of_the_flag():
+    rule = BlockedLayoutRule(block=16, in_block=16, probed_max=16, dense_blocked=(16,),
+                             dense_padded_in=tuple(range(1, 17)), depthwise_blocked=(),
+                             in_multiple=16, depthwise_multiple=16)  # fmt: skip
+    lut = table([(16, 16, 32, 32, 16, 48), *MIXED], DeviceRules(blocked=rule, call_overhead_ms=T0))
+    blocked = blocked_layout_mask(lut.frame, rule)
+    assert 5 <= blocked.sum() <= len(lut) - 5
+    p = LatencyPredictor("ridge").fit(lut)
+    assert p.blocked_layout_ and p.estimator_.column == FEATURE_NAMES.index("blocked")
+    assert set(p.estimator_.estimators_) == {True, False}
 
 
 def test_a_restored_regressor_gives_the_fitted_predictor():

@@ -87,6 +87,7 @@ def test_split_regressor_pools_when_a_side_is_too_small():
         ((FRAME, -LATENCY), "latencies must be positive and finite"),
         ((FRAME, np.r_[LATENCY[:-1], np.inf]), "latencies must be positive and finite"),
         ((FRAME, np.r_[LATENCY[:-1], 0.0]), "latencies must be positive and finite"),
+        ((FRAME, [*LATENCY[:-1], None]), "latencies must be positive and finite"),  # missing
         (([CONVS[0], "conv"],), "predict takes a table-shaped DataFrame or a list of UnitConfig"),
     ],
 )
