@@ -356,3 +356,6 @@ def test_a_restored_regressor_gives_the_fitted_predictor():
     assert restored.predict(unseen).tolist() == fitted.predict(unseen).tolist()
     bare = LatencyPredictor("ridge", exact_hits=False).fit_from_state(fitted.estimator_, lut)
     assert bare.lut_ == {} and not bare.hit_mask(lut.frame).any()
+    unprobed = table(MIXED, DeviceRules(native=NATIVE))  # no per-call overhead probed
+    restored = LatencyPredictor("ridge").fit_from_state(fitted.estimator_, unprobed)
+    assert restored.unit_overhead_ms_ == conv_ms(2, 2)  # the fastest unit of the table

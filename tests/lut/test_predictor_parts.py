@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.dummy import DummyRegressor
+from sklearn.linear_model import LinearRegression
 
 from ttmpd.errors import InputError
 from ttmpd.lut import LatencyPredictor, configs_frame, unit_work, work_offset
@@ -50,6 +51,14 @@ def test_work_offset_falls_back_to_the_median_work_below_three_big_units():
     assert work_offset(latency, work) == np.median(work)
     latency[-1] = 13.0  # three: (5 - 1)/100, (9 - 1)/200, (13 - 1)/300 -> median 0.04
     assert work_offset(latency, work) == pytest.approx(25.0)
+
+
+def test_the_pooled_regressor_sees_the_features():
+    # 4 flagged rows: one line through all ten rows, fitted on X, not on y alone
+    X = np.c_[np.r_[np.ones(4), np.zeros(6)], np.arange(10.0)]
+    y = 3.0 * X[:, 1] + 1.0
+    model = SplitRegressor(LinearRegression(), column=0, min_rows=5).fit(X, y)
+    assert model.predict(np.array([[1.0, 20.0], [0.0, -2.0]])) == pytest.approx([61.0, -5.0])
 
 
 def _split_data(flagged: int, plain: int):
