@@ -15,7 +15,14 @@ from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from ttmpd.errors import InputError
-from ttmpd.lut import LatencyPredictor, LatencyTable, _predictor, configs_frame
+from ttmpd.lut import (
+    LatencyPredictor,
+    LatencyTable,
+    _predictor,
+    configs_frame,
+    unit_work,
+    work_offset,
+)
 from ttmpd.lut._features import FEATURE_NAMES, blocked_layout_mask
 from ttmpd.lut._schema import LutMeta
 from ttmpd.profiler import (
@@ -328,18 +335,51 @@ def test_without_device_rules_no_unit_gets_the_second_slope():
     on.calibration_, on.second_slope_ = (2.0, 0.0, 0.0), 5.0
     native = (lut.frame["in_channels"] <= 4).to_numpy()
     assert on.unit_slopes(lut.frame).tolist() == np.where(native, 5.0, 2.0).tolist()
+    # one slope for every unit: the native ones are priced like the others
+    parts = np.array([sums(*c) for c in MIXED])
+    measured = 1.2 * (parts[:, 0] + parts[:, 1]) + 0.03 * parts[:, 2] + 0.1
+    p.fit_calibration([chain(*c) for c in MIXED], measured)
+    assert p.calibration_ == pytest.approx((1.2, 0.03, 0.1), rel=1e-6)
+    assert p.second_slope_ == p.calibration_[0]
+
+
+#: convs with 16 input channels, or a multiple of 16 above, run blocked, outputs padded to 16
+BLOCKED = BlockedLayoutRule(block=16, in_block=16, probed_max=16, dense_blocked=(16,),
+                            dense_padded_in=tuple(range(1, 17)), depthwise_blocked=(),
+                            in_multiple=16, depthwise_multiple=16)  # fmt: skip
+BLOCKED_CHAINS = [(16, 16, 32, 32, 16, 48, 8), *MIXED]
 
 
 def test_a_blocked_layout_table_gets_one_regressor_per_side_of_the_flag():
-    rule = BlockedLayoutRule(block=16, in_block=16, probed_max=16, dense_blocked=(16,),
-                             dense_padded_in=tuple(range(1, 17)), depthwise_blocked=(),
-                             in_multiple=16, depthwise_multiple=16)  # fmt: skip
-    lut = table([(16, 16, 32, 32, 16, 48), *MIXED], DeviceRules(blocked=rule, call_overhead_ms=T0))
-    blocked = blocked_layout_mask(lut.frame, rule)
+    lut = table(BLOCKED_CHAINS, DeviceRules(blocked=BLOCKED, call_overhead_ms=T0))
+    blocked = blocked_layout_mask(lut.frame, BLOCKED)
     assert 5 <= blocked.sum() <= len(lut) - 5
     p = LatencyPredictor("ridge").fit(lut)
     assert p.blocked_layout_ and p.estimator_.column == FEATURE_NAMES.index("blocked")
     assert set(p.estimator_.estimators_) == {True, False}
+    # the work of blocked convs counts their padding: 16 -> 8 costs what 16 -> 16 does
+    padded, plain = unit_work(lut.frame, blocked, BLOCKED), unit_work(lut.frame)
+    assert p._work(lut.frame).tolist() == padded.tolist() != plain.tolist()
+    # blocked convs take the second calibration slope
+    p.calibration_, p.second_slope_ = (2.0, 0.0, 0.0), 5.0
+    assert p.unit_slopes(lut.frame).tolist() == np.where(blocked, 5.0, 2.0).tolist()
+
+
+def test_a_blocked_layout_switched_off_prices_as_if_the_rule_were_not_there():
+    frame = table(BLOCKED_CHAINS).frame
+    unseen = configs_frame([u.config for u in extract_units(*chain(16, 24, 16, 40)).units])
+    prices = []
+    for rules, on in [(DeviceRules(blocked=BLOCKED, call_overhead_ms=T0), False),
+                      (DeviceRules(call_overhead_ms=T0), "auto")]:  # fmt: skip
+        lut = table(BLOCKED_CHAINS, rules)
+        p = LatencyPredictor("ridge", blocked_layout=on).fit(lut)
+        assert not p.blocked_layout_ and p.work_offset_ == work_offset(
+            frame["latency_ms"].to_numpy(), unit_work(frame)
+        )
+        prices.append(p.predict(unseen).tolist())
+    assert prices[0] == prices[1]
+    on = LatencyPredictor("ridge").fit(table(BLOCKED_CHAINS, DeviceRules(blocked=BLOCKED)))
+    assert on.predict(unseen).tolist() != prices[0]  # the rule does change the prices
 
 
 def test_a_restored_regressor_gives_the_fitted_predictor():

@@ -134,6 +134,14 @@ def test_the_defaults_are_the_documented_ones():
     }  # fmt: skip
 
 
+def test_the_random_state_reaches_the_regressor():
+    seen, unseen = [0, 2, 4, 6, 7], [1, 3, 5]  # random splits part the gaps differently
+    fits = [LatencyPredictor("extra", random_state=s).fit(FRAME.iloc[seen], LATENCY[seen])
+            for s in (3, 3, 4)]  # fmt: skip
+    first, again, other = (p.predict(FRAME.iloc[unseen]).tolist() for p in fits)
+    assert first == again and first != other
+
+
 def test_a_frame_without_keys_is_all_predicted():
     keyless = FRAME.drop(columns="key")
     p = LatencyPredictor("ridge").fit(keyless, LATENCY)
