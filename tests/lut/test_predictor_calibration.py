@@ -360,8 +360,13 @@ def test_a_blocked_layout_table_gets_one_regressor_per_side_of_the_flag():
     # the work of blocked convs counts their padding: 16 -> 8 costs what 16 -> 16 does
     padded, plain = unit_work(lut.frame, blocked, BLOCKED), unit_work(lut.frame)
     assert p._work(lut.frame).tolist() == padded.tolist() != plain.tolist()
-    # blocked convs take the second calibration slope
+
+
+def test_blocked_convs_take_the_second_calibration_slope():
+    lut = table(BLOCKED_CHAINS, DeviceRules(blocked=BLOCKED, call_overhead_ms=T0))
+    p = LatencyPredictor("ridge").fit(lut)
     p.calibration_, p.second_slope_ = (2.0, 0.0, 0.0), 5.0
+    blocked = blocked_layout_mask(lut.frame, BLOCKED)
     assert p.unit_slopes(lut.frame).tolist() == np.where(blocked, 5.0, 2.0).tolist()
 
 
