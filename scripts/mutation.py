@@ -135,7 +135,9 @@ def recheck_survivors(module: str, jobs: int) -> Path:
     """Run the last run's surviving mutants again against the current tests.
 
     Only tests in the files of that run count: mutmut resets every verdict when the list of
-    test files changes, so a new test file needs a fresh run."""
+    test files changes, so a new test file needs a fresh run. mutmut maps only *new* test
+    names to the functions they reach: a check added to an existing test reaches a function
+    that test did not reach before only under a new name."""
     work = WORK / module.replace("/", "-")
     survivors = read_score(module, work, set()).survivors
     if survivors:
