@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.dummy import DummyRegressor
+from sklearn.linear_model import LinearRegression
 
 from ttmpd.errors import InputError
 from ttmpd.lut import LatencyPredictor, configs_frame, unit_work, work_offset
@@ -38,12 +39,26 @@ def test_work_offset_counts_only_units_well_above_the_overhead():
     assert work_offset(latency, work) == pytest.approx(1 / 0.04)
 
 
+def test_work_offset_leaves_out_a_unit_exactly_four_times_the_overhead():
+    work = np.array([1.0] * 50 + [50.0, 100.0, 200.0, 300.0])
+    latency = np.array([1.0] * 50 + [4.0, 1.5 * 4, 1.5 * 6, 1.5 * 8])  # 4.0: not "> 4 t0"
+    assert work_offset(latency, work) == pytest.approx(1 / 0.04)  # median of the other three
+
+
 def test_work_offset_falls_back_to_the_median_work_below_three_big_units():
     work = np.array([1.0] * 50 + [100.0, 200.0, 300.0])
     latency = np.array([1.0] * 50 + [5.0, 9.0, 3.0])  # two units above 4 t0
     assert work_offset(latency, work) == np.median(work)
     latency[-1] = 13.0  # three: (5 - 1)/100, (9 - 1)/200, (13 - 1)/300 -> median 0.04
     assert work_offset(latency, work) == pytest.approx(25.0)
+
+
+def test_the_pooled_regressor_sees_the_features():
+    # 4 flagged rows: one line through all ten rows, fitted on X, not on y alone
+    X = np.c_[np.r_[np.ones(4), np.zeros(6)], np.arange(10.0)]
+    y = 3.0 * X[:, 1] + 1.0
+    model = SplitRegressor(LinearRegression(), column=0, min_rows=5).fit(X, y)
+    assert model.predict(np.array([[1.0, 20.0], [0.0, -2.0]])) == pytest.approx([61.0, -5.0])
 
 
 def _split_data(flagged: int, plain: int):
@@ -57,6 +72,10 @@ def test_split_regressor_fits_each_side_on_its_own_rows():
     model = SplitRegressor(DummyRegressor(), column=0, min_rows=5).fit(X, y)
     assert model.predict(np.array([[1.0], [0.0], [0.7], [0.2]])).tolist() == [10, 1, 10, 1]
     assert model.predict(np.array([[0.0], [0.0]])).tolist() == [1, 1]  # one side only
+    assert model.predict(np.array([[0.5]])).tolist() == [1]  # a flag is "on" above 0.5
+    # the same at the defaults (column 0, 5 rows a side); 0.5 trains the unflagged side
+    X, y = np.c_[np.r_[X[:, 0], 0.5], np.zeros(12)], np.r_[y, 1.0]
+    assert SplitRegressor(DummyRegressor()).fit(X, y).predict(X[[0, -1]]).tolist() == [10, 1]
 
 
 def test_split_regressor_pools_when_a_side_is_too_small():
@@ -77,6 +96,7 @@ def test_split_regressor_pools_when_a_side_is_too_small():
         ((FRAME, -LATENCY), "latencies must be positive and finite"),
         ((FRAME, np.r_[LATENCY[:-1], np.inf]), "latencies must be positive and finite"),
         ((FRAME, np.r_[LATENCY[:-1], 0.0]), "latencies must be positive and finite"),
+        ((FRAME, [*LATENCY[:-1], None]), "latencies must be positive and finite"),  # missing
         (([CONVS[0], "conv"],), "predict takes a table-shaped DataFrame or a list of UnitConfig"),
     ],
 )
@@ -88,6 +108,7 @@ def test_fit_rejects_bad_input(args, message):
 def test_fit_accepts_five_rows_and_a_frame_carrying_its_latency():
     p = LatencyPredictor("ridge").fit(FRAME.iloc[:5], LATENCY[:5])
     assert p.predict(FRAME.iloc[:5]).tolist() == LATENCY[:5].tolist()  # exact hits
+    assert p.predict(FRAME.iloc[2:3]).tolist() == LATENCY[2:3].tolist()  # one row
     carried = FRAME.assign(latency_ms=LATENCY)
     assert LatencyPredictor("ridge").fit(carried).predict(FRAME).tolist() == LATENCY.tolist()
 
@@ -96,10 +117,39 @@ def test_fit_accepts_five_rows_and_a_frame_carrying_its_latency():
 def test_switches_take_auto_or_a_bool_the_table_supports(name):
     with pytest.raises(InputError, match=f"^{name} must be 'auto', True or False, got 'yes'$"):
         LatencyPredictor("ridge", **{name: "yes"}).fit(FRAME, LATENCY)
-    with pytest.raises(InputError, match=f"^{name}=True, but the table's device rules hold no"):
+    message = (
+        rf"^{name}=True, but the table's device rules hold no such rule "
+        r"\(re-profile the table to probe them, or leave it 'auto'\)$"
+    )
+    with pytest.raises(InputError, match=message):
         LatencyPredictor("ridge", **{name: True}).fit(FRAME, LATENCY)
     p = LatencyPredictor("ridge", **{name: False}).fit(FRAME, LATENCY)
     assert not getattr(p, f"{name}_")
+
+
+def test_the_defaults_are_the_documented_ones():
+    assert LatencyPredictor().get_params() == {
+        "regressor": "blend", "exact_hits": True, "random_state": 0, "blocked_layout": "auto",
+        "native_conv_slope": "auto",
+    }  # fmt: skip
+
+
+def test_the_random_state_reaches_the_regressor():
+    seen, unseen = [0, 2, 4, 6, 7], [1, 3, 5]  # random splits part the gaps differently
+    fits = [LatencyPredictor("extra", random_state=s).fit(FRAME.iloc[seen], LATENCY[seen])
+            for s in (3, 3, 4)]  # fmt: skip
+    first, again, other = (p.predict(FRAME.iloc[unseen]).tolist() for p in fits)
+    assert first == again and first != other
+
+
+def test_a_frame_without_keys_is_all_predicted():
+    keyless = FRAME.drop(columns="key")
+    p = LatencyPredictor("ridge").fit(keyless, LATENCY)
+    assert p.lut_ == {} and p.fusion_ == "none" and p.fingerprint_ is None
+    with_keys = LatencyPredictor("ridge", exact_hits=False).fit(FRAME, LATENCY)
+    assert p.predict(keyless).tolist() == with_keys.predict(FRAME).tolist()
+    exact = LatencyPredictor("ridge").fit(FRAME, LATENCY)  # keys known, none asked for
+    assert exact.predict(keyless).tolist() == with_keys.predict(FRAME).tolist()
 
 
 def test_without_exact_hits_every_row_is_predicted():
