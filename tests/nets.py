@@ -95,3 +95,12 @@ class SENet(nn.Module):
         x = torch.relu(self.conv(x))
         w = torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
         return x * w
+
+
+def head_candidates(result) -> list:
+    """The log rows of a ``ttmpd`` search's score phase that remove attention heads (the
+    log writes each state as ``"group=k,..."``, removed units per group)."""
+    scored = result.log[result.log["phase"] == "score"]
+    groups = scored["state"].map(lambda s: [p.split("=")[0] for p in s.split(",") if p])
+    return [row for (_, row), g in zip(scored.iterrows(), groups, strict=True)
+            if any(name.endswith("#heads") for name in g)]  # fmt: skip

@@ -8,6 +8,7 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+from nets import head_candidates
 
 from ttmpd.pruning import (
     GroupOptions,
@@ -147,11 +148,7 @@ def test_latency_search_prunes_heads(vit, tmp_path):
     assert result.predicted_latency_ms <= result.target_latency_ms + 1e-9
     # head groups are candidates with a positive predicted saving (MLP widths, priced as
     # token units, may still be the better buy at this budget)
-    scored = result.log[result.log["phase"] == "score"]
-    # the log writes each state as "group=k,..." (removed units per group)
-    groups = scored["state"].map(lambda s: [p.split("=")[0] for p in s.split(",") if p])
-    heads = [row for (_, row), g in zip(scored.iterrows(), groups, strict=True)
-             if any(name.endswith("#heads") for name in g)]  # fmt: skip
+    heads = head_candidates(result)
     assert heads and all(r["predicted_latency_ms"] < result.base_latency_ms for r in heads)
     # the head pricing agrees with the predictor on the physically pruned model
     whole = predictor.predict_model(result.model, x1).total_ms

@@ -8,6 +8,7 @@ import importlib.util
 
 import pytest
 import torch
+from nets import head_candidates
 from torch import nn
 
 from ttmpd.pruning import (
@@ -230,10 +231,7 @@ def test_latency_search_prunes_bert_heads(bert, ids, tmp_path):
     calib = torch.randint(0, 200, (8, 16), generator=torch.Generator().manual_seed(1))
     result = prune(bert, ids, predictor, calib, SearchConfig(budget=0.8, progress=False))
     assert result.predicted_latency_ms <= result.target_latency_ms + 1e-9
-    scored = result.log[result.log["phase"] == "score"]
-    names = scored["state"].map(lambda s: [p.split("=")[0] for p in s.split(",") if p])
-    heads = [row for (_, row), g in zip(scored.iterrows(), names, strict=True)
-             if any(name.endswith("#heads") for name in g)]  # fmt: skip
+    heads = head_candidates(result)
     assert heads and all(r["predicted_latency_ms"] < result.base_latency_ms for r in heads)
     whole = predictor.predict_model(result.model, ids).total_ms
     assert whole == pytest.approx(result.predicted_latency_ms, rel=1e-6)
