@@ -1,5 +1,6 @@
 """Latency lookup tables: storage, validation, merging, profiling, and the latency predictor."""
 
+from .._renamed import renamed_attributes
 from ._build import ProfileInterrupted as ProfileInterrupted
 from ._build import ProfileResult as ProfileResult
 from ._build import Shard as Shard
@@ -79,14 +80,6 @@ __all__ = [
 ]
 
 # names before 2026-12-01, kept one release: they clashed with ttmpd.pruning's channel groups
-_RENAMED = {"ChannelGroup": "CoupledChannels", "channel_groups": "coupled_channels"}
-
-
-def __getattr__(name: str):
-    if name in _RENAMED:
-        import warnings
-
-        new = _RENAMED[name]
-        warnings.warn(f"ttmpd.lut.{name} is now ttmpd.lut.{new}", DeprecationWarning, stacklevel=2)
-        return globals()[new]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = renamed_attributes(
+    __name__, globals(), {"ChannelGroup": "CoupledChannels", "channel_groups": "coupled_channels"}
+)

@@ -7,6 +7,7 @@ groups to keep and is stored as JSON; ``apply_plan`` validates and applies it;
 ``importance(name)`` scores channels; ``random_plan`` draws random pruned variants.
 """
 
+from .._renamed import renamed_attributes
 from ._apply import apply_plan as apply_plan
 from ._apply import plan_from_removed as plan_from_removed
 from ._bn import adapt_bn as adapt_bn
@@ -78,11 +79,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name == "recalibrate_bn":  # its name before 2026-12-01, kept one release
-        import warnings
-
-        warnings.warn("ttmpd.pruning.recalibrate_bn is now ttmpd.pruning.adapt_bn",
-                      DeprecationWarning, stacklevel=2)  # fmt: skip
-        return adapt_bn
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# its name before 2026-12-01, kept one release
+__getattr__ = renamed_attributes(__name__, globals(), {"recalibrate_bn": "adapt_bn"})
