@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._groups import ChannelGroup
-from ._mask import _normalises_last_dim, masked_layer_norm
+from ._mask import masked_layer_norm, normalises_last_dim
 
 Removed = Mapping[str, Iterable[int]]
 
@@ -250,7 +250,7 @@ class BatchedCandidates:
             mask = self._masks[path]
             if bool(mask.all()):
                 return output
-            if _normalises_last_dim(module):
+            if normalises_last_dim(module):
                 return masked_layer_norm(module, inputs[0], mask)
             shape = [self._m, -1, *output.shape[1:]]
             view = [1] * (output.dim() + 1)

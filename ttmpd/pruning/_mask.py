@@ -47,7 +47,7 @@ def masked_layer_norm(layer: nn.LayerNorm, x: torch.Tensor, mask: torch.Tensor) 
     return (y * keep).reshape(x.shape)
 
 
-def _normalises_last_dim(module: nn.Module) -> bool:
+def normalises_last_dim(module: nn.Module) -> bool:
     return isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1
 
 
@@ -86,7 +86,7 @@ class ChannelMasker:
                     if rows:
                         module = self._modules[piece.path]
                         _zero_rows(module, torch.tensor(rows))
-                        if _normalises_last_dim(module):
+                        if normalises_last_dim(module):
                             self._hooks.append(_keep_only(module, rows))
         return self.model
 
