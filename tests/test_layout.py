@@ -72,6 +72,29 @@ def test_probe_agrees_with_plain_torch_under_emulated_avx2():
         assert not choice.channels_last and "failed" in choice.reason
 
 
+def _fake_child(tmp_path, body: str) -> str:
+    script = tmp_path / "child.sh"
+    script.write_text("#!/bin/sh\ncat > /dev/null\n" + body)
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_a_crash_after_the_safety_pass_still_counts_as_unsafe(tmp_path, monkeypatch):
+    """A corrupted heap may abort only at a later free, after "safe" was printed."""
+    fake = _fake_child(tmp_path, 'echo \'{"phase": "safe"}\'\nkill -ABRT $$\n')
+    monkeypatch.setattr(sys, "executable", fake)
+    choice = probe_layout((ConvShape(5, 8, (1, 1), (2, 2), (0, 0), (1, 1), 1, True, (2, 5, 8, 8)),))
+    assert not choice.channels_last and "failed" in choice.reason and "exit code" in choice.reason
+
+
+def test_a_timeout_after_the_safety_pass_is_safe_but_unmeasured(tmp_path, monkeypatch):
+    fake = _fake_child(tmp_path, 'echo \'{"phase": "safe"}\'\nexec sleep 30\n')
+    monkeypatch.setattr(sys, "executable", fake)
+    shape = ConvShape(5, 8, (1, 1), (2, 2), (0, 0), (1, 1), 1, True, (2, 5, 8, 8))
+    choice = probe_layout((shape,), timeout_s=2)
+    assert not choice.channels_last and "not measured" in choice.reason
+
+
 def test_probe_picks_the_faster_layout_it_measured():
     shapes = conv_shapes(_downsample_net(), torch.randn(64, 1, 28, 28))
     choice = probe_layout(shapes, threads=1)

@@ -9,7 +9,8 @@ model's own convolutions, forward and backward at the training batch shape, in a
 process:
 
 1. **safety**: every distinct conv three times in channels_last, with glibc's heap checks
-   on (a crash or a hang past the timeout marks the layout unsafe);
+   on (a hang past the timeout before this pass ends, or a crash of the child at any
+   point, marks the layout unsafe: a corrupted heap may abort only at a later free);
 2. **speed**: each distinct conv's forward + backward time in both layouts, summed over
    the model's convs (``time = Σ_convs min over repeats``).
 
@@ -179,16 +180,21 @@ def probe_layout(
         env=child_env,
         text=True,
     )
+    timed_out = False
     try:
         stdout, _ = proc.communicate(payload, timeout=timeout_s)
     except subprocess.TimeoutExpired:
+        timed_out = True
         proc.kill()
         stdout, _ = proc.communicate()
     lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     phases = {line["phase"]: line for line in lines}
     seconds = time.perf_counter() - start
-    if "safe" not in phases:
-        status = "hung" if proc.returncode in (-9, None) else f"exit code {proc.returncode}"
+    # a heap corruption may surface only at a later free, after the safety pass printed:
+    # any exit of the child but a clean one or our own timeout kill counts as a failure
+    crashed = not timed_out and proc.returncode != 0
+    if "safe" not in phases or crashed:
+        status = "hung" if timed_out else f"exit code {proc.returncode}"
         choice = LayoutChoice(
             False,
             f"channels_last conv backward failed in the probe ({status}): NCHW",
