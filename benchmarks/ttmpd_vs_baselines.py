@@ -36,6 +36,8 @@ netadapt        6 iterations, every group's candidate short-term fine-tuned (20 
 tp-magnitude    torch-pruning's default GroupMagnitudeImportance (L2), one uniform ratio
 ttmpd-gradual   (only when asked for in ``--methods``; never a rival) ttmpd in 3 rounds with
                 10 distillation steps between them
+ttmpd-long      (only when asked for; never a rival) ttmpd's own prune of the run, fine-tuned
+                on a 4x longer schedule (40 epochs, accuracy also at 20 and 40)
 online-teacher  the prune of this run's most accurate in-budget rival above, fine-tuned with
                 the teacher run at every step instead of cached outputs (its prune time
                 is that rival's)
@@ -58,7 +60,11 @@ Summary, per run: the rival is the most accurate in-budget method other than ttm
 epochs). ttmpd *reaches* it when its accuracy after some k in {0, 1, 2, 5, 10} epochs is at
 least the rival's minus 0.5 pp; ``time_ratio`` is ttmpd's time to that point over the
 rival's prune + 10-epoch time. A run meets the target when ``time_ratio <= 0.6``, or when
-ttmpd beats the rival by >= 1 pp in no more time. Per cell (backend, budget): mean accuracy
+ttmpd beats the rival by >= 1 pp in no more time. With ``ttmpd-long`` rows, the same
+questions are asked again with the checkpoints of both of ttmpd's schedules
+(``time_ratio_long``, ``target_met_long``): the time-to-accuracy of a method whose prune is
+cheap enough to spend the saving on fine-tuning. The 4x length was fixed before any run
+with it was looked at, not tuned. Per cell (backend, budget): mean accuracy
 difference with a 95% t-interval over the runs, median time ratio, runs meeting the target.
 
     python benchmarks/ttmpd_vs_baselines.py --set held-out [--backends onnxruntime,torch-cpu]
@@ -116,19 +122,29 @@ PRUNERS = ("ttmpd", "halp", "eagleeye", "netadapt", "tp-magnitude")
 ONLINE = "online-teacher"
 RIVALS = (*PRUNERS[1:], ONLINE)
 #: ttmpd variants that may run beside (``--methods``), never counted as rivals
-VARIANTS = ("ttmpd-gradual",)
+LONG = "ttmpd-long"
+VARIANTS = ("ttmpd-gradual", LONG)
 EPOCHS_AT = (1, 2, 5, 10)
+#: the ttmpd-long schedule: its epochs and the checkpoints past :data:`EPOCHS_AT`
+LONG_EPOCHS = 40
+LONG_AT = (20, 40)
+CHECKPOINTS = (0, *EPOCHS_AT, *LONG_AT)
 TOLERANCE = 1.02
 KEY = ["backend", "corruption", "seed", "budget", "method"]
 COLUMNS = (*KEY, "original_acc", "original_ms", "accuracy",
-           *(f"acc_e{k}" for k in (0, *EPOCHS_AT)), *(f"time_e{k}_s" for k in (0, *EPOCHS_AT)),
+           *(f"acc_e{k}" for k in CHECKPOINTS), *(f"time_e{k}_s" for k in CHECKPOINTS),
            "measured_once_ms", "measured_ms", "ratio", "within_budget", "predicted_ratio",
            "prune_s", "prune_cpu_s", "finetune_s", "total_s", "rival", "remeasured",
            "status")  # fmt: skip
 
 
 def append_row(path: Path, row: dict) -> None:
-    """Append ``row`` to the partial CSV in :data:`COLUMNS` order (missing values empty)."""
+    """Append ``row`` to the partial CSV in :data:`COLUMNS` order (missing values empty); a
+    CSV written with fewer columns is first rewritten with all of them."""
+    if path.exists() and list(pd.read_csv(path, nrows=0).columns) != list(COLUMNS):
+        tmp = path.with_suffix(".tmp")
+        pd.read_csv(path).reindex(columns=list(COLUMNS)).to_csv(tmp, index=False)
+        tmp.replace(path)
     frame = pd.DataFrame([row]).reindex(columns=list(COLUMNS))
     frame.to_csv(path, mode="a", index=False, header=not path.exists())
 
@@ -166,21 +182,23 @@ def accuracy(model, images, labels, norm) -> float:
     return float((logits.argmax(1).numpy() == labels).mean())
 
 
-def finetune(model, pruned, tune, held, labels, norm, online: bool) -> tuple:
-    """The shared 10-epoch distillation; accuracy and cumulative time at :data:`EPOCHS_AT`."""
+def finetune(model, pruned, tune, held, labels, norm, online: bool, epochs: int = 10) -> tuple:
+    """The shared distillation (10 epochs, or ``epochs``); accuracy and cumulative time at
+    each checkpoint of :data:`CHECKPOINTS` it reaches."""
     config = RunConfig(model="-", data="-", backend="fake", budget=0.5, online_teacher=online,
-                       progress=False).distill_config()  # fmt: skip
+                       epochs=epochs, progress=False).distill_config()  # fmt: skip
     to_input = partial(to_model_input, normalization=norm)
+    at = [k for k in CHECKPOINTS[1:] if k <= epochs]
     start = time.perf_counter()
     student, figures = distill_student(
         model, copy.deepcopy(pruned), tune, to_input, config,
-        eval_data=(held, labels), eval_epochs=set(EPOCHS_AT),
+        eval_data=(held, labels), eval_epochs=set(at),
     )  # fmt: skip
     wall = time.perf_counter() - start
     history = figures["history"]
     seconds = figures["cache_s"] + history["seconds"].cumsum()
     curve = {"acc_e0": figures["accuracy_before"], "time_e0_s": 0.0}
-    for k in EPOCHS_AT:
+    for k in at:
         curve[f"acc_e{k}"] = float(history["accuracy"].iloc[k - 1])
         curve[f"time_e{k}_s"] = float(seconds.iloc[k - 1])
     train_s = figures["cache_s"] + float(history["seconds"].sum())
@@ -232,7 +250,16 @@ def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> Non
                     if name in have:
                         rows.append(have[name])
                         continue
-                    if method == ONLINE:
+                    if method == LONG:
+                        ours = next((r for r in rows if r["method"] == "ttmpd"
+                                     and r.get("status") == "ok"), None)  # fmt: skip
+                        if ours is None:
+                            continue
+                        pruned = torch.load(models / f"{key_name(ours)}.pruned.pt",
+                                            weights_only=False)  # fmt: skip
+                        prune_s, prune_cpu_s = ours["prune_s"], ours["prune_cpu_s"]
+                        predicted_ratio = ours["predicted_ratio"]
+                    elif method == ONLINE:
                         rival = best_rival(rows)
                         if rival is None:
                             continue
@@ -259,25 +286,37 @@ def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> Non
                         predicted_ratio = result.predicted_latency_ms / predicted_ms
                         models.mkdir(parents=True, exist_ok=True)
                         torch.save(pruned, models / f"{name}.pruned.pt")
+                    epochs = LONG_EPOCHS if method == LONG else 10
                     student, curve, train_s, _ = finetune(model, pruned, tune, held, labels,
-                                                          norm, method == ONLINE)  # fmt: skip
-                    measured = backend.measure_model(student, x, MODEL_TIMING).median_ms
+                                                          norm, method == ONLINE,
+                                                          epochs)  # fmt: skip
                     torch.save(student, models / f"{name}.pt")
-                    row.update(curve, accuracy=curve["acc_e10"], measured_once_ms=measured,
-                               measured_ms=measured, ratio=measured / original_ms,
-                               within_budget=measured <= budget * original_ms * TOLERANCE,
+                    if method == LONG:  # ttmpd's structure: its latency, not a new measurement
+                        row.update({k: ours[k] for k in ("measured_once_ms", "measured_ms",
+                                                         "ratio", "within_budget", "remeasured",
+                                                         "original_ms")})  # fmt: skip
+                    else:
+                        measured = backend.measure_model(student, x, MODEL_TIMING).median_ms
+                        row.update(
+                            measured_once_ms=measured,
+                            measured_ms=measured,
+                            ratio=measured / original_ms,
+                            remeasured=False,
+                            within_budget=measured <= budget * original_ms * TOLERANCE,
+                        )
+                        added = True
+                    row.update(curve, accuracy=curve[f"acc_e{epochs}"],
                                predicted_ratio=predicted_ratio, prune_s=prune_s,
                                prune_cpu_s=prune_cpu_s, finetune_s=train_s,
-                               total_s=prune_s + train_s, remeasured=False,
-                               status="ok")  # fmt: skip
-                    for k in (0, *EPOCHS_AT):
-                        row[f"time_e{k}_s"] += prune_s
+                               total_s=prune_s + train_s, status="ok")  # fmt: skip
+                    for k in CHECKPOINTS:
+                        if f"time_e{k}_s" in row:
+                            row[f"time_e{k}_s"] += prune_s
                     print(f"{name}: acc {100 * row['accuracy']:.2f}% ratio {row['ratio']:.3f} "
                           f"prune {prune_s:.1f}s total {row['total_s']:.1f}s",
                           file=sys.stderr)  # fmt: skip
                     append_row(partial_csv, row)
                     rows.append(row)
-                    added = True
     frame = pd.read_csv(partial_csv)
     mine = frame[(frame["backend"] == backend_name) & (frame["status"] == "ok")]
     if added or (len(mine) and not mine["remeasured"].astype(bool).all()):
@@ -292,6 +331,14 @@ def mean_ci(values: pd.Series) -> tuple[float, float]:
     return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
 
 
+def reach_time(schedules: list[pd.Series], target: float) -> tuple[float, float]:
+    """The earliest (seconds, epochs) at which any of ``schedules`` (rows of one prune, each
+    with its checkpoints) reaches accuracy ``target``; (nan, nan) when none does."""
+    hits = [(row[f"time_e{k}_s"], k) for row in schedules for k in CHECKPOINTS
+            if pd.notna(row.get(f"acc_e{k}")) and row[f"acc_e{k}"] >= target]  # fmt: skip
+    return min(hits) if hits else (np.nan, np.nan)
+
+
 def per_run(frame: pd.DataFrame) -> pd.DataFrame:
     """ttmpd against its run's most accurate in-budget rival (module docstring)."""
     out = []
@@ -301,21 +348,29 @@ def per_run(frame: pd.DataFrame) -> pd.DataFrame:
         if ours.empty or rivals.empty:
             continue
         ours, rival = ours.iloc[0], rivals.sort_values("accuracy", ascending=False).iloc[0]
-        reach = [k for k in (0, *EPOCHS_AT)
-                 if ours[f"acc_e{k}"] >= rival["accuracy"] - 0.005]  # fmt: skip
-        reach_s = ours[f"time_e{reach[0]}_s"] if reach else np.nan
+        target = rival["accuracy"] - 0.005
+        reach_s, reach_k = reach_time([ours], target)
         ratio = reach_s / rival["total_s"]
         beats = (ours["accuracy"] >= rival["accuracy"] + 0.01) and ours["total_s"] <= rival[
             "total_s"
         ]
-        out.append({**dict(zip(["backend", "corruption", "seed", "budget"], keys, strict=True)),
-                    "rival": rival["method"], "ttmpd_acc": 100 * ours["accuracy"],
-                    "rival_acc": 100 * rival["accuracy"],
-                    "acc_diff_pp": 100 * (ours["accuracy"] - rival["accuracy"]),
-                    "reach_epochs": reach[0] if reach else np.nan, "ttmpd_reach_s": reach_s,
-                    "rival_total_s": rival["total_s"], "time_ratio": ratio,
-                    "ttmpd_within_budget": bool(ours["within_budget"]),
-                    "target_met": bool((ratio <= 0.6) or beats)})  # fmt: skip
+        row = {**dict(zip(["backend", "corruption", "seed", "budget"], keys, strict=True)),
+               "rival": rival["method"], "ttmpd_acc": 100 * ours["accuracy"],
+               "rival_acc": 100 * rival["accuracy"],
+               "acc_diff_pp": 100 * (ours["accuracy"] - rival["accuracy"]),
+               "reach_epochs": reach_k, "ttmpd_reach_s": reach_s,
+               "rival_total_s": rival["total_s"], "time_ratio": ratio,
+               "ttmpd_within_budget": bool(ours["within_budget"]),
+               "target_met": bool((ratio <= 0.6) or beats)}  # fmt: skip
+        long = run[run["method"] == LONG]
+        if len(long):
+            long = long.iloc[0]
+            long_s, long_k = reach_time([ours, long], target)
+            long_ratio = long_s / rival["total_s"]
+            row.update(long_acc=100 * long["accuracy"], long_reach_epochs=long_k,
+                       time_ratio_long=long_ratio,
+                       target_met_long=bool(long_ratio <= 0.6 or beats))  # fmt: skip
+        out.append(row)
     return pd.DataFrame(out)
 
 
@@ -330,11 +385,20 @@ def per_cell(runs: pd.DataFrame) -> pd.DataFrame:
                      "reached": int(cell["time_ratio"].notna().sum()),
                      "target_met": int(cell["target_met"].sum()),
                      "ttmpd_in_budget": int(cell["ttmpd_within_budget"].sum())})  # fmt: skip
+        if "time_ratio_long" in cell and cell["time_ratio_long"].notna().any():
+            long_diff, long_half = mean_ci(cell["long_acc"] - cell["rival_acc"])
+            rows[-1].update(
+                long_acc_diff_pp=long_diff,
+                long_ci95_pp=long_half,
+                median_time_ratio_long=float(cell["time_ratio_long"].median()),
+                target_met_long=int(cell["target_met_long"].fillna(False).sum()),
+            )
     return pd.DataFrame(rows)
 
 
 def plot_time_to_accuracy(frame: pd.DataFrame, path: Path, title: str) -> None:
-    """One panel per budget: mean accuracy against mean time after 0, 1, 2, 5, 10 epochs."""
+    """One panel per budget: mean accuracy against mean time at each checkpoint a method's
+    runs all have (0, 1, 2, 5, 10 epochs; ttmpd-long also 20 and 40)."""
     plt = pyplot()
     budgets = sorted(frame["budget"].unique())
     fig, axes = plt.subplots(1, len(budgets), figsize=(4 * len(budgets), 3.6), squeeze=False)
@@ -342,7 +406,7 @@ def plot_time_to_accuracy(frame: pd.DataFrame, path: Path, title: str) -> None:
         cell = frame[frame["budget"] == budget]
         for (method, group), marker in zip(cell.groupby("method", sort=False), "*osd^vP",
                                            strict=False):  # fmt: skip
-            ks = (0, *EPOCHS_AT)
+            ks = [k for k in CHECKPOINTS if group[f"acc_e{k}"].notna().all()]
             t = [group[f"time_e{k}_s"].mean() for k in ks]
             a = [100 * group[f"acc_e{k}"].mean() for k in ks]
             ax.plot(t, a, marker=marker, ms=5, label=method)
@@ -443,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table(cells))
         met = int((cells["target_met"] > cells["runs"] / 2).sum())
         print(f"\ncells where ttmpd meets the target in most runs: {met}/{len(cells)}")
+        if "target_met_long" in cells:
+            long_met = int((cells["target_met_long"] > cells["runs"] / 2).sum())
+            print(f"... with the {LONG_EPOCHS}-epoch schedule as well: {long_met}/{len(cells)}")
     if len(failed):
         print("\nnot run (the search refused the budget):")
         for (backend_name, method, budget), group in failed.groupby(

@@ -81,3 +81,55 @@ def test_uncovered_counts_sorted_with_counts(monkeypatch):
     ops = [Op("aten.roll"), Op("aten.pad"), Op("aten.roll")]
     assert cov.uncovered_counts(ops) == "aten.pad x1, aten.roll x2"
     assert cov.uncovered_counts([]) == ""
+
+
+def _baseline_row(method: str, accs: dict[int, float], times: dict[int, float], **extra):
+    row = {"backend": "b", "corruption": "c", "seed": 1, "budget": 0.3, "method": method,
+           "within_budget": True, "status": "ok"}  # fmt: skip
+    row.update({f"acc_e{k}": v for k, v in accs.items()})
+    row.update({f"time_e{k}_s": v for k, v in times.items()})
+    last = max(accs)
+    return {**row, "accuracy": accs[last], "total_s": times[last], **extra}
+
+
+def test_the_long_schedule_counts_its_first_checkpoint_at_the_rivals_accuracy(monkeypatch):
+    bench = _load("ttmpd_vs_baselines", monkeypatch)
+    import pandas as pd
+
+    short = {0: 0.1, 1: 0.2, 2: 0.3, 5: 0.5, 10: 0.7}
+    frame = pd.DataFrame([
+        _baseline_row("ttmpd", short, {0: 3, 1: 4, 2: 5, 5: 6, 10: 8}),
+        _baseline_row("ttmpd-long", {**short, 20: 0.93, 40: 0.95},
+                      {0: 3, 1: 4, 2: 5, 5: 6, 10: 8, 20: 12, 40: 20}),
+        _baseline_row("netadapt", {0: 0.9, 1: 0.9, 2: 0.9, 5: 0.9, 10: 0.93},
+                      {0: 100, 1: 101, 2: 102, 5: 103, 10: 110}),
+    ])  # fmt: skip
+    run = bench.per_run(frame).iloc[0]
+    assert run["rival"] == "netadapt" and np.isnan(run["time_ratio"]) and not run["target_met"]
+    assert run["long_reach_epochs"] == 20 and run["time_ratio_long"] == pytest.approx(12 / 110)
+    assert run["target_met_long"] and run["long_acc"] == pytest.approx(95)
+    cell = bench.per_cell(bench.per_run(frame)).iloc[0]
+    assert cell["target_met"] == 0 and cell["target_met_long"] == 1
+
+
+def test_reach_time_takes_the_earliest_hit_of_any_schedule(monkeypatch):
+    bench = _load("ttmpd_vs_baselines", monkeypatch)
+    import pandas as pd
+
+    a = pd.Series({"acc_e0": 0.1, "time_e0_s": 1.0, "acc_e10": 0.9, "time_e10_s": 9.0})
+    b = pd.Series({"acc_e0": 0.1, "time_e0_s": 1.0, "acc_e5": 0.9, "time_e5_s": 5.0,
+                   "acc_e10": float("nan"), "time_e10_s": 2.0})  # fmt: skip
+    assert bench.reach_time([a, b], 0.85) == (5.0, 5)
+    assert all(np.isnan(v) for v in bench.reach_time([a, b], 0.95))
+
+
+def test_append_row_widens_a_partial_csv_written_with_fewer_columns(monkeypatch, tmp_path):
+    bench = _load("ttmpd_vs_baselines", monkeypatch)
+    import pandas as pd
+
+    path = tmp_path / "p.partial.csv"
+    pd.DataFrame([{"backend": "b", "method": "ttmpd", "acc_e10": 0.5}]).to_csv(path, index=False)
+    bench.append_row(path, {"backend": "b", "method": "ttmpd-long", "acc_e40": 0.9})
+    back = pd.read_csv(path)
+    assert list(back.columns) == list(bench.COLUMNS)
+    assert back["acc_e10"].tolist()[0] == 0.5 and back["acc_e40"].tolist()[1] == 0.9
