@@ -150,6 +150,7 @@ def test_a_frame_without_keys_is_all_predicted():
     assert p.predict(keyless).tolist() == with_keys.predict(FRAME).tolist()
     exact = LatencyPredictor("ridge").fit(FRAME, LATENCY)  # keys known, none asked for
     assert exact.predict(keyless).tolist() == with_keys.predict(FRAME).tolist()
+    assert exact.hit_mask(FRAME).all() and exact.hit_mask(keyless).tolist() == [False] * 8
 
 
 def test_without_exact_hits_every_row_is_predicted():

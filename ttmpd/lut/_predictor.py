@@ -345,9 +345,12 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         return out
 
     def hit_mask(self, X) -> np.ndarray:
-        """True where a configuration is an exact LUT hit."""
+        """True where a configuration is an exact LUT hit (none for a frame without a
+        ``key`` column, as :meth:`predict` reads it)."""
         self._check_fitted()
         frame = _as_frame(X)
+        if "key" not in frame:
+            return np.zeros(len(frame), dtype=bool)
         return frame["key"].isin(self.lut_.keys()).to_numpy()
 
     # ----- model level ----------------------------------------------------------------------
