@@ -184,8 +184,12 @@ class PruneSavings:
     ) -> tuple[pd.DataFrame, np.ndarray]:
         """Configs of ``units`` (repeated per row of ``shifts``) with channels reduced.
 
-        ``shifts`` has shape ``(rows, len(units), 2)``: channels removed from (in, out).
-        Returns the table-shaped frame and a per-row validity mask.
+        ``shifts`` has shape ``(rows, len(units), 2)``: channels removed from (in, out), or
+        ``(rows, len(units), 3)`` with the heads removed as a third column. With two columns
+        an attention unit keeps its per-head sizes (its head count follows ``in_channels``);
+        with three its head count is ``heads − removed heads`` and its channels may change
+        the per-head sizes too (head dims). Returns the table-shaped frame and a per-row
+        validity mask.
         """
         rows, n = shifts.shape[0], len(units)
         base = self._base_frame.iloc[units]
@@ -203,10 +207,15 @@ class PruneSavings:
         ok = (c_in >= 1) & (c_out >= 1) & (c_in % np.maximum(groups, 1) == 0)
         ok &= c_out % np.maximum(groups, 1) == 0
         heads = frame["heads"].to_numpy(dtype=np.int64)
-        per_head = frame["in_channels"].to_numpy(dtype=np.int64) // heads
         attention = np.isin(frame["op"].to_numpy(), ("matmul", "sdpa")) | (heads > 1)
-        new_heads = np.where(attention, c_in // per_head, heads)
-        ok &= ~attention | ((c_in % per_head == 0) & (new_heads >= 1))
+        if shifts.shape[2] > 2:
+            new_heads = np.where(attention, heads - shifts[:, :, 2].reshape(-1), heads)
+            fits = (c_in % np.maximum(new_heads, 1) == 0) & (c_out % np.maximum(new_heads, 1) == 0)
+            ok &= ~attention | (fits & (new_heads >= 1))
+        else:
+            per_head = frame["in_channels"].to_numpy(dtype=np.int64) // heads
+            new_heads = np.where(attention, c_in // per_head, heads)
+            ok &= ~attention | ((c_in % per_head == 0) & (new_heads >= 1))
         frame["in_channels"] = np.where(ok, c_in, frame["in_channels"])
         frame["out_channels"] = np.where(ok, c_out, frame["out_channels"])
         frame["groups"] = np.where(ok, groups, frame["groups"])

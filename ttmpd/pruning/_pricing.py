@@ -14,9 +14,12 @@ priced through a producing member's latency unit (matched by module path):
   ``j`` head dims, so the linear shifts ``k·cD + j·cH`` are corrected by ``−k·j·c``.
 * a head group also removes whole heads from the module's attention units (the fused
   ``sdpa``, or the ``matmul``, ``softmax``, ``matmul`` parts, named after the module):
-  ``in_channels / heads`` and ``out_channels / heads`` per head. Head dims change the
-  per-head size, which a unit's configuration does not shift, so they leave these units
-  as they are (the attention core is under-priced for head dims).
+  ``in_channels / heads`` and ``out_channels / heads`` channels and one head per head;
+* a head-dims group shrinks the per-head size of those units: ``H`` channels per dim
+  (``H`` = the unit's heads) from both sides of ``sdpa`` (q/k and v dims), from the input
+  of the scores ``matmul`` and the output of the weighted-values ``matmul``; the softmax
+  over the scores keeps its size. With ``k`` heads and ``j`` dims removed a side of
+  ``H·D`` keeps ``(H − k)(D − j)``, the same overlap correction as above.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ class GroupPricing:
         #: group id -> latency-group id (plain groups) and latency channels per unit
         self.lut_id: dict[str, str] = {}
         self.lut_scale: dict[str, float] = {}
-        #: group id -> (unit index, 0 in | 1 out, channels removed per group unit)
+        #: group id -> (unit index, 0 in | 1 out | 2 heads, channels (or heads) removed per
+        #: group unit)
         self.members: dict[str, list[tuple[int, int, float]]] = {}
         for g in groups:
             if g.unit in (CHANNEL, CONV_GROUPS):
@@ -70,6 +74,9 @@ class GroupPricing:
                 ]
                 if g.unit == HEADS:
                     found += self._attention_members(g.id.removesuffix(f"#{HEADS}"))
+                elif g.unit == HEAD_DIMS:
+                    module = g.id.removesuffix(f"#{HEAD_DIMS}")
+                    found += self._attention_dim_members(module, g.channels)
                 if found:
                     self.members[g.id] = found
             if g.prunable and g.id not in self.members:
@@ -109,6 +116,28 @@ class GroupPricing:
                 heads = unit.config.heads
                 found.append((i, 0, unit.config.in_channels / heads))
                 found.append((i, 1, unit.config.out_channels / heads))
+                found.append((i, 2, 1.0))
+        return found
+
+    def _attention_dim_members(self, module: str, head_dim: int) -> list[tuple[int, int, float]]:
+        """``(unit, side, channels per head dim)`` of the attention units of ``module`` whose
+        per-head size is the head dim ``head_dim``: both sides of ``sdpa``, the input of the
+        first (scores) ``matmul``, the output of the second (weighted values)."""
+        found, matmuls = [], 0
+        for i, unit in enumerate(self.savings.extraction.units):
+            config = unit.config
+            named = unit.name == module or unit.name.startswith(f"{module}#")
+            if not named or config.op not in ("sdpa", "matmul"):
+                continue
+            heads = config.heads
+            per_in, per_out = config.in_channels // heads, config.out_channels // heads
+            if config.op == "sdpa":
+                sides = [s for s, per in ((0, per_in), (1, per_out)) if per == head_dim]
+            else:  # scores (q·kᵀ) come before the weighted values (p·v) in call order
+                side = 0 if matmuls == 0 else 1
+                sides = [side] if (per_in, per_out)[side] == head_dim else []
+                matmuls += 1
+            found += [(i, side, float(heads)) for side in sides]
         return found
 
     def latency(self, states: Sequence[Mapping[str, int]]) -> np.ndarray:
@@ -120,9 +149,10 @@ class GroupPricing:
 
     def removed_channels(self, states: Sequence[Mapping[str, int]]) -> np.ndarray:
         """Channels each state removes from each latency unit's input (``[..., 0]``) and
-        output (``[..., 1]``). Shape ``(n_states, n_units, 2)``."""
+        output (``[..., 1]``), and the heads it removes from attention units (``[..., 2]``).
+        Shape ``(n_states, n_units, 3)``."""
         count = len(self.savings.extraction.units)
-        shifts = np.zeros((len(states), count, 2))
+        shifts = np.zeros((len(states), count, 3))
         for row, state in enumerate(states):
             for gid, k in state.items():
                 for i, side, per_unit in self.members[gid] if k else ():
