@@ -156,32 +156,56 @@ def test_latency_search_prunes_heads(vit, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:.*have no latency unit")
-@pytest.mark.parametrize("fusion", ["none", "none+attention-parts"])
-def test_head_pricing_matches_the_predictor_on_the_pruned_model(vit, tmp_path, fusion,
-                                                                monkeypatch):  # fmt: skip
+def _priced_problem(vit, tmp_path, fusion, monkeypatch, options=None):
+    """A search problem on ``vit`` priced by a fake-backend table with ``fusion`` (fused
+    sdpa, or matmul/softmax/matmul), with its predictor and batch-1 input."""
     from ttmpd.lut import LatencyPredictor, profile_model
     from ttmpd.profiler import GridConfig, get_backend
     from ttmpd.profiler.backends.fake import FakeBackend
-    from ttmpd.pruning import SearchConfig, apply_plan, plan_from_removed
+    from ttmpd.pruning import SearchConfig
     from ttmpd.pruning._problem import SearchProblem
 
     x1 = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     calib = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     grid = GridConfig(channel_step=4, off_grid_per_unit=4)
-    monkeypatch.setattr(FakeBackend, "fusion", fusion)  # fused sdpa, or matmul/softmax/matmul
+    monkeypatch.setattr(FakeBackend, "fusion", fusion)
     table = profile_model(vit, x1, get_backend("fake"), tmp_path / "lut.parquet",
                           progress=False, grid=grid).table  # fmt: skip
     assert table.meta.fusion == fusion
     predictor = LatencyPredictor().fit(table)
-    problem = SearchProblem(vit, x1, predictor, calib, SearchConfig(budget=0.9, progress=False))
+    config = SearchConfig(budget=0.9, progress=False, groups=options or GroupOptions())
+    return SearchProblem(vit, x1, predictor, calib, config), predictor, x1
+
+
+def _assert_priced_as_pruned(vit, problem, predictor, x1, state: dict[str, int]) -> None:
+    from ttmpd.pruning import apply_plan, plan_from_removed
+
+    removed = {gid: list(range(n)) for gid, n in state.items() if n}
+    pruned = apply_plan(vit, x1, plan_from_removed(problem.groups, removed))
+    whole = predictor.predict_model(pruned, x1).total_ms
+    assert problem.latency([state])[0] == pytest.approx(whole, rel=1e-6), state
+
+
+@pytest.mark.parametrize("fusion", ["none", "none+attention-parts"])
+def test_head_pricing_matches_the_predictor_on_the_pruned_model(vit, tmp_path, fusion,
+                                                                monkeypatch):  # fmt: skip
+    problem, predictor, x1 = _priced_problem(vit, tmp_path, fusion, monkeypatch)
     heads = [g for g in problem.prunable if g.id.endswith("#heads")]
     assert len(heads) == 2
     for group in heads:
         for k in (1, 2):  # the attention unit (3 heads) shrinks with its qkv and proj
-            plan = plan_from_removed(problem.groups, {group.id: list(range(k))})
-            pruned = apply_plan(vit, x1, plan)
-            whole = predictor.predict_model(pruned, x1).total_ms
-            assert problem.latency([{group.id: k}])[0] == pytest.approx(whole, rel=1e-6)
+            _assert_priced_as_pruned(vit, problem, predictor, x1, {group.id: k})
+
+
+@pytest.mark.parametrize("fusion", ["none", "none+attention-parts"])
+def test_head_dim_pricing_matches_the_predictor_on_the_pruned_model(vit, tmp_path, fusion,
+                                                                    monkeypatch):  # fmt: skip
+    """Head dims shrink the attention core's per-head size too, alone and with heads."""
+    options = GroupOptions(head_dims=True)
+    problem, predictor, x1 = _priced_problem(vit, tmp_path, fusion, monkeypatch, options)
+    for k, j in ((0, 1), (0, 8), (1, 8), (2, 31)):
+        state = {"blocks.0.attn#heads": k, "blocks.0.attn#head_dims": j}
+        _assert_priced_as_pruned(vit, problem, predictor, x1, state)
 
 
 def test_embedding_width_is_opt_in_and_slices_every_member(vit, x):
@@ -244,31 +268,3 @@ def test_heads_and_head_dims_together_remove_the_channels_pruning_removes(vit, t
             assert kept == (after[unit.name].in_channels, after[unit.name].out_channels)
     deepest = {g.id: problem.max_k[g.id] for g in problem.prunable}
     assert np.isfinite(problem.latency([deepest])[0])
-
-
-@pytest.mark.parametrize("fusion", ["none", "none+attention-parts"])
-def test_head_dim_pricing_matches_the_predictor_on_the_pruned_model(vit, tmp_path, fusion,
-                                                                    monkeypatch):  # fmt: skip
-    """Head dims shrink the attention core's per-head size too, alone and with heads."""
-    from ttmpd.lut import LatencyPredictor, profile_model
-    from ttmpd.profiler import GridConfig, get_backend
-    from ttmpd.profiler.backends.fake import FakeBackend
-    from ttmpd.pruning import SearchConfig, apply_plan, plan_from_removed
-    from ttmpd.pruning._problem import SearchProblem
-
-    x1 = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    calib = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    grid = GridConfig(channel_step=4, off_grid_per_unit=4)
-    monkeypatch.setattr(FakeBackend, "fusion", fusion)
-    table = profile_model(vit, x1, get_backend("fake"), tmp_path / "lut.parquet",
-                          progress=False, grid=grid).table  # fmt: skip
-    predictor = LatencyPredictor().fit(table)
-    config = SearchConfig(budget=0.9, progress=False, groups=GroupOptions(head_dims=True))
-    problem = SearchProblem(vit, x1, predictor, calib, config)
-    module = "blocks.0.attn"
-    for k, j in ((0, 1), (0, 8), (1, 8), (2, 31)):
-        state = {f"{module}#heads": k, f"{module}#head_dims": j}
-        removed = {gid: list(range(n)) for gid, n in state.items() if n}
-        pruned = apply_plan(vit, x1, plan_from_removed(problem.groups, removed))
-        whole = predictor.predict_model(pruned, x1).total_ms
-        assert problem.latency([state])[0] == pytest.approx(whole, rel=1e-6), (k, j)
