@@ -100,3 +100,17 @@ def test_swin_heads_prune_their_position_bias_columns():
                 qkv.weight[start : start + 8] = 0
                 qkv.bias[start : start + 8] = 0
         torch.testing.assert_close(pruned(X), reference(X), atol=1e-5, rtol=1e-4)
+
+
+def test_efficientnet_groups_survive_its_deep_graph():
+    """Trial pruning deep-copies the dependency graph: EfficientNet-B0's needs more than
+    Python's default recursion limit, which is raised for the copy and restored after."""
+    import sys
+
+    limit = sys.getrecursionlimit()
+    model = _load("torchvision:efficientnet_b0")
+    groups = channel_groups(model, X)
+    assert sys.getrecursionlimit() == limit
+    prunable = [g for g in groups if g.prunable]
+    assert len(prunable) >= 30
+    _pruned_equals_masked(model, groups, random_plan(model, X, groups, 0.3, seed=0))
