@@ -59,8 +59,8 @@ class GroupOptions:
     ``head_dims``: also a group per attention module whose units are head dims (all heads
     lose the same dims). ``embedding``: groups whose channels a LayerNorm normalises (a
     transformer's residual/embedding width, ConvNeXt's block width) are prunable; off by
-    default because the norm's statistics then change, so the pruned model is not the
-    masked one.
+    default because every such norm then normalises over fewer channels, a change of the
+    whole residual stream rather than of one block.
     """
 
     head_dims: bool = False
