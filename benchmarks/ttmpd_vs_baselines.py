@@ -385,7 +385,7 @@ def per_cell(runs: pd.DataFrame) -> pd.DataFrame:
                      "reached": int(cell["time_ratio"].notna().sum()),
                      "target_met": int(cell["target_met"].sum()),
                      "ttmpd_in_budget": int(cell["ttmpd_within_budget"].sum())})  # fmt: skip
-        if "time_ratio_long" in cell and cell["time_ratio_long"].notna().any():
+        if "long_acc" in cell and cell["long_acc"].notna().any():
             long_diff, long_half = mean_ci(cell["long_acc"] - cell["rival_acc"])
             rows[-1].update(
                 long_acc_diff_pp=long_diff,

@@ -133,3 +133,20 @@ def test_append_row_widens_a_partial_csv_written_with_fewer_columns(monkeypatch,
     back = pd.read_csv(path)
     assert list(back.columns) == list(bench.COLUMNS)
     assert back["acc_e10"].tolist()[0] == 0.5 and back["acc_e40"].tolist()[1] == 0.9
+
+
+def test_a_cell_whose_long_schedule_never_reaches_the_rival_still_reports_it(monkeypatch):
+    bench = _load("ttmpd_vs_baselines", monkeypatch)
+    import pandas as pd
+
+    short = {0: 0.1, 1: 0.2, 2: 0.3, 5: 0.5, 10: 0.7}
+    frame = pd.DataFrame([
+        _baseline_row("ttmpd", short, {0: 3, 1: 4, 2: 5, 5: 6, 10: 8}),
+        _baseline_row("ttmpd-long", {**short, 20: 0.85, 40: 0.9},
+                      {0: 3, 1: 4, 2: 5, 5: 6, 10: 8, 20: 12, 40: 20}),
+        _baseline_row("netadapt", {0: 0.9, 1: 0.9, 2: 0.9, 5: 0.9, 10: 0.93},
+                      {0: 100, 1: 101, 2: 102, 5: 103, 10: 110}),
+    ])  # fmt: skip
+    cell = bench.per_cell(bench.per_run(frame)).iloc[0]
+    assert cell["long_acc_diff_pp"] == pytest.approx(-3.0) and cell["target_met_long"] == 0
+    assert np.isnan(cell["median_time_ratio_long"])
