@@ -159,7 +159,6 @@ if coverage.exists():
     ]
 BASELINE_RUNS = {
     "ttmpd_vs_baselines_heldout": "Shipped ResNet-20",
-    "ttmpd_vs_baselines_heldout_torchcpu_seed1": "Shipped ResNet-20 on torch-cpu, seed 1 of 3",
     "ttmpd_vs_baselines_vit_heldout": "Shipped ViT (`vit_mnist`)",
 }
 for stem, model in BASELINE_RUNS.items():
