@@ -92,18 +92,25 @@ def _baseline_row(method: str, accs: dict[int, float], times: dict[int, float], 
     return {**row, "accuracy": accs[last], "total_s": times[last], **extra}
 
 
-def test_the_long_schedule_counts_its_first_checkpoint_at_the_rivals_accuracy(monkeypatch):
-    bench = _load("ttmpd_vs_baselines", monkeypatch)
+def _long_run(acc_e20: float, acc_e40: float):
+    """One run: ttmpd at 70% after 10 epochs, ttmpd-long at the given accuracies after 20
+    and 40, NetAdapt at 93% in 110 s."""
     import pandas as pd
 
     short = {0: 0.1, 1: 0.2, 2: 0.3, 5: 0.5, 10: 0.7}
-    frame = pd.DataFrame([
+    return pd.DataFrame([
         _baseline_row("ttmpd", short, {0: 3, 1: 4, 2: 5, 5: 6, 10: 8}),
-        _baseline_row("ttmpd-long", {**short, 20: 0.93, 40: 0.95},
+        _baseline_row("ttmpd-long", {**short, 20: acc_e20, 40: acc_e40},
                       {0: 3, 1: 4, 2: 5, 5: 6, 10: 8, 20: 12, 40: 20}),
         _baseline_row("netadapt", {0: 0.9, 1: 0.9, 2: 0.9, 5: 0.9, 10: 0.93},
                       {0: 100, 1: 101, 2: 102, 5: 103, 10: 110}),
     ])  # fmt: skip
+
+
+def test_the_long_schedule_counts_its_first_checkpoint_at_the_rivals_accuracy(monkeypatch):
+    bench = _load("ttmpd_vs_baselines", monkeypatch)
+
+    frame = _long_run(0.93, 0.95)
     run = bench.per_run(frame).iloc[0]
     assert run["rival"] == "netadapt" and np.isnan(run["time_ratio"]) and not run["target_met"]
     assert run["long_reach_epochs"] == 20 and run["time_ratio_long"] == pytest.approx(12 / 110)
@@ -137,16 +144,8 @@ def test_append_row_widens_a_partial_csv_written_with_fewer_columns(monkeypatch,
 
 def test_a_cell_whose_long_schedule_never_reaches_the_rival_still_reports_it(monkeypatch):
     bench = _load("ttmpd_vs_baselines", monkeypatch)
-    import pandas as pd
 
-    short = {0: 0.1, 1: 0.2, 2: 0.3, 5: 0.5, 10: 0.7}
-    frame = pd.DataFrame([
-        _baseline_row("ttmpd", short, {0: 3, 1: 4, 2: 5, 5: 6, 10: 8}),
-        _baseline_row("ttmpd-long", {**short, 20: 0.85, 40: 0.9},
-                      {0: 3, 1: 4, 2: 5, 5: 6, 10: 8, 20: 12, 40: 20}),
-        _baseline_row("netadapt", {0: 0.9, 1: 0.9, 2: 0.9, 5: 0.9, 10: 0.93},
-                      {0: 100, 1: 101, 2: 102, 5: 103, 10: 110}),
-    ])  # fmt: skip
+    frame = _long_run(0.85, 0.9)
     cell = bench.per_cell(bench.per_run(frame)).iloc[0]
     assert cell["long_acc_diff_pp"] == pytest.approx(-3.0) and cell["target_met_long"] == 0
     assert np.isnan(cell["median_time_ratio_long"])
