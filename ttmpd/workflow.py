@@ -110,6 +110,12 @@ def load_predictor_for(
     return predictor, table
 
 
+def compute_device_for(table: LatencyTable) -> str:
+    """Where search and fine-tuning for the table's target compute: its backend's
+    ``compute_device`` (``cuda:N`` for ``torch-cuda`` or a CUDA provider, else ``cpu``)."""
+    return backend_for_table(table).compute_device
+
+
 def measure_on_table_backend(table: LatencyTable, model: nn.Module, example) -> float:
     """End-to-end latency (ms) of ``model`` on the backend the table was built on: the
     median of 3 measurements, as the calibration measures (one burst of load on a shared

@@ -28,7 +28,7 @@ import pytest
 import torch
 
 from ttmpd.lut import LatencyTable, profile_model
-from ttmpd.models import load_model
+from ttmpd.models import load_model, save_checkpoint
 from ttmpd.profiler import BackendConfig, get_backend
 
 SHAPE = "1,3,16,16"
@@ -255,6 +255,77 @@ DEVICE_CASES = {
         (*_with(_profile(), "--backend", "torch-cuda"), "--device", "3"),
         ("torch-cuda", "unavailable"),
     ),
+    # the compute device of run/distill/prune: checked before a file is written
+    "run-cuda-device-99": Case(
+        (
+            "run",
+            "--model",
+            "m.pt",
+            "--data",
+            "mnist",
+            "--backend",
+            "torch-cuda",
+            "--device",
+            "99",
+            "--out",
+            "out",
+        ),
+        ("torch-cuda", "unavailable"),
+        _copy("m.pt", "m.pt"),
+    ),
+    "distill-cuda-99": Case(
+        (
+            "distill",
+            "--teacher",
+            "t.pt",
+            "--student",
+            "s.pt",
+            "--data",
+            "mnist",
+            "--out",
+            "out",
+            "--device",
+            "cuda:99",
+        ),
+        ("device cuda:99",),
+        _both(_copy("m.pt", "t.pt"), _copy("m.pt", "s.pt")),
+    ),
+    "distill-device-spelling": Case(
+        (
+            "distill",
+            "--teacher",
+            "t.pt",
+            "--student",
+            "s.pt",
+            "--data",
+            "mnist",
+            "--out",
+            "out",
+            "--device",
+            "gpu",
+        ),
+        ("device must be", "'gpu'"),
+        _both(_copy("m.pt", "t.pt"), _copy("m.pt", "s.pt")),
+    ),
+    "prune-device-spelling": Case(
+        (
+            "prune",
+            "--model",
+            "m.pt",
+            "--data",
+            "mnist",
+            "--lut",
+            "x.parquet",
+            "--budget",
+            "0.5",
+            "--out",
+            "out",
+            "--device",
+            "cuda:x",
+        ),
+        ("device must be", "'cuda:x'"),
+        _both(_copy("m.pt", "m.pt"), _copy("ref.parquet", "x.parquet")),
+    ),
 }
 
 ALL_CASES: dict[str, Case] = {
@@ -322,6 +393,7 @@ def shared(tmp_path_factory) -> Path:
     ref = LatencyTable.load(d / "ref.parquet")
     other = replace(ref.meta, fingerprint=replace(ref.fingerprint, isa=OTHER_ISA))
     LatencyTable(ref.frame, other).save(d / "avx2.parquet")
+    save_checkpoint(d / "m.pt", model, input_shape=(3, 16, 16), num_classes=10)
     (d / "no_openvino" / "openvino").mkdir(parents=True)
     (d / "no_openvino" / "openvino" / "__init__.py").write_text(NO_OPENVINO)
     return d

@@ -86,6 +86,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--online", action="store_true", help="run the teacher every step")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where teacher and student compute: cpu | cuda | cuda:N (cpu)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
@@ -116,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         online=args.online,
         progress=not args.no_progress,
+        device=args.device,
     )
     selection = SelectionConfig(
         strategy=args.select,
@@ -123,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         entropy_fraction=args.entropy_max,
         seed=args.seed,
     )
-    cache = CacheConfig(views=args.views, directory=args.cache_dir)
+    cache = CacheConfig(views=args.views, directory=args.cache_dir, device=args.device)
     summary = distill_files(
         args.teacher,
         args.student,

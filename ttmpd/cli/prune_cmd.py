@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from ._common import add_deprecated, add_group_args, group_options_from_args, print_json
@@ -48,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ttmpd run and predict; 0: uncalibrated)",
     )
     add_group_args(p)
+    p.add_argument("--device", default=None,
+                   help="where the search computes: cpu | cuda | cuda:N (default: the GPU of "
+                   "a torch-cuda or CUDA-provider table, else cpu)")  # fmt: skip
     p.add_argument("--no-measure", action="store_true", help="skip measuring the result")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
@@ -59,12 +63,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from .._io import check_writable
     from ..pruning import SearchConfig, prune, save_prune_result
-    from ..workflow import load_predictor_for, load_proxy_images, measure_on_table_backend
+    from ..workflow import (
+        compute_device_for,
+        load_predictor_for,
+        load_proxy_images,
+        measure_on_table_backend,
+    )
 
     config = SearchConfig(
         budget=args.budget, method=args.method, importance=args.importance, seed=args.seed,
         round_to=args.round_to, groups=group_options_from_args(args),
-        progress=not args.no_progress,
+        progress=not args.no_progress, device=args.device or "cpu",
     )  # fmt: skip
     check_writable(Path(args.out) / "model.pt")  # before minutes of search
     checkpoint, images, example = load_proxy_images(args.model, args.data, args.proxy_samples,
@@ -72,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     predictor, table = load_predictor_for(
         args.lut, args.predictor, checkpoint.model, example, args.calibrate_variants
     )
+    if args.device is None and table is not None:
+        config = dataclasses.replace(config, device=compute_device_for(table))
     result = prune(checkpoint.model, example, predictor, images, config)
     measured = None if args.no_measure else measure_on_table_backend(table, result.model, example)
     summary = save_prune_result(

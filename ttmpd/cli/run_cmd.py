@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="ttmpd", help=METHOD_HELP)
     p.add_argument("--lut", help="device table to reuse and extend (default OUT/lut.parquet)")
     p.add_argument("--threads", type=int, default=1, help="threads of the backend and torch (1)")
+    p.add_argument("--device", type=int, default=0,
+                   help="CUDA device index of a GPU backend (0); search, adaptive BN, "
+                   "distillation and evaluation then run on that GPU")  # fmt: skip
     p.add_argument("--channel-step", type=int, default=8, help="LUT grid channel step (8)")
     p.add_argument("--off-grid-per-unit", type=int, default=8,
                    help="LUT channel counts per unit off the step (8)")  # fmt: skip
@@ -68,7 +71,7 @@ def config_from_args(args: argparse.Namespace):
 
     return RunConfig(
         model=args.model, data=args.data, backend=args.backend, budget=args.budget,
-        method=args.method, lut=args.lut, threads=args.threads,
+        method=args.method, lut=args.lut, threads=args.threads, device=args.device,
         channel_step=args.channel_step, off_grid_per_unit=args.off_grid_per_unit,
         calibrate_variants=args.calibrate_variants,
         finetune_samples=args.finetune_samples, proxy_samples=args.proxy_samples,

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._device import check_device_spec, input_on, on_device, resolve_device
 from .._io import atomic_path
 from ..errors import InputError
 from ._augment import random_shift
@@ -62,6 +63,8 @@ class CacheConfig:
         batch_size: teacher batch size.
         directory: a cache directory for numpy memmaps, or None to keep arrays in memory.
         outputs: store teacher outputs (False in online mode: only the subset is chosen).
+        device: where the teacher runs (``cpu``, ``cuda``, ``cuda:N``; a copy of it goes
+            there); the stored outputs are float32 arrays on the host either way.
     """
 
     views: int = 1
@@ -69,8 +72,10 @@ class CacheConfig:
     batch_size: int = 256
     directory: str | None = None
     outputs: bool = True
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
+        check_device_spec(self.device)
         if isinstance(self.views, bool) or not isinstance(self.views, int) or self.views < 1:
             raise InputError(f"views must be a positive integer, got {self.views!r}")
         if self.shift_px < 0 or self.batch_size < 1:
@@ -199,7 +204,9 @@ def _fingerprint(teacher, images, layers, selection, config, extra: str) -> str:
 
 class _Builder:
     def __init__(self, teacher, images, to_input, layers, selection, config, directory) -> None:
-        self.teacher, self.images, self.to_input = teacher, images, to_input
+        device = resolve_device(config.device)
+        self.teacher, self.images = on_device(teacher, device), images
+        self.to_input = input_on(to_input, device)
         self.layers, self.selection, self.config = layers, selection, config
         self.directory = directory
         self.arrays: dict[str, np.ndarray] = {}
@@ -222,9 +229,8 @@ class _Builder:
     def _teacher(self, hooks: FeatureHooks | None, batch: np.ndarray) -> Features:
         self.forwards += len(batch)
         x = self.to_input(batch)
-        if hooks is None:
-            return Features(self.teacher(x))
-        return hooks.run(self.teacher, x)
+        out = Features(self.teacher(x)) if hooks is None else hooks.run(self.teacher, x)
+        return Features(out.logits.cpu(), tuple(f.cpu() for f in out.features))
 
     def _store(self, view: int, slots: np.ndarray, out: Features) -> None:
         k, size = self.config.views, self.selection.size

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
+from .._device import check_device_spec
 from ..errors import InputError
 from ._features import default_feature_layers
 from ._losses import parse_loss_spec, spec_needs_features
@@ -23,7 +24,9 @@ class DistillConfig:
     given, overrides ``epochs`` (the last epoch may be partial). ``channels_last`` trains
     the student with NHWC weights and inputs (same results up to float rounding): ``"auto"``
     where a probe of the student's convs finds it safe and faster on this device
-    (:mod:`ttmpd._layout`), True or False to force it.
+    (:mod:`ttmpd._layout`), True or False to force it. ``device`` (``cpu``, ``cuda``,
+    ``cuda:N``) is where teacher and student compute: on a GPU the student trains on the
+    device and comes back to the caller's device, and the teacher is copied, never moved.
     """
 
     loss: str = "kd"
@@ -43,6 +46,7 @@ class DistillConfig:
     progress: bool = True
     eval_batch_size: int = 512
     channels_last: bool | str = "auto"
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         parse_loss_spec(self.loss)
@@ -69,6 +73,7 @@ class DistillConfig:
             raise InputError(
                 f"channels_last must be 'auto', True or False, got {self.channels_last!r}"
             )
+        check_device_spec(self.device)
         for name in ("feature_layers", "teacher_layers"):
             value = getattr(self, name)
             if value is not None:
@@ -97,4 +102,5 @@ class DistillConfig:
         sig = asdict(self)
         sig.pop("progress")
         sig.pop("eval_batch_size")
+        sig.pop("device")  # a run may resume on another device
         return {k: list(v) if isinstance(v, tuple) else v for k, v in sig.items()}

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._device import resolve_device
 from .._io import atomic_path, ensure_writable_dir
 from ..errors import InputError
 from ._cache import CacheConfig, TeacherCache
@@ -57,8 +58,10 @@ def distill_files(
     from ..models import load_checkpoint, save_checkpoint
 
     out = Path(out_dir)
-    ensure_writable_dir(out / STUDENT_FILE)
     cache_config = cache_config or CacheConfig()
+    resolve_device(config.device)  # a missing GPU: one line, nothing written
+    resolve_device(cache_config.device)
+    ensure_writable_dir(out / STUDENT_FILE)
     if cache_config.directory is None and cache_config.views > 1:
         logger.info("caching %d views per sample in memory", cache_config.views)
     teacher_ckpt = load_checkpoint(teacher_path)

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._device import input_on, module_device, on_device, resolve_device
 from .._io import atomic_path
 from .._layout import LayoutChoice, training_layout
 from .._progress import stall_watch
@@ -66,14 +67,15 @@ class DistillResult:
 
 
 def accuracy(model: nn.Module, images, labels, to_input: ToInput, batch_size: int = 512) -> float:
-    """Top-1 accuracy of ``model`` (eval mode, restored afterwards) on uint8 images."""
+    """Top-1 accuracy of ``model`` (eval mode, restored afterwards) on uint8 images;
+    ``to_input`` must put them where ``model`` lives."""
     was_training = model.training
     model.eval()
     correct = 0
     try:
         with torch.inference_mode():
             for b in range(0, len(images), batch_size):
-                pred = model(to_input(images[b : b + batch_size])).argmax(1).numpy()
+                pred = model(to_input(images[b : b + batch_size])).argmax(1).cpu().numpy()
                 correct += int((pred == np.asarray(labels[b : b + batch_size])).sum())
     finally:
         model.train(was_training)
@@ -139,10 +141,27 @@ def distill(
             epoch); evaluation time is not part of the history's ``seconds``.
         out_dir: where ``train_state.pt`` and ``history.csv`` go each epoch.
         resume: continue from ``out_dir/train_state.pt``.
+
+    On ``config.device`` the student trains there and is moved back to its own device at
+    the end (in place, as on the CPU); the teacher runs as a copy on that device.
     """
     config = config or DistillConfig()
     if resume and out_dir is None:
         raise InputError("resume needs out_dir (where train_state.pt was written)")
+    device = resolve_device(config.device)
+    home = module_device(student)
+    teacher = on_device(teacher, device)
+    to_input = input_on(to_input, device)
+    student.to(device)
+    try:
+        return _distill(teacher, student, cache, to_input, config, device, eval_data,
+                        eval_epochs, out_dir, resume)  # fmt: skip
+    finally:
+        student.to(home)
+
+
+def _distill(teacher, student, cache, to_input, config, device, eval_data, eval_epochs,
+             out_dir, resume) -> DistillResult:  # fmt: skip
     student_layers, teacher_layers = config.resolve_layers(student)
     if not config.online and not cache.has_outputs:
         raise InputError("the cache holds no teacher outputs; build it with outputs=True")
@@ -159,7 +178,8 @@ def distill(
             f"outputs {tuple(s_probe.logits.shape[1:])}; distil between models with the same "
             "classes"
         )
-    layout = _training_layout(config, student, to_input(cache.images[0, : config.batch_size]))
+    layout = _training_layout(config, student, to_input(cache.images[0, : config.batch_size]),
+                              device)  # fmt: skip
     positions = None if config.online else cache.layer_positions(teacher_layers)
     context = LossContext(
         num_classes=int(t_probe.logits.shape[1]),
@@ -168,8 +188,8 @@ def distill(
         num_samples=n,
     )
     torch.manual_seed(config.seed)
-    loss = CombinedLoss(config.loss, context)
-    scheme = SCHEMES.get(config.scheme)(student, context)
+    loss = CombinedLoss(config.loss, context).to(device)
+    scheme = SCHEMES.get(config.scheme)(student, context).to(device)
     params = [*student.parameters(), *loss.parameters(), *scheme.trainable()]
     optimizer = make_optimizer(
         params, config.optimizer, config.lr, config.weight_decay, config.momentum
@@ -245,7 +265,9 @@ def distill(
                     ids = order[b : b + config.batch_size]
                     images, t_out = cache.batch(ids, views[ids], positions)
                     x = to_input(images)
-                    index = torch.from_numpy(ids.astype(np.int64))
+                    index = torch.from_numpy(ids.astype(np.int64)).to(device)
+                    if t_out is not None and device.type != "cpu":
+                        t_out = _features_on(t_out, device)
                     if config.online:
                         with torch.no_grad():
                             t_out = teacher_hooks.run(teacher, x, index)
@@ -337,9 +359,22 @@ def distill(
     return DistillResult(student, frame, summary)
 
 
-def _training_layout(config: DistillConfig, student: nn.Module, x: torch.Tensor) -> LayoutChoice:
-    """``config.channels_last``: True/False force the layout, ``"auto"`` probes it
-    (:func:`ttmpd._layout.training_layout`: channels_last only where safe and faster)."""
+def _features_on(features: Features, device: torch.device) -> Features:
+    return Features(
+        features.logits.to(device, non_blocking=True),
+        tuple(f.to(device, non_blocking=True) for f in features.features),
+        None if features.index is None else features.index.to(device),
+    )
+
+
+def _training_layout(
+    config: DistillConfig, student: nn.Module, x: torch.Tensor, device: torch.device
+) -> LayoutChoice:
+    """``config.channels_last``: True/False force the layout, ``"auto"`` probes it on the
+    CPU (:func:`ttmpd._layout.training_layout`: channels_last only where safe and faster);
+    on a GPU ``"auto"`` keeps NCHW (the probe measures the CPU's oneDNN kernels)."""
+    if config.channels_last == "auto" and device.type != "cpu":
+        return LayoutChoice(False, f"NCHW ({device.type}: the layout probe is CPU-only)")
     if config.channels_last == "auto":
         return training_layout(student, x)
     forced = bool(config.channels_last)

@@ -10,7 +10,7 @@ from ..errors import InputError
 VOLATILE = ("progress",)
 #: Fields added after runs were first recorded, with the value those runs had: a signature
 #: names them only when they differ, so older runs still resume.
-ADDED = {"head_dims": False, "embedding": False}
+ADDED = {"head_dims": False, "embedding": False, "device": 0}
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,9 @@ class RunConfig:
     model misses the budget (0: trust the predictor).
     ``head_dims``, ``embedding``: the search may also prune attention head dims and
     LayerNorm-normalised widths (:class:`~ttmpd.pruning.GroupOptions`); attention heads and
-    MLP widths are always offered.
+    MLP widths are always offered. ``device``: the CUDA device index of a GPU backend
+    (``torch-cuda``, ONNX Runtime's CUDA provider); search, adaptive BN, distillation and
+    evaluation then compute on that GPU (the backend's ``compute_device``).
     """
 
     model: str
@@ -37,6 +39,7 @@ class RunConfig:
     method: str = "ttmpd"
     lut: str | None = None
     threads: int = 1
+    device: int = 0
     channel_step: int = 8
     off_grid_per_unit: int = 8
     calibrate_variants: int = 6
@@ -64,6 +67,8 @@ class RunConfig:
             )
         SearchConfig(budget=self.budget, method=self.method, importance=self.importance)
         self.distill_config()
+        if isinstance(self.device, bool) or not isinstance(self.device, int) or self.device < 0:
+            raise InputError(f"--device must be a CUDA device index >= 0, got {self.device!r}")
         for name in ("threads", "channel_step"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1")
@@ -83,13 +88,14 @@ class RunConfig:
 
         return GroupOptions(head_dims=self.head_dims, embedding=self.embedding)
 
-    def distill_config(self):
-        """The :class:`~ttmpd.distill.DistillConfig` of the fine-tuning stage."""
+    def distill_config(self, device: str = "cpu"):
+        """The :class:`~ttmpd.distill.DistillConfig` of the fine-tuning stage, computing on
+        ``device`` (the backend's compute device)."""
         from ..distill import DistillConfig
 
         return DistillConfig(loss=self.loss, epochs=self.epochs, batch_size=self.batch_size,
                              lr=self.lr, seed=self.seed, online=self.online_teacher,
-                             progress=self.progress)  # fmt: skip
+                             progress=self.progress, device=device)  # fmt: skip
 
     def signature(self) -> dict:
         """What must match for ``--resume`` to continue a run."""

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._device import on_device, resolve_device
 from .._io import atomic_path, ensure_writable_dir
 from .._threads import torch_threads
 from ..errors import InputError, TtmpdError
@@ -98,9 +99,15 @@ class Run:
     def backend(self):
         from ..profiler import BackendConfig, get_backend
 
-        backend = get_backend(self.config.backend, BackendConfig(threads=self.config.threads))
+        config = BackendConfig(threads=self.config.threads, device=self.config.device)
+        backend = get_backend(self.config.backend, config)
         backend.require_available()
         return backend
+
+    @property
+    def compute_device(self) -> str:
+        """Where search, adaptive BN, distillation and evaluation compute (the backend's)."""
+        return self.backend.compute_device
 
     # --- stage outputs ------------------------------------------------------------------
     @cached_property
@@ -227,7 +234,7 @@ def stage_prune(run: Run, state: RunState) -> dict:
     for _ in range(cfg.budget_checks + 1):
         search = SearchConfig(budget=fraction, method=cfg.method, importance=cfg.importance,
                               seed=cfg.seed, groups=cfg.group_options(),
-                              progress=cfg.progress)  # fmt: skip
+                              progress=cfg.progress, device=run.compute_device)  # fmt: skip
         try:
             results.append(prune(run.model, run.example, run.predictor, images, search))
         except InputError as exc:
@@ -313,7 +320,7 @@ def distill_student(
     cache = TeacherCache.build(
         teacher, images, to_input, layers=teacher_layers,
         selection=SelectionConfig(size=len(images), seed=config.seed),
-        config=CacheConfig(outputs=not config.online),
+        config=CacheConfig(outputs=not config.online, device=config.device),
     )  # fmt: skip
     cache_s = time.perf_counter() - start
     resume = out_dir is not None and (out_dir / "train_state.pt").exists()
@@ -336,7 +343,8 @@ def stage_distill(run: Run) -> dict:
     ensure_writable_dir(out / "student.pt")
     student, figures = distill_student(run.model, run.load("prune/model.pt"),
                                        run.finetune_images, run.to_input,
-                                       run.config.distill_config(), out)  # fmt: skip
+                                       run.config.distill_config(run.compute_device),
+                                       out)  # fmt: skip
     save_checkpoint(out / "student.pt", student, input_shape=tuple(run.example.shape[1:]),
                     num_classes=run.checkpoint.num_classes,
                     normalization=run.checkpoint.normalization)  # fmt: skip
@@ -347,12 +355,18 @@ def stage_evaluate(run: Run) -> dict:
     from ..pruning._proxies import agreement
 
     images, labels = run.held_out
+    device = resolve_device(run.compute_device)
     x = run.to_input(images)
     models = {"original": run.model, "pruned": run.load("prune/model.pt"),
               "final": run.load("distill/student.pt")}  # fmt: skip
     figures: dict = {"held_out": len(images)}
+
+    def outputs(model: nn.Module) -> torch.Tensor:
+        model = on_device(model, device)  # the run's models stay on the CPU for export
+        return torch.cat([model(b.to(device)).cpu() for b in x.split(512)])
+
     with torch.no_grad():
-        logits = {name: torch.cat([m(b) for b in x.split(512)]) for name, m in models.items()}
+        logits = {name: outputs(m) for name, m in models.items()}
     for name, out in logits.items():
         figures[f"agreement_{name}"] = agreement(out, logits["original"])
         if labels is not None:
@@ -431,9 +445,10 @@ def run_pipeline(
     ``on_stage(name, figures, skipped)`` is called after each stage (for progress output).
     """
     out = Path(out)
+    run = Run(config, out)
+    resolve_device(run.compute_device)  # an unavailable backend or GPU: nothing written
     ensure_writable_dir(out / "run.json")
     state = RunState(out, config.signature(), resume)
-    run = Run(config, out)
     with torch_threads(config.threads):  # --threads governs every stage's torch work
         for name, stage in STAGES:
             if state.done(name):

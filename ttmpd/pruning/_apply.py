@@ -82,7 +82,7 @@ def apply_plan(
     """
     if not isinstance(plan, PrunePlan):
         raise InputError(f"plan must be a PrunePlan, got {type(plan).__name__}")
-    inputs = _as_inputs(example_input)
+    inputs = _as_inputs(example_input, model)
     _check_fingerprint(model, plan)
     target = model if inplace else copy.deepcopy(model)
     with _traceable(target), torch.no_grad():

@@ -224,7 +224,8 @@ def after_pruning(module: nn.Module, kind: str, units: Sequence[int], old_dim: i
         for name, dim in PER_HEAD_PARAMS.items():
             param = getattr(module, name, None)
             if isinstance(param, nn.Parameter):
-                kept = param.data.index_select(dim % param.dim(), torch.tensor(keep))
+                index = torch.tensor(keep, device=param.device)
+                kept = param.data.index_select(dim % param.dim(), index)
                 setattr(module, name, nn.Parameter(kept, requires_grad=param.requires_grad))
         module.num_heads = len(keep)
     else:

@@ -109,7 +109,7 @@ class BatchedCandidates:
         images: torch.Tensor,
         max_samples: int = DEFAULT_MAX_SAMPLES,
     ) -> None:
-        self.model = copy.deepcopy(model).eval()
+        self.model = copy.deepcopy(model).eval().to(images.device)
         self.images = images
         self.groups = {g.id: g for g in groups}
         self.per_forward = max(1, max_samples // max(len(images), 1))

@@ -42,6 +42,7 @@ import torch_pruning as tp
 from torch import nn
 from torch_pruning import ops
 
+from .._device import module_device
 from ..errors import InputError
 from . import _attention
 from ._attention import GroupOptions
@@ -136,10 +137,14 @@ def _traceable(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _as_inputs(example_input) -> tuple[torch.Tensor, ...]:
+def _as_inputs(example_input, model: nn.Module | None = None) -> tuple[torch.Tensor, ...]:
+    """The example input as a tuple, on ``model``'s device when a model is given."""
     inputs = example_input if isinstance(example_input, tuple | list) else (example_input,)
     if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
         raise InputError("example_input must be a tensor (or a tuple of tensors), e.g. (1,3,32,32)")
+    if model is not None:
+        device = module_device(model)
+        inputs = [t.to(device) for t in inputs]
     return tuple(inputs)
 
 
@@ -258,7 +263,7 @@ def analyze(
     options = options or GroupOptions()
     if not isinstance(options, GroupOptions):
         raise InputError(f"options must be a GroupOptions, got {type(options).__name__}")
-    inputs = _as_inputs(example_input)
+    inputs = _as_inputs(example_input, model)
     ignored_paths = _resolve_ignored(model, ignored)
     with _traceable(model), guarded_reshape_mapping(), contextlib.ExitStack() as stack:
         graph = build_graph(model, inputs)

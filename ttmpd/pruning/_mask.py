@@ -106,7 +106,8 @@ def _zero_rows(module: nn.Module, rows: torch.Tensor) -> None:
     for name in ("weight", "bias"):
         param = getattr(module, name, None)
         if isinstance(param, torch.Tensor):
-            param[rows] = 0
+            param[rows.to(param.device)] = 0
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is not None:
+        rows = rows.to(module.running_mean.device)
         module.running_mean[rows] = 0
         module.running_var[rows] = 1

@@ -8,6 +8,7 @@ the whole state); nothing is measured inside a search.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._device import check_device_spec, module_device, on_device, resolve_device
 from ..errors import InputError
 from ..lut import PruneSavings
 from ._apply import apply_plan, plan_from_removed
@@ -54,7 +56,10 @@ class SearchConfig:
     ``refresh_every`` belongs to ``ttmpd-greedy``; ``proxy_images`` (None: all calibration
     images), ``max_samples`` (candidates × images per forward), ``refine_rounds`` and
     ``refine_candidates`` to ``ttmpd`` (:mod:`ttmpd.pruning._mck_search`); ``round_to``
-    (keep multiples of it; None: any count) to ``tp-magnitude``.
+    (keep multiples of it; None: any count) to ``tp-magnitude``. ``device`` (``cpu``,
+    ``cuda``, ``cuda:N``): where candidates, adaptive BN, importance gradients and
+    short fine-tunes compute; the caller's model is copied there, never moved, and the
+    pruned model comes back on the caller's device. Latency is priced on the CPU either way.
     """
 
     budget: float
@@ -72,8 +77,10 @@ class SearchConfig:
     seed: int = 0
     progress: bool = True
     groups: GroupOptions = field(default_factory=GroupOptions)
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
+        check_device_spec(self.device)
         if not 0 < self.budget < 1:
             raise InputError(
                 f"budget must be a fraction of the original latency in (0, 1), got "
@@ -114,15 +121,23 @@ class SearchProblem:
     """Everything the search methods share."""
 
     def __init__(self, model, example_input, predictor, images, config: SearchConfig) -> None:
-        self.model, self.x, self.images, self.config = model.eval(), example_input, images, config
-        self.groups = channel_groups(model, example_input, options=config.groups)
-        self.savings = PruneSavings(predictor, model, example_input)
+        #: where the caller's model lives (results go back there) and where work computes
+        self.home, self.device = module_device(model), resolve_device(config.device)
+        host = model.eval() if self.home.type == "cpu" else copy.deepcopy(model).cpu().eval()
+        self.x = (example_input.cpu() if isinstance(example_input, torch.Tensor)
+                  else tuple(t.cpu() for t in example_input))  # fmt: skip
+        self.config = config
+        self.groups = channel_groups(host, self.x, options=config.groups)
+        self.savings = PruneSavings(predictor, host, self.x)
+        #: the model every forward and structural edit works on (a copy when on a device)
+        self.model = on_device(host, self.device)
+        self.images = images.to(self.device)
         self.pricing = GroupPricing(self.groups, self.savings)
         self.prunable = [g for g in self.groups if g.prunable and g.id in self.pricing.members]
         if not self.prunable:
             raise InputError("the model has no prunable channel group the LUT can price")
         with torch.no_grad():
-            self.teacher = model(images)
+            self.teacher = self.model(self.images)
         #: raw importance per channel of each prunable group, and its ascending order
         self.scores = self._scores()
         self.order = {g: np.argsort(v, kind="stable") for g, v in self.scores.items()}
@@ -201,7 +216,7 @@ class SearchProblem:
         meta = {"method": self.config.method, "budget": self.config.budget}
         plan = plan_from_removed(self.groups, removed, model=self.model, metadata=meta)
         pruned = model if model is not None else apply_plan(self.model, self.x, plan)
-        pruned = adapt_bn(pruned, self.images)
+        pruned = adapt_bn(pruned.to(self.device), self.images).to(self.home)
         return PruneResult(
             plan=plan,
             model=pruned,

@@ -59,6 +59,8 @@ class Backend(Protocol):
     fusion: ClassVar[str]
     config: BackendConfig
 
+    @property
+    def compute_device(self) -> str: ...
     def is_available(self) -> bool: ...
     def unavailable_reason(self) -> str: ...
     def fingerprint(self) -> DeviceFingerprint: ...
@@ -77,6 +79,12 @@ class BackendBase:
 
     def __init__(self, config: BackendConfig | None = None) -> None:
         self.config = config or BackendConfig()
+
+    @property
+    def compute_device(self) -> str:
+        """Where torch work aimed at this target computes (search, adaptive BN,
+        distillation, evaluation): ``cpu``, or ``cuda:N`` for a backend that runs on GPU N."""
+        return "cpu"
 
     def is_available(self) -> bool:
         return not self.unavailable_reason()

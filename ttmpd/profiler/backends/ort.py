@@ -346,6 +346,11 @@ class OnnxRuntimeBackend(BackendBase):
         parts = probe_attention_parts(self.config.provider, self.config.graph_optimization)
         return conv + (ATTENTION_PARTS if parts else "")
 
+    @property
+    def compute_device(self) -> str:
+        name, index = ort_device(self.config)
+        return "cpu" if name == "cpu" else f"{name}:{index}"
+
     def unavailable_reason(self) -> str:
         try:
             import onnxruntime as ort

@@ -12,23 +12,10 @@ import copy
 import torch
 from torch import nn
 
+from ..._device import cuda_unavailable_reason
 from .._fingerprint import DeviceFingerprint, host_fingerprint, library_versions
 from .._timing import Runner
 from ._base import BACKENDS, BackendBase
-
-
-def cuda_unavailable_reason(device: int = 0) -> str:
-    """Empty when CUDA device ``device`` can be used, else why not (one line)."""
-    if torch.version.cuda is None:
-        return (
-            f"torch {torch.__version__} is a CPU-only build; install a CUDA build of torch "
-            "to profile on a GPU"
-        )
-    if not torch.cuda.is_available():
-        return "no CUDA device is visible (torch.cuda.is_available() is False)"
-    if device >= torch.cuda.device_count():
-        return f"CUDA device {device} does not exist ({torch.cuda.device_count()} visible)"
-    return ""
 
 
 @BACKENDS.register
@@ -37,6 +24,10 @@ class TorchCUDABackend(BackendBase):
 
     name = "torch-cuda"
     fusion = "none"
+
+    @property
+    def compute_device(self) -> str:
+        return f"cuda:{self.config.device}"
 
     def unavailable_reason(self) -> str:
         return cuda_unavailable_reason(self.config.device)
