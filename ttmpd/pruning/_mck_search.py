@@ -12,7 +12,8 @@
    ``latency(∅) − budget · latency(∅)``: the exact Pareto front of that multiple-choice
    knapsack (:mod:`ttmpd.pruning._mckp`). Savings of coupled groups are not additive, so
    every front point is priced exactly by the predictor (one batched call) and the most
-   valuable one whose whole-model prediction meets the budget is kept.
+   valuable one whose whole-model prediction meets the budget is kept; then single steps
+   are undone while the prediction still meets the budget (:func:`tighten`).
 3. **Refine.** The combined state is evaluated, then up to ``refine_rounds`` rounds
    evaluate ``refine_candidates`` neighbours that also meet the budget: the next most
    valuable front points, and swaps that undo one step of a group and take one more step
@@ -139,6 +140,27 @@ def _fits(problem: SearchProblem, steps: list[list[int]], choices: np.ndarray) -
     return np.asarray(latencies) <= target
 
 
+def tighten(
+    problem: SearchProblem, steps: list[list[int]], value: list[np.ndarray], choice: np.ndarray
+) -> np.ndarray:
+    """Undo single steps of ``choice`` while the whole-model prediction still meets the
+    budget, each time the feasible undo that raises the summed value most. A front point is
+    chosen on additive savings; coupled groups save less together than apart, so the first
+    front point the exact pricing admits can lie well under the target. Undoing steps spends
+    that slack on keeping channels. Costs predictor calls only (no forward pass)."""
+    choice = np.array(choice)
+    while True:
+        undos = [choice - (np.arange(len(choice)) == g) for g in np.flatnonzero(choice > 0)]
+        if not undos:
+            return choice
+        undos_arr = np.array(undos)
+        ok = _fits(problem, steps, undos_arr)
+        if not ok.any():
+            return choice
+        gain = [sum(value[g][i] for g, i in enumerate(c)) for c in undos_arr]
+        choice = undos_arr[int(np.argmax(np.where(ok, gain, -np.inf)))]
+
+
 def refine(
     evaluate,
     candidates,
@@ -185,7 +207,7 @@ def mck_search(problem: SearchProblem) -> tuple[State, list[dict]]:
     best = best_feasible(front, front_value, lambda _: fits)
     if best is None:
         raise InputError(NO_CANDIDATE)
-    incumbent = front[best]
+    incumbent = tighten(problem, steps, value, front[best])
     incumbent_acc = float(evaluate([_state(problem, steps, incumbent)], "solve")[0])
 
     def candidates(choice, seen):
