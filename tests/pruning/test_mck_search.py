@@ -2,6 +2,7 @@
 
 import itertools
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from ttmpd.pruning import (
 )
 from ttmpd.pruning._batched import BatchedCandidates, supported
 from ttmpd.pruning._bn import adaptive_bn_logits
-from ttmpd.pruning._mck_search import refine
+from ttmpd.pruning._mck_search import refine, tighten
 from ttmpd.pruning._mckp import best_feasible, pareto_choices
 
 X = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -252,3 +253,60 @@ def test_masking_the_embedding_width_computes_what_the_pruned_vit_computes():
         torch.testing.assert_close(from_batch, expected, atol=1e-5, rtol=1e-4)
     with torch.no_grad():  # and the masker's hooks are gone once it is reset
         torch.testing.assert_close(masker.reset()(images), model(images))
+
+
+def _coupled_problem(budget: float):
+    """Two groups feeding one conv: latency (ms) = (16 − a)(16 − b)/256 (a, b removed), so
+    removing both saves less than the sum of removing each alone."""
+
+    def latency(states):
+        return np.array([(16 - s.get("a", 0)) * (16 - s.get("b", 0)) / 256 for s in states])
+
+    return SimpleNamespace(prunable=[SimpleNamespace(id="a"), SimpleNamespace(id="b")],
+                           latency=latency, base_ms=1.0,
+                           config=SimpleNamespace(budget=budget))  # fmt: skip
+
+
+def test_tighten_spends_the_slack_on_the_most_valuable_feasible_undos():
+    steps = [[0, 2, 4, 6, 8, 10], [0, 2, 4, 6, 8, 10]]
+    value = [np.array([0, -0.1, -0.2, -0.4, -0.8, -1.6]),  # a: cheap to prune
+             np.array([0, -0.3, -0.6, -1.0, -1.5, -2.0])]  # fmt: skip
+    problem = _coupled_problem(budget=0.5)
+    start = np.array([5, 5])  # 10 and 10 removed: 0.14 ms, far under the 0.5 target
+    tight = tighten(problem, steps, value, start)
+    state = [{"a": steps[0][tight[0]], "b": steps[1][tight[1]]}]
+    assert problem.latency(state)[0] <= 0.5
+    for g in range(2):  # no single undo of the result still fits
+        undo = tight.copy()
+        undo[g] -= 1
+        if undo[g] >= 0:
+            s = {"a": steps[0][undo[0]], "b": steps[1][undo[1]]}
+            assert problem.latency([s])[0] > 0.5
+
+    # the greedy path, by hand: undo gains 0.8 (a), 0.5 (b), 0.5 (b), 0.4 (a, tied with b:
+    # the first group wins), 0.4 (b); then neither undo fits
+    assert tight.tolist() == [3, 2]
+    assert sum(value[g][i] for g, i in enumerate(tight)) > sum(value[g][i] for g, i in
+                                                                 enumerate(start))  # fmt: skip
+
+
+def test_the_solved_state_leaves_no_single_undo_that_fits(residual_problem):
+    """The solve row's state is tight: undoing any one staircase step of it breaks the
+    budget (a knapsack front point chosen on additive savings can sit far under it)."""
+    from ttmpd.pruning._mck_search import staircase
+    from ttmpd.pruning._problem import SearchProblem
+
+    net, predictor = residual_problem
+    config = SearchConfig(budget=0.55, progress=False, proxy_images=16, refine_rounds=0)
+    result = prune(net, X, predictor, CALIB, config)
+    problem = SearchProblem(net, X, predictor, CALIB, config)
+    solve = result.log.loc[result.log["phase"] == "solve", "state"].iloc[0]
+    state = dict((g, int(k)) for g, k in (p.split("=") for p in solve.split(",") if p))
+    target = config.budget * problem.base_ms
+    for group in problem.prunable:
+        k = state.get(group.id, 0)
+        if not k:
+            continue
+        ks = staircase(problem, group)
+        undone = {**state, group.id: ks[ks.index(k) - 1]}
+        assert problem.latency([undone])[0] > target, group.id
