@@ -49,6 +49,10 @@ taken after 0 (the prune alone), 1, 2, 5 and 10 epochs of that one schedule. ``t
 is the prune time plus teacher caching plus the training time of the first k epochs (wall
 seconds; evaluation not counted).
 
+The calibration and the original's measured latency are saved with the models on a
+backend's first run and reused by every later run of the same ``--name``: a method rerun
+alone then searches exactly the budgets its rivals searched.
+
 Latency: each result is measured once after its fine-tune (``measured_once_ms``); when a
 backend's runs are done, the original and every result of that backend are measured again
 in 3 interleaved passes, the median is ``measured_ms`` and ``ratio`` its fraction of the
@@ -79,6 +83,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 import time
 from functools import partial
@@ -94,7 +99,7 @@ from ttmpd._figures import pyplot, save_figure
 from ttmpd.base import reference_checkpoint_path, to_model_input
 from ttmpd.data import corrupt, load_mnist
 from ttmpd.errors import InputError
-from ttmpd.lut import LatencyPredictor, profile_model
+from ttmpd.lut import LatencyPredictor, load_predictor, profile_model, save_predictor
 from ttmpd.models import load_checkpoint
 from ttmpd.pipeline import RunConfig, distill_student, search_budget
 from ttmpd.profiler import BackendConfig, GridConfig, get_backend
@@ -212,6 +217,26 @@ def best_rival(rows: list[dict]) -> dict | None:
     return max(ok, key=lambda r: r["accuracy"]) if ok else None
 
 
+def backend_predictor(table, lut: Path, model, x, backend, models: Path, backend_name: str):
+    """``(predictor, original_ms)`` of a backend: calibrated on the model and 6 random prunes,
+    with the original's measured latency that maps budgets to the predictor's scale. The
+    first run of a results name saves both beside its models (``<backend>.predictor.json``,
+    ``<backend>.budget.json``); later runs of that name load them, so rows added later (a
+    method rerun after a code change) search the same budgets as the rows already there.
+    A fresh calibration would move every search budget with the host's load of the day."""
+    predictor_file = models / f"{backend_name}.predictor.json"
+    budget_file = models / f"{backend_name}.budget.json"
+    if predictor_file.exists() and budget_file.exists():
+        predictor, _ = load_predictor(predictor_file, lut)
+        return predictor, float(json.loads(budget_file.read_text())["original_ms"])
+    predictor = LatencyPredictor().fit(table)
+    original_ms = calibrate_predictor(predictor, model, x, backend, 6)[0]
+    models.mkdir(parents=True, exist_ok=True)
+    save_predictor(predictor, predictor_file, table, str(lut))
+    budget_file.write_text(json.dumps({"original_ms": original_ms}))
+    return predictor, original_ms
+
+
 def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> None:
     done = pd.read_csv(partial_csv) if partial_csv.exists() else pd.DataFrame()
     have = {} if done.empty else {key_name(r): r for r in done.to_dict("records")}
@@ -223,8 +248,7 @@ def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> Non
     lut = LUTS / f"{args.model_file}-{backend_name}.parquet"
     table = profile_model(model, x, backend, lut, grid=GridConfig(channel_step=8),
                           resume=True, progress=False).table  # fmt: skip
-    predictor = LatencyPredictor().fit(table)
-    original_ms = calibrate_predictor(predictor, model, x, backend, 6)[0]
+    predictor, original_ms = backend_predictor(table, lut, model, x, backend, models, backend_name)
     predicted_ms = predictor.predict_model(model, x).total_ms
     corruptions, seeds = args.corruptions, args.seeds
     added = False

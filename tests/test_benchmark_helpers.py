@@ -149,3 +149,29 @@ def test_a_cell_whose_long_schedule_never_reaches_the_rival_still_reports_it(mon
     cell = bench.per_cell(bench.per_run(frame)).iloc[0]
     assert cell["long_acc_diff_pp"] == pytest.approx(-3.0) and cell["target_met_long"] == 0
     assert np.isnan(cell["median_time_ratio_long"])
+
+
+def test_a_later_run_searches_with_the_first_runs_calibration(tmp_path, monkeypatch):
+    """Rows added by a later run (one method rerun) must map budgets as the rows already
+    there did: the calibration and the original's latency are saved once and reused."""
+    from ttmpd.lut import profile_model
+
+    bench = _load("ttmpd_vs_baselines", monkeypatch)
+    torch.manual_seed(0)
+    net, x = ResidualNet().eval(), torch.randn(1, 3, 8, 8)
+    backend = get_backend("fake")
+    lut = tmp_path / "t.parquet"
+    table = profile_model(net, x, backend, lut, progress=False).table
+    models = tmp_path / "models"
+    first, first_ms = bench.backend_predictor(table, lut, net, x, backend, models, "fake")
+
+    def measured_again(*args, **kwargs):
+        raise AssertionError("a later run calibrated afresh")
+
+    monkeypatch.setattr(bench, "calibrate_predictor", measured_again)
+    again, again_ms = bench.backend_predictor(table, lut, net, x, backend, models, "fake")
+    assert again_ms == first_ms
+    assert again.calibration_ == first.calibration_
+    assert again.predict_model(net, x).total_ms == first.predict_model(net, x).total_ms
+    with pytest.raises(AssertionError, match="afresh"):  # another backend is calibrated
+        bench.backend_predictor(table, lut, net, x, backend, models, "other")
