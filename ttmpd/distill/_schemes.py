@@ -129,7 +129,7 @@ class MutualLearning(Scheme):
         generator = torch.Generator().manual_seed(1)
         with torch.no_grad():
             for p in self.peer.parameters():
-                p.mul_(1 + noise * torch.randn(p.shape, generator=generator))
+                p.mul_(1 + noise * torch.randn(p.shape, generator=generator).to(p.device))
 
     def extra_loss(self, x, student, teacher):
         z_peer = self.peer(x)
