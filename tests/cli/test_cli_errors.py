@@ -218,6 +218,14 @@ MERGE_FORCE = Case(
     setup=MERGE_INPUTS,
 )
 
+
+def _distill_on(device: str, words: tuple[str, ...]) -> Case:
+    """``ttmpd distill`` of real checkpoints onto ``device``."""
+    argv = ("distill", "--teacher", "t.pt", "--student", "s.pt", "--data", "mnist")
+    return Case((*argv, "--out", "out", "--device", device), words,
+                _both(_copy("m.pt", "t.pt"), _copy("m.pt", "s.pt")))  # fmt: skip
+
+
 # A table measured on another ISA (an AVX2 host): same everything else.
 OTHER_ISA = "sse4_2,avx,avx2,fma,f16c"
 NO_OPENVINO = "import sys\nraise ImportError('No module named openvino (test shim)')\n"
@@ -273,40 +281,8 @@ DEVICE_CASES = {
         ("torch-cuda", "unavailable"),
         _copy("m.pt", "m.pt"),
     ),
-    "distill-cuda-99": Case(
-        (
-            "distill",
-            "--teacher",
-            "t.pt",
-            "--student",
-            "s.pt",
-            "--data",
-            "mnist",
-            "--out",
-            "out",
-            "--device",
-            "cuda:99",
-        ),
-        ("device cuda:99",),
-        _both(_copy("m.pt", "t.pt"), _copy("m.pt", "s.pt")),
-    ),
-    "distill-device-spelling": Case(
-        (
-            "distill",
-            "--teacher",
-            "t.pt",
-            "--student",
-            "s.pt",
-            "--data",
-            "mnist",
-            "--out",
-            "out",
-            "--device",
-            "gpu",
-        ),
-        ("device must be", "'gpu'"),
-        _both(_copy("m.pt", "t.pt"), _copy("m.pt", "s.pt")),
-    ),
+    "distill-cuda-99": _distill_on("cuda:99", ("device cuda:99",)),
+    "distill-device-spelling": _distill_on("gpu", ("device must be", "'gpu'")),
     "prune-device-spelling": Case(
         (
             "prune",
