@@ -36,7 +36,9 @@ For each CPU backend and model:
        of the LUT: a random quarter of its rows, and the sparse grid that ``ttmpd profile
        --sample-fraction 0.25`` measures, a quarter of each unit's grid spread evenly);
 5. report share within ±10% / ±5%, MAPE, median |error|, Spearman of each against the
-   measured latency, and the same for pass 2 against pass 1 (the noise floor); per pair also
+   measured latency, and the same for pass 2 against pass 1 (the noise floor) and for the
+   variants measured again in a process that did nothing else first (the between-process
+   floor); per pair also
    the ops extraction leaves unpriced and the priced share (the unpruned model's plain LUT
    sum over its measured latency).
 
@@ -207,17 +209,8 @@ def run_pair(
     x = example_input(model, shape, seed)
     table, lut_s = build_lut(backend, name, model, x, grid)
     groups = channel_groups(model, x)
-    rng = np.random.default_rng(seed)
-
-    def variant(ratio: float, s: int):
-        if ratio < 1e-3:
-            return model
-        plan = random_plan(model, x, groups, target_ratio=ratio, seed=s)
-        return apply_plan(model, x, plan).eval()
-
     cal_models = calibration_variants(model, x, n_cal)  # what `ttmpd lut fit` measures
-    ratios = rng.uniform(0.0, 0.8, n_test)
-    test_models = [variant(r, i) for i, r in enumerate(ratios)]
+    ratios, test_models = pruned_variants(model, x, groups, n_test, seed)
     start = time.perf_counter()
     passes = np.array([[backend.measure_model(m, x, MODEL_TIMING).median_ms
                         for m in cal_models + test_models] for _ in range(PASSES)])  # fmt: skip
@@ -226,6 +219,8 @@ def run_pair(
     measured = np.median(passes, axis=0)
     cal_ms, truth = measured[: len(cal_models)], measured[len(cal_models) :]
     pass1, pass2 = passes[0, len(cal_models) :], passes[1, len(cal_models) :]
+    # the same variants measured in a process that did nothing else first
+    fresh = np.asarray(isolated(fresh_process_ms, backend_name, name, n_test, seed))
 
     fusion = backend.fusion
     unit_lists = [[u.config for u in extract_units(m, x, fusion).units] for m in test_models]
@@ -263,6 +258,9 @@ def run_pair(
             for method, pred in methods.items()]  # fmt: skip
     rows.append({"backend": backend_name, "model": name, "method": "noise floor (pass 2 vs 1)",
                  **metrics(pass2, pass1)})  # fmt: skip
+    rows.append({"backend": backend_name, "model": name,
+                 "method": "noise floor (fresh process vs this one)",
+                 **metrics(fresh, truth)})  # fmt: skip
     timed = lambda f: float((f["latency_ms"] * f["samples"]).sum())  # noqa: E731
     rules = table.meta.device_rules
     info = {
@@ -287,8 +285,36 @@ def run_pair(
     scatter = {"measured": truth, "ttmpd": calibrated, "flops": flops, "lut": np.array(lut_sum)}
     per_variant = pd.DataFrame({"backend": backend_name, "model": name, "ratio": ratios,
                                 "measured_ms": truth, "pass1_ms": pass1, "pass2_ms": pass2,
+                                "fresh_process_ms": fresh,
                                 **{m: p for m, p in methods.items()}})  # fmt: skip
     return rows, info, table, (model, x, groups), scatter, per_variant
+
+
+def pruned_variants(model, x, groups, n_test: int, seed: int) -> tuple[np.ndarray, list]:
+    """``(ratios, models)``: ``n_test`` random prunes at ratios uniform in 0-0.8 (seeded),
+    the model itself for a ratio below 0.001."""
+    ratios = np.random.default_rng(seed).uniform(0.0, 0.8, n_test)
+    models = [model if r < 1e-3 else apply_plan(model, x, random_plan(model, x, groups,
+              target_ratio=r, seed=i)).eval() for i, r in enumerate(ratios)]  # fmt: skip
+    return ratios, models
+
+
+def fresh_process_ms(backend_name: str, name: str, n_test: int, seed: int) -> list[float]:
+    """The test variants of a pair rebuilt and measured (medians of :data:`PASSES`
+    interleaved passes) in the calling process; run through :func:`isolated`, a process
+    that loaded no table and ran no probe first. Against the pair's own measurement it is
+    the between-process noise floor: ONNX Runtime ran light EfficientNet-B0 prunes about
+    50% slower after a table's anchors and probes than in a fresh process
+    (docs/design/measurement.md)."""
+    spec, shape = MODELS[name]
+    torch.set_num_threads(1)
+    backend = get_backend(backend_name, BackendConfig(threads=1))
+    model = load_model(spec).eval()
+    x = example_input(model, shape, seed)
+    _, models = pruned_variants(model, x, channel_groups(model, x), n_test, seed)
+    passes = [[backend.measure_model(m, x, MODEL_TIMING).median_ms for m in models]
+              for _ in range(PASSES)]  # fmt: skip
+    return [float(v) for v in np.median(np.asarray(passes), axis=0)]
 
 
 def savings_throughput(table: LatencyTable, model, x, n: int = 20_000, seed: int = 0) -> dict:

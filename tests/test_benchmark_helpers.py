@@ -175,3 +175,22 @@ def test_a_later_run_searches_with_the_first_runs_calibration(tmp_path, monkeypa
     assert again.predict_model(net, x).total_ms == first.predict_model(net, x).total_ms
     with pytest.raises(AssertionError, match="afresh"):  # another backend is calibrated
         bench.backend_predictor(table, lut, net, x, backend, models, "other")
+
+
+def test_pruned_variants_are_the_same_in_every_process(monkeypatch):
+    """The between-process floor measures the pair's variants again in another process:
+    they must be rebuilt identically from the seed."""
+    from ttmpd.pruning import channel_groups
+
+    lp = _load("latency_prediction", monkeypatch)
+    torch.manual_seed(0)
+    net, x = ResidualNet().eval(), torch.randn(1, 3, 8, 8)
+    groups = channel_groups(net, x)
+    ratios, first = lp.pruned_variants(net, x, groups, 6, seed=3)
+    again_ratios, again = lp.pruned_variants(net, x, channel_groups(net, x), 6, seed=3)
+    np.testing.assert_array_equal(ratios, again_ratios)
+    widths = [[tuple(p.shape) for p in m.parameters()] for m in first]
+    assert widths == [[tuple(p.shape) for p in m.parameters()] for m in again]
+    assert len({tuple(w) for w in widths}) > 1  # really pruned, and differently
+    _, other = lp.pruned_variants(net, x, groups, 6, seed=4)
+    assert [[tuple(p.shape) for p in m.parameters()] for m in other] != widths
