@@ -184,6 +184,15 @@ for stem, model in BASELINE_RUNS.items():
         f"same fine-tuning for every method; budget rule {meta['budget_rule']} (measured,",
         "3 interleaved passes). Accuracy: mean over runs with the 95% t-interval half-width;",
         "times are medians (wall seconds, prune + fine-tune).",
+        *(
+            []
+            if meta.get("ttmpd_solve") == "tightened"
+            else [
+                "",
+                "Caveat: these rows predate the tightened `ttmpd` solve (2026-12-01,",
+                "docs/design/search.md); ttmpd's rows come from the search before it.",
+            ]
+        ),
         "",
         markdown_table(methods),
         "",
