@@ -303,9 +303,7 @@ def fresh_process_ms(backend_name: str, name: str, n_test: int, seed: int) -> li
     """The test variants of a pair rebuilt and measured (medians of :data:`PASSES`
     interleaved passes) in the calling process; run through :func:`isolated`, a process
     that loaded no table and ran no probe first. Against the pair's own measurement it is
-    the between-process noise floor: ONNX Runtime ran light EfficientNet-B0 prunes about
-    50% slower after a table's anchors and probes than in a fresh process
-    (docs/design/measurement.md)."""
+    the between-process noise floor (docs/design/measurement.md)."""
     spec, shape = MODELS[name]
     torch.set_num_threads(1)
     backend = get_backend(backend_name, BackendConfig(threads=1))

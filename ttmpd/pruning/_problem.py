@@ -8,7 +8,6 @@ the whole state); nothing is measured inside a search.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -123,7 +122,7 @@ class SearchProblem:
     def __init__(self, model, example_input, predictor, images, config: SearchConfig) -> None:
         #: where the caller's model lives (results go back there) and where work computes
         self.home, self.device = module_device(model), resolve_device(config.device)
-        host = model.eval() if self.home.type == "cpu" else copy.deepcopy(model).cpu().eval()
+        host = on_device(model, torch.device("cpu")).eval()  # pricing and groups
         self.x = (example_input.cpu() if isinstance(example_input, torch.Tensor)
                   else tuple(t.cpu() for t in example_input))  # fmt: skip
         self.config = config

@@ -7,12 +7,10 @@ name, compute capability, the driver, CUDA and cuDNN versions.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
-from ..._device import cuda_unavailable_reason
+from ..._device import cuda_unavailable_reason, on_device
 from .._fingerprint import DeviceFingerprint, host_fingerprint, library_versions
 from .._timing import Runner
 from ._base import BACKENDS, BackendBase
@@ -46,7 +44,7 @@ class TorchCUDABackend(BackendBase):
 
     def _runner(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Runner:
         device = torch.device("cuda", self.config.device)
-        module = copy.deepcopy(module).to(device)  # the caller's model stays where it is
+        module = on_device(module, device)  # the caller's model stays where it is
         inputs = tuple(t.to(device) for t in inputs)
         with torch.cuda.device(device):
             start = torch.cuda.Event(enable_timing=True)
