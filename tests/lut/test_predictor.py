@@ -425,3 +425,28 @@ def test_the_old_names_of_coupled_channels_still_resolve_with_a_warning():
         assert lut.channel_groups is lut.coupled_channels
     with pytest.raises(AttributeError):
         lut.NoSuchName  # noqa: B018
+
+
+def test_the_calibrations_leave_one_out_error_is_saved_with_it(predictor, fake_lut, tmp_path):
+    x = torch.randn(1, 3, 16, 16)
+    nets = [ResidualNet(c=c).eval() for c in (32, 24, 16, 12)]
+    measured = [get_backend("fake").measure_model(n, x).median_ms for n in nets]
+    p = copy.deepcopy(predictor).fit_calibration([(n, x) for n in nets], measured)
+    assert p.calibration_models_ == 4 and p.calibration_loo_.shape == (4,)
+    table = LatencyTable.load(fake_lut)
+    path = save_predictor(p, tmp_path / "p.json", table, str(fake_lut))
+    loaded, _ = load_predictor(path)
+    assert loaded.calibration_models_ == 4
+    np.testing.assert_array_equal(loaded.calibration_loo_, p.calibration_loo_)
+    assert loaded.describe_calibration() == p.describe_calibration()
+    payload = json.loads(path.read_text())  # a file from before the error was recorded
+    old = {k: v for k, v in payload.items() if k not in ("calibration_models", "calibration_loo")}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    before, _ = load_predictor(tmp_path / "old.json")
+    assert before.calibration_models_ is None
+    assert before.describe_calibration() == "calibrated (the file records no leave-one-out error)"
+    plain = save_predictor(predictor, tmp_path / "plain.json", table, str(fake_lut))
+    payload = json.loads(plain.read_text())
+    old = {k: v for k, v in payload.items() if k not in ("calibration_models", "calibration_loo")}
+    (tmp_path / "plain_old.json").write_text(json.dumps(old))
+    assert load_predictor(tmp_path / "plain_old.json")[0].calibration_models_ == 0

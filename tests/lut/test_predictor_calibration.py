@@ -404,3 +404,40 @@ def test_a_restored_regressor_gives_the_fitted_predictor():
     unprobed = table(MIXED, DeviceRules(native=NATIVE))  # no per-call overhead probed
     restored = LatencyPredictor("ridge").fit_from_state(fitted.estimator_, unprobed)
     assert restored.unit_overhead_ms_ == conv_ms(2, 2)  # the fastest unit of the table
+
+
+# five chains: the four of MIXED and one more with native and other units
+FIVE = [*MIXED, (4, 8, 16, 8)]
+
+
+def test_leave_one_out_predicts_each_model_from_the_others():
+    parts = np.array([sums(*c) for c in FIVE])
+    truth = 1.2 * parts[:, 0] + 0.7 * parts[:, 1] + 0.03 * parts[:, 2] + 0.1
+    exact = calibrated(FIVE, truth)
+    assert exact.calibration_models_ == 5
+    assert exact.calibration_loo_ == pytest.approx(np.zeros(5), abs=1e-6)
+    measured = truth.copy()
+    measured[2] *= 1.25  # one measurement 25% slow (a burst of load, say)
+    p = calibrated(FIVE, measured)
+    # without it the other four fit exactly (2 slopes, per-unit cost, offset): it is
+    # predicted at its true latency, 1 / 1.25 of what was measured
+    assert p.calibration_loo_[2] == pytest.approx(1 / 1.25 - 1, rel=1e-5)
+    others = np.delete(np.abs(p.calibration_loo_), 2)
+    assert (others > 1e-4).all()  # the slow model, kept in, pulls every other fit off
+    loo = 100 * np.abs(p.calibration_loo_)
+    assert loo.max() >= 20  # fits of four that keep the slow one miss too
+    assert p.describe_calibration() == (f"calibrated on 5 measured models; leave-one-out "
+                                        f"error median {np.median(loo):.1f}%, worst "
+                                        f"{loo.max():.1f}%")  # fmt: skip
+
+
+def test_no_leave_one_out_error_below_four_models():
+    chains = MIXED[:3]
+    parts = np.array([sums(*c) for c in chains])
+    p = calibrated(chains, 1.1 * parts[:, 0] + 1.1 * parts[:, 1] + 0.1)
+    assert p.calibration_models_ == 3 and p.calibration_loo_.shape == (0,)
+    assert p.describe_calibration() == (
+        "calibrated on 3 measured models (too few for a leave-one-out error: 4 or more)"
+    )
+    fresh = LatencyPredictor("ridge").fit(table(chains))
+    assert fresh.describe_calibration() == "UNCALIBRATED plain unit sum"

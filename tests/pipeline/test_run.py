@@ -47,6 +47,8 @@ def test_run_writes_every_artefact_and_meets_the_budget(tmp_path, stream, capsys
     # the fake backend's latency is the predictor's ground truth: the budget must hold
     assert result["measure"]["measured_ratio"] <= 0.6 * 1.02
     assert result["measure"]["within_budget"] is True
+    fit = result["predictor"]  # 3 measured models: too few for a leave-one-out error
+    assert fit["calibration_loo_pct"] == [] and fit["calibration_loo_worst_pct"] is None
     # layers.csv lists the units in network order (the predictor's breakdown order)
     predictor, _ = load_predictor(out / "predictor.json")
     order = predictor.predict_model(load_checkpoint(MODEL).model, torch.zeros(1, 1, 28, 28))

@@ -241,6 +241,7 @@ def _fit(args: argparse.Namespace) -> int:
         )
         | {"second_slope": predictor.second_slope_},
         "calibration_models": len(measured),
+        "calibration_loo_pct": [100 * float(v) for v in predictor.calibration_loo_],
         "cv": None if cv is None else cv.to_dict("records"),
     }
     if args.json:
@@ -257,6 +258,6 @@ def _fit(args: argparse.Namespace) -> int:
     )
     print(
         f"{args.out}: {args.regressor} on {len(table)} rows; calibration total = "
-        f"{slopes} + {b:.4f}·n_units + {c:.3f} ms ({len(measured)} measured models)"
+        f"{slopes} + {b:.4f}·n_units + {c:.3f} ms ({predictor.describe_calibration()})"
     )
     return 0

@@ -59,11 +59,11 @@ def run(args: argparse.Namespace) -> int:
     name, model, example = model_from_args(args)
     if args.predictor:
         predictor, table = load_predictor(args.predictor)
-        calibration = "saved calibration"
+        calibration = f"saved, {predictor.describe_calibration()}"
     else:
         table = LatencyTable.load(args.lut)
         predictor = LatencyPredictor().fit(table)
-        calibration = "UNCALIBRATED plain unit sum"
+        calibration = predictor.describe_calibration()
         if not args.uncalibrated:
             from ..pruning import calibrate_predictor
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             )
             calibrate_predictor(predictor, model, example, backend, args.calibrate_variants,
                                 progress=True)  # fmt: skip
-            calibration = f"calibrated on {args.calibrate_variants + 1} measured models"
+            calibration = predictor.describe_calibration()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         prediction = predictor.predict_model(model, example)

@@ -23,6 +23,7 @@ import os
 import pickle
 from pathlib import Path
 
+import numpy as np
 import sklearn
 
 from .._io import atomic_path
@@ -70,6 +71,8 @@ def save_predictor(
         "calibration": list(predictor.calibration_),
         "second_slope": predictor.second_slope_,
         "call_overhead_ms": predictor.call_overhead_ms_,
+        "calibration_models": predictor.calibration_models_,
+        "calibration_loo": [float(v) for v in predictor.calibration_loo_],
         "fusion": predictor.fusion_,
         "features": list(FEATURE_NAMES),
         "target": TARGET,
@@ -137,4 +140,8 @@ def load_predictor(path: str | os.PathLike, lut: str | os.PathLike | None = None
     predictor.second_slope_ = float(second)
     # the overhead the calibration was fitted with (0: files from before it was subtracted)
     predictor.call_overhead_ms_ = float(payload.get("call_overhead_ms", 0.0))
+    # files from before 2026-12-01 hold neither: None for a calibrated one (count unknown)
+    calibrated = predictor.calibration_ != (1.0, 0.0, 0.0) or predictor.call_overhead_ms_ > 0
+    predictor.calibration_models_ = payload.get("calibration_models", None if calibrated else 0)
+    predictor.calibration_loo_ = np.asarray(payload.get("calibration_loo", []), dtype=float)
     return predictor, table

@@ -253,6 +253,8 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.fingerprint_ = meta.fingerprint if meta else None
         self.calibration_ = (1.0, 0.0, 0.0)
         self.second_slope_ = 1.0
+        self.calibration_models_ = 0
+        self.calibration_loo_ = np.zeros(0)
         self.unit_overhead_ms_ = self._call_overhead(y)
         self.call_overhead_ms_ = 0.0  # the identity calibration is the plain unit sum
         return self
@@ -271,6 +273,8 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.fingerprint_ = table.meta.fingerprint
         self.calibration_ = (1.0, 0.0, 0.0)
         self.second_slope_ = 1.0
+        self.calibration_models_ = 0
+        self.calibration_loo_ = np.zeros(0)
         self.unit_overhead_ms_ = self._call_overhead(y)
         self.call_overhead_ms_ = 0.0
         return self
@@ -448,10 +452,12 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         share of the unit sum varies by at most 5 points between models; ``b = 0`` when
         every model has the same number of units (pruned variants of one architecture: it
         would duplicate ``c``); only ``a`` below 3 models.
+
+        ``calibration_loo_`` holds each model's leave-one-out relative error (its total
+        predicted by the calibration fitted on the other models, over its measurement, − 1;
+        empty below 4 models): how far predictions of prunes nobody measured may miss.
         """
         self._check_fitted()
-        from scipy.optimize import lsq_linear
-
         if len(models) != len(measured_ms) or not models:
             raise InputError("fit_calibration needs one measured latency per model (>= 1)")
         y = np.asarray(measured_ms, dtype=float)
@@ -465,20 +471,69 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
             second = self._second_slope(frame)
             rows.append([latency[~second].sum(), latency[second].sum(), len(frame), 1.0])
         A = np.asarray(rows, dtype=float)
-        share = A[:, 1] / np.maximum(A[:, 0] + A[:, 1], 1e-12)
-        varies = (A[:, 1] > 0).all() or np.ptp(share) > 0.05  # the data can tell a4 from a
-        two_slopes = len(models) >= 4 and (A[:, 0] > 0).all() and varies
-        if not two_slopes:
-            A = np.c_[A[:, 0] + A[:, 1], np.zeros(len(A)), A[:, 2:]]
-        columns = [0, 1, 2, 3] if two_slopes else [0, 2, 3]
-        if np.ptp(A[:, 2]) == 0:  # same unit count (pruned variants): n_units ~ intercept
-            columns.remove(2)
-        if len(models) < 3:
-            columns = [0]
-        lower = {0: 0.0, 1: 0.0, 2: 0.0, 3: -0.5 * float(y.min())}
-        bounds = ([lower[j] for j in columns], [np.inf] * len(columns))
-        fit = lsq_linear(A[:, columns] / y[:, None], np.ones_like(y), bounds=bounds)
-        full = dict.fromkeys(range(4), 0.0) | dict(zip(columns, fit.x, strict=True))
-        self.calibration_ = (float(full[0]), float(full[2]), float(full[3]))
-        self.second_slope_ = float(full[1]) if two_slopes else float(full[0])
+        coef, _ = _solve_calibration(A, y)
+        self.calibration_ = (float(coef[0]), float(coef[2]), float(coef[3]))
+        self.second_slope_ = float(coef[1])
+        self.calibration_models_ = len(y)
+        self.calibration_loo_ = _leave_one_out(A, y)
         return self
+
+    def describe_calibration(self) -> str:
+        """One line: what the whole-model totals are and, once calibrated, the calibration's
+        leave-one-out error (``calibration_loo_``) as its median and worst absolute value."""
+        self._check_fitted()
+        n = self.calibration_models_
+        if n is None:  # loaded from a file saved before the count was recorded
+            return "calibrated (the file records no leave-one-out error)"
+        if not n:
+            return "UNCALIBRATED plain unit sum"
+        line = f"calibrated on {n} measured model{'s' if n > 1 else ''}"
+        loo = 100 * np.abs(self.calibration_loo_)
+        if not len(loo):
+            return f"{line} (too few for a leave-one-out error: {LOO_MIN_MODELS} or more)"
+        return f"{line}; leave-one-out error median {np.median(loo):.1f}%, worst {loo.max():.1f}%"
+
+
+def _solve_calibration(A: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``([a, a4, b, c], two_slopes)`` fitted to the rows ``A = [S_other, S_second,
+    n_units, 1]`` of measured totals ``y`` (:meth:`LatencyPredictor.fit_calibration`);
+    ``a4 = a`` when one slope is fitted."""
+    share = A[:, 1] / np.maximum(A[:, 0] + A[:, 1], 1e-12)
+    varies = (A[:, 1] > 0).all() or np.ptp(share) > 0.05  # the data can tell a4 from a
+    two_slopes = len(y) >= 4 and (A[:, 0] > 0).all() and varies
+    if not two_slopes:
+        A = np.c_[A[:, 0] + A[:, 1], np.zeros(len(A)), A[:, 2:]]
+    columns = [0, 1, 2, 3] if two_slopes else [0, 2, 3]
+    if np.ptp(A[:, 2]) == 0:  # same unit count (pruned variants): n_units ~ intercept
+        columns.remove(2)
+    if len(y) < 3:
+        columns = [0]
+    from scipy.optimize import lsq_linear
+
+    lower = {0: 0.0, 1: 0.0, 2: 0.0, 3: -0.5 * float(y.min())}
+    bounds = ([lower[j] for j in columns], [np.inf] * len(columns))
+    fit = lsq_linear(A[:, columns] / y[:, None], np.ones_like(y), bounds=bounds)
+    coef = np.zeros(4)
+    coef[columns] = fit.x
+    if not two_slopes:
+        coef[1] = coef[0]
+    return coef, two_slopes
+
+
+#: fewest measured models for a leave-one-out estimate of the calibration's error
+LOO_MIN_MODELS = 4
+
+
+def _leave_one_out(A: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Relative error ``total_i / y_i − 1`` of each measured model predicted by the
+    calibration fitted without it; shape ``(n_models,)``, empty below
+    :data:`LOO_MIN_MODELS` models. An estimate of how far predictions of models that were
+    not measured miss."""
+    if len(y) < LOO_MIN_MODELS:
+        return np.zeros(0)
+    errors = np.empty(len(y))
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        coef, _ = _solve_calibration(A[keep], y[keep])
+        errors[i] = float(A[i] @ coef) / y[i] - 1
+    return errors

@@ -190,9 +190,12 @@ def stage_predictor(run: Run) -> dict:
     save_predictor(predictor, run.out / "predictor.json", table, str(run.lut_path))
     run.__dict__["predictor"] = predictor
     predicted_ms = predictor.predict_model(run.model, run.example).total_ms
+    loo = 100 * np.abs(predictor.calibration_loo_)
     return {"calibration": [float(v) for v in predictor.calibration_],
             "second_slope": predictor.second_slope_,
-            "measured_original_ms": original_ms, "predicted_original_ms": predicted_ms}  # fmt: skip
+            "calibration_loo_pct": [100 * float(v) for v in predictor.calibration_loo_],
+            "measured_original_ms": original_ms, "predicted_original_ms": predicted_ms,
+            "calibration_loo_worst_pct": float(loo.max()) if len(loo) else None}  # fmt: skip
 
 
 def search_budget(budget: float, measured_ms: float, predicted_ms: float) -> float:
