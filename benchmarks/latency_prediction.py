@@ -230,21 +230,22 @@ def run_pair(
     nearest = NearestLut(table)
     lut_sum, coverage = zip(*(nearest.model(cs) for cs in unit_lists), strict=True)
 
-    def ttmpd(fit_table) -> tuple[np.ndarray, np.ndarray]:
+    def ttmpd(fit_table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         p = LatencyPredictor().fit(fit_table)
         raw = np.array([p.predict(cs).sum() for cs in unit_lists])
         p.fit_calibration([(m, x) for m in cal_models], cal_ms)
-        return raw, np.array([p.calibrated_total(cs) for cs in unit_lists])
+        totals = np.array([p.calibrated_total(cs) for cs in unit_lists])
+        return raw, totals, 100 * np.abs(p.calibration_loo_)
 
-    raw, calibrated = ttmpd(table)
+    raw, calibrated, loo = ttmpd(table)
     random_rows = table.frame.sample(frac=0.25, random_state=seed)
-    _, random_cal = ttmpd(LatencyTable(random_rows, table.meta))
+    _, random_cal, _ = ttmpd(LatencyTable(random_rows, table.meta))
     # what `ttmpd profile --sample-fraction 0.25` measures: a quarter of each unit's grid
     base = extract_units(model, x, fusion)
     units = base.units
     sparse_keys = {c.key for c in grid_configs(units, replace(grid, sample_fraction=0.25))}
     sparse_rows = table.frame[table.frame["key"].isin(sparse_keys)]
-    _, sparse_cal = ttmpd(LatencyTable(sparse_rows, table.meta))
+    _, sparse_cal, _ = ttmpd(LatencyTable(sparse_rows, table.meta))
     grid_rows = table.frame[table.frame["key"].isin({c.key for c in grid_configs(units, grid)})]
     methods = {
         "(a) FLOPs-proportional": flops,
@@ -275,6 +276,10 @@ def run_pair(
         "exact_key_coverage_pct": 100 * float(np.mean(coverage)),
         "test_ratio_range": f"{ratios.min():.2f}-{ratios.max():.2f}",
         "measure_s": measure_s,
+        # what the user sees before trusting the calibration, beside what it then missed
+        "calibration_loo_median_pct": float(np.median(loo)),
+        "calibration_loo_worst_pct": float(loo.max()),
+        "test_worst_pct": float(100 * np.max(np.abs(calibrated / truth - 1))),
         "load_1min": load_1min,
         "latency_range_ms": f"{truth.min():.3f}-{truth.max():.3f}",
         "unpriced_ops": len(base.uncovered),
