@@ -104,6 +104,7 @@ from ttmpd.models import load_checkpoint
 from ttmpd.pipeline import RunConfig, distill_student, search_budget
 from ttmpd.profiler import BackendConfig, GridConfig, get_backend
 from ttmpd.pruning import (
+    IMPORTANCES,
     MODEL_TIMING,
     GroupOptions,
     SearchConfig,
@@ -217,6 +218,15 @@ def best_rival(rows: list[dict]) -> dict | None:
     return max(ok, key=lambda r: r["accuracy"]) if ok else None
 
 
+def search_config(method: str, fraction: float, seed: int, groups: GroupOptions) -> SearchConfig:
+    """The search of ``method``, or of ``method@importance``: the method with another
+    within-group order (:data:`ttmpd.pruning.IMPORTANCES`), a variant for the tuning set."""
+    name, _, order = method.partition("@")
+    extra = {"importance": order} if order else {}
+    return SearchConfig(budget=fraction, method=name, seed=seed, progress=False, groups=groups,
+                        **extra)  # fmt: skip
+
+
 def backend_predictor(table, lut: Path, model, x, backend, models: Path, backend_name: str):
     """``(predictor, original_ms)`` of a backend: calibrated on the model and 6 random prunes,
     with the original's measured latency that maps budgets to the predictor's scale. The
@@ -293,8 +303,7 @@ def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> Non
                         row["rival"] = rival["method"]
                         predicted_ratio = rival["predicted_ratio"]
                     else:
-                        search = SearchConfig(budget=fraction, method=method, seed=seed,
-                                              progress=False, groups=args.groups)  # fmt: skip
+                        search = search_config(method, fraction, seed, args.groups)
                         wall, cpu = time.perf_counter(), time.process_time()
                         try:
                             result = prune(model, x, predictor, calib, search)
@@ -469,7 +478,10 @@ def main(argv: list[str] | None = None) -> int:
     if not set(args.corruptions) <= set(set_corruptions) or not set(args.seeds) <= set(set_seeds):
         parser.error(f"--corruptions/--seeds must come from the {args.set} set: "
                      f"{', '.join(set_corruptions)}; seeds {set_seeds}")  # fmt: skip
-    unknown = sorted(set(args.methods) - set(PRUNERS) - set(VARIANTS))
+    unknown = sorted({m.partition("@")[0] for m in args.methods} - set(PRUNERS) - set(VARIANTS))
+    orders = {m.partition("@")[2] for m in args.methods} - {""} - set(IMPORTANCES.names())
+    if orders:
+        parser.error(f"unknown importance {sorted(orders)[0]!r} after '@'")
     if unknown:
         parser.error(f"unknown method {unknown[0]!r}; choose from {', '.join(PRUNERS + VARIANTS)}")
     args.model_file = MODELS[args.model]
