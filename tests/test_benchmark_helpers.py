@@ -194,3 +194,19 @@ def test_pruned_variants_are_the_same_in_every_process(monkeypatch):
     assert len({tuple(w) for w in widths}) > 1  # really pruned, and differently
     _, other = lp.pruned_variants(net, x, groups, 6, seed=4)
     assert [[tuple(p.shape) for p in m.parameters()] for m in other] != widths
+
+
+def test_a_method_variant_names_its_within_group_order(monkeypatch):
+    bench = _load("ttmpd_vs_baselines", monkeypatch)
+    from ttmpd.pruning import GroupOptions, SearchConfig
+
+    plain = bench.search_config("ttmpd", 0.4, 2, GroupOptions())
+    assert (plain.method, plain.importance) == ("ttmpd", SearchConfig().importance)
+    variant = bench.search_config("ttmpd@taylor", 0.4, 2, GroupOptions(embedding=True))
+    assert (variant.method, variant.importance, variant.budget, variant.seed) == (
+        "ttmpd",
+        "taylor",
+        0.4,
+        2,
+    )
+    assert variant.groups.embedding and not variant.progress
