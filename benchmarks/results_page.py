@@ -26,6 +26,7 @@ METHODS = [
     "(c0) ttmpd, uncalibrated",
     "(c) ttmpd",
     "noise floor (pass 2 vs 1)",
+    "noise floor (fresh process vs this one)",  # runs since 2026-12-01
 ]
 for path in sorted(Path("benchmarks/results").glob("latency_prediction_heldout_*.json")):
     label = path.stem.removeprefix("latency_prediction_heldout_")
@@ -66,6 +67,23 @@ for path in sorted(Path("benchmarks/results").glob("latency_prediction_heldout_*
         ),
         "",
     ]
+    if "calibration_loo_worst_pct" in info.columns:  # runs since 2026-12-01
+        out += [
+            "What the calibration said beforehand (each calibration model predicted by the fit",
+            "without it, as `ttmpd lut fit` prints it) beside the worst miss on the test prunes:",
+            "",
+            markdown_table(
+                info[
+                    [
+                        "model",
+                        "calibration_loo_median_pct",
+                        "calibration_loo_worst_pct",
+                        "test_worst_pct",
+                    ]
+                ]
+            ),
+            "",
+        ]
 
 
 def wilson(share_pct: float, n: int, z: float = 1.96) -> str:
