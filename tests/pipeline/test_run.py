@@ -17,7 +17,7 @@ from ttmpd.models import load_checkpoint
 
 MODEL = str(reference_checkpoint_path())
 SMALL = ["--backend", "fake", "--budget", "0.6", "--channel-step", "16",
-         "--calibrate-variants", "2", "--finetune-samples", "64", "--proxy-samples", "32",
+         "--calibrate-variants", "3", "--finetune-samples", "64", "--proxy-samples", "32",
          "--epochs", "2", "--no-progress"]  # fmt: skip
 
 
@@ -47,8 +47,11 @@ def test_run_writes_every_artefact_and_meets_the_budget(tmp_path, stream, capsys
     # the fake backend's latency is the predictor's ground truth: the budget must hold
     assert result["measure"]["measured_ratio"] <= 0.6 * 1.02
     assert result["measure"]["within_budget"] is True
-    fit = result["predictor"]  # 3 measured models: too few for a leave-one-out error
-    assert fit["calibration_loo_pct"] == [] and fit["calibration_loo_worst_pct"] is None
+    # 4 measured models, each predicted by the calibration fitted on the other 3
+    fit = result["predictor"]
+    assert len(fit["calibration_loo_pct"]) == 4
+    worst = fit["calibration_loo_worst_pct"]
+    assert worst == max(abs(v) for v in fit["calibration_loo_pct"]) and worst > 0
     # layers.csv lists the units in network order (the predictor's breakdown order)
     predictor, _ = load_predictor(out / "predictor.json")
     order = predictor.predict_model(load_checkpoint(MODEL).model, torch.zeros(1, 1, 28, 28))
@@ -63,6 +66,7 @@ def test_run_writes_every_artefact_and_meets_the_budget(tmp_path, stream, capsys
         assert 0.0 <= result["evaluate"][key] <= 1.0
     report = (out / "report.md").read_text()
     assert "## Stage times" in report and "pareto.png" in report and "model.onnx" in report
+    assert f"predicted each of its 4 measured models from the others within {worst:.1f}%" in report
 
 
 def test_killed_run_resumes_without_redoing_finished_stages(tmp_path, stream, monkeypatch, capsys):

@@ -130,6 +130,13 @@ def write_report(run, state: RunState) -> Path:
         f"({'within' if ms['within_budget'] else 'NOT within'} budget + 2%); measured vs "
         f"predicted {ms['measured_vs_predicted_pct']:+.1f}%."
     )
+    loo = st["predictor"].get("calibration_loo_pct") or []  # absent in runs before 2026-12-01
+    if loo:
+        worst = max(abs(v) for v in loo)
+        budget_line += (
+            f" The calibration predicted each of its {len(loo)} measured models from the "
+            f"others within {worst:.1f}% (leave-one-out)."
+        )
     attempts = pr.get("attempts", [])
     if len(attempts) > 1:
         tried = ", ".join(f"{a['measured_fraction']:.3f}" for a in attempts)
