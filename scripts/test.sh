@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check ttmpd tests benchmarks
-.venv/bin/ruff format --check ttmpd tests benchmarks
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .  # the Python blocks of the Markdown pages too
 site=$(mktemp -d)  # not --quiet: it hides the warnings --strict counts
 trap 'rm -rf "$site"' EXIT
 NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir "$site"
