@@ -202,6 +202,7 @@ for stem, model in BASELINE_RUNS.items():
         f"same fine-tuning for every method; budget rule {meta['budget_rule']} (measured,",
         "3 interleaved passes). Accuracy: mean over runs with the 95% t-interval half-width;",
         "times are medians (wall seconds, prune + fine-tune).",
+        *([f"How it ran: {meta['note']}"] if meta.get("note") else []),
         *(
             []
             if meta.get("ttmpd_solve") == "tightened"

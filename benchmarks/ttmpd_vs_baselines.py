@@ -463,6 +463,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", help="a subset of the set's seeds (default: all)")
     parser.add_argument("--corruptions", help="a subset of the set's corruptions (default: all)")
     parser.add_argument("--name", default=None, help="default: ttmpd_vs_baselines_<set>")
+    parser.add_argument(
+        "--note",
+        default="",
+        help="how the rows were made where the command does not say (backends run as "
+        "concurrent processes, say); shown with the results",
+    )
     parser.add_argument("--model", choices=sorted(MODELS), default="resnet20")
     parser.add_argument(
         "--embedding",
@@ -511,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
             "epochs": 10, "budget_rule": f"ratio <= budget * {TOLERANCE}", "model": args.model,
             "embedding": args.embedding,
             # the ttmpd search these rows come from (docs/design/search.md, "tightened")
-            "ttmpd_solve": "tightened"}  # fmt: skip
+            "ttmpd_solve": "tightened", "note": args.note}  # fmt: skip
     write_results(RESULTS / name, frame, **meta)
     write_results(RESULTS / f"{name}_runs", runs, **meta)
     write_results(RESULTS / f"{name}_cells", cells, **meta)
