@@ -61,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help="with --model: measure the model and N random pruned variants of it to calibrate "
-        "(default 6 with --model, as ttmpd run and predict)",
+        "(default 6 with --model, as ttmpd run and predict); from N = 3 on, each is also "
+        "predicted from the others and the worst miss printed",
     )
     fit.add_argument("--model", help="model to calibrate for (with --calibrate-variants)")
     fit.add_argument("--input-shape", help="N,C,H,W for --model")
