@@ -210,3 +210,17 @@ def test_a_method_variant_names_its_within_group_order(monkeypatch):
         2,
     )
     assert variant.groups.embedding and not variant.progress
+
+
+def test_a_ttmpd_prune_over_budget_meets_no_target(monkeypatch):
+    """The same budget rule for ttmpd as for its rivals: fast and accurate but over budget
+    counts as a miss, on either schedule."""
+    bench = _load("ttmpd_vs_baselines", monkeypatch)
+
+    frame = _long_run(0.93, 0.95)
+    assert bench.per_run(frame).iloc[0]["target_met_long"]
+    frame.loc[frame["method"].isin(["ttmpd", "ttmpd-long"]), "within_budget"] = False
+    run = bench.per_run(frame).iloc[0]
+    assert not run["ttmpd_within_budget"]
+    assert run["time_ratio_long"] == pytest.approx(12 / 110)  # still reported
+    assert not run["target_met"] and not run["target_met_long"]
