@@ -92,6 +92,7 @@ from ttmpd.profiler._fingerprint import kernel_isa
 from ttmpd.pruning import (
     MODEL_TIMING,
     apply_plan,
+    calibration_round_to,
     calibration_variants,
     channel_groups,
     random_plan,
@@ -209,7 +210,8 @@ def run_pair(
     x = example_input(model, shape, seed)
     table, lut_s = build_lut(backend, name, model, x, grid)
     groups = channel_groups(model, x)
-    cal_models = calibration_variants(model, x, n_cal)  # what `ttmpd lut fit` measures
+    aligned = calibration_round_to(LatencyPredictor().fit(table))
+    cal_models = calibration_variants(model, x, n_cal, 0, aligned)  # what `ttmpd lut fit` measures
     ratios, test_models = pruned_variants(model, x, groups, n_test, seed)
     start = time.perf_counter()
     passes = np.array([[backend.measure_model(m, x, MODEL_TIMING).median_ms

@@ -48,6 +48,7 @@ from ttmpd.profiler import BackendConfig, GridConfig, get_backend
 from ttmpd.pruning import (
     SearchConfig,
     calibrate_predictor,
+    calibration_round_to,
     calibration_variants,
     measure_models,
     prune,
@@ -64,7 +65,8 @@ def run_backend(backend_name: str, methods, budgets, calib, x, model) -> list[di
                           model_name="resnet20_mnist").table  # fmt: skip
     predictor = LatencyPredictor().fit(table)
     at_calibration = calibrate_predictor(predictor, model, x, backend, n_variants=6)
-    controls = [(m, x) for m in calibration_variants(model, x, 6)[1:]]  # the same 6 prunes
+    aligned = calibration_round_to(predictor)
+    controls = [(m, x) for m in calibration_variants(model, x, 6, 0, aligned)[1:]]  # the same 6
     rows, models = [], [(model, x)]
     for budget in budgets:
         for method in methods:

@@ -4,7 +4,7 @@ from nets import ResidualNet
 
 from ttmpd.lut import LatencyPredictor, LatencyTable, profile_model
 from ttmpd.profiler import GridConfig, extract_units, get_backend
-from ttmpd.pruning import calibrate_predictor, calibration_variants
+from ttmpd.pruning import calibrate_predictor, calibration_round_to, calibration_variants
 
 
 def test_calibration_on_pruned_variants_recovers_the_fake_overhead(tmp_path):
@@ -27,3 +27,43 @@ def test_calibration_on_pruned_variants_recovers_the_fake_overhead(tmp_path):
     assert t0 == LatencyTable.load(tmp_path / "lut.parquet").meta.device_rules.call_overhead_ms
     assert slope == pytest.approx(1.1, rel=0.05)
     assert offset == pytest.approx(0.01 + 1.1 * t0 * n_units, rel=0.1)
+
+
+def _conv_widths(model) -> list[int]:
+    return [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+def test_every_other_calibration_prune_is_aligned_to_round_to():
+    x = torch.randn(1, 3, 16, 16)
+    net = ResidualNet(c=32).eval()
+    variants = calibration_variants(net, x, n_variants=4, seed=1, round_to=4)
+    assert len(variants) == 5 and variants[0] is net
+    aligned, unaligned = variants[1::2], variants[2::2]
+    assert all(w % 4 == 0 for v in aligned for w in _conv_widths(v))
+    assert all(any(w % 4 for w in _conv_widths(v)) for v in unaligned)
+    plain = calibration_variants(net, x, n_variants=4, seed=1)
+    assert [_conv_widths(v) for v in plain[2::2]] == [_conv_widths(v) for v in unaligned]
+    assert any(w % 4 for v in plain[1::2] for w in _conv_widths(v))
+
+
+def test_a_ratio_alignment_cannot_reach_is_pruned_unaligned():
+    x = torch.randn(1, 3, 16, 16)
+    net = ResidualNet(c=16).eval()
+    # multiples of 16 leave a 16-channel group nothing to remove: every prune falls back
+    variants = calibration_variants(net, x, n_variants=2, seed=1, round_to=16)
+    assert all(any(w % 16 for w in _conv_widths(v)) for v in variants[1:])
+
+
+def test_the_calibration_aligns_to_the_devices_blocked_rule(tmp_path, monkeypatch):
+    x = torch.randn(1, 3, 16, 16)
+    net = ResidualNet(c=16).eval()
+    plain = LatencyPredictor().fit(profile_model(
+        net, x, get_backend("fake"), tmp_path / "plain.parquet", progress=False,
+        grid=GridConfig(channel_step=4)).table)  # fmt: skip
+    assert calibration_round_to(plain) is None
+    monkeypatch.setenv("TTMPD_FAKE_BLOCK", "8")
+    table = profile_model(net, x, get_backend("fake"), tmp_path / "block8.parquet",
+                          progress=False, grid=GridConfig(channel_step=4)).table  # fmt: skip
+    blocked = LatencyPredictor().fit(table)
+    assert calibration_round_to(blocked) == table.meta.device_rules.blocked.in_multiple == 4
+    assert calibration_round_to(LatencyPredictor(blocked_layout=False).fit(table)) is None

@@ -13,6 +13,7 @@ from ._apply import plan_from_removed as plan_from_removed
 from ._bn import adapt_bn as adapt_bn
 from ._calibrate import MODEL_TIMING as MODEL_TIMING
 from ._calibrate import calibrate_predictor as calibrate_predictor
+from ._calibrate import calibration_round_to as calibration_round_to
 from ._calibrate import calibration_variants as calibration_variants
 from ._calibrate import measure_models as measure_models
 from ._groups import ChannelGroup as ChannelGroup
@@ -62,6 +63,7 @@ __all__ = [
     "agreement_proxies",
     "apply_plan",
     "calibrate_predictor",
+    "calibration_round_to",
     "calibration_variants",
     "channel_groups",
     "importance",

@@ -21,20 +21,42 @@ MODEL_TIMING = TimingConfig(min_samples=15, max_samples=300, max_seconds=3.0, ta
 
 
 def calibration_variants(
-    model: nn.Module, example_input: torch.Tensor, n_variants: int, seed: int = 0
+    model: nn.Module,
+    example_input: torch.Tensor,
+    n_variants: int,
+    seed: int = 0,
+    round_to: int | None = None,
 ) -> list[nn.Module]:
     """The model itself plus ``n_variants`` random prunes, overall ratios evenly in 0.1-0.8.
 
     The range matches what a search to a latency budget of 0.3 explores; heavy prunes,
     where the per-call overhead every isolated unit pays dominates the unit sum, need to be
-    in the fit (docs/design/measurement.md).
+    in the fit (docs/design/measurement.md). With ``round_to``, every other prune (the
+    first, third, ...) keeps channel counts in multiples of it: searches return prunes
+    aligned to the device's fast kernels, and a calibration on unaligned prunes alone
+    mis-prices them (docs/design/search.md). A ratio the alignment cannot reach is pruned
+    unaligned.
     """
     groups = channel_groups(model, example_input)
     variants = [model.eval()]
     for i, ratio in enumerate(np.linspace(0.1, 0.8, n_variants)):
-        plan = random_plan(model, example_input, groups, float(ratio), seed=seed + 1000 + i)
+        step = round_to if i % 2 == 0 else None
+        try:
+            plan = random_plan(model, example_input, groups, float(ratio), seed=seed + 1000 + i,
+                               round_to=step)  # fmt: skip
+        except InputError:  # above what pruning in multiples of round_to can remove
+            plan = random_plan(model, example_input, groups, float(ratio), seed=seed + 1000 + i)
         variants.append(apply_plan(model, example_input, plan).eval())
     return variants
+
+
+def calibration_round_to(predictor: LatencyPredictor) -> int | None:
+    """The channel multiple the device's probed blocked-layout rule runs fast
+    (``in_multiple``), when the predictor prices with one; else None."""
+    rules = getattr(predictor, "rules_", None)
+    if not getattr(predictor, "blocked_layout_", False) or rules is None or rules.blocked is None:
+        return None
+    return int(rules.blocked.in_multiple)
 
 
 def measure_models(
@@ -82,7 +104,9 @@ def calibrate_predictor(
     (:func:`measure_models`). Returns the measured latencies (ms), the model's first.
     ``progress`` shows a bar with an ETA (on a terminal).
     """
-    variants = calibration_variants(model, example_input, n_variants, seed)
+    variants = calibration_variants(
+        model, example_input, n_variants, seed, calibration_round_to(predictor)
+    )
     pairs = [(v, example_input) for v in variants]
     measured = measure_models(pairs, backend, rounds, timing, progress, desc="calibrate")
     predictor.fit_calibration(pairs, measured)
