@@ -471,7 +471,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
             second = self._second_slope(frame)
             rows.append([latency[~second].sum(), latency[second].sum(), len(frame), 1.0])
         A = np.asarray(rows, dtype=float)
-        coef, _ = _solve_calibration(A, y)
+        coef = _solve_calibration(A, y)
         self.calibration_ = (float(coef[0]), float(coef[2]), float(coef[3]))
         self.second_slope_ = float(coef[1])
         self.calibration_models_ = len(y)
@@ -494,8 +494,8 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         return f"{line}; leave-one-out error median {np.median(loo):.1f}%, worst {loo.max():.1f}%"
 
 
-def _solve_calibration(A: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, bool]:
-    """``([a, a4, b, c], two_slopes)`` fitted to the rows ``A = [S_other, S_second,
+def _solve_calibration(A: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``[a, a4, b, c]`` fitted to the rows ``A = [S_other, S_second,
     n_units, 1]`` of measured totals ``y`` (:meth:`LatencyPredictor.fit_calibration`);
     ``a4 = a`` when one slope is fitted."""
     share = A[:, 1] / np.maximum(A[:, 0] + A[:, 1], 1e-12)
@@ -517,7 +517,7 @@ def _solve_calibration(A: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, bool]:
     coef[columns] = fit.x
     if not two_slopes:
         coef[1] = coef[0]
-    return coef, two_slopes
+    return coef
 
 
 #: fewest measured models for a leave-one-out estimate of the calibration's error
@@ -534,6 +534,5 @@ def _leave_one_out(A: np.ndarray, y: np.ndarray) -> np.ndarray:
     errors = np.empty(len(y))
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
-        coef, _ = _solve_calibration(A[keep], y[keep])
-        errors[i] = float(A[i] @ coef) / y[i] - 1
+        errors[i] = float(A[i] @ _solve_calibration(A[keep], y[keep])) / y[i] - 1
     return errors

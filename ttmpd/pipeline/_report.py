@@ -130,11 +130,11 @@ def write_report(run, state: RunState) -> Path:
         f"({'within' if ms['within_budget'] else 'NOT within'} budget + 2%); measured vs "
         f"predicted {ms['measured_vs_predicted_pct']:+.1f}%."
     )
-    loo = st["predictor"].get("calibration_loo_pct") or []  # absent in runs before 2026-12-01
-    if loo:
-        worst = max(abs(v) for v in loo)
+    worst = st["predictor"].get("calibration_loo_worst_pct")  # absent before 2026-12-01
+    if worst is not None:
+        n = len(st["predictor"]["calibration_loo_pct"])
         budget_line += (
-            f" The calibration predicted each of its {len(loo)} measured models from the "
+            f" The calibration predicted each of its {n} measured models from the "
             f"others within {worst:.1f}% (leave-one-out)."
         )
     attempts = pr.get("attempts", [])

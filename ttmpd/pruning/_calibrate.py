@@ -53,10 +53,8 @@ def calibration_variants(
 def calibration_round_to(predictor: LatencyPredictor) -> int | None:
     """The channel multiple the device's probed blocked-layout rule runs fast
     (``in_multiple``), when the predictor prices with one; else None."""
-    rules = getattr(predictor, "rules_", None)
-    if not getattr(predictor, "blocked_layout_", False) or rules is None or rules.blocked is None:
-        return None
-    return int(rules.blocked.in_multiple)
+    rule = predictor.rules_.blocked if predictor.blocked_layout_ else None
+    return None if rule is None else int(rule.in_multiple)
 
 
 def measure_models(
