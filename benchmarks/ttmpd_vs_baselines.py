@@ -44,10 +44,13 @@ online-teacher  the prune of this run's most accurate in-budget rival above, fin
 =============== =========================================================================
 
 Every method then gets the same fine-tuning: distillation ``kd:0.9,ce:0.1`` on pseudo labels,
-10 epochs over the 512 images, SGD lr 0.01, batch 64, cosine over the 10 epochs; accuracy is
-taken after 0 (the prune alone), 1, 2, 5 and 10 epochs of that one schedule. ``time_e<k>_s``
-is the prune time plus teacher caching plus the training time of the first k epochs (wall
-seconds; evaluation not counted).
+10 epochs over the 512 images, SGD lr 0.01, batch 64, cosine over the 10 epochs, BN
+statistics re-estimated on the 512 images before each evaluation and at the end (``ttmpd
+run``'s ``adapt_bn``); accuracy is taken after 0 (the prune alone), 1, 2, 5 and 10 epochs of
+that one schedule. ``time_e<k>_s`` is the prune time plus teacher caching plus the training
+time of the first k epochs plus the BN pass at k (wall seconds; evaluation not counted).
+``--lr``, ``--warmup-epochs`` and ``--no-adapt-bn`` change that fine-tune for every method
+(tuning runs).
 
 The calibration and the original's measured latency are saved with the models on a
 backend's first run and reused by every later run of the same ``--name``: a method rerun
@@ -83,6 +86,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import sys
 import time
@@ -188,11 +192,14 @@ def accuracy(model, images, labels, norm) -> float:
     return float((logits.argmax(1).numpy() == labels).mean())
 
 
-def finetune(model, pruned, tune, held, labels, norm, online: bool, epochs: int = 10) -> tuple:
-    """The shared distillation (10 epochs, or ``epochs``); accuracy and cumulative time at
-    each checkpoint of :data:`CHECKPOINTS` it reaches."""
+def finetune(model, pruned, tune, held, labels, norm, online: bool, epochs: int = 10,
+             recipe: dict | None = None) -> tuple:  # fmt: skip
+    """The shared distillation (10 epochs, or ``epochs``; ``recipe``: DistillConfig fields
+    that differ from ``ttmpd run``'s, such as ``lr``); accuracy and cumulative time at each
+    checkpoint of :data:`CHECKPOINTS` it reaches."""
     config = RunConfig(model="-", data="-", backend="fake", budget=0.5, online_teacher=online,
                        epochs=epochs, progress=False).distill_config()  # fmt: skip
+    config = dataclasses.replace(config, **(recipe or {}))
     to_input = partial(to_model_input, normalization=norm)
     at = [k for k in CHECKPOINTS[1:] if k <= epochs]
     start = time.perf_counter()
@@ -204,11 +211,28 @@ def finetune(model, pruned, tune, held, labels, norm, online: bool, epochs: int 
     history = figures["history"]
     seconds = figures["cache_s"] + history["seconds"].cumsum()
     curve = {"acc_e0": figures["accuracy_before"], "time_e0_s": 0.0}
+    # stopping after epoch k costs its BN re-estimation too (adapt_s; 0 when off)
+    adapt = history["adapt_s"] if "adapt_s" in history else 0.0 * seconds
     for k in at:
         curve[f"acc_e{k}"] = float(history["accuracy"].iloc[k - 1])
-        curve[f"time_e{k}_s"] = float(seconds.iloc[k - 1])
-    train_s = figures["cache_s"] + float(history["seconds"].sum())
+        curve[f"time_e{k}_s"] = float(seconds.iloc[k - 1] + adapt.iloc[k - 1])
+    train_s = float(seconds.iloc[-1] + adapt.iloc[-1])
     return student, curve, train_s, wall
+
+
+def recipe(args) -> dict:
+    """The fine-tune settings ``--lr`` / ``--warmup-epochs`` override (empty: ttmpd run's)."""
+    given = {"lr": args.lr, "warmup_epochs": args.warmup_epochs}
+    if args.no_adapt_bn:
+        given["adapt_bn"] = False
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def finetune_config(args):
+    """The 10-epoch DistillConfig every method's rows were fine-tuned with (for the record)."""
+    config = RunConfig(model="-", data="-", backend="fake", budget=0.5,
+                       progress=False).distill_config()  # fmt: skip
+    return dataclasses.replace(config, **recipe(args))
 
 
 def best_rival(rows: list[dict]) -> dict | None:
@@ -321,8 +345,8 @@ def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> Non
                         torch.save(pruned, models / f"{name}.pruned.pt")
                     epochs = LONG_EPOCHS if method == LONG else 10
                     student, curve, train_s, _ = finetune(model, pruned, tune, held, labels,
-                                                          norm, method == ONLINE,
-                                                          epochs)  # fmt: skip
+                                                          norm, method == ONLINE, epochs,
+                                                          recipe(args))  # fmt: skip
                     torch.save(student, models / f"{name}.pt")
                     if method == LONG:  # ttmpd's structure: its latency, not a new measurement
                         row.update({k: ours[k] for k in ("measured_once_ms", "measured_ms",
@@ -473,6 +497,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", choices=sorted(MODELS), default="resnet20")
     parser.add_argument(
+        "--lr", type=float, default=None, help="the shared fine-tune's learning rate (ttmpd run's)"
+    )
+    parser.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=None,
+        help="the shared fine-tune's linear warm-up, in epochs (ttmpd run's)",
+    )
+    parser.add_argument(
+        "--no-adapt-bn",
+        action="store_true",
+        help="keep the BN statistics averaged during the fine-tune (ttmpd run re-estimates them)",
+    )
+    parser.add_argument(
         "--embedding",
         action="store_true",
         help="let every method prune the embedding width (GroupOptions)",
@@ -519,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
             "epochs": 10, "budget_rule": f"ratio <= budget * {TOLERANCE}", "model": args.model,
             "embedding": args.embedding,
             # the ttmpd search these rows come from (docs/design/search.md, "tightened")
-            "ttmpd_solve": "tightened", "note": args.note}  # fmt: skip
+            "ttmpd_solve": "tightened", "note": args.note,
+            "finetune": dataclasses.asdict(finetune_config(args))}  # fmt: skip
     write_results(RESULTS / name, frame, **meta)
     write_results(RESULTS / f"{name}_runs", runs, **meta)
     write_results(RESULTS / f"{name}_cells", cells, **meta)

@@ -102,6 +102,7 @@ def test_distill_writes_student_history_and_summary(files, tmp_path, capsys):
         (["--loss", "at", "--features", "layer1,nope"], "feature layer 'nope' not found"),
         (["--loss", "kd:x"], "is not a number"),
         (["--scheme", "gan"], "unknown training scheme 'gan'"),
+        (["--warmup-epochs", "-1"], "warmup_epochs must be >= 0"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(files, tmp_path, capsys, extra, message):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 
@@ -78,7 +79,7 @@ def test_history_columns_and_eval(make_net, images, to_model_input, tmp_path):
         out_dir=tmp_path,
     )
     expected = {"epoch", "step", "lr", "loss", "samples", "seconds", "samples_per_s"}
-    expected |= {"teacher_forwards", "accuracy", "loss_kd", "loss_at"}
+    expected |= {"teacher_forwards", "accuracy", "loss_kd", "loss_at", "adapt_s"}
     assert set(result.history.columns) == expected
     assert result.history["epoch"].tolist() == [1, 2]
     assert result.history["step"].tolist() == [3, 6]
@@ -248,3 +249,98 @@ def test_student_is_handed_back_in_the_standard_layout(make_net, images, to_mode
     student = _run(make_net, teacher, cache, to_model_input, channels_last=True).student
     weights = [p for p in student.parameters() if p.dim() == 4]
     assert weights and all(p.is_contiguous() for p in weights)
+
+
+def test_warmup_ramps_the_rate_then_runs_the_schedule_over_the_rest():
+    from ttmpd.distill._optim import make_schedule
+
+    def rates(total, warmup):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+        schedule = make_schedule(optimizer, "cosine", total, warmup)
+        out = []
+        for _ in range(total):
+            out.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            schedule.step()
+        return np.array(out)
+
+    plain = rates(8, 0)
+    assert np.allclose(plain, 2.0 * 0.5 * (1 + np.cos(np.pi * np.arange(8) / 8)))
+    warm = rates(12, 4)
+    assert np.allclose(warm[:4], 2.0 * np.arange(1, 5) / 4)
+    assert np.allclose(warm[4:], plain)  # the cosine runs over the 8 steps left
+    with pytest.raises(InputError, match="warmup"):
+        rates(8, -1)
+
+
+def test_warmup_epochs_are_validated_and_change_training(make_net, images, to_model_input):
+    for bad in (-1, float("nan"), True):
+        with pytest.raises(InputError, match="warmup_epochs"):
+            DistillConfig(warmup_epochs=bad)
+    teacher, cache = _setup(make_net, images, to_model_input)
+    plain = _run(make_net, teacher, cache, to_model_input, loss="kd", epochs=3)
+    warm = _run(make_net, teacher, cache, to_model_input, loss="kd", epochs=3, warmup_epochs=1)
+    # 40 samples, batch 16: 3 steps an epoch; the first epoch ends at the full rate
+    assert warm.history["lr"].iloc[0] == pytest.approx(0.01)
+    assert plain.history["lr"].iloc[0] < 0.01
+    assert not torch.equal(_state(plain.student)["fc.weight"], _state(warm.student)["fc.weight"])
+
+
+def test_a_state_saved_without_warmup_resumes_and_a_warmup_change_is_refused(
+    make_net, images, to_model_input, tmp_path
+):
+    assert "warmup_epochs" not in DistillConfig().signature()  # older states match
+    teacher, cache = _setup(make_net, images, to_model_input)
+    config = DistillConfig(loss="kd", epochs=1, batch_size=16, progress=False)
+    distill(teacher, make_net((4, 8), seed=2), cache, to_model_input, config, out_dir=tmp_path)
+    other = DistillConfig(loss="kd", epochs=1, batch_size=16, warmup_epochs=0.5, progress=False)
+    with pytest.raises(InputError, match=r"warmup_epochs: None -> 0\.5"):
+        distill(teacher, make_net((4, 8)), cache, to_model_input, other, out_dir=tmp_path,
+                resume=True)  # fmt: skip
+
+
+def _bn_stats(model):
+    return [
+        (m.running_mean.clone(), m.running_var.clone())
+        for m in model.modules()
+        if isinstance(m, torch.nn.BatchNorm2d)
+    ]
+
+
+def test_the_student_ends_with_bn_statistics_of_its_final_weights(make_net, images, to_model_input):
+    from ttmpd._bn import adapt_bn
+
+    teacher, cache = _setup(make_net, images, to_model_input)
+    adapted = _run(make_net, teacher, cache, to_model_input, loss="kd", epochs=2)
+    stale = _run(make_net, teacher, cache, to_model_input, loss="kd", epochs=2, adapt_bn=False)
+    stats = ("running_mean", "running_var", "num_batches_tracked")
+    weights = {k: v for k, v in _state(adapted.student).items() if not k.endswith(stats)}
+    assert all(torch.equal(v, _state(stale.student)[k]) for k, v in weights.items())
+    assert adapted.history["adapt_s"].tolist()[0] == 0.0 < adapted.history["adapt_s"].iloc[-1]
+    assert (stale.history["adapt_s"] == 0).all()
+    fresh = adapt_bn(copy.deepcopy(stale.student), to_model_input(cache.images[0]), 16)
+    for (mean, var), (want_mean, want_var) in zip(
+        _bn_stats(adapted.student), _bn_stats(fresh), strict=True
+    ):
+        torch.testing.assert_close(mean, want_mean)
+        torch.testing.assert_close(var, want_var)
+    assert not all(
+        torch.allclose(a[1], b[1])
+        for a, b in zip(_bn_stats(stale.student), _bn_stats(fresh), strict=True)
+    )
+    assert not adapted.student.training
+    assert "adapt_bn" not in DistillConfig().signature()  # resumable either way
+
+
+def test_each_evaluation_sees_adapted_statistics(make_net, images, to_model_input):
+    teacher, cache = _setup(make_net, images, to_model_input)
+    labels = np.arange(len(images)) % 4
+    result = _run(make_net, teacher, cache, to_model_input, loss="kd", epochs=3)
+    _run_options.update(eval_data=(images[:30], labels[:30]), eval_epochs={1, 3})
+    try:
+        evaluated = _run(make_net, teacher, cache, to_model_input, loss="kd", epochs=3)
+    finally:
+        _run_options.clear()
+    assert (evaluated.history["adapt_s"] > 0).tolist() == [True, False, True]
+    same = zip(_state(result.student).values(), _state(evaluated.student).values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in same)

@@ -170,3 +170,26 @@ def test_ttmpd_gradual_searches_in_rounds_and_fine_tunes_between_them(setup, mon
     # fine-tuned: the classifier's kept columns are no longer the original's
     kept = list(result.plan.keep["stem.0"]) if "stem.0" in result.plan.keep else list(range(16))
     assert not torch.allclose(result.model.fc.weight, net.fc.weight[:, kept])
+
+
+def test_short_finetune_leaves_bn_statistics_of_its_final_weights():
+    """The running statistics averaged over the steps lag behind the weights; the returned
+    model's are those a fresh adaptive-BN pass finds with its final weights."""
+    import copy
+
+    from ttmpd.pruning._finetune import short_finetune
+
+    net = ResidualNet().eval()
+    with torch.no_grad():
+        teacher = net(CALIB)
+    torch.manual_seed(3)
+    student = ResidualNet().eval()
+    tuned = short_finetune(student, CALIB, teacher, 6, batch_size=8, lr=0.05)
+    assert not tuned.training
+    fresh = adapt_bn(copy.deepcopy(tuned), CALIB, 8)
+    bns = [m for m in tuned.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    want = [m for m in fresh.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns
+    for got, ref in zip(bns, want, strict=True):
+        torch.testing.assert_close(got.running_mean, ref.running_mean)
+        torch.testing.assert_close(got.running_var, ref.running_var)

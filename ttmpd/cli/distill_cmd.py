@@ -78,6 +78,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=float, default=0.01, help="learning rate (0.01)")
     parser.add_argument("--weight-decay", type=float, default=5e-4, help="(5e-4)")
     parser.add_argument("--schedule", default="cosine", help="cosine|step|constant (cosine)")
+    parser.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=0.0,
+        help="linear learning-rate warm-up before the schedule, in epochs (0)",
+    )
+    parser.add_argument(
+        "--no-adapt-bn",
+        action="store_true",
+        help="keep the BN statistics averaged during training (default: re-estimated on "
+        "the fine-tune images with the final weights, before each evaluation and at the end)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of selection and training")
     parser.add_argument("--views", type=int, default=1, help="cached augmented views (1 = none)")
     parser.add_argument(
@@ -118,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         weight_decay=args.weight_decay,
         schedule=args.schedule,
+        warmup_epochs=args.warmup_epochs,
+        adapt_bn=not args.no_adapt_bn,
         seed=args.seed,
         online=args.online,
         progress=not args.no_progress,

@@ -21,7 +21,14 @@ class DistillConfig:
 
     ``feature_layers`` are student module paths (None: ``layer1..`` stages when a loss or
     scheme needs features); ``teacher_layers`` default to the same paths. ``steps``, when
-    given, overrides ``epochs`` (the last epoch may be partial). ``channels_last`` trains
+    given, overrides ``epochs`` (the last epoch may be partial). ``warmup_epochs``: the
+    learning rate rises linearly over the first ``round(warmup_epochs x steps per epoch)``
+    steps, then ``schedule`` runs over the rest. ``adapt_bn``: before every evaluation and
+    after the last step, the student's BN statistics are re-estimated on the fine-tune
+    images (view 0) with its current weights; running statistics averaged during training
+    lag behind weights that move (after one epoch of the default schedule they can cost the
+    student most of its accuracy), and the pass costs one no-grad forward over the images.
+    It changes no weight. ``channels_last`` trains
     the student with NHWC weights and inputs (same results up to float rounding): ``"auto"``
     where a probe of the student's convs finds it safe and faster on this device
     (:mod:`ttmpd._layout`), True or False to force it. ``device`` (``cpu``, ``cuda``,
@@ -41,6 +48,8 @@ class DistillConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    adapt_bn: bool = True
     seed: int = 0
     online: bool = False
     progress: bool = True
@@ -69,6 +78,14 @@ class DistillConfig:
             raise InputError(
                 f"lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}"
             )
+        if isinstance(self.warmup_epochs, bool) or not (
+            isinstance(self.warmup_epochs, int | float)
+            and math.isfinite(self.warmup_epochs)
+            and self.warmup_epochs >= 0
+        ):
+            raise InputError(f"warmup_epochs must be >= 0, got {self.warmup_epochs!r}")
+        if not isinstance(self.adapt_bn, bool):
+            raise InputError(f"adapt_bn must be True or False, got {self.adapt_bn!r}")
         if self.channels_last not in ("auto", True, False):
             raise InputError(
                 f"channels_last must be 'auto', True or False, got {self.channels_last!r}"
@@ -103,4 +120,7 @@ class DistillConfig:
         sig.pop("progress")
         sig.pop("eval_batch_size")
         sig.pop("device")  # a run may resume on another device
+        sig.pop("adapt_bn")  # changes no weight
+        if not sig["warmup_epochs"]:  # states saved before warm-up existed still resume
+            sig.pop("warmup_epochs")
         return {k: list(v) if isinstance(v, tuple) else v for k, v in sig.items()}

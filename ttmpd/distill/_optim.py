@@ -4,7 +4,7 @@ constant) for the trainer; schedules are ``LambdaLR`` so their state is resumabl
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -32,11 +32,27 @@ def make_optimizer(
 
 
 def make_schedule(
-    optimizer: torch.optim.Optimizer, name: str, total_steps: int
+    optimizer: torch.optim.Optimizer, name: str, total_steps: int, warmup_steps: int = 0
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """``cosine``: lr * (1 + cos(pi t / T)) / 2; ``step``: x0.1 at 50% and 75% of the steps;
-    ``constant``. Stepped once per optimiser step."""
-    total = max(1, total_steps)
+    ``constant``. Stepped once per optimiser step.
+
+    With ``warmup_steps = W > 0`` step ``s < W`` uses lr * (s + 1) / W, and the schedule
+    then runs over the remaining ``T - W`` steps (``t = s - W``)."""
+    if warmup_steps < 0:
+        raise InputError(f"warmup steps must be >= 0, got {warmup_steps}")
+    warmup = min(int(warmup_steps), max(0, total_steps - 1))
+    main = _schedule_factor(name, max(1, total_steps - warmup))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return main(step - warmup)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _schedule_factor(name: str, total: int) -> Callable[[int], float]:
     if name == "cosine":
 
         def factor(step: int) -> float:
@@ -51,4 +67,4 @@ def make_schedule(
             return 1.0
     else:
         raise InputError(f"unknown schedule {name!r}; choose one of: {', '.join(SCHEDULES)}")
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return factor

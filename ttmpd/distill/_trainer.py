@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._bn import adapt_bn_batches
 from .._device import input_on, module_device, on_device, resolve_device
 from .._io import atomic_path
 from .._layout import LayoutChoice, training_layout
@@ -138,7 +139,9 @@ def distill(
         config: losses, scheme, optimisation, seed.
         eval_data: ``(images, labels)`` for per-epoch accuracy (labels used only here).
         eval_epochs: the 1-based epochs after which ``eval_data`` is evaluated (None: every
-            epoch); evaluation time is not part of the history's ``seconds``.
+            epoch); evaluation time is not part of the history's ``seconds``. With
+            ``config.adapt_bn`` the BN statistics are re-estimated before each evaluation
+            and after the last epoch; ``adapt_s`` in the history is that pass's time.
         out_dir: where ``train_state.pt`` and ``history.csv`` go each epoch.
         resume: continue from ``out_dir/train_state.pt``.
 
@@ -197,7 +200,8 @@ def _distill(teacher, student, cache, to_input, config, device, eval_data, eval_
     steps_per_epoch = math.ceil(n / config.batch_size)
     total_steps = config.steps or config.epochs * steps_per_epoch
     epochs = math.ceil(total_steps / steps_per_epoch)
-    schedule = make_schedule(optimizer, config.schedule, total_steps)
+    warmup_steps = round(config.warmup_epochs * steps_per_epoch)
+    schedule = make_schedule(optimizer, config.schedule, total_steps, warmup_steps)
     fingerprint = str(cache.meta.get("fingerprint", ""))
     pos = {"epoch": 0, "step": 0, "global_step": 0, "sums": {}, "samples": 0, "seconds": 0.0}
     history: list[dict] = []
@@ -311,7 +315,16 @@ def _distill(teacher, student, cache, to_input, config, device, eval_data, eval_
                         raise DistillInterrupted("interrupted; no --out, nothing saved")
                 pos["seconds"] += time.perf_counter() - start
                 row = _history_row(pos, epoch, schedule, teacher_forwards)
-                if eval_data is not None and (eval_epochs is None or epoch + 1 in eval_epochs):
+                evaluate = eval_data is not None and (
+                    eval_epochs is None or epoch + 1 in eval_epochs
+                )
+                last = pos["global_step"] >= total_steps
+                row["adapt_s"] = 0.0
+                if config.adapt_bn and (evaluate or last):
+                    row["adapt_s"] = _adapt_student_bn(
+                        student, cache, to_input, layout, config.batch_size
+                    )
+                if evaluate:
                     row["accuracy"] = accuracy(
                         student, *eval_data, to_input, config.eval_batch_size
                     )
@@ -379,6 +392,21 @@ def _training_layout(
         return training_layout(student, x)
     forced = bool(config.channels_last)
     return LayoutChoice(forced, f"{'channels_last' if forced else 'NCHW'} (set in the config)")
+
+
+def _adapt_student_bn(student, cache, to_input, layout, batch_size: int) -> float:
+    """Re-estimate the student's BN statistics on the cache's images (view 0) with its
+    current weights (:func:`ttmpd._bn.adapt_bn_batches`), leaving it in train mode; the
+    seconds it took."""
+    start = time.perf_counter()
+    images = cache.images[0]
+    batches = (
+        layout.apply(to_input(images[b : b + batch_size]))
+        for b in range(0, cache.num_samples, batch_size)
+    )
+    adapt_bn_batches(student, batches)
+    student.train()
+    return time.perf_counter() - start
 
 
 def _history_row(pos: dict, epoch: int, schedule, teacher_forwards: int) -> dict:

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._bn import adapt_bn
+
 TEMPERATURE = 4.0
 
 
@@ -28,9 +30,11 @@ def short_finetune(
     on_step: Callable[[nn.Module], None] | None = None,
 ) -> nn.Module:
     """Train ``model`` in place for ``steps`` mini-batches of ``images`` ``(N, C, H, W)``
-    against ``teacher_logits`` ``(N, K)``; returns it in eval mode. ``on_step(model)`` runs
-    after each backward pass, before the update (the gradients are in ``.grad``). Every
-    parameter is trained, also one that arrives frozen (a copy of a distillation teacher)."""
+    against ``teacher_logits`` ``(N, K)``, then re-estimate its BN statistics on ``images``
+    with the final weights (:func:`~ttmpd.pruning.adapt_bn`); returns it in eval mode.
+    ``on_step(model)`` runs after each backward pass, before the update (the gradients are
+    in ``.grad``). Every parameter is trained, also one that arrives frozen (a copy of a
+    distillation teacher)."""
     for p in model.parameters():
         p.requires_grad_(True)
     generator = torch.Generator().manual_seed(seed)
@@ -46,4 +50,5 @@ def short_finetune(
         if on_step is not None:
             on_step(model)
         optimizer.step()
-    return model.eval()
+    # the running statistics averaged over the steps lag behind the weights that moved
+    return adapt_bn(model, images, batch_size)
