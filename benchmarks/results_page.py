@@ -204,6 +204,21 @@ for stem, model in BASELINE_RUNS.items():
         "times are medians (wall seconds, prune + fine-tune).",
         *([f"How it ran: {meta['note']}"] if meta.get("note") else []),
         *(
+            [
+                "BN statistics are re-estimated on the fine-tune images after the last",
+                "step and before each checkpoint's evaluation; that pass counts in the time.",
+            ]
+            if meta.get("finetune", {}).get("adapt_bn")
+            else [
+                "",
+                "Caveat: these rows predate the BN pass after the fine-tune (2026-12-01,",
+                "docs/design/search.md): accuracies after 1-5 epochs were read with the",
+                "statistics averaged during training, which lag behind the weights.",
+            ]
+            if meta.get("model", "resnet20") == "resnet20"
+            else []
+        ),
+        *(
             []
             if meta.get("ttmpd_solve") == "tightened"
             else [
