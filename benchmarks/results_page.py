@@ -204,6 +204,11 @@ for stem, model in BASELINE_RUNS.items():
         "times are medians (wall seconds, prune + fine-tune).",
         *([f"How it ran: {meta['note']}"] if meta.get("note") else []),
         *(
+            f"Not run on {r['backend']} at budget {r['budget']} ({r['runs']} runs, "
+            f"{', '.join(r['methods'])}): {r['reason']}."
+            for r in meta.get("refused", [])
+        ),
+        *(
             [
                 "BN statistics are re-estimated on the fine-tune images after the last",
                 "step and before each checkpoint's evaluation; that pass counts in the time.",

@@ -479,6 +479,18 @@ def plot_time_to_accuracy(frame: pd.DataFrame, path: Path, title: str) -> None:
     save_figure(fig, path)
 
 
+def refused(failed: pd.DataFrame) -> list[dict]:
+    """One record per (backend, budget) the search refused: the methods and runs refused
+    and the search's reason (the first run's), so a missing cell says why it is missing."""
+    out = []
+    for (backend, budget), group in failed.groupby(["backend", "budget"]):
+        out.append({"backend": backend, "budget": float(budget),
+                    "methods": sorted(set(group["method"])),
+                    "runs": int(group[["corruption", "seed"]].drop_duplicates().shape[0]),
+                    "reason": str(group["status"].iloc[0])})  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", choices=sorted(SETS), default="held-out")
@@ -557,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             "epochs": 10, "budget_rule": f"ratio <= budget * {TOLERANCE}", "model": args.model,
             "embedding": args.embedding,
             # the ttmpd search these rows come from (docs/design/search.md, "tightened")
-            "ttmpd_solve": "tightened", "note": args.note,
+            "ttmpd_solve": "tightened", "note": args.note, "refused": refused(failed),
             "finetune": dataclasses.asdict(finetune_config(args))}  # fmt: skip
     write_results(RESULTS / name, frame, **meta)
     write_results(RESULTS / f"{name}_runs", runs, **meta)
@@ -597,10 +609,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"... with the {LONG_EPOCHS}-epoch schedule as well: {long_met}/{len(cells)}")
     if len(failed):
         print("\nnot run (the search refused the budget):")
-        for (backend_name, method, budget), group in failed.groupby(
-            ["backend", "method", "budget"]
-        ):
-            print(f"- {backend_name} {method} budget {budget}: {group['status'].iloc[0]}")
+        for record in meta["refused"]:
+            print(
+                f"- {record['backend']} budget {record['budget']} "
+                f"({', '.join(record['methods'])}; {record['runs']} runs): {record['reason']}"
+            )
     return 0
 
 

@@ -224,3 +224,40 @@ def test_a_ttmpd_prune_over_budget_meets_no_target(monkeypatch):
     assert not run["ttmpd_within_budget"]
     assert run["time_ratio_long"] == pytest.approx(12 / 110)  # still reported
     assert not run["target_met"] and not run["target_met_long"]
+
+
+def test_a_refused_budget_is_recorded_per_backend_and_budget_with_its_runs(monkeypatch):
+    """A cell the search refused on one backend says which methods, how many runs and why;
+    another backend's refusal at the same budget is its own record."""
+    bench = _load("ttmpd_vs_baselines", monkeypatch)
+    import pandas as pd
+
+    rows = [
+        {
+            "backend": "torch-cpu",
+            "budget": 0.3,
+            "method": m,
+            "corruption": c,
+            "seed": s,
+            "status": "the budget is below what pruning can reach",
+        }
+        for m in ("ttmpd", "halp")
+        for c in ("shear", "zoom_blur")
+        for s in (1, 2)
+    ]
+    rows.append({"backend": "onnxruntime", "budget": 0.3, "method": "halp", "corruption": "shear",
+                 "seed": 1, "status": "other"})  # fmt: skip
+    records = bench.refused(pd.DataFrame(rows))
+    assert [(r["backend"], r["budget"]) for r in records] == [
+        ("onnxruntime", 0.3),
+        ("torch-cpu", 0.3),
+    ]
+    assert records[1]["methods"] == ["halp", "ttmpd"] and records[1]["runs"] == 4
+    assert records[1]["reason"] == "the budget is below what pruning can reach"
+    assert records[0]["methods"] == ["halp"] and records[0]["runs"] == 1
+    assert (
+        bench.refused(
+            pd.DataFrame(columns=["backend", "budget", "method", "corruption", "seed", "status"])
+        )
+        == []
+    )
