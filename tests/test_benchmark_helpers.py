@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from nets import ResidualNet
@@ -230,8 +231,6 @@ def test_a_refused_budget_is_recorded_per_backend_and_budget_with_its_runs(monke
     """A cell the search refused on one backend says which methods, how many runs and why;
     another backend's refusal at the same budget is its own record."""
     bench = _load("ttmpd_vs_baselines", monkeypatch)
-    import pandas as pd
-
     rows = [
         {
             "backend": "torch-cpu",
