@@ -28,7 +28,10 @@ predictor's scale). Methods, each pruning to the same budget on the same images:
 =============== =========================================================================
 method          prune
 =============== =========================================================================
-ttmpd           score every staircase step once, multiple-choice knapsack, refine
+ttmpd           score every staircase step once, multiple-choice knapsack, refine; then
+                ``ttmpd run``'s budget check: the prune measured beside the original,
+                searched again on a miss (at most 2 more searches; ``searches``), all of
+                it in its prune time
 halp            HALP: BN Taylor saliency, latency-saliency knapsack, 5 rounds interleaved
                 with 10 fine-tuning steps each (counted in its prune time)
 eagleeye        24 random layer-wise ratio sets, adaptive BN, best agreement
@@ -113,6 +116,8 @@ from ttmpd.pruning import (
     GroupOptions,
     SearchConfig,
     calibrate_predictor,
+    checked_prune,
+    measure_beside,
     measure_models,
     pareto_front,
     plot_pareto,
@@ -144,7 +149,7 @@ KEY = ["backend", "corruption", "seed", "budget", "method"]
 COLUMNS = (*KEY, "original_acc", "original_ms", "accuracy",
            *(f"acc_e{k}" for k in CHECKPOINTS), *(f"time_e{k}_s" for k in CHECKPOINTS),
            "measured_once_ms", "measured_ms", "ratio", "within_budget", "predicted_ratio",
-           "prune_s", "prune_cpu_s", "finetune_s", "total_s", "rival", "remeasured",
+           "prune_s", "prune_cpu_s", "searches", "finetune_s", "total_s", "rival", "remeasured",
            "status")  # fmt: skip
 
 
@@ -251,6 +256,28 @@ def search_config(method: str, fraction: float, seed: int, groups: GroupOptions)
                         **extra)  # fmt: skip
 
 
+#: ttmpd's measured budget check, as ``ttmpd run`` does it (its re-searches at most)
+BUDGET_CHECKS = RunConfig(model="-", data="-", backend="fake", budget=0.5).budget_checks
+
+
+def prune_method(method: str, fraction: float, budget: float, seed: int, groups: GroupOptions,
+                 model, x, predictor, calib, backend) -> tuple:  # fmt: skip
+    """``(PruneResult, searches)`` of ``method``. ttmpd (and its ``@`` variants) prunes as
+    ``ttmpd run`` does: the search, then :func:`~ttmpd.pruning.checked_prune` measures the
+    prune beside the original and searches again on a miss (every measurement counted in its
+    prune time). The rivals search once on predicted latency, as published."""
+
+    def search(f: float):
+        return prune(model, x, predictor, calib, search_config(method, f, seed, groups))
+
+    if method.partition("@")[0] != "ttmpd":
+        return search(fraction), 1
+    checked = checked_prune(search, partial(measure_beside, model, example_input=x,
+                                            backend=backend), budget, fraction,
+                            BUDGET_CHECKS)  # fmt: skip
+    return checked.result, len(checked.attempts)
+
+
 def backend_predictor(table, lut: Path, model, x, backend, models: Path, backend_name: str):
     """``(predictor, original_ms)`` of a backend: calibrated on the model and 6 random prunes,
     with the original's measured latency that maps budgets to the predictor's scale. The
@@ -316,6 +343,7 @@ def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> Non
                         pruned = torch.load(models / f"{key_name(ours)}.pruned.pt",
                                             weights_only=False)  # fmt: skip
                         prune_s, prune_cpu_s = ours["prune_s"], ours["prune_cpu_s"]
+                        row["searches"] = ours.get("searches")
                         predicted_ratio = ours["predicted_ratio"]
                     elif method == ONLINE:
                         rival = best_rival(rows)
@@ -327,10 +355,11 @@ def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> Non
                         row["rival"] = rival["method"]
                         predicted_ratio = rival["predicted_ratio"]
                     else:
-                        search = search_config(method, fraction, seed, args.groups)
                         wall, cpu = time.perf_counter(), time.process_time()
                         try:
-                            result = prune(model, x, predictor, calib, search)
+                            result, searches = prune_method(method, fraction, budget, seed,
+                                                            args.groups, model, x, predictor,
+                                                            calib, backend)  # fmt: skip
                         except InputError as exc:  # a budget below what pruning reaches
                             print(f"{name}: {exc}", file=sys.stderr)
                             row.update(within_budget=False, status=str(exc))
@@ -340,6 +369,7 @@ def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> Non
                         prune_s = time.perf_counter() - wall
                         prune_cpu_s = time.process_time() - cpu
                         pruned = result.model
+                        row["searches"] = searches
                         predicted_ratio = result.predicted_latency_ms / predicted_ms
                         models.mkdir(parents=True, exist_ok=True)
                         torch.save(pruned, models / f"{name}.pruned.pt")

@@ -14,6 +14,7 @@ from nets import ResidualNet
 from torch import nn
 
 from ttmpd.profiler import extract_units, get_backend
+from ttmpd.pruning import GroupOptions
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
@@ -260,3 +261,31 @@ def test_a_refused_budget_is_recorded_per_backend_and_budget_with_its_runs(monke
         )
         == []
     )
+
+
+def test_ttmpd_gets_the_measured_budget_check_and_the_rivals_search_once(monkeypatch):
+    from ttmpd.pruning import PruneResult
+
+    bench = _load("ttmpd_vs_baselines", monkeypatch)
+    searched, measured = [], []
+
+    def fake_prune(model, x, predictor, calib, config):
+        searched.append((config.method, config.budget))
+        return PruneResult(plan=None, model=torch.nn.Identity(), log=None, base_latency_ms=1.0,
+                           predicted_latency_ms=config.budget, target_latency_ms=config.budget,
+                           method=config.method, search_s=0.0)  # fmt: skip
+
+    def slow_device(original, model, example_input, backend):
+        measured.append(model)
+        return 1.0, 0.6  # every prune measures 0.6 of the original: over a 0.5 budget
+
+    monkeypatch.setattr(bench, "prune", fake_prune)
+    monkeypatch.setattr(bench, "measure_beside", slow_device)
+    args = ("net", "x", "predictor", "calib", "backend")
+    _, searches = bench.prune_method("halp", 0.5, 0.5, 0, GroupOptions(), *args)
+    assert searches == 1 and searched == [("halp", 0.5)] and not measured
+    searched.clear()
+    _, searches = bench.prune_method("ttmpd", 0.5, 0.5, 0, GroupOptions(), *args)
+    assert searches == 1 + bench.BUDGET_CHECKS == len(measured)
+    assert [m for m, _ in searched] == ["ttmpd"] * searches
+    assert searched[1][1] < searched[0][1]  # searched again below the budget

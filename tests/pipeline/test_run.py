@@ -182,20 +182,3 @@ def test_budget_check_searches_again_when_the_measured_prune_misses(tmp_path, st
     assert prune["kept_attempt"] >= 1  # the inflated first prune is not kept
     report = (tmp_path / "run" / "report.md").read_text()
     assert f"Budget check: {len(prune['attempts'])} searches" in report
-
-
-def test_budget_check_keeps_the_slowest_prune_within_the_limit():
-    assert stages._pick_attempt([1.3, 0.9, 0.7], limit=1.0) == 1
-    assert stages._pick_attempt([1.3, 1.2], limit=1.0) == 1  # none within: the fastest
-    assert stages._pick_attempt([float("nan")], limit=1.0) == 0  # --budget-checks 0
-
-
-def test_next_search_budget_scales_then_follows_the_secant():
-    one = [{"search_budget": 0.5, "measured_fraction": 0.8}]
-    assert stages._next_search_budget(one, goal=0.4) == pytest.approx(0.25)
-    # measured falls 0.2 per 0.1 of budget: the secant lands on the goal
-    two = [*one, {"search_budget": 0.4, "measured_fraction": 0.6}]
-    assert stages._next_search_budget(two, goal=0.4) == pytest.approx(0.3)
-    # measured did not respond to the budget (noise): fall back to scaling
-    flat = [*one, {"search_budget": 0.4, "measured_fraction": 0.8}]
-    assert stages._next_search_budget(flat, goal=0.4) == pytest.approx(0.2)

@@ -122,14 +122,10 @@ class Run:
         return load_checkpoint(self.out / relative).model.eval()
 
     def measure_beside_original(self, model: nn.Module) -> tuple[float, float]:
-        """``(original_ms, model_ms)``: medians of :data:`MEASURE_ROUNDS` rounds, each
-        measuring the original then ``model``. A burst of host load lands on one round of
-        both, and the median discards it."""
-        from ..pruning import measure_models
+        """``(original_ms, model_ms)`` (:func:`ttmpd.pruning.measure_beside`)."""
+        from ..pruning import measure_beside
 
-        pair = [(self.model, self.example), (model, self.example)]
-        original_ms, model_ms = measure_models(pair, self.backend, rounds=MEASURE_ROUNDS)
-        return original_ms, model_ms
+        return measure_beside(self.model, model, self.example, self.backend)
 
 
 # --- stages ---------------------------------------------------------------------------
@@ -183,7 +179,7 @@ def stage_predictor(run: Run) -> dict:
                                        progress=run.config.progress)  # fmt: skip
         original_ms = measured[0]
     else:
-        from ..pruning import measure_models
+        from ..pruning import MEASURE_ROUNDS, measure_models
 
         (original_ms,) = measure_models([(run.model, run.example)], run.backend,
                                         rounds=MEASURE_ROUNDS)  # fmt: skip
@@ -210,59 +206,28 @@ def search_budget(budget: float, measured_ms: float, predicted_ms: float) -> flo
     return fraction
 
 
-#: A prune measured within ``[1 − UNDER, 1 + OVER] · budget`` of the original needs no
-#: further search; a new search aims ``AIM`` under the budget, to leave room for noise.
-BUDGET_OVER, BUDGET_UNDER, BUDGET_AIM = 0.02, 0.10, 0.03
-
-#: Interleaved rounds (original, prune) behind every measured figure of a run.
-MEASURE_ROUNDS = 3
-
-
 def stage_prune(run: Run, state: RunState) -> dict:
-    """Search to the budget. Then (``budget_checks > 0``) measure the result beside the
-    original (:meth:`Run.measure_beside_original`); while its measured fraction of the
-    original lands outside ``[1 − BUDGET_UNDER, 1 + BUDGET_OVER] · budget``, search again (at
-    most ``budget_checks`` times) with the search budget expected to measure
-    ``(1 − BUDGET_AIM) · budget`` (:func:`_next_search_budget`).
-    Kept: the slowest attempt within ``(1 + BUDGET_OVER) · budget`` (it pruned least), else
-    the fastest. The search itself measures nothing; the check catches what the predictor
-    misses (on ORT, layout effects of channel counts)."""
-    from ..pruning import SearchConfig, prune, save_prune_result
+    """Search to the budget; with ``budget_checks > 0``, measure the result beside the
+    original (:meth:`Run.measure_beside_original`) and search again on a miss
+    (:func:`ttmpd.pruning.checked_prune`). The search itself measures nothing; the check
+    catches what the predictor misses (on ORT, layout effects of channel counts)."""
+    from ..pruning import SearchConfig, checked_prune, prune, save_prune_result
 
     cfg, figures = run.config, state.stages["predictor"]
     images = run.to_input(run.finetune_images[: cfg.proxy_samples])
     fraction = search_budget(cfg.budget, figures["measured_original_ms"],
                              figures["predicted_original_ms"])  # fmt: skip
-    attempts, results = [], []
-    for _ in range(cfg.budget_checks + 1):
-        search = SearchConfig(budget=fraction, method=cfg.method, importance=cfg.importance,
+
+    def search(budget: float):
+        config = SearchConfig(budget=budget, method=cfg.method, importance=cfg.importance,
                               seed=cfg.seed, groups=cfg.group_options(),
                               progress=cfg.progress, device=run.compute_device)  # fmt: skip
-        try:
-            results.append(prune(run.model, run.example, run.predictor, images, search))
-        except InputError as exc:
-            if not results:
-                raise
-            logger.warning("budget check stopped: %s; keeping an earlier prune", exc)
-            break
-        attempt = {"search_budget": fraction, "search_s": results[-1].search_s,
-                   "predicted_ms": results[-1].predicted_latency_ms}  # fmt: skip
-        if not cfg.budget_checks:
-            attempts.append(attempt | {"measured_fraction": float("nan")})
-            break
-        original_ms, measured_ms = run.measure_beside_original(results[-1].model)
-        attempts.append(attempt | {"measured_ms": measured_ms, "original_ms": original_ms,
-                                   "measured_fraction": measured_ms / original_ms})  # fmt: skip
-        ratio = attempts[-1]["measured_fraction"] / cfg.budget
-        if 1 - BUDGET_UNDER <= ratio <= 1 + BUDGET_OVER:
-            break
-        fraction = _next_search_budget(attempts, cfg.budget * (1 - BUDGET_AIM))
-        if not 0 < fraction < 1:
-            break
-    pick = _pick_attempt([a["measured_fraction"] for a in attempts],
-                         cfg.budget * (1 + BUDGET_OVER))  # fmt: skip
-    result = results[pick]
-    summary = save_prune_result(result, run.out / "prune", run.example,
+        return prune(run.model, run.example, run.predictor, images, config)
+
+    checked = checked_prune(search, run.measure_beside_original, cfg.budget, fraction,
+                            cfg.budget_checks)  # fmt: skip
+    attempts, pick = checked.attempts, checked.kept
+    summary = save_prune_result(checked.result, run.out / "prune", run.example,
                                 normalization=run.checkpoint.normalization,
                                 num_classes=run.checkpoint.num_classes)  # fmt: skip
     keys = ("base_latency_ms", "target_latency_ms", "predicted_latency_ms", "search_s",
@@ -272,33 +237,6 @@ def stage_prune(run: Run, state: RunState) -> dict:
         "attempts": attempts,
         "kept_attempt": pick,
     }
-
-
-def _next_search_budget(attempts: list[dict], goal: float) -> float:
-    """The search budget expected to measure the fraction ``goal`` of the original: the
-    secant through the last two attempts ``(search_budget, measured_fraction)`` when the
-    measured fraction rose with the budget, else the last budget scaled by
-    ``goal / measured_fraction``."""
-    last = attempts[-1]
-    if len(attempts) >= 2:
-        prev = attempts[-2]
-        slope = (last["measured_fraction"] - prev["measured_fraction"]) / (
-            last["search_budget"] - prev["search_budget"]
-        )
-        if np.isfinite(slope) and slope > 0:
-            return last["search_budget"] + (goal - last["measured_fraction"]) / slope
-    return last["search_budget"] * goal / last["measured_fraction"]
-
-
-def _pick_attempt(measured: list[float], limit: float) -> int:
-    """Index of the slowest attempt measured within ``limit``, else of the fastest (the
-    last one when nothing was measured)."""
-    within = [i for i, m in enumerate(measured) if m <= limit]
-    if within:
-        return max(within, key=lambda i: measured[i])
-    if all(np.isnan(measured)):
-        return len(measured) - 1
-    return int(np.nanargmin(measured))
 
 
 def distill_student(
@@ -404,6 +342,8 @@ def stage_measure(run: Run) -> dict:
     layers = pd.merge(layers, after, on="name", how="left", sort=False)
     with atomic_path(run.out / "layers.csv") as tmp:
         layers.to_csv(tmp, index=False)
+    from ..pruning import BUDGET_OVER
+
     original_ms, final_ms = run.measure_beside_original(final)
     predicted = run.predictor.predict_model(final, run.example).total_ms
     return {"original_ms": original_ms, "final_ms": final_ms,

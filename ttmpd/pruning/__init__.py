@@ -16,6 +16,11 @@ from ._calibrate import calibrate_predictor as calibrate_predictor
 from ._calibrate import calibration_round_to as calibration_round_to
 from ._calibrate import calibration_variants as calibration_variants
 from ._calibrate import measure_models as measure_models
+from ._checked import BUDGET_OVER as BUDGET_OVER
+from ._checked import MEASURE_ROUNDS as MEASURE_ROUNDS
+from ._checked import CheckedPrune as CheckedPrune
+from ._checked import checked_prune as checked_prune
+from ._checked import measure_beside as measure_beside
 from ._groups import ChannelGroup as ChannelGroup
 from ._groups import GroupOptions as GroupOptions
 from ._groups import MemberSlice as MemberSlice
@@ -44,7 +49,9 @@ from ._random import random_plan as random_plan
 from ._search import prune as prune
 
 __all__ = [
+    "BUDGET_OVER",
     "IMPORTANCES",
+    "MEASURE_ROUNDS",
     "METHODS",
     "MODEL_TIMING",
     "PLAN_FORMAT",
@@ -53,6 +60,7 @@ __all__ = [
     "AccuracyModel",
     "ChannelGroup",
     "ChannelMasker",
+    "CheckedPrune",
     "GroupOptions",
     "LatencyAwareImportance",
     "MemberSlice",
@@ -66,8 +74,10 @@ __all__ = [
     "calibration_round_to",
     "calibration_variants",
     "channel_groups",
+    "checked_prune",
     "importance",
     "latency_costs",
+    "measure_beside",
     "measure_models",
     "model_fingerprint",
     "parameter_grads",
