@@ -60,11 +60,15 @@ backend's first run and reused by every later run of the same ``--name``: a meth
 alone then searches exactly the budgets its rivals searched.
 
 Latency: each result is measured once after its fine-tune (``measured_once_ms``); when a
-backend's runs are done, the original and every result of that backend are measured again
-in 3 interleaved passes, the median is ``measured_ms`` and ``ratio`` its fraction of the
-original of the same passes. ``within_budget``: ratio <= budget · 1.02, the same rule for
-every method. Pruned models are saved under ``results/<name>_models/`` so an interrupted run
-loses nothing: a re-run skips the rows the ``.partial.csv`` holds.
+backend's runs are done, every result of that backend is measured again beside the original
+(``measure_beside``: 3 paired measurements, the two models sample by sample in alternation,
+so a slowdown of the shared host scales both); ``ratio`` is the median per-pair fraction of
+the original, ``measured_ms`` that fraction of the pair's ``original_ms``.
+The original is then paired against a copy of itself 3 times: the ratio's noise floor,
+``noise_floor_pct`` in the metadata per backend (0 is a quiet host).
+``within_budget``: ratio <= budget · 1.02, the same rule for every method. Pruned models
+are saved under ``results/<name>_models/`` so an interrupted run loses nothing: a re-run
+skips the rows the ``.partial.csv`` holds.
 
 Summary, per run: the rival is the most accurate in-budget method other than ttmpd (at 10
 epochs). ttmpd *reaches* it when its accuracy after some k in {0, 1, 2, 5, 10} epochs is at
@@ -101,6 +105,7 @@ import pandas as pd
 import torch
 from _report import RESULTS, markdown_table, write_results
 from scipy import stats
+from tqdm.auto import tqdm
 
 from ttmpd._figures import pyplot, save_figure
 from ttmpd.base import reference_checkpoint_path, to_model_input
@@ -118,7 +123,6 @@ from ttmpd.pruning import (
     calibrate_predictor,
     checked_prune,
     measure_beside,
-    measure_models,
     pareto_front,
     plot_pareto,
     prune,
@@ -169,21 +173,36 @@ def key_name(row) -> str:
 
 
 def remeasure(path: Path, models: Path, backend_name: str, backend, model, x) -> None:
-    """Re-measure every result of ``backend_name`` and the original in 3 interleaved passes;
-    rewrite their rows of the partial CSV with the medians (module docstring)."""
+    """Re-measure every result of ``backend_name`` beside the original
+    (:func:`~ttmpd.pruning.measure_beside`: 3 paired measurements, the two models sample by
+    sample in alternation); rewrite their rows of the partial CSV (module docstring)."""
     frame = pd.read_csv(path)
     rows = frame.index[(frame["backend"] == backend_name) & (frame["status"] == "ok")]
-    students = [torch.load(models / f"{key_name(frame.loc[i])}.pt", weights_only=False)
-                for i in rows]  # fmt: skip
-    ms = measure_models([(model, x)] + [(s, x) for s in students], backend, rounds=3)
-    for i, measured in zip(rows, ms[1:], strict=True):
-        frame.loc[i, ["original_ms", "measured_ms"]] = [ms[0], measured]
-        frame.loc[i, "ratio"] = measured / ms[0]
-        frame.loc[i, "within_budget"] = bool(measured / ms[0] <= frame.loc[i, "budget"] * TOLERANCE)
+    for i in tqdm(rows, desc=f"remeasure {backend_name}", unit="model"):
+        student = torch.load(models / f"{key_name(frame.loc[i])}.pt", weights_only=False)
+        original_ms, measured = measure_beside(model, student, x, backend)
+        frame.loc[i, ["original_ms", "measured_ms"]] = [original_ms, measured]
+        frame.loc[i, "ratio"] = measured / original_ms
+        frame.loc[i, "within_budget"] = bool(
+            measured / original_ms <= frame.loc[i, "budget"] * TOLERANCE
+        )
         frame.loc[i, "remeasured"] = True
+    # the noise floor of these figures: the original paired against a copy of itself
+    floor = []
+    for _ in range(3):
+        original_ms, copy_ms = measure_beside(model, copy.deepcopy(model), x, backend)
+        floor.append(100 * (copy_ms / original_ms - 1))
+    (models / f"{backend_name}.floor.json").write_text(json.dumps({"floor_pct": floor}))
     tmp = path.with_suffix(".tmp")
     frame.to_csv(tmp, index=False)
     tmp.replace(path)
+
+
+def noise_floors(models: Path, backends: list[str]) -> dict:
+    """Per backend, the re-measurement's noise floor (:func:`remeasure`): the original's
+    measured fraction of itself, minus 1, in % (3 paired measurements)."""
+    files = {b: models / f"{b}.floor.json" for b in backends}
+    return {b: json.loads(f.read_text())["floor_pct"] for b, f in files.items() if f.exists()}
 
 
 def split(images: np.ndarray, labels: np.ndarray, n: int, seed: int):
@@ -600,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
             "embedding": args.embedding,
             # the ttmpd search these rows come from (docs/design/search.md, "tightened")
             "ttmpd_solve": "tightened", "note": args.note, "refused": refused(failed),
+            "noise_floor_pct": noise_floors(models, args.backends.split(",")),
             "finetune": dataclasses.asdict(finetune_config(args))}  # fmt: skip
     write_results(RESULTS / name, frame, **meta)
     write_results(RESULTS / f"{name}_runs", runs, **meta)

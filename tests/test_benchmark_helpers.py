@@ -289,3 +289,30 @@ def test_ttmpd_gets_the_measured_budget_check_and_the_rivals_search_once(monkeyp
     assert searches == 1 + bench.BUDGET_CHECKS == len(measured)
     assert [m for m, _ in searched] == ["ttmpd"] * searches
     assert searched[1][1] < searched[0][1]  # searched again below the budget
+
+
+def test_remeasure_pairs_each_result_with_the_original_and_records_a_floor(
+    monkeypatch, tmp_path
+):
+    from ttmpd.pruning import apply_plan, channel_groups, random_plan
+
+    bench = _load("ttmpd_vs_baselines", monkeypatch)
+    torch.manual_seed(0)
+    net, x = ResidualNet().eval(), torch.randn(1, 3, 8, 8)
+    backend = get_backend("fake")
+    pruned = apply_plan(net, x, random_plan(net, x, channel_groups(net, x), 0.5, seed=0))
+    row = {"backend": "fake", "corruption": "c", "seed": 1, "budget": 0.5, "method": "ttmpd",
+           "status": "ok", "original_ms": 99.0, "within_budget": True,
+           "remeasured": False}  # fmt: skip
+    models = tmp_path / "models"
+    models.mkdir()
+    torch.save(pruned, models / f"{bench.key_name(row)}.pt")
+    path = tmp_path / "p.partial.csv"
+    bench.append_row(path, row)
+    bench.remeasure(path, models, "fake", backend, net, x)
+    out = pd.read_csv(path).iloc[0]
+    expected = backend.measure_model(pruned, x).median_ms / backend.measure_model(net, x).median_ms
+    assert out["ratio"] == pytest.approx(expected) and expected < 0.9
+    assert out["original_ms"] == pytest.approx(backend.measure_model(net, x).median_ms)
+    assert bool(out["remeasured"]) and bool(out["within_budget"]) == (expected <= 0.5 * 1.02)
+    assert bench.noise_floors(models, ["fake", "other"]) == {"fake": [0.0, 0.0, 0.0]}

@@ -30,6 +30,7 @@ from ._rules import DeviceRules as DeviceRules
 from ._rules import NativeConvRule as NativeConvRule
 from ._rules import infer_blocked_rule as infer_blocked_rule
 from ._rules import infer_native_rule as infer_native_rule
+from ._timing import PairedTiming as PairedTiming
 from ._timing import Timing as Timing
 from ._timing import TimingConfig as TimingConfig
 from ._timing import measure as measure
@@ -63,6 +64,7 @@ __all__ = [
     "GridConfig",
     "LayerUnit",
     "NativeConvRule",
+    "PairedTiming",
     "Timing",
     "TimingConfig",
     "UncoveredOp",

@@ -52,7 +52,9 @@ class TimingConfig:
     reuse_runners=False, settle_rounds=False)`` measures as tables were measured before
     these existed: a fresh runner, warm-up and loop sizing in every round, every round to
     ``target_rel_ci``, the median round kept. A 0.25 ms sample keeps a sample's timer and
-    Python overhead (~1 µs) below 1%.
+    Python overhead (~1 µs) below 1%. ``pair_sample_ms`` only concerns
+    :func:`measure_paired`: there a sample lasts at least that long, because the first
+    calls after the other model ran are slower while caches refill.
     """
 
     warmup_runs: int = 3
@@ -66,12 +68,16 @@ class TimingConfig:
     round_warmup_runs: int = 1
     reuse_runners: bool = True
     settle_rounds: bool = True
+    pair_sample_ms: float = 10.0
 
     def __post_init__(self) -> None:
         if self.min_samples < 3 or self.max_samples < self.min_samples:
             raise InputError("timing needs 3 <= min_samples <= max_samples")
-        if self.max_seconds <= 0 or self.target_rel_ci <= 0 or self.min_sample_ms <= 0:
-            raise InputError("timing max_seconds, target_rel_ci and min_sample_ms must be > 0")
+        if min(self.max_seconds, self.target_rel_ci, self.min_sample_ms,
+               self.pair_sample_ms) <= 0:  # fmt: skip
+            raise InputError(
+                "timing max_seconds, target_rel_ci, min_sample_ms and pair_sample_ms must be > 0"
+            )
         if self.warmup_runs < 0 or self.round_warmup_runs < 0 or self.retries < 0:
             raise InputError("timing warm-up runs and retries must be >= 0")
 
@@ -185,6 +191,72 @@ def measure(run: Runner, config: TimingConfig | None = None) -> Timing:
     """Time ``run`` with the loop described in the module docstring."""
     config = config or TimingConfig()
     return _steadiest(lambda: _measure_once(run, config), config)
+
+
+@dataclass(frozen=True)
+class PairedTiming:
+    """Two runners timed in alternation (:func:`measure_paired`).
+
+    ``ratio``: the median over pairs of ``other / reference`` sample latencies;
+    ``ratio_rel_ci``: the half-width of its ~95% CI relative to it (0 from backends that
+    compute their latencies)."""
+
+    reference: Timing
+    other: Timing
+    ratio: float
+    ratio_rel_ci: float
+
+
+def measure_paired(
+    reference: Runner, other: Runner, config: TimingConfig | None = None
+) -> PairedTiming:
+    """Time two runners sample by sample in alternation; the ratio of their latencies.
+
+    Both are warmed up and their loops sized (steps 1-2, a sample lasting at least
+    ``pair_sample_ms``); then pair ``i`` takes one sample of each, back to back (in the
+    order reference, other for even ``i``, the reverse for odd ``i``), each after
+    ``round_warmup_runs`` untimed calls, and contributes ``r_i = other_i / reference_i``.
+    Sampling stops when the CI of ``median(r)`` is within ``±target_rel_ci`` (at least
+    ``min_samples`` pairs), or at ``max_samples`` pairs or after ``max_seconds``. The two
+    samples of a pair lie a few ``pair_sample_ms`` apart, so a host slowdown lasting longer
+    than that scales both and cancels in ``r_i``; timing each runner in its own block
+    (:func:`measure`) lets it skew the ratio by as much as it slows the host.
+    """
+    config = config or TimingConfig()
+    start = time.perf_counter()
+    numbers = []
+    for run in (reference, other):
+        for _ in range(config.warmup_runs):
+            run(1)
+        numbers.append(_loop_count(run, max(config.min_sample_ms, config.pair_sample_ms)))
+    deadline = time.perf_counter() + config.max_seconds
+    ref_ms: list[float] = []
+    other_ms: list[float] = []
+
+    def sample(run: Runner, number: int) -> float:
+        for _ in range(config.round_warmup_runs):  # the other runner left the caches cold
+            run(1)
+        return run(number) / number
+
+    while len(ref_ms) < config.max_samples:
+        if len(ref_ms) % 2 == 0:
+            ref_ms.append(sample(reference, numbers[0]))
+            other_ms.append(sample(other, numbers[1]))
+        else:
+            other_ms.append(sample(other, numbers[1]))
+            ref_ms.append(sample(reference, numbers[0]))
+        if len(ref_ms) >= config.min_samples:
+            ratios = np.asarray(other_ms) / np.asarray(ref_ms)
+            if median_rel_ci(ratios) <= config.target_rel_ci or time.perf_counter() > deadline:
+                break
+    wall = time.perf_counter() - start
+    ratios = np.asarray(other_ms) / np.asarray(ref_ms)
+    return PairedTiming(
+        reference=_summary(ref_ms, numbers[0], config, wall),
+        other=_summary(other_ms, numbers[1], config, wall),
+        ratio=float(np.median(ratios)),
+        ratio_rel_ci=median_rel_ci(ratios),
+    )
 
 
 def _agreeing(timings: Sequence[Timing], tol: float) -> tuple[Timing, list[Timing]]:

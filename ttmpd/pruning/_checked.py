@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..profiler import BackendBase
-from ._calibrate import measure_models
+from ..profiler import BackendBase, TimingConfig
+from ._calibrate import MODEL_TIMING
 from ._problem import PruneResult
 
 logger = logging.getLogger(__name__)
@@ -31,13 +31,21 @@ def measure_beside(
     example_input: torch.Tensor,
     backend: BackendBase,
     rounds: int = MEASURE_ROUNDS,
+    timing: TimingConfig = MODEL_TIMING,
 ) -> tuple[float, float]:
-    """``(original_ms, model_ms)``: medians of ``rounds`` rounds, each measuring the
-    original then ``model`` (:func:`measure_models`). A burst of host load lands on one
-    round of both, and the median discards it."""
-    pair = [(original, example_input), (model, example_input)]
-    original_ms, model_ms = measure_models(pair, backend, rounds=rounds)
-    return original_ms, model_ms
+    """``(original_ms, model_ms)`` with ``model_ms = original_ms · ratio``.
+
+    ``ratio`` is the median over ``rounds`` paired measurements
+    (:meth:`~ttmpd.profiler.BackendBase.measure_paired`: the two models sample by sample in
+    alternation, so a host slowdown scales both) of their median per-pair ratio;
+    ``original_ms`` is the median of the original's rounds. A bad round (a runner built
+    unluckily) is outvoted."""
+    if rounds < 1:
+        raise InputError(f"rounds must be >= 1, got {rounds}")
+    pairs = [backend.measure_paired(original, model, example_input, timing)
+             for _ in range(rounds)]  # fmt: skip
+    original_ms = float(np.median([p.reference.median_ms for p in pairs]))
+    return original_ms, original_ms * float(np.median([p.ratio for p in pairs]))
 
 
 @dataclass(frozen=True)

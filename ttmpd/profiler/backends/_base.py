@@ -15,7 +15,15 @@ from ...errors import BackendUnavailableError, InputError
 from .._fingerprint import DeviceFingerprint
 from .._modules import build_unit
 from .._rules import DeviceRules
-from .._timing import Runner, Timing, TimingConfig, measure, measure_rounds
+from .._timing import (
+    PairedTiming,
+    Runner,
+    Timing,
+    TimingConfig,
+    measure,
+    measure_paired,
+    measure_rounds,
+)
 from .._units import UnitConfig
 
 GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
@@ -69,6 +77,13 @@ class Backend(Protocol):
     def measure_model(
         self, model: nn.Module, example_input: torch.Tensor, timing: TimingConfig | None = None
     ) -> Timing: ...
+    def measure_paired(
+        self,
+        reference: nn.Module,
+        model: nn.Module,
+        example_input: torch.Tensor,
+        timing: TimingConfig | None = None,
+    ) -> PairedTiming: ...
 
 
 class BackendBase:
@@ -149,6 +164,25 @@ class BackendBase:
         inputs = example_input if isinstance(example_input, tuple) else (example_input,)
         model = model.eval()
         return measure(self._runner(model, tuple(inputs)), timing)
+
+    def measure_paired(
+        self,
+        reference: nn.Module,
+        model: nn.Module,
+        example_input: torch.Tensor | tuple[torch.Tensor, ...],
+        timing: TimingConfig | None = None,
+    ) -> PairedTiming:
+        """``model`` against ``reference`` end to end, sample by sample in alternation
+        (:func:`~ttmpd.profiler._timing.measure_paired`): ``ratio`` is the median of
+        ``model / reference`` over pairs. A backend that computes its model latencies (it
+        overrides :meth:`measure_model`) gives the ratio of two such figures."""
+        if type(self).measure_model is not BackendBase.measure_model:
+            ref, other = (self.measure_model(m, example_input, timing) for m in (reference, model))
+            return PairedTiming(ref, other, other.median_ms / ref.median_ms, 0.0)
+        self.require_available()
+        inputs = example_input if isinstance(example_input, tuple) else (example_input,)
+        runners = [self._runner(m.eval(), tuple(inputs)) for m in (reference, model)]
+        return measure_paired(*runners, timing)
 
 
 BACKENDS: Registry[type[BackendBase]] = Registry("backend")
