@@ -275,6 +275,25 @@ if sweep.exists():
         markdown_table(frame),
         "",
     ]
+stability = Path("benchmarks/results/ratio_stability.json")
+if stability.exists():
+    meta = json.loads(stability.read_text())["meta"]
+    frame = pd.DataFrame(json.loads(stability.read_text())["meta"]["summary"])
+    out += [
+        "## How repeatable is a measured ratio: blocked against paired",
+        "",
+        f"{meta['date']}, {meta['machine']}; `{meta['command']}` (from `benchmarks/`).",
+        "The shipped ResNet-20 and two random prunes (overall ratios 0.3, 0.6), 1 thread;",
+        f"each method measures the prune's fraction of the original {meta['repeats']} times,",
+        "methods alternating. `blocked`: each model in its own block (3 interleaved rounds);",
+        "`paired`: `measure_beside`, 3 paired measurements (samples of the two models",
+        "alternating); `paired-1`: one. spread = (max - min) / median of the repeats, iqr",
+        "= interquartile range / median: the noise a budget check meets on this host.",
+        "Why and what it does not fix: docs/design/measurement.md.",
+        "",
+        markdown_table(frame),
+        "",
+    ]
 p = pd.read_csv("benchmarks/results/profiling_speed_end_to_end.csv")
 meta = json.loads(Path("benchmarks/results/profiling_speed_end_to_end.json").read_text()).get(
     "meta", {}
