@@ -84,6 +84,7 @@ difference with a 95% t-interval over the runs, median time ratio, runs meeting 
     python benchmarks/ttmpd_vs_baselines.py --set held-out [--backends onnxruntime,torch-cpu]
         [--budgets 0.3,0.4,0.5,0.7] [--methods ...] [--seeds 1,2] [--corruptions ...]
         [--name ttmpd_vs_baselines_heldout] [--model resnet20|vit [--embedding]]
+        [--defer-remeasure]
 
 ``--seeds``/``--corruptions`` restrict a run (and its summary) to part of the set, e.g. to
 report the seeds an interrupted protocol finished.
@@ -425,6 +426,8 @@ def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> Non
                     rows.append(row)
     frame = pd.read_csv(partial_csv)
     mine = frame[(frame["backend"] == backend_name) & (frame["status"] == "ok")]
+    if args.defer_remeasure:
+        return
     if added or (len(mine) and not mine["remeasured"].astype(bool).all()):
         remeasure(partial_csv, models, backend_name, backend, model, x)
 
@@ -555,6 +558,12 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="how the rows were made where the command does not say (backends run as "
         "concurrent processes, say); shown with the results",
+    )
+    parser.add_argument(
+        "--defer-remeasure",
+        action="store_true",
+        help="leave the final re-measurement to a later run of the same name (when two "
+        "processes share the host, the re-measurement must run alone)",
     )
     parser.add_argument("--model", choices=sorted(MODELS), default="resnet20")
     parser.add_argument(
