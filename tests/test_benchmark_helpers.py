@@ -291,9 +291,7 @@ def test_ttmpd_gets_the_measured_budget_check_and_the_rivals_search_once(monkeyp
     assert searched[1][1] < searched[0][1]  # searched again below the budget
 
 
-def test_remeasure_pairs_each_result_with_the_original_and_records_a_floor(
-    monkeypatch, tmp_path
-):
+def test_remeasure_pairs_each_result_with_the_original_and_records_a_floor(monkeypatch, tmp_path):
     from ttmpd.pruning import apply_plan, channel_groups, random_plan
 
     bench = _load("ttmpd_vs_baselines", monkeypatch)
