@@ -22,14 +22,18 @@ def _timing(median, samples=(), *, spread=0.0, number=1, wall=0.1):
                   wall, tuple(samples))  # fmt: skip
 
 
+POSITIVE = "max_seconds, target_rel_ci, min_sample_ms and pair_sample_ms must be > 0"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"min_samples": 2}, "needs 3 <= min_samples <= max_samples"),
         ({"min_samples": 8, "max_samples": 7}, "needs 3 <= min_samples <= max_samples"),
-        ({"max_seconds": 0}, "max_seconds, target_rel_ci and min_sample_ms must be > 0"),
-        ({"target_rel_ci": 0}, "max_seconds, target_rel_ci and min_sample_ms must be > 0"),
-        ({"min_sample_ms": 0}, "max_seconds, target_rel_ci and min_sample_ms must be > 0"),
+        ({"max_seconds": 0}, POSITIVE),
+        ({"target_rel_ci": 0}, POSITIVE),
+        ({"min_sample_ms": 0}, POSITIVE),
+        ({"pair_sample_ms": 0}, POSITIVE),
         ({"warmup_runs": -1}, "warm-up runs and retries must be >= 0"),
         ({"round_warmup_runs": -1}, "warm-up runs and retries must be >= 0"),
         ({"retries": -1}, "warm-up runs and retries must be >= 0"),
