@@ -39,15 +39,13 @@ import time
 import numpy as np
 import pandas as pd
 from _report import RESULTS, markdown_table, write_results
-from ttmpd_vs_baselines import LUTS, SETS, TOLERANCE, split
+from ttmpd_vs_baselines import SETS, TOLERANCE, protocol_setup, split
 
-from ttmpd.base import reference_checkpoint_path, to_model_input
-from ttmpd.data import corrupt, load_mnist
+from ttmpd.base import to_model_input
+from ttmpd.data import corrupt
 from ttmpd.errors import InputError
-from ttmpd.lut import LatencyPredictor, profile_model
-from ttmpd.models import load_checkpoint
+from ttmpd.lut import LatencyPredictor
 from ttmpd.pipeline import search_budget
-from ttmpd.profiler import BackendConfig, GridConfig, get_backend
 from ttmpd.pruning import SearchConfig, calibrate_predictor, measure_models, prune
 
 MAPPINGS = ("measured", "predicted")
@@ -61,15 +59,7 @@ def fraction_for(mapping: str, budget: float, measured_ms: float, predicted_ms: 
 
 
 def run_backend(args, backend_name: str) -> list[dict]:
-    model_file = "resnet20_mnist"
-    checkpoint = load_checkpoint(reference_checkpoint_path().with_name(f"{model_file}.pt"))
-    model, norm = checkpoint.model.eval(), checkpoint.normalization
-    test = load_mnist("test")
-    backend = get_backend(backend_name, BackendConfig(threads=1))
-    x = to_model_input(test.images[:1], norm)
-    lut = LUTS / f"{model_file}-{backend_name}.parquet"
-    table = profile_model(model, x, backend, lut, grid=GridConfig(channel_step=8),
-                          resume=True, progress=False).table  # fmt: skip
+    model, norm, test, backend, x, _, table = protocol_setup("resnet20_mnist", backend_name)
     corruptions, seeds = SETS["tuning"]
     rows, students = [], []
     for calibration in range(args.calibrations):

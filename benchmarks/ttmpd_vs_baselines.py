@@ -318,17 +318,25 @@ def backend_predictor(table, lut: Path, model, x, backend, models: Path, backend
     return predictor, original_ms
 
 
-def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> None:
-    done = pd.read_csv(partial_csv) if partial_csv.exists() else pd.DataFrame()
-    have = {} if done.empty else {key_name(r): r for r in done.to_dict("records")}
-    checkpoint = load_checkpoint(reference_checkpoint_path().with_name(f"{args.model_file}.pt"))
+def protocol_setup(model_file: str, backend_name: str) -> tuple:
+    """``(model, normalization, MNIST test split, backend, example input, LUT path, table)``:
+    the shipped checkpoint, the backend at 1 thread, its LUT (channel step 8) built or
+    resumed under :data:`LUTS`."""
+    checkpoint = load_checkpoint(reference_checkpoint_path().with_name(f"{model_file}.pt"))
     model, norm = checkpoint.model.eval(), checkpoint.normalization
     test = load_mnist("test")
     backend = get_backend(backend_name, BackendConfig(threads=1))
     x = to_model_input(test.images[:1], norm)
-    lut = LUTS / f"{args.model_file}-{backend_name}.parquet"
+    lut = LUTS / f"{model_file}-{backend_name}.parquet"
     table = profile_model(model, x, backend, lut, grid=GridConfig(channel_step=8),
                           resume=True, progress=False).table  # fmt: skip
+    return model, norm, test, backend, x, lut, table
+
+
+def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> None:
+    done = pd.read_csv(partial_csv) if partial_csv.exists() else pd.DataFrame()
+    have = {} if done.empty else {key_name(r): r for r in done.to_dict("records")}
+    model, norm, test, backend, x, lut, table = protocol_setup(args.model_file, backend_name)
     predictor, original_ms = backend_predictor(table, lut, model, x, backend, models, backend_name)
     predicted_ms = predictor.predict_model(model, x).total_ms
     corruptions, seeds = args.corruptions, args.seeds
