@@ -298,16 +298,16 @@ def prune_method(method: str, fraction: float, budget: float, seed: int, groups:
     return checked.result, len(checked.attempts)
 
 
-#: A calibration whose worst leave-one-out error exceeds the predictor's ±10% goal was
-#: measured while the host's speed drifted: measured again, at most this many times in all
-CALIBRATION_TRIES, LOO_LIMIT = 3, 0.10
+#: Calibration measurements at most, while the worst leave-one-out error exceeds ±10%
+CALIBRATION_TRIES = 3
 
 
 def backend_predictor(table, lut: Path, model, x, backend, models: Path, backend_name: str):
     """``(predictor, original_ms)`` of a backend: calibrated on the model and 6 random prunes,
     with the original's measured latency that maps budgets to the predictor's scale. A
-    calibration whose worst leave-one-out error exceeds :data:`LOO_LIMIT` is measured again
-    (at most :data:`CALIBRATION_TRIES` in all); the steadiest is kept. The
+    calibration whose worst leave-one-out error exceeds 10% is measured again (at most
+    :data:`CALIBRATION_TRIES` in all, ``calibrate_predictor(tries=...)``); the steadiest is
+    kept. The
     first run of a results name saves both beside its models (``<backend>.predictor.json``,
     ``<backend>.budget.json``); later runs of that name load them, so rows added later (a
     method rerun after a code change) search the same budgets as the rows already there.
@@ -317,20 +317,13 @@ def backend_predictor(table, lut: Path, model, x, backend, models: Path, backend
     if predictor_file.exists() and budget_file.exists():
         predictor, _ = load_predictor(predictor_file, lut)
         return predictor, float(json.loads(budget_file.read_text())["original_ms"])
-    tries = []
-    for _ in range(CALIBRATION_TRIES):
-        predictor = LatencyPredictor().fit(table)
-        original_ms = calibrate_predictor(predictor, model, x, backend, 6)[0]
-        worst = float(np.max(np.abs(predictor.calibration_loo_)))
-        tries.append((worst, predictor, original_ms))
-        print(f"{backend_name} calibration: worst leave-one-out error {100 * worst:.1f}%",
-              file=sys.stderr)  # fmt: skip
-        if worst <= LOO_LIMIT:
-            break
-    worst, predictor, original_ms = min(tries, key=lambda t: t[0])
+    predictor = LatencyPredictor().fit(table)
+    original_ms = calibrate_predictor(predictor, model, x, backend, 6,
+                                      tries=CALIBRATION_TRIES)[0]  # fmt: skip
+    worst = float(np.max(np.abs(predictor.calibration_loo_)))
     models.mkdir(parents=True, exist_ok=True)
     save_predictor(predictor, predictor_file, table, str(lut))
-    budget_file.write_text(json.dumps({"original_ms": original_ms, "tries": len(tries),
+    budget_file.write_text(json.dumps({"original_ms": original_ms,
                                        "loo_worst_pct": 100 * worst}))  # fmt: skip
     return predictor, original_ms
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 from pathlib import Path
 
@@ -315,24 +314,3 @@ def test_remeasure_pairs_each_result_with_the_original_and_records_a_floor(monke
     assert out["original_ms"] == pytest.approx(backend.measure_model(net, x).median_ms)
     assert bool(out["remeasured"]) and bool(out["within_budget"]) == (expected <= 0.5 * 1.02)
     assert bench.noise_floors(models, ["fake", "other"]) == {"fake": [0.0, 0.0, 0.0]}
-
-
-def test_a_calibration_measured_while_the_host_drifted_is_measured_again(tmp_path, monkeypatch):
-    bench = _load("ttmpd_vs_baselines", monkeypatch)
-    worst = iter([0.30, 0.05, 0.01])
-    calls = []
-
-    def calibrate(predictor, model, x, backend, n):
-        calls.append(n)
-        predictor.calibration_loo_ = np.array([next(worst), 0.0])
-        return [float(len(calls))]  # the original's latency of this try
-
-    monkeypatch.setattr(bench, "calibrate_predictor", calibrate)
-    monkeypatch.setattr(bench, "save_predictor", lambda *a, **k: None)
-    table = type("T", (), {})()
-    monkeypatch.setattr(bench, "LatencyPredictor", lambda: type("P", (), {"fit": lambda s, t: s})())
-    _, original_ms = bench.backend_predictor(table, tmp_path / "t.parquet", None, None, None,
-                                             tmp_path / "models", "b")  # fmt: skip
-    assert len(calls) == 2 and original_ms == 2.0  # the second try was within the limit
-    saved = json.loads((tmp_path / "models" / "b.budget.json").read_text())
-    assert saved["tries"] == 2 and saved["loo_worst_pct"] == pytest.approx(5.0)

@@ -67,3 +67,39 @@ def test_the_calibration_aligns_to_the_devices_blocked_rule(tmp_path, monkeypatc
     blocked = LatencyPredictor().fit(table)
     assert calibration_round_to(blocked) == table.meta.device_rules.blocked.in_multiple == 4
     assert calibration_round_to(LatencyPredictor(blocked_layout=False).fit(table)) is None
+
+
+def test_a_calibration_that_contradicts_itself_is_measured_again(tmp_path, monkeypatch, caplog):
+    import ttmpd.pruning._calibrate as calibrate
+
+    x = torch.randn(1, 3, 16, 16)
+    net = ResidualNet(c=32).eval()
+    backend = get_backend("fake")
+    table = profile_model(net, x, backend, tmp_path / "lut.parquet", progress=False,
+                          grid=GridConfig(channel_step=2, off_grid_per_unit=4)).table  # fmt: skip
+    real, calls = calibrate.measure_models, []
+    drifts = [[1.0, 1.5, 0.7, 1.3, 0.8], [1.0] * 5, [1.0, 2.0, 0.5, 2.0, 0.5]]
+
+    def drifting(pairs, *args, **kwargs):  # the host drifted during the first measurement
+        exact = real(pairs, *args, **kwargs)
+        calls.append(exact)
+        return [m * d for m, d in zip(exact, drifts[len(calls) - 1], strict=True)]
+
+    monkeypatch.setattr(calibrate, "measure_models", drifting)
+    predictor = LatencyPredictor().fit(table)
+    measured = calibrate_predictor(predictor, net, x, backend, n_variants=4, seed=1, tries=3)
+    assert len(calls) == 2  # the second measurement was steady: no third
+    assert measured == calls[1]
+    assert max(abs(predictor.calibration_loo_)) <= 0.10
+    # one try only: the contradictory calibration is kept, with a warning that says so
+    calls.clear()
+    with caplog.at_level("WARNING"):
+        calibrate_predictor(LatencyPredictor().fit(table), net, x, backend, n_variants=4,
+                            seed=1)  # fmt: skip
+    assert len(calls) == 1 and "worst leave-one-out error" in caplog.text
+    # every measurement drifted: the steadiest of the three is kept, not the last
+    calls.clear()
+    drifts[:] = [[1.0, 2.0, 0.5, 2.0, 0.5], [1.0, 1.15, 0.9, 1.1, 0.95], [1.0, 1.5, 0.7, 1.3, 0.8]]
+    kept = calibrate_predictor(LatencyPredictor().fit(table), net, x, backend, n_variants=4,
+                               seed=1, tries=3)  # fmt: skip
+    assert len(calls) == 3 and kept == [m * d for m, d in zip(calls[1], drifts[1], strict=True)]
