@@ -328,6 +328,8 @@ def stage_export(run: Run) -> dict:
 def stage_measure(run: Run) -> dict:
     import pandas as pd
 
+    from ..pruning import BUDGET_OVER
+
     final = run.load("distill/student.pt")
     before = run.predictor.predict_model(run.model, run.example).breakdown
     after = run.predictor.predict_model(final, run.example).breakdown
@@ -342,8 +344,6 @@ def stage_measure(run: Run) -> dict:
     layers = pd.merge(layers, after, on="name", how="left", sort=False)
     with atomic_path(run.out / "layers.csv") as tmp:
         layers.to_csv(tmp, index=False)
-    from ..pruning import BUDGET_OVER
-
     original_ms, final_ms = run.measure_beside_original(final)
     predicted = run.predictor.predict_model(final, run.example).total_ms
     return {"original_ms": original_ms, "final_ms": final_ms,

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 #: further search; a new search aims ``AIM`` under the budget, to leave room for noise.
 BUDGET_OVER, BUDGET_UNDER, BUDGET_AIM = 0.02, 0.10, 0.03
 
-#: Interleaved rounds (original, prune) behind every measured figure of a check.
+#: Paired measurements (original against prune) behind every measured figure of a check.
 MEASURE_ROUNDS = 3
 
 
