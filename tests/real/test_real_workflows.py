@@ -33,19 +33,34 @@ def _figures(check) -> str:
     return f"median ratio {check.median_ratio:.3f}, spread {check.spread:.3f}"
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def table(request, tmp_path_factory):
-    backend = _backend(request.param)
+def _fresh_table(backend, out):
     torch.manual_seed(0)
-    out = tmp_path_factory.mktemp(request.param) / "lut.parquet"
     return profile_model(ResidualNet(c=16).eval(), X, backend, out, grid=GRID,
                          progress=False).table  # fmt: skip
 
 
-def test_lut_check_accepts_a_fresh_table_and_catches_rows_that_drifted_apart(table):
-    fresh = recheck_table(table)
-    # just measured: at most a uniform drift (a loaded host), never rows moving apart
-    assert fresh.verdict in ("ok", "drifted"), _figures(fresh)
+#: Builds of a fresh table the acceptance test may try. A shared host's speed flips
+#: between modes for seconds at a time; a table built, or checked, across a flip really has
+#: rows that disagree, and the check rightly says so. A recheck that measures otherwise
+#: than the build did (another backend, timing or thread setting) fails every build.
+FRESH_TRIES = 3
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_lut_check_accepts_a_freshly_built_table(name, tmp_path):
+    backend, verdicts = _backend(name), []
+    for i in range(FRESH_TRIES):
+        fresh = recheck_table(_fresh_table(backend, tmp_path / f"lut{i}.parquet"))
+        verdicts.append(f"{fresh.verdict} ({_figures(fresh)})")
+        # just measured: at most a uniform drift (a loaded host), never rows moving apart
+        if fresh.verdict in ("ok", "drifted"):
+            return
+    pytest.fail(f"every fresh table was called inconsistent: {verdicts}")
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_lut_check_catches_rows_that_drifted_apart(name, tmp_path):
+    table = _fresh_table(_backend(name), tmp_path / "lut.parquet")
     # every other row (by latency) three times slower: what a table stitched together from
     # measurements at different times looks like
     frame = table.frame.copy()

@@ -11,6 +11,7 @@ from .._renamed import renamed_attributes
 from ._apply import apply_plan as apply_plan
 from ._apply import plan_from_removed as plan_from_removed
 from ._bn import adapt_bn as adapt_bn
+from ._calibrate import MAX_LOO as MAX_LOO
 from ._calibrate import MODEL_TIMING as MODEL_TIMING
 from ._calibrate import calibrate_predictor as calibrate_predictor
 from ._calibrate import calibration_round_to as calibration_round_to
@@ -51,6 +52,7 @@ from ._search import prune as prune
 __all__ = [
     "BUDGET_OVER",
     "IMPORTANCES",
+    "MAX_LOO",
     "MEASURE_ROUNDS",
     "METHODS",
     "MODEL_TIMING",
