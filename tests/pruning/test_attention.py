@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import warnings
 
 import numpy as np
 import pytest
@@ -155,24 +156,44 @@ def test_latency_search_prunes_heads(vit, tmp_path):
     assert whole == pytest.approx(result.predicted_latency_ms, rel=1e-6)
 
 
-@pytest.mark.filterwarnings("ignore:.*have no latency unit")
-def _priced_problem(vit, tmp_path, fusion, monkeypatch, options=None):
-    """A search problem on ``vit`` priced by a fake-backend table with ``fusion`` (fused
-    sdpa, or matmul/softmax/matmul), with its predictor and batch-1 input."""
+@pytest.fixture(scope="module")
+def priced(vit, tmp_path_factory):
+    """``fusion -> predictor`` fitted on a fake-backend table of ``vit`` with that fusion
+    (fused sdpa, or matmul/softmax/matmul); each fitted once per module (a fit is seconds)."""
     from ttmpd.lut import LatencyPredictor, profile_model
     from ttmpd.profiler import GridConfig, get_backend
+    from ttmpd.profiler.backends.fake import FakeBackend
+
+    x1 = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    grid = GridConfig(channel_step=4, off_grid_per_unit=4)
+    fitted: dict[str, object] = {}
+
+    def predictor_for(fusion: str):
+        if fusion not in fitted:
+            with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*have no latency unit")
+                patch.setattr(FakeBackend, "fusion", fusion)
+                out = tmp_path_factory.mktemp(fusion) / "lut.parquet"
+                table = profile_model(vit, x1, get_backend("fake"), out, progress=False,
+                                      grid=grid).table  # fmt: skip
+            assert table.meta.fusion == fusion
+            fitted[fusion] = LatencyPredictor().fit(table)
+        return fitted[fusion]
+
+    return predictor_for
+
+
+def _priced_problem(vit, priced, fusion, monkeypatch, options=None):
+    """A search problem on ``vit`` priced by a fake-backend table with ``fusion`` (fused
+    sdpa, or matmul/softmax/matmul), with its predictor and batch-1 input."""
     from ttmpd.profiler.backends.fake import FakeBackend
     from ttmpd.pruning import SearchConfig
     from ttmpd.pruning._problem import SearchProblem
 
     x1 = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     calib = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    grid = GridConfig(channel_step=4, off_grid_per_unit=4)
     monkeypatch.setattr(FakeBackend, "fusion", fusion)
-    table = profile_model(vit, x1, get_backend("fake"), tmp_path / "lut.parquet",
-                          progress=False, grid=grid).table  # fmt: skip
-    assert table.meta.fusion == fusion
-    predictor = LatencyPredictor().fit(table)
+    predictor = priced(fusion)
     config = SearchConfig(budget=0.9, progress=False, groups=options or GroupOptions())
     return SearchProblem(vit, x1, predictor, calib, config), predictor, x1
 
@@ -187,9 +208,9 @@ def _assert_priced_as_pruned(vit, problem, predictor, x1, state: dict[str, int])
 
 
 @pytest.mark.parametrize("fusion", ["none", "none+attention-parts"])
-def test_head_pricing_matches_the_predictor_on_the_pruned_model(vit, tmp_path, fusion,
+def test_head_pricing_matches_the_predictor_on_the_pruned_model(vit, priced, fusion,
                                                                 monkeypatch):  # fmt: skip
-    problem, predictor, x1 = _priced_problem(vit, tmp_path, fusion, monkeypatch)
+    problem, predictor, x1 = _priced_problem(vit, priced, fusion, monkeypatch)
     heads = [g for g in problem.prunable if g.id.endswith("#heads")]
     assert len(heads) == 2
     for group in heads:
@@ -198,11 +219,11 @@ def test_head_pricing_matches_the_predictor_on_the_pruned_model(vit, tmp_path, f
 
 
 @pytest.mark.parametrize("fusion", ["none", "none+attention-parts"])
-def test_head_dim_pricing_matches_the_predictor_on_the_pruned_model(vit, tmp_path, fusion,
+def test_head_dim_pricing_matches_the_predictor_on_the_pruned_model(vit, priced, fusion,
                                                                     monkeypatch):  # fmt: skip
     """Head dims shrink the attention core's per-head size too, alone and with heads."""
     options = GroupOptions(head_dims=True)
-    problem, predictor, x1 = _priced_problem(vit, tmp_path, fusion, monkeypatch, options)
+    problem, predictor, x1 = _priced_problem(vit, priced, fusion, monkeypatch, options)
     for k, j in ((0, 1), (0, 8), (1, 8), (2, 31)):
         state = {"blocks.0.attn#heads": k, "blocks.0.attn#head_dims": j}
         _assert_priced_as_pruned(vit, problem, predictor, x1, state)

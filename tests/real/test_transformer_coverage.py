@@ -4,10 +4,14 @@ A tiny ViT at 64x64 with 4x4 patches has 257 tokens, so attention is about 40% o
 time on both backends (one fused unit on torch-cpu, matmul/softmax/matmul on ONNX
 Runtime). The sum of its units, each measured alone, must land within 0.7-1.4x of the
 whole model's measured latency: attention left unpriced drops the sum to about 0.55x.
+On torch-cpu the share is about 0.8 (0.76-0.86 in quiet rounds on the host this was
+written on), so a slowdown caught by one side alone can cross 0.7: each round's share is
+taken against the whole model measured just before and after it, median over rounds.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from transformer_nets import TinyViT
@@ -17,6 +21,7 @@ from ttmpd.profiler import BackendConfig, extract_units, get_backend
 pytestmark = pytest.mark.real
 
 ATTENTION = {"sdpa", "matmul", "softmax"}
+ROUNDS = 5
 
 
 @pytest.mark.parametrize("name", ["torch-cpu", pytest.param("onnxruntime", marks=pytest.mark.ort)])
@@ -29,16 +34,17 @@ def test_priced_units_cover_the_measured_latency(name):
     x = torch.randn(1, 3, 64, 64)
     extraction = extract_units(model, x, backend.fusion)
     assert not extraction.uncovered
-    # interleaved rounds, each side its fastest decile: a burst of load on a shared machine
-    # then inflates neither the units nor the whole model alone
-    whole, unit_ms = [], {}
-    for _ in range(3):
-        whole.append(backend.measure_model(model, x).p10_ms)
+    # rounds of (whole, every unit, whole), each measurement its fastest decile; the units'
+    # sum over the two whole readings beside it, median over rounds: a change of the
+    # host's speed lasting longer than a round scales both sides of that round's ratio
+    shares, unit_ms = [], {}
+    for _ in range(ROUNDS):
+        before = backend.measure_model(model, x).p10_ms
         for u in extraction.units:
-            ms = backend.measure(u.config).p10_ms
-            unit_ms[u.index] = min(ms, unit_ms.get(u.index, ms))
-    whole_ms = min([*whole, backend.measure_model(model, x).p10_ms])
+            unit_ms[u.index] = backend.measure(u.config).p10_ms
+        after = backend.measure_model(model, x).p10_ms
+        shares.append(sum(unit_ms.values()) / np.sqrt(before * after))
     total = sum(unit_ms.values())
     attention = sum(unit_ms[u.index] for u in extraction.units if u.config.op in ATTENTION)
-    assert 0.7 <= total / whole_ms <= 1.4, (total, whole_ms)
+    assert 0.7 <= float(np.median(shares)) <= 1.4, shares
     assert attention / total > 0.2  # attention is priced, and priced at its size
