@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import torch
 from nets import ResidualNet
@@ -88,3 +89,25 @@ def test_lut_show_prints_the_probed_device_rules(tmp_path, capsys, monkeypatch):
     assert "device rule: blocked layout: block 8" in out
     assert main(["lut", "show", str(lut), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["device_rules"]["blocked"]["block"] == 8
+
+
+def test_lut_check_says_when_the_device_is_too_unsteady_to_tell(tmp_path, capsys, monkeypatch):
+    from ttmpd.profiler.backends.fake import FakeBackend
+
+    lut = tmp_path / "lut.parquet"
+    profile_model(ResidualNet(c=16).eval(), torch.randn(1, 3, 16, 16), get_backend("fake"), lut,
+                  grid=GridConfig(channel_step=4), progress=False)  # fmt: skip
+    real_measure, calls = FakeBackend.measure, []
+
+    def flipping(self, config, timing=None):  # every other row, every other sweep: 1.5x
+        calls.append(config.key)
+        measured = real_measure(self, config, timing)
+        if len(calls) % 2 == 0 and (len(calls) - 1) // 16 % 2 == 1:  # 16 anchors a sweep
+            return replace(measured, median_ms=measured.median_ms * 1.5)
+        return measured
+
+    monkeypatch.setattr(FakeBackend, "measure", flipping)
+    assert main(["lut", "check", str(lut), "--rounds", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["verdict"] == "unsteady" and out["noise"] >= 0.4 and out["bound"] >= 0.8
+    assert "idle" in out["advice"]

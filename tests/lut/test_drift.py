@@ -11,7 +11,15 @@ from torch import nn
 
 from ttmpd.errors import InputError
 from ttmpd.lut import LatencyTable, ProfileInterrupted, profile_model
-from ttmpd.lut._drift import DriftMap, anchor_configs, check_table, fit_drift, remeasure
+from ttmpd.lut._drift import (
+    CONSISTENCY,
+    NOISE_MARGIN,
+    DriftMap,
+    anchor_configs,
+    check_table,
+    fit_drift,
+    remeasure,
+)
 from ttmpd.profiler.backends.fake import FakeBackend, _timing, fake_latency_ms
 
 
@@ -156,5 +164,46 @@ def test_table_check_tells_a_uniform_drift_from_rows_that_no_longer_agree(tmp_pa
     stale = set(keys[::2])
     mixed = check_table(table, lambda c: table.lookup(c) * (1.3 if c.key in stale else 1.0))
     assert mixed.verdict == "inconsistent" and mixed.spread > 0.2
+    assert mixed.noise == 0 and mixed.bound == CONSISTENCY  # steady sweeps: the goal decides
     with pytest.raises(InputError, match=">= 3 anchor rows"):
         check_table(table, table.lookup, n_anchors=2)
+
+
+def _flipping(table, keys_slow: set[str], factor: float):
+    """A measure function whose device runs the rows in ``keys_slow`` ``factor`` times
+    slower on every other sweep (a host whose speed flips for seconds at a time)."""
+    calls: list[str] = []
+    n = len(anchor_configs(table))
+
+    def measure(c):
+        calls.append(c.key)
+        sweep = (len(calls) - 1) // n
+        return table.lookup(c) * (factor if sweep % 2 == 1 and c.key in keys_slow else 1.0)
+
+    return measure
+
+
+def test_table_check_measures_its_own_noise_floor_from_its_sweeps(tmp_path):
+    table, _, _ = _stored(tmp_path)
+    keys = [c.key for c in anchor_configs(table)]
+    # sweeps 0 and 2 agree with the table; sweep 1 runs half the anchors 1.5x slower
+    check = check_table(table, _flipping(table, set(keys[::2]), 1.5), rounds=3)
+    assert len(check.sweeps_ms) == 3 and check.now_ms == pytest.approx(check.stored_ms)
+    # pairs (0,1), (0,2), (1,2): spreads 0.5, 0, 0.5 -> median 0.5
+    assert check.noise == pytest.approx(0.5)
+    assert check.bound == pytest.approx(NOISE_MARGIN * 0.5)
+    # the median of the sweeps matches the table, yet this check cannot resolve 10% now
+    assert check.spread == 0 and check.verdict == "unsteady"
+
+
+def test_rows_far_beyond_the_noise_floor_are_inconsistent_even_on_an_unsteady_device(tmp_path):
+    table, _, _ = _stored(tmp_path)
+    keys = [c.key for c in anchor_configs(table)]
+    flip = _flipping(table, set(keys[::2]), 1.1)  # sweeps 10% apart on half the rows
+
+    def stale(c):  # and the other half of the rows stored 3x too fast
+        return flip(c) * (3.0 if c.key in set(keys[1::2]) else 1.0)
+
+    check = check_table(table, stale, rounds=3)
+    assert 0 < check.noise < 0.2 and check.spread > 1.0
+    assert check.verdict == "inconsistent"

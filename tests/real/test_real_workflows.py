@@ -52,8 +52,9 @@ def test_lut_check_accepts_a_freshly_built_table(name, tmp_path):
     for i in range(FRESH_TRIES):
         fresh = recheck_table(_fresh_table(backend, tmp_path / f"lut{i}.parquet"))
         verdicts.append(f"{fresh.verdict} ({_figures(fresh)})")
-        # just measured: at most a uniform drift (a loaded host), never rows moving apart
-        if fresh.verdict in ("ok", "drifted"):
+        # just measured: at most a uniform drift (a loaded host), never rows moving apart;
+        # or a device too unsteady right now for the check to tell (it says so)
+        if fresh.verdict in ("ok", "drifted", "unsteady"):
             return
     pytest.fail(f"every fresh table was called inconsistent: {verdicts}")
 

@@ -169,12 +169,17 @@ def _check(args: argparse.Namespace) -> int:
         "(ttmpd lut fit --calibrate-variants N)",
         "inconsistent": f"rows drifted by different factors; re-profile: ttmpd profile ... "
         f"--out NEW_TABLE (backend {table.meta.backend})",
+        "unsteady": f"this device's speed moved between the check's own sweeps (rows "
+        f"{100 * result.noise:.0f}% apart); rows cannot be compared at ±10% now: check again "
+        f"when the device is idle, or with more --rounds",
     }[result.verdict]
     summary = {
         "path": args.path,
         "verdict": result.verdict,
         "median_ratio": round(result.median_ratio, 3),
         "spread": round(result.spread, 3),
+        "noise": round(result.noise, 3),
+        "bound": round(result.bound, 3),
         "anchors": len(result.keys),
         "measured_from": stamps.min(),
         "measured_to": stamps.max(),
@@ -190,8 +195,8 @@ def _check(args: argparse.Namespace) -> int:
         print(
             f"{args.path}: {result.verdict}: {len(result.keys)} rows re-measured now take "
             f"{result.median_ratio:.2f}x their stored latency (median; spread p75/p25 "
-            f"{1 + result.spread:.2f}); measured {summary['measured_from']} to "
-            f"{summary['measured_to']}"
+            f"{1 + result.spread:.2f}, bound {1 + result.bound:.2f}); measured "
+            f"{summary['measured_from']} to {summary['measured_to']}"
         )
         print(advice)
     return 1 if result.verdict == "inconsistent" else 0
