@@ -478,6 +478,12 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.calibration_loo_ = _leave_one_out(A, y)
         return self
 
+    @property
+    def calibration_loo_worst(self) -> float:
+        """The largest absolute leave-one-out relative error of the calibration
+        (``max |calibration_loo_|``; 0 when there is none)."""
+        return float(np.max(np.abs(self.calibration_loo_), initial=0.0))
+
     def describe_calibration(self) -> str:
         """One line: what the whole-model totals are and, once calibrated, the calibration's
         leave-one-out error (``calibration_loo_``) as its median and worst absolute value."""

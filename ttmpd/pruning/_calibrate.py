@@ -127,7 +127,7 @@ def calibrate_predictor(
     for _ in range(tries):
         measured = measure_models(pairs, backend, rounds, timing, progress, desc="calibrate")
         predictor.fit_calibration(pairs, measured)
-        worst = float(np.max(np.abs(predictor.calibration_loo_), initial=0.0))
+        worst = predictor.calibration_loo_worst
         if kept is None or worst < kept[0]:
             kept = (worst, measured)
         if worst <= max_loo:
