@@ -9,6 +9,9 @@ Two model sets, batch 1, 1 thread:
   on, built without weights, at 224 and 32 px: EfficientNet-B0, MobileNetV3-small,
   MNASNet 0.5 and SqueezeNet 1.1. (ShuffleNetV2 does not trace in Torch-Pruning, and
   RegNet's and ResNeXt's grouping takes minutes; see the transformers and zoos issue.)
+* **second held-out set** (``--set held-out-2``): torchvision architectures nobody had run
+  through ttmpd before 2026-12-02, chosen before any was measured, at 32 px: VGG-11 (BN),
+  RegNetX-400MF, ShuffleNetV2 x0.5, GoogLeNet and DenseNet-121.
 * **transformers** (``--set transformers``, also held out: nothing was tuned on them): the
   zoo's MNIST ViT (shipped checkpoint, 28x28), timm ViT-Tiny and DeiT-Tiny at 224 px, and a
   2-layer BERT encoder (``hf:bert``, hidden 256, 4 heads, MLP 1024) at 64 and 128 tokens.
@@ -111,6 +114,10 @@ HELD_OUT = {
     for arch in ("efficientnet_b0", "mobilenet_v3_small", "mnasnet0_5", "squeezenet1_1")
     for px in (224, 32)
 }
+HELD_OUT_2 = {
+    f"{arch}@32": (f"torchvision:{arch}", (1, 3, 32, 32))
+    for arch in ("vgg11_bn", "regnet_x_400mf", "shufflenet_v2_x0_5", "googlenet", "densenet121")
+}
 BERT = "hf:bert?num_hidden_layers=2,hidden_size=256,num_attention_heads=4,intermediate_size=1024"
 #: rank-2 shapes are (batch, tokens) of token ids
 TRANSFORMERS = {
@@ -120,10 +127,11 @@ TRANSFORMERS = {
     "bert2@64": (BERT, (1, 64)),
     "bert2@128": (BERT, (1, 128)),
 }
-MODELS = {**TUNED, **HELD_OUT, **TRANSFORMERS}
+MODELS = {**TUNED, **HELD_OUT, **HELD_OUT_2, **TRANSFORMERS}
 SETS = {
     "tuned": list(TUNED),
     "held-out": list(HELD_OUT),
+    "held-out-2": list(HELD_OUT_2),
     "transformers": list(TRANSFORMERS),
     "all": list(MODELS),
 }
@@ -232,14 +240,18 @@ def run_pair(
     nearest = NearestLut(table)
     lut_sum, coverage = zip(*(nearest.model(cs) for cs in unit_lists), strict=True)
 
-    def ttmpd(fit_table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        p = LatencyPredictor().fit(fit_table)
+    def ttmpd(fit_table, **params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p = LatencyPredictor(**params).fit(fit_table)
         raw = np.array([p.predict(cs).sum() for cs in unit_lists])
         p.fit_calibration([(m, x) for m in cal_models], cal_ms)
         totals = np.array([p.calibrated_total(cs) for cs in unit_lists])
         return raw, totals, 100 * np.abs(p.calibration_loo_)
 
     raw, calibrated, loo = ttmpd(table)
+    rules = table.meta.device_rules
+    reorders = rules is not None and rules.blocked is not None and rules.blocked.prices_reorders
+    # the same fit without the probed reorder cost (the fit before 2026-12-02)
+    unpriced = ttmpd(table, reorder_pricing=False)[1] if reorders else None
     random_rows = table.frame.sample(frac=0.25, random_state=seed)
     _, random_cal, _ = ttmpd(LatencyTable(random_rows, table.meta))
     # what `ttmpd profile --sample-fraction 0.25` measures: a quarter of each unit's grid
@@ -254,6 +266,7 @@ def run_pair(
         "(b) LUT sum (nearest key)": np.array(lut_sum),
         "(c0) ttmpd, uncalibrated": raw,
         "(c) ttmpd": calibrated,
+        **({"(c) ttmpd, reorders unpriced": unpriced} if unpriced is not None else {}),
         "(c) ttmpd, random 25% of rows": random_cal,
         "(c) ttmpd, sparse grid 25%": sparse_cal,
     }
@@ -265,7 +278,6 @@ def run_pair(
                  "method": "noise floor (fresh process vs this one)",
                  **metrics(fresh, truth)})  # fmt: skip
     timed = lambda f: float((f["latency_ms"] * f["samples"]).sum())  # noqa: E731
-    rules = table.meta.device_rules
     info = {
         "device_rules": rules.describe().replace("\n", " | ") if rules else "(none stored)",
         "sparse_rows": len(sparse_rows),

@@ -1,6 +1,7 @@
 """Device-rule features: the rules come from probes of the device, and the tests check the
 probes against what the libraries themselves do (ORT's optimised graph, PyTorch's ops)."""
 
+import dataclasses
 import os
 import tempfile
 
@@ -15,10 +16,11 @@ from ttmpd.lut._features import (
     blocked_layout_mask,
     configs_frame,
     native_conv_mask,
+    reorder_delta_ms,
     unit_features,
 )
 from ttmpd.profiler import UnitConfig, get_backend
-from ttmpd.profiler.backends.fake import fake_conv_layout
+from ttmpd.profiler.backends.fake import fake_conv_layout, fake_reorder_ms
 
 
 def conv(c_in: int, c_out: int, groups: int = 1, hw: int = 8, k: int = 3) -> UnitConfig:
@@ -134,3 +136,25 @@ def test_probed_torch_rule_predicts_torchs_conv_path_on_held_out_shapes():
     cases.append(conv(64, 64, hw=14, k=1).replace(stride_h=2, stride_w=2, out_h=7, out_w=7))
     mask = native_conv_mask(configs_frame(cases), rules.native, threads=1)
     assert mask.tolist() == [_torch_native(c) for c in cases]
+
+
+def test_reorder_delta_charges_what_a_whole_model_reorders_minus_what_units_did_alone(
+    monkeypatch,
+):
+    rule = fake_rules(monkeypatch, 16).blocked  # reorders priced as the fake device costs them
+    assert rule.prices_reorders
+    units = [conv(32, 16), conv(8, 16), conv(18, 16), conv(32, 32, groups=32),
+             UnitConfig(op="act", batch=1, in_channels=16, out_channels=16, in_h=8, in_w=8,
+                        out_h=8, out_w=8, act="relu")]  # fmt: skip
+    delta = reorder_delta_ms(configs_frame(units), rule)
+    r = {c: fake_reorder_ms(c * 64) for c in (8, 16, 18, 32)}  # 8x8 pixels
+    assert delta == pytest.approx([
+        -r[32] - r[16],  # blocked, reads blocked: a chain needs neither reorder
+        +r[8] - r[16],  # blocked, reads plain: its input is reordered, its output is not
+        +r[18],  # not blocked: its input leaves the blocked chain
+        -r[32] - r[32],  # blocked depthwise
+        0.0,  # not a conv
+    ], rel=1e-3)  # fmt: skip
+    unprobed = dataclasses.replace(rule, reorder_overhead_ms=0.0, reorder_ns_per_element=0.0)
+    assert not reorder_delta_ms(configs_frame(units), unprobed).any()
+    assert not reorder_delta_ms(configs_frame(units), None).any()

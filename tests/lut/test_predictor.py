@@ -76,7 +76,7 @@ def test_sklearn_conventions(fake_lut):
     p = LatencyPredictor(regressor="rf", random_state=3)
     assert p.get_params() == {
         "regressor": "rf", "exact_hits": True, "random_state": 3, "blocked_layout": "auto",
-        "native_conv_slope": "auto",
+        "native_conv_slope": "auto", "reorder_pricing": "auto",
     }  # fmt: skip
     with pytest.raises(NotFittedError):
         p.predict(UNITS[:2])
@@ -321,7 +321,8 @@ def test_without_blocked_layout_every_unit_shares_one_slope(predictor):
 
 
 def test_blocked_layout_convs_get_their_own_slope(block16_lut):
-    predictor = LatencyPredictor().fit(LatencyTable.load(block16_lut))
+    # reorders left unpriced: the synthetic totals below hold none
+    predictor = LatencyPredictor(reorder_pricing=False).fit(LatencyTable.load(block16_lut))
     rule = predictor.rules_.blocked
     x = torch.randn(1, 3, 16, 16)
     nets = [ResidualNet(c=c).eval() for c in (32, 24, 20, 16, 12, 8)]
@@ -450,3 +451,24 @@ def test_the_calibrations_leave_one_out_error_is_saved_with_it(predictor, fake_l
     old = {k: v for k, v in payload.items() if k not in ("calibration_models", "calibration_loo")}
     (tmp_path / "plain_old.json").write_text(json.dumps(old))
     assert load_predictor(tmp_path / "plain_old.json")[0].calibration_models_ == 0
+
+
+def test_a_saved_calibration_keeps_its_reorder_pricing(block16_lut, tmp_path):
+    table = LatencyTable.load(block16_lut)
+    x = torch.randn(1, 3, 16, 16)
+    nets = [ResidualNet(c=c).eval() for c in (32, 24, 20, 16, 12)]
+    p = LatencyPredictor().fit(table)
+    assert p.reorder_pricing_ and not p.reorders_priced_  # the plain sum until calibrated
+    assert not p.reorder_delta_ms(configs_frame(UNITS)).any()
+    p.fit_calibration([(n, x) for n in nets], [1.0, 0.8, 0.7, 0.6, 0.5])
+    assert p.reorders_priced_ and p.reorder_delta_ms(configs_frame(UNITS)).any()
+    path = save_predictor(p, tmp_path / "p.json", table, str(block16_lut))
+    loaded, _ = load_predictor(path)
+    assert loaded.reorders_priced_
+    assert loaded.predict_model(nets[0], x).total_ms == pytest.approx(
+        p.predict_model(nets[0], x).total_ms
+    )
+    payload = json.loads(path.read_text())
+    del payload["reorders_priced"]  # a file from before reorders were priced
+    path.write_text(json.dumps(payload))
+    assert not load_predictor(path)[0].reorders_priced_

@@ -57,3 +57,29 @@ def test_describe_names_each_layout():
 def test_a_kind_given_twice_is_refused():
     with pytest.raises(InputError, match="conv"):
         DeviceRules(unit_layouts=(("conv", "acdb"), ("conv", "abcd")))
+
+
+def test_a_rule_without_reorder_fields_still_loads_and_prices_none():
+    """Tables written before the reorder probe: the blocked rule's dict lacks both fields."""
+    from ttmpd.profiler import BlockedLayoutRule
+
+    rule = BlockedLayoutRule(16, 16, 2, (1, 2), (1, 2), (1, 2), 4, 4, 0.0004, 0.15)
+    d = DeviceRules(blocked=rule).to_dict()
+    assert _through_json(DeviceRules(blocked=rule)).blocked == rule
+    assert "layout reorder: 0.40 µs + 0.150 ns per element" in DeviceRules(blocked=rule).describe()
+    for key in ("reorder_overhead_ms", "reorder_ns_per_element"):
+        del d["blocked"][key]
+    old = DeviceRules.from_dict(d).blocked
+    assert not old.prices_reorders and "reorder" not in DeviceRules(blocked=old).describe()
+
+
+def test_reorder_cost_is_a_non_negative_line_through_the_samples():
+    from ttmpd.profiler._rules import fit_reorder_cost
+
+    line = [(e, 0.0003 + 0.2e-6 * e) for e in (4096, 16384, 65536)]
+    assert fit_reorder_cost(line) == pytest.approx((0.0003, 0.2))
+    # a noisy probe whose big tensor came out cheaper: no negative cost per element
+    overhead, ns = fit_reorder_cost([(4096, 0.002), (65536, 0.001)])
+    assert ns == 0.0 and overhead > 0
+    with pytest.raises(InputError, match="two or more"):
+        fit_reorder_cost([(4096, 0.001), (4096, 0.0011)])

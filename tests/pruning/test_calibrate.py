@@ -1,10 +1,18 @@
+import numpy as np
 import pytest
 import torch
 from nets import ResidualNet
 
 from ttmpd.lut import LatencyPredictor, LatencyTable, profile_model
 from ttmpd.profiler import GridConfig, extract_units, get_backend
-from ttmpd.pruning import calibrate_predictor, calibration_round_to, calibration_variants
+from ttmpd.pruning import (
+    apply_plan,
+    calibrate_predictor,
+    calibration_round_to,
+    calibration_variants,
+    channel_groups,
+    random_plan,
+)
 
 
 def test_calibration_on_pruned_variants_recovers_the_fake_overhead(tmp_path):
@@ -103,3 +111,59 @@ def test_a_calibration_that_contradicts_itself_is_measured_again(tmp_path, monke
     kept = calibrate_predictor(LatencyPredictor().fit(table), net, x, backend, n_variants=4,
                                seed=1, tries=3)  # fmt: skip
     assert len(calls) == 3 and kept == [m * d for m, d in zip(calls[1], drifts[1], strict=True)]
+
+
+@pytest.fixture
+def block16(tmp_path, monkeypatch):
+    """The fake device with a 16-channel blocked layout, whose whole models reorder only
+    where layouts change, and its table of a 48-channel ResidualNet."""
+    monkeypatch.setenv("TTMPD_FAKE_BLOCK", "16")
+    x, net = torch.randn(1, 3, 16, 16), ResidualNet(c=48).eval()
+    table = profile_model(net, x, get_backend("fake"), tmp_path / "lut.parquet", progress=False,
+                          grid=GridConfig(channel_step=4, off_grid_per_unit=4)).table  # fmt: skip
+    return net, x, table
+
+
+def _prunes(net, x, specs):
+    groups = channel_groups(net, x)
+    return [apply_plan(net, x, random_plan(net, x, groups, ratio, seed=50 + i, round_to=step))
+            for i, (ratio, step) in enumerate(specs)]  # fmt: skip
+
+
+def test_per_unit_reorder_deltas_add_up_to_the_devices_whole_model_reorders(block16):
+    """Exact up to per-tensor overheads where every conv runs blocked (the per-unit sum
+    assumes each conv's producer does; an unblocked producer makes it over-charge)."""
+    from ttmpd.lut._features import configs_frame, reorder_delta_ms
+    from ttmpd.profiler.backends.fake import fake_latency_ms, fake_model_reorders_ms
+
+    net, x, table = block16
+    rule = table.meta.device_rules.blocked
+    for model in [net, *_prunes(net, x, [(0.3, 16), (0.5, 8), (0.6, 4)])]:
+        units = extract_units(model, x).units
+        alone = sum(fake_latency_ms(u.config) - fake_latency_ms(u.config, reorders=False)
+                    for u in units)  # fmt: skip
+        truth = fake_model_reorders_ms(units) - alone
+        predicted = reorder_delta_ms(configs_frame([u.config for u in units]), rule).sum()
+        assert truth < 0  # chains of blocked convs reorder less than their units alone
+        assert predicted == pytest.approx(truth, rel=0.05)
+
+
+def test_pricing_reorders_predicts_prunes_that_break_the_blocked_chain(block16):
+    """Prunes aligned to the block keep the chain, unaligned ones break it: a slope per
+    conv kind cannot price both; the probed reorder cost can."""
+    net, x, table = block16
+    backend = get_backend("fake")
+    held_out = _prunes(net, x, [(0.3, None), (0.5, None), (0.6, None), (0.3, 16), (0.5, 16),
+                                (0.4, 8), (0.6, 4)])  # fmt: skip
+    truth = np.array([backend.measure_model(m, x).median_ms for m in held_out])
+    truth /= backend.measure_model(net, x).median_ms
+    worst = {}
+    for on in (True, False):
+        predictor = LatencyPredictor(reorder_pricing=on).fit(table)
+        assert predictor.reorder_pricing_ is on
+        calibrate_predictor(predictor, net, x, backend, n_variants=6, seed=1)
+        assert predictor.reorders_priced_ is on
+        original = predictor.predict_model(net, x).total_ms
+        fraction = np.array([predictor.predict_model(m, x).total_ms for m in held_out])
+        worst[on] = np.abs(fraction / original / truth - 1).max()
+    assert worst[True] < 0.10 and 1.5 * worst[True] < worst[False], worst

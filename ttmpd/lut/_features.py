@@ -266,6 +266,44 @@ def blocked_layout_mask(frame: pd.DataFrame, rule: BlockedLayoutRule | None) -> 
     return conv & np.where(depthwise, depthwise_ok, dense & dense_ok)
 
 
+def reorder_delta_ms(frame: pd.DataFrame, rule: BlockedLayoutRule | None) -> np.ndarray:
+    """What each unit's layout reorders cost inside a whole model minus what they cost in
+    its isolated measurement (ms), under the device's probed ``rule``. Shape
+    ``(n_units,)``; zeros without a rule or a probed reorder cost.
+
+    With ``r(e) = reorder_overhead_ms + reorder_ns_per_element·e·1e-6`` (one reorder of a
+    tensor of ``e`` elements), a blocked conv measured alone reorders its input
+    (if it reads the blocked layout, :meth:`~ttmpd.profiler.BlockedLayoutRule.reads_blocked`)
+    and its output; inside a model its producers are assumed blocked, so only a conv that
+    reads the plain layout needs its input reordered::
+
+        blocked, reads blocked:   -r(in) - r(out)
+        blocked, reads plain:     +r(in) - r(out)
+        not blocked (plain):      +r(in)
+        any other unit:            0
+
+    One unit at a time, so savings stay additive per unit; the image conv's charge (it reads
+    the plain model input) is the same for every prune of a model.
+    """
+    n = len(frame)
+    if rule is None or n == 0 or not rule.prices_reorders:
+        return np.zeros(n)
+    blocked = blocked_layout_mask(frame, rule)
+    c_in = frame["in_channels"].to_numpy(dtype=np.int64)
+    groups = np.maximum(frame["groups"].to_numpy(dtype=np.int64), 1)
+    depthwise = (groups > 1) & (groups == c_in)
+    dense_reads = _lookup(c_in, rule.reads_blocked).astype(bool)
+    reads = blocked & np.where(depthwise, True, dense_reads)
+    conv = frame["op"].to_numpy() == "conv"
+
+    def cost(column: str) -> np.ndarray:
+        elements = frame[column].to_numpy(dtype=float)
+        return rule.reorder_overhead_ms + rule.reorder_ns_per_element * elements * 1e-6
+
+    r_in, r_out = cost("input_elements"), cost("output_elements")
+    return np.where(conv, np.where(reads, -r_in, r_in) - np.where(blocked, r_out, 0.0), 0.0)
+
+
 def block_macs(frame: pd.DataFrame, rule: BlockedLayoutRule) -> np.ndarray:
     """Conv MACs as a blocked kernel computes them under ``rule``, padding included:
     ``c_out`` rounded up to the block; a dense conv's ``c_in`` to what the probe read from

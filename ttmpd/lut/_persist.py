@@ -71,6 +71,7 @@ def save_predictor(
         "calibration": list(predictor.calibration_),
         "second_slope": predictor.second_slope_,
         "call_overhead_ms": predictor.call_overhead_ms_,
+        "reorders_priced": predictor.reorders_priced_,
         "calibration_models": predictor.calibration_models_,
         "calibration_loo": [float(v) for v in predictor.calibration_loo_],
         "fusion": predictor.fusion_,
@@ -140,6 +141,8 @@ def load_predictor(path: str | os.PathLike, lut: str | os.PathLike | None = None
     predictor.second_slope_ = float(second)
     # the overhead the calibration was fitted with (0: files from before it was subtracted)
     predictor.call_overhead_ms_ = float(payload.get("call_overhead_ms", 0.0))
+    # whether it priced layout reorders (files from before 2026-12-02: it did not)
+    predictor.reorders_priced_ = bool(payload.get("reorders_priced", False))
     # files from before 2026-12-01 hold neither: None for a calibrated one (count unknown)
     calibrated = predictor.calibration_ != (1.0, 0.0, 0.0) or predictor.call_overhead_ms_ > 0
     predictor.calibration_models_ = payload.get("calibration_models", None if calibrated else 0)

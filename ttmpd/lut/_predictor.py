@@ -35,7 +35,9 @@ Model level
     (``native_conv_slope="auto"``), the convs PyTorch runs on its native path instead of
     oneDNN (:func:`~ttmpd.lut._features.native_conv_mask`), which run slower inside a whole
     model than in isolation. The measurements behind both choices are in
-    docs/design/measurement.md.
+    docs/design/measurement.md. With a probed reorder cost (``reorder_pricing="auto"``),
+    each unit also counts ``Δr_i``, its layout reorders inside a whole model minus those it
+    paid alone (:func:`~ttmpd.lut._features.reorder_delta_ms`).
     The calibration absorbs what isolated units miss or over-count: framework dispatch per
     op, per-call overhead that every isolated unit pays once, layout conversions, cache
     effects.
@@ -64,6 +66,7 @@ from ._features import (
     blocked_layout_mask,
     configs_frame,
     native_conv_mask,
+    reorder_delta_ms,
     unit_features,
     unit_work,
 )
@@ -216,8 +219,10 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         random_state: int = 0,
         blocked_layout: bool | str = "auto",
         native_conv_slope: bool | str = "auto",
+        reorder_pricing: bool | str = "auto",
     ):
         self.regressor = regressor
+        self.reorder_pricing = reorder_pricing
         self.blocked_layout = blocked_layout
         self.native_conv_slope = native_conv_slope
         self.exact_hits = exact_hits
@@ -257,6 +262,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.calibration_loo_ = np.zeros(0)
         self.unit_overhead_ms_ = self._call_overhead(y)
         self.call_overhead_ms_ = 0.0  # the identity calibration is the plain unit sum
+        self.reorders_priced_ = False  # likewise: reorders count once calibrated
         return self
 
     def fit_from_state(self, estimator, table: LatencyTable) -> LatencyPredictor:
@@ -277,6 +283,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.calibration_loo_ = np.zeros(0)
         self.unit_overhead_ms_ = self._call_overhead(y)
         self.call_overhead_ms_ = 0.0
+        self.reorders_priced_ = False
         return self
 
     def _call_overhead(self, latency_ms: np.ndarray) -> float:
@@ -308,6 +315,10 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.rules_ = rules
         self.blocked_layout_ = switch("blocked_layout", blocked is not None)
         self.native_conv_slope_ = switch("native_conv_slope", native is not None)
+        self.reorder_pricing_ = switch(
+            "reorder_pricing",
+            self.blocked_layout_ and blocked is not None and blocked.prices_reorders,
+        )
         self.threads_ = int(meta.fingerprint.threads) if meta else 1
 
     def _blocked_rule(self):
@@ -322,6 +333,16 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         if self.native_conv_slope_:
             return native_conv_mask(frame, self.rules_.native, self.threads_)
         return np.zeros(len(frame), dtype=bool)
+
+    def reorder_delta_ms(self, X) -> np.ndarray:
+        """Each unit's layout-reorder cost inside a whole model minus in isolation (ms;
+        :func:`~ttmpd.lut._features.reorder_delta_ms` under the table's blocked rule), once
+        a calibration priced them (``reorders_priced_``); zeros otherwise. Shape
+        ``(n_units,)``."""
+        frame = _as_frame(X)
+        if not self.reorders_priced_:
+            return np.zeros(len(frame))
+        return reorder_delta_ms(frame, self.rules_.blocked)
 
     def _features(self, frame: pd.DataFrame) -> np.ndarray:
         return unit_features(frame, self.rules_ if self.blocked_layout_ else None)
@@ -403,13 +424,16 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         return np.where(self._second_slope(frame), self.second_slope_, a)
 
     def scaled_units(self, X, latency_ms: np.ndarray | None = None) -> np.ndarray:
-        """Each unit's share of a calibrated whole model (ms): ``slope_i·(latency_i − t0)``,
-        with ``t0`` the per-call overhead each isolated unit paid and a whole model pays once
-        (``call_overhead_ms_``: ``unit_overhead_ms_`` once calibrated, 0 before, so the
-        identity calibration is the plain sum). Shape ``(n_units,)``."""
+        """Each unit's share of a calibrated whole model (ms):
+        ``slope_i·(latency_i − t0 + Δr_i)``, with ``t0`` the per-call overhead each isolated
+        unit paid and a whole model pays once (``call_overhead_ms_``: ``unit_overhead_ms_``
+        once calibrated, 0 before, so the identity calibration is the plain sum) and ``Δr_i``
+        its layout reorders in a whole model minus alone (:meth:`reorder_delta_ms`; 0 before
+        a calibration). Shape ``(n_units,)``."""
         frame = _as_frame(X)
         latency = self.predict(frame) if latency_ms is None else np.asarray(latency_ms)
-        return self.unit_slopes(frame) * (latency - self.call_overhead_ms_)
+        own = latency - self.call_overhead_ms_ + self.reorder_delta_ms(frame)
+        return self.unit_slopes(frame) * own
 
     def calibrated_totals(
         self, X, n_models: int = 1, latency_ms: np.ndarray | None = None
@@ -434,8 +458,10 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
     ) -> LatencyPredictor:
         """Fit ``total = a·S_other + a4·S_blocked + b·n_units + c`` to measured whole models.
 
-        Each sum counts ``latency_i − t0``: ``t0`` (``call_overhead_ms_``) is the per-call
-        overhead every isolated unit paid and a whole model pays once. Without it a model of
+        Each sum counts ``latency_i − t0 + Δr_i``: ``t0`` (``call_overhead_ms_``) is the
+        per-call overhead every isolated unit paid and a whole model pays once; ``Δr_i`` the
+        unit's layout reorders inside a whole model minus alone, priced at the device's probed
+        reorder cost (:meth:`reorder_delta_ms`, with ``reorder_pricing``). Without it a model of
         many small units (MobileNetV3 at 32 px: ~100 units, t0 about a third of the model)
         needs an offset far below zero, which the bound on ``c`` forbids.
 
@@ -464,10 +490,11 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         if not (np.isfinite(y).all() and (y > 0).all()):
             raise InputError("measured latencies must be positive and finite")
         self.call_overhead_ms_ = self.unit_overhead_ms_
+        self.reorders_priced_ = self.reorder_pricing_
         rows = []
         for model, x in models:
             frame = configs_frame([u.config for u in extract_units(model, x, self.fusion_).units])
-            latency = self.predict(frame) - self.call_overhead_ms_
+            latency = self.predict(frame) - self.call_overhead_ms_ + self.reorder_delta_ms(frame)
             second = self._second_slope(frame)
             rows.append([latency[~second].sum(), latency[second].sum(), len(frame), 1.0])
         A = np.asarray(rows, dtype=float)

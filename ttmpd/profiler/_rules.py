@@ -23,6 +23,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from ..errors import InputError
 
 RULES_VERSION = 1
@@ -48,6 +50,12 @@ class BlockedLayoutRule:
     blocked iff ``c_in % in_multiple == 0`` and compute ``ceil(c_in / in_block) * in_block``.
     Depthwise convs likewise with ``depthwise_blocked`` and ``depthwise_multiple``.
     Other grouped convs never run blocked.
+
+    Layout reorders: an isolated blocked conv converts its input to the blocked layout (if
+    it reads blocked, :meth:`reads_blocked`) and its output back; inside a whole model a
+    chain of blocked convs converts only where a conv reads the plain layout. One reorder
+    of a tensor of ``e`` elements costs ``reorder_overhead_ms + reorder_ns_per_element·e·1e-6``
+    ms, timed on the device (0 and 0: not probed, reorders not priced).
     """
 
     block: int
@@ -58,6 +66,8 @@ class BlockedLayoutRule:
     depthwise_blocked: tuple[int, ...]
     in_multiple: int
     depthwise_multiple: int
+    reorder_overhead_ms: float = 0.0
+    reorder_ns_per_element: float = 0.0
 
     def __post_init__(self) -> None:
         if min(self.block, self.in_block, self.in_multiple, self.depthwise_multiple) < 1:
@@ -85,6 +95,19 @@ class BlockedLayoutRule:
 
     def padded_out(self, c_out: int) -> int:
         return _ceil(c_out, self.block)
+
+    def reads_blocked(self, c_in: int, depthwise: bool = False) -> bool:
+        """Whether a blocked conv on ``c_in`` channels reads its input in the blocked layout
+        (a dense one whose padded ``c_in`` fills whole blocks; a depthwise one always);
+        else it reads the plain layout, and a blocked tensor must be reordered for it."""
+        if depthwise:
+            return self.depthwise_is_blocked(c_in)
+        return self.dense_is_blocked(c_in) and self.padded_in(c_in) % self.in_block == 0
+
+    @property
+    def prices_reorders(self) -> bool:
+        """Whether the device's reorder cost was probed (:attr:`reorder_ns_per_element`)."""
+        return self.reorder_ns_per_element > 0 or self.reorder_overhead_ms > 0
 
 
 @dataclass(frozen=True)
@@ -154,6 +177,11 @@ class DeviceRules:
                 f"then multiples of {b.in_multiple}; depthwise for "
                 f"{_ranges(b.depthwise_blocked)}, then multiples of {b.depthwise_multiple}"
             )
+            if b.prices_reorders:
+                lines.append(
+                    f"layout reorder: {b.reorder_overhead_ms * 1e3:.2f} µs + "
+                    f"{b.reorder_ns_per_element:.3f} ns per element"
+                )
         if self.native is not None:
             n = self.native
             lines.append(
@@ -246,6 +274,22 @@ def infer_blocked_rule(
         in_multiple=_multiple([c in dense_blocked for c in upper], upper, block),
         depthwise_multiple=_multiple([c in dw_blocked for c in upper], upper, block),
     )
+
+
+def fit_reorder_cost(samples: Sequence[tuple[int, float]]) -> tuple[float, float]:
+    """``(reorder_overhead_ms, reorder_ns_per_element)`` of a line through ``(elements, ms
+    per reorder)`` samples: least squares on ``ms = overhead + ns·elements·1e-6``, both
+    coefficients kept non-negative (a noisy sample must not give reorders a negative
+    cost). Needs two distinct tensor sizes."""
+    from scipy.optimize import nnls
+
+    if len({e for e, _ in samples}) < 2:
+        raise InputError("a reorder cost needs samples of two or more tensor sizes")
+    A = np.array([[1.0, e * 1e-6] for e, _ in samples])
+    y = np.array([ms for _, ms in samples], dtype=float)
+    scale = np.maximum(y, 1e-9)  # relative residuals: sizes span an order of magnitude
+    coef, _ = nnls(A / scale[:, None], y / scale)
+    return float(coef[0]), float(coef[1])
 
 
 def infer_native_rule(

@@ -13,7 +13,12 @@ layout of that many channels, so tests can check that probed rules follow the de
 dense conv runs blocked iff ``c_in < B`` or ``c_in % 4 == 0`` (a depthwise one iff
 ``c % 4 == 0``), then costs the MACs with ``c_out`` (and, from ``c_in >= B``, ``c_in``)
 padded to ``B``; any other conv runs a generic kernel at twice the cost. The block is part
-of the fake device's fingerprint (``provider``).
+of the fake device's fingerprint (``provider``). Like ONNX Runtime's NCHWc kernels, a
+blocked conv measured alone also reorders its input (when it reads the blocked layout:
+``c_in`` padded to whole blocks, or depthwise) and its output, each reorder of ``e``
+elements costing ``fake_reorder_ms(e) = 0.0005 + 3e-7·e``; inside a whole model a tensor is
+reordered only where its producer's layout and a consumer's differ
+(:func:`fake_model_reorders_ms`).
 """
 
 from __future__ import annotations
@@ -21,13 +26,15 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from torch import nn
 
-from .._extract import extract_units
+from .._extract import LayerUnit, extract_units
 from .._fingerprint import DeviceFingerprint, host_fingerprint, library_versions
-from .._rules import ConvLayout, DeviceRules, infer_blocked_rule
+from .._rules import ConvLayout, DeviceRules, fit_reorder_cost, infer_blocked_rule
 from .._timing import Runner, Timing, TimingConfig
 from .._units import UnitConfig, with_channels
 from ._base import BACKENDS, TRIVIAL_UNIT, BackendBase
@@ -62,15 +69,30 @@ def fake_conv_layout(c_in: int, c_out: int, groups: int, block: int) -> ConvLayo
     return ConvLayout(True, padded_in, -(-c_out // block) * block)
 
 
-def fake_latency_ms(unit: UnitConfig) -> float:
-    """The fake backend's latency of ``unit`` (see module docstring)."""
+def fake_reorder_ms(elements: int) -> float:
+    """One layout reorder of a tensor of ``elements`` on the fake blocked device (ms)."""
+    return 0.0005 + 3e-7 * elements
+
+
+def _reads_blocked(unit: UnitConfig, layout: ConvLayout, block: int) -> bool:
+    return layout.blocked and (unit.is_depthwise or layout.padded_in % block == 0)
+
+
+def fake_latency_ms(unit: UnitConfig, reorders: bool = True) -> float:
+    """The fake backend's latency of ``unit`` (see module docstring), measured alone:
+    ``reorders=False`` leaves out a blocked conv's layout reorders."""
     block = fake_block()
     if block and unit.op == "conv":
         layout = fake_conv_layout(unit.in_channels, unit.out_channels, unit.groups, block)
         elements = unit.input_elements + unit.output_elements
         if layout.blocked:
             padded = with_channels(unit, layout.padded_in, layout.padded_out)
-            return 0.002 + 2e-8 * padded.macs + 4e-9 * elements
+            own = 0.0
+            if reorders:
+                own = fake_reorder_ms(unit.output_elements)
+                if _reads_blocked(unit, layout, block):
+                    own += fake_reorder_ms(unit.input_elements)
+            return 0.002 + 2e-8 * padded.macs + 4e-9 * elements + own
         return 0.002 + 4e-8 * unit.macs + 4e-9 * elements
     if unit.is_depthwise:
         padded = with_channels(unit, _ceil8(unit.in_channels), _ceil8(unit.in_channels))
@@ -81,6 +103,45 @@ def fake_latency_ms(unit: UnitConfig) -> float:
         padded = unit
     elements = unit.input_elements + unit.output_elements
     return 0.002 + 2e-8 * padded.macs + 4e-9 * elements
+
+
+#: Unit kinds that run in whatever layout their inputs come in (blocked if all are).
+_LAYOUT_PASSING = frozenset({"act", "add", "bn", "maxpool", "avgpool", "gap", "mul"})
+
+
+def fake_model_reorders_ms(units: Sequence[LayerUnit]) -> float:
+    """Layout reorders of a whole model on the fake blocked device (ms): each tensor is
+    reordered once for the consumers that need the other layout. Blocked convs produce the
+    blocked layout and read it if :func:`_reads_blocked`; layout-passing units keep theirs
+    (blocked if every input is); any other unit and the model output need the plain one;
+    the model input comes plain."""
+    block = fake_block()
+    if not block:
+        return 0.0
+    produces = {-1: False}  # producer index -> blocked output
+    needs: dict[int, set[bool]] = {-1: set()}
+    for u in units:
+        c = u.config
+        if c.op == "conv":
+            layout = fake_conv_layout(c.in_channels, c.out_channels, c.groups, block)
+            produces[u.index] = layout.blocked
+            wants = _reads_blocked(c, layout, block)
+        elif c.op in _LAYOUT_PASSING:
+            produces[u.index] = wants = all(produces[i] for i in u.inputs)
+        else:
+            produces[u.index] = wants = False
+        needs[u.index] = set()
+        for i in u.inputs:
+            needs[i].add(wants)
+    consumed = {i for u in units for i in u.inputs}
+    elements = {u.index: u.config.output_elements for u in units}
+    elements[-1] = units[0].config.input_elements if units else 0
+    total = 0.0
+    for index, blocked in produces.items():
+        wanted = needs[index] | ({False} if index not in consumed and index >= 0 else set())
+        if (not blocked) in wanted:
+            total += fake_reorder_ms(elements[index])
+    return total
 
 
 def _timing(latency_ms: float) -> Timing:
@@ -113,6 +174,9 @@ class FakeBackend(BackendBase):
         rule = infer_blocked_rule(
             lambda specs: [fake_conv_layout(i, o, g, block) for i, o, g in specs]
         )
+        if rule is not None:
+            overhead_ms, ns = fit_reorder_cost([(e, fake_reorder_ms(e)) for e in (4096, 65536)])
+            rule = replace(rule, reorder_overhead_ms=overhead_ms, reorder_ns_per_element=ns)
         return DeviceRules(blocked=rule, call_overhead_ms=fake_latency_ms(TRIVIAL_UNIT))
 
     def measure(self, unit: UnitConfig, timing: TimingConfig | None = None) -> Timing:
@@ -123,8 +187,8 @@ class FakeBackend(BackendBase):
 
     def measure_model(self, model: nn.Module, example_input, timing=None) -> Timing:
         units = extract_units(model, example_input, self.fusion).units
-        total = sum(fake_latency_ms(u.config) for u in units)
-        return _timing(1.1 * total + 0.01)
+        total = sum(fake_latency_ms(u.config, reorders=False) for u in units)
+        return _timing(1.1 * (total + fake_model_reorders_ms(units)) + 0.01)
 
     def _runner(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Runner:
         raise NotImplementedError("the fake backend computes latencies; it runs nothing")

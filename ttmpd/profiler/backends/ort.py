@@ -22,7 +22,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import cache
 
 import numpy as np
@@ -33,8 +33,8 @@ from ...errors import InputError
 from .._extract import ATTENTION_PARTS
 from .._fingerprint import DeviceFingerprint, host_fingerprint, library_versions
 from .._modules import _inputs, build_unit
-from .._rules import ConvLayout, DeviceRules, infer_blocked_rule
-from .._timing import Runner
+from .._rules import ConvLayout, DeviceRules, fit_reorder_cost, infer_blocked_rule
+from .._timing import Runner, TimingConfig, measure
 from .._units import UnitConfig
 from ._base import BACKENDS, BackendBase, BackendConfig
 
@@ -388,6 +388,10 @@ class OnnxRuntimeBackend(BackendBase):
         self.require_available()
         start = time.perf_counter()
         rule = infer_blocked_rule(lambda specs: observe_conv_layouts(specs, self.config))
+        if rule is not None:
+            overhead_ms, ns_per_element = probe_reorder_cost(self.config)
+            rule = replace(rule, reorder_overhead_ms=overhead_ms,
+                           reorder_ns_per_element=ns_per_element)  # fmt: skip
         return DeviceRules(
             blocked=rule,
             probe_seconds=time.perf_counter() - start,
@@ -431,16 +435,7 @@ class OnnxRuntimeBackend(BackendBase):
             raise InputError(f"ONNX export failed: {str(exc).splitlines()[0]}") from exc
 
     def _session_runner(self, model_bytes: bytes, inputs: tuple[torch.Tensor, ...]) -> Runner:
-        session = ort_session(model_bytes, self.config)
-        binding = bind_inputs(session, self.config, inputs)
-
-        def run(number: int) -> float:
-            start = time.perf_counter()
-            for _ in range(number):
-                session.run_with_iobinding(binding)
-            return (time.perf_counter() - start) * 1e3
-
-        return run
+        return bound_runner(ort_session(model_bytes, self.config), self.config, inputs)
 
 
 class _ConvBank(nn.Module):
@@ -496,3 +491,75 @@ def observe_conv_layouts(
         padded_in = weight[1] * (groups if groups > 1 else 1)
         found[index] = ConvLayout(node.domain == "com.microsoft.nchwc", padded_in, weight[0])
     return found
+
+
+#: Tensors the reorder probe converts, ``(channels, height = width)``: one channel count
+#: that fills whole blocks of any vector width, three sizes for the line's two coefficients.
+_REORDER_SHAPES = ((64, 8), (64, 16), (64, 32))
+#: Extra reorder pairs in the long probe graph (its time minus the short one's is theirs).
+_REORDER_PAIRS = 8
+
+
+def _reorder_graph(channels: int, hw: int, pairs: int, opset: int) -> bytes:
+    """``ReorderInput -> (ReorderOutput -> ReorderInput) x pairs -> ReorderOutput`` on a
+    ``(1, channels, hw, hw)`` tensor: ORT's own NCHWc layout conversions, nothing else."""
+    from onnx import TensorProto, helper
+
+    domain = "com.microsoft.nchwc"
+    nodes, name = [helper.make_node("ReorderInput", ["x0"], ["b0"], domain=domain)], "b0"
+    for i in range(pairs):
+        nodes.append(helper.make_node("ReorderOutput", [name], [f"p{i}"], domain=domain,
+                                      channels=channels))  # fmt: skip
+        nodes.append(helper.make_node("ReorderInput", [f"p{i}"], [f"b{i + 1}"], domain=domain))
+        name = f"b{i + 1}"
+    nodes.append(helper.make_node("ReorderOutput", [name], ["y"], domain=domain, channels=channels))
+    shape = [1, channels, hw, hw]
+    graph = helper.make_graph(
+        nodes, "reorders", [helper.make_tensor_value_info("x0", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+    )  # fmt: skip
+    opsets = [helper.make_opsetid("", opset), helper.make_opsetid(domain, 1)]
+    return helper.make_model(graph, opset_imports=opsets).SerializeToString()
+
+
+def probe_reorder_cost(config: BackendConfig, repeats: int = 3) -> tuple[float, float]:
+    """``(reorder_overhead_ms, reorder_ns_per_element)`` of one NCHWc layout reorder on this
+    device: graphs of ``ReorderInput``/``ReorderOutput`` pairs (graph optimisation off, so
+    none is removed) timed with and without :data:`_REORDER_PAIRS` extra pairs, per tensor
+    size of :data:`_REORDER_SHAPES`; ``ms per reorder = (t_long - t_short) / (2·pairs)``,
+    the median of ``repeats`` alternations, then a line over the sizes
+    (:func:`~ttmpd.profiler._rules.fit_reorder_cost`). About a second. ``(0, 0)`` where the
+    provider runs no such op (reorders are then left unpriced)."""
+    plain = replace(config, graph_optimization="disable")
+    timing = TimingConfig(max_seconds=0.1, target_rel_ci=0.01)
+    samples = []
+    for channels, hw in _REORDER_SHAPES:
+        x = torch.randn(1, channels, hw, hw)
+        try:
+            runners = [
+                bound_runner(ort_session(_reorder_graph(channels, hw, n, config.opset), plain),
+                             plain, (x,))
+                for n in (0, _REORDER_PAIRS)
+            ]  # fmt: skip
+        except Exception:
+            return 0.0, 0.0
+        extra = [measure(runners[1], timing).median_ms - measure(runners[0], timing).median_ms
+                 for _ in range(repeats)]  # fmt: skip
+        samples.append(
+            (channels * hw * hw, max(float(np.median(extra)), 0.0) / (2 * _REORDER_PAIRS))
+        )
+    return fit_reorder_cost(samples)
+
+
+def bound_runner(session, config: BackendConfig, inputs: Sequence[torch.Tensor]) -> Runner:
+    """A :data:`~ttmpd.profiler._timing.Runner` of ``session`` on ``inputs``, bound once
+    (:func:`bind_inputs`)."""
+    binding = bind_inputs(session, config, inputs)
+
+    def run(number: int) -> float:
+        start = time.perf_counter()
+        for _ in range(number):
+            session.run_with_iobinding(binding)
+        return (time.perf_counter() - start) * 1e3
+
+    return run
