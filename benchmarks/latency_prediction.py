@@ -81,6 +81,7 @@ from _report import RESULTS, markdown_table, write_results
 from scipy.stats import spearmanr
 
 import ttmpd.models
+from ttmpd.errors import InputError
 from ttmpd.lut import (
     LatencyPredictor,
     LatencyTable,
@@ -116,7 +117,13 @@ HELD_OUT = {
 }
 HELD_OUT_2 = {
     f"{arch}@32": (f"torchvision:{arch}", (1, 3, 32, 32))
-    for arch in ("vgg11_bn", "regnet_x_400mf", "shufflenet_v2_x0_5", "googlenet", "densenet121")
+    for arch in (
+        "regnet_x_400mf",
+        "shufflenet_v2_x0_5",
+        "googlenet",
+        "densenet121",
+        "resnext50_32x4d",
+    )
 }
 BERT = "hf:bert?num_hidden_layers=2,hidden_size=256,num_attention_heads=4,intermediate_size=1024"
 #: rank-2 shapes are (batch, tokens) of token ids
@@ -413,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     grid = replace(GRID, sample_fraction=args.sample_fraction)
     warnings.simplefilter("ignore")
     rows, infos, cv_rows, saving_rows, variant_frames = [], [], [], [], []
+    skipped: list[dict] = []
     for backend_name in args.backends:
         if not get_backend(backend_name).is_available():
             print(f"skip {backend_name}: unavailable", file=sys.stderr)
@@ -420,7 +428,12 @@ def main(argv: list[str] | None = None) -> int:
         scatter_all = {"ttmpd (c)": [], "LUT sum (b)": [], "FLOPs (a)": [], "measured": []}
         for name in args.models:
             job = (backend_name, name, args.variants, args.calibration, args.seed, grid)
-            result = isolated(pair_job, *job) if args.isolate else pair_job(*job)
+            try:
+                result = isolated(pair_job, *job) if args.isolate else pair_job(*job)
+            except InputError as exc:  # the backend cannot run this model (e.g. no export)
+                print(f"skip {backend_name} {name}: {exc}", file=sys.stderr)
+                skipped.append({"backend": backend_name, "model": name, "reason": str(exc)})
+                continue
             rows += result["rows"]
             variant_frames.append(result["variants"])
             infos.append(result["info"])
@@ -446,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     frame = pd.DataFrame(rows)
     write_results(args.out, frame, variants=args.variants, calibration=args.calibration,
-                  grid=grid.__dict__, pairs=infos, model_set=args.set)  # fmt: skip
+                  grid=grid.__dict__, pairs=infos, model_set=args.set,
+                  skipped=skipped)  # fmt: skip
     pd.DataFrame(infos).to_csv(args.out.with_name(args.out.name + "_info.csv"), index=False)
     pd.concat(variant_frames).to_csv(args.out.with_name(args.out.name + "_variants.csv"),
                                      index=False)  # fmt: skip
