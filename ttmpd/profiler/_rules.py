@@ -96,12 +96,11 @@ class BlockedLayoutRule:
     def padded_out(self, c_out: int) -> int:
         return _ceil(c_out, self.block)
 
-    def reads_blocked(self, c_in: int, depthwise: bool = False) -> bool:
-        """Whether a blocked conv on ``c_in`` channels reads its input in the blocked layout
-        (a dense one whose padded ``c_in`` fills whole blocks; a depthwise one always);
-        else it reads the plain layout, and a blocked tensor must be reordered for it."""
-        if depthwise:
-            return self.depthwise_is_blocked(c_in)
+    def reads_blocked(self, c_in: int) -> bool:
+        """Whether a dense conv on ``c_in`` channels reads its input in the blocked layout:
+        it runs blocked and its padded ``c_in`` fills whole blocks; else it reads the plain
+        layout, and a blocked tensor must be reordered for it. (A blocked depthwise conv
+        always reads the blocked layout.)"""
         return self.dense_is_blocked(c_in) and self.padded_in(c_in) % self.in_block == 0
 
     @property
