@@ -68,8 +68,13 @@ def test_lut_check_catches_rows_that_drifted_apart(name, tmp_path):
     slow = frame["latency_ms"].rank(method="first").astype(int) % 2 == 0
     for column in ("latency_ms", "p10_ms", "p90_ms"):
         frame.loc[slow, column] *= 3
-    stitched = recheck_table(LatencyTable(frame, table.meta))
-    assert stitched.verdict == "inconsistent", _figures(stitched)
+    figures = []
+    for _ in range(3):  # a device too unsteady to judge right now says so: check again
+        stitched = recheck_table(LatencyTable(frame, table.meta))
+        figures.append(f"{stitched.verdict} ({_figures(stitched)})")
+        if stitched.verdict != "unsteady":
+            break
+    assert stitched.verdict == "inconsistent", figures
 
 
 @pytest.mark.parametrize("name", BACKENDS)
