@@ -10,8 +10,10 @@ Two model sets, batch 1, 1 thread:
   MNASNet 0.5 and SqueezeNet 1.1. (ShuffleNetV2 does not trace in Torch-Pruning, and
   RegNet's and ResNeXt's grouping takes minutes; see the transformers and zoos issue.)
 * **second held-out set** (``--set held-out-2``): torchvision architectures nobody had run
-  through ttmpd before 2026-12-02, chosen before any was measured, at 32 px: VGG-11 (BN),
-  RegNetX-400MF, ShuffleNetV2 x0.5, GoogLeNet and DenseNet-121.
+  through ttmpd before 2026-12-02, chosen before any was measured, at 32 px: RegNetX-400MF,
+  ShuffleNetV2 x0.5, GoogLeNet, DenseNet-121 and ResNeXt-50 (32x4d). VGG-11 (BN), chosen
+  first, was replaced before any timing: its 7x7 adaptive pool does not export to ONNX at
+  32 px.
 * **transformers** (``--set transformers``, also held out: nothing was tuned on them): the
   zoo's MNIST ViT (shipped checkpoint, 28x28), timm ViT-Tiny and DeiT-Tiny at 224 px, and a
   2-layer BERT encoder (``hf:bert``, hidden 256, 4 heads, MLP 1024) at 64 and 128 tokens.
@@ -29,7 +31,12 @@ For each CPU backend and model:
    variants;
 3. measure every calibration and test variant end to end in 3 interleaved passes; the
    median of the 3 is the measured latency, and pass 2 against pass 1 is the noise floor of
-   a single measurement;
+   a single measurement. ``--timing paired`` (the default) measures each variant beside the
+   unpruned model (``ttmpd.pruning.measure_beside``: samples of the two in alternation, so
+   a host slowdown scales both): its latency is its median fraction of the original times
+   the original's median latency over every pair. ``--timing blocked`` times each model in
+   its own block (the benchmark before 2026-12-02): on a shared host whose speed flips for
+   seconds at a time, its noise floor alone can miss ±10%;
 4. compare on the test variants
    (a) FLOPs-proportional: ``k · MACs`` with ``k`` fitted on the unpruned model,
    (b) plain LUT sum (HALP/NetAdapt style; a missing key falls back to the measured entry
@@ -99,10 +106,12 @@ from ttmpd.pruning import (
     calibration_round_to,
     calibration_variants,
     channel_groups,
+    measure_beside,
     random_plan,
 )
 
 PASSES = 3
+TIMINGS = ("paired", "blocked")
 
 LUTS = Path(__file__).parent / "luts"
 TUNED = {
@@ -215,8 +224,33 @@ def build_lut(backend, name, model, x, grid: GridConfig) -> tuple[LatencyTable, 
     return result.table, (float("nan") if reuse and not result.measured else result.wall_s)
 
 
+def measure_passes(backend, model, variants, x, timing: str) -> np.ndarray:
+    """Latency (ms) of each of ``variants``, :data:`PASSES` interleaved passes; shape
+    ``(PASSES, len(variants))``. ``paired``: each variant's fraction of ``model`` measured
+    beside it (:func:`~ttmpd.pruning.measure_beside`, one round per pass) times the median
+    of the original's latency over every pair; ``model`` itself is its own fraction 1.
+    ``blocked``: each variant timed alone."""
+    if timing == "blocked":
+        return np.array([[backend.measure_model(m, x, MODEL_TIMING).median_ms for m in variants]
+                         for _ in range(PASSES)])  # fmt: skip
+    originals, fractions = [], np.ones((PASSES, len(variants)))
+    for p in range(PASSES):
+        for i, variant in enumerate(variants):
+            if variant is not model:
+                original_ms, variant_ms = measure_beside(model, variant, x, backend, 1)
+                originals.append(original_ms)
+                fractions[p, i] = variant_ms / original_ms
+    return fractions * float(np.median(originals))
+
+
 def run_pair(
-    backend_name: str, name: str, n_test: int, n_cal: int, seed: int, grid: GridConfig = GRID
+    backend_name: str,
+    name: str,
+    n_test: int,
+    n_cal: int,
+    seed: int,
+    grid: GridConfig = GRID,
+    timing: str = "paired",
 ):
     spec, shape = MODELS[name]
     torch.set_num_threads(1)
@@ -229,15 +263,14 @@ def run_pair(
     cal_models = calibration_variants(model, x, n_cal, 0, aligned)  # what `ttmpd lut fit` measures
     ratios, test_models = pruned_variants(model, x, groups, n_test, seed)
     start = time.perf_counter()
-    passes = np.array([[backend.measure_model(m, x, MODEL_TIMING).median_ms
-                        for m in cal_models + test_models] for _ in range(PASSES)])  # fmt: skip
+    passes = measure_passes(backend, model, cal_models + test_models, x, timing)
     measure_s = time.perf_counter() - start
     load_1min = os.getloadavg()[0]  # how busy the shared machine was while measuring
     measured = np.median(passes, axis=0)
     cal_ms, truth = measured[: len(cal_models)], measured[len(cal_models) :]
     pass1, pass2 = passes[0, len(cal_models) :], passes[1, len(cal_models) :]
     # the same variants measured in a process that did nothing else first
-    fresh = np.asarray(isolated(fresh_process_ms, backend_name, name, n_test, seed))
+    fresh = np.asarray(isolated(fresh_process_ms, backend_name, name, n_test, seed, timing))
 
     fusion = backend.fusion
     unit_lists = [[u.config for u in extract_units(m, x, fusion).units] for m in test_models]
@@ -297,6 +330,7 @@ def run_pair(
         "exact_key_coverage_pct": 100 * float(np.mean(coverage)),
         "test_ratio_range": f"{ratios.min():.2f}-{ratios.max():.2f}",
         "measure_s": measure_s,
+        "timing": timing,
         # what the user sees before trusting the calibration, beside what it then missed
         "calibration_loo_median_pct": float(np.median(loo)),
         "calibration_loo_worst_pct": float(loo.max()),
@@ -325,20 +359,22 @@ def pruned_variants(model, x, groups, n_test: int, seed: int) -> tuple[np.ndarra
     return ratios, models
 
 
-def fresh_process_ms(backend_name: str, name: str, n_test: int, seed: int) -> list[float]:
+def fresh_process_ms(
+    backend_name: str, name: str, n_test: int, seed: int, timing: str = "paired"
+) -> list[float]:
     """The test variants of a pair rebuilt and measured (medians of :data:`PASSES`
-    interleaved passes) in the calling process; run through :func:`isolated`, a process
-    that loaded no table and ran no probe first. Against the pair's own measurement it is
-    the between-process noise floor (docs/design/measurement.md)."""
+    interleaved passes, :func:`measure_passes`) in the calling process; run through
+    :func:`isolated`, a process that loaded no table and ran no probe first. Against the
+    pair's own measurement it is the between-process noise floor
+    (docs/design/measurement.md)."""
     spec, shape = MODELS[name]
     torch.set_num_threads(1)
     backend = get_backend(backend_name, BackendConfig(threads=1))
     model = load_model(spec).eval()
     x = example_input(model, shape, seed)
     _, models = pruned_variants(model, x, channel_groups(model, x), n_test, seed)
-    passes = [[backend.measure_model(m, x, MODEL_TIMING).median_ms for m in models]
-              for _ in range(PASSES)]  # fmt: skip
-    return [float(v) for v in np.median(np.asarray(passes), axis=0)]
+    passes = measure_passes(backend, model, models, x, timing)
+    return [float(v) for v in np.median(passes, axis=0)]
 
 
 def savings_throughput(table: LatencyTable, model, x, n: int = 20_000, seed: int = 0) -> dict:
@@ -359,12 +395,18 @@ def savings_throughput(table: LatencyTable, model, x, n: int = 20_000, seed: int
 
 
 def pair_job(
-    backend_name: str, name: str, n_test: int, n_cal: int, seed: int, grid: GridConfig = GRID
+    backend_name: str,
+    name: str,
+    n_test: int,
+    n_cal: int,
+    seed: int,
+    grid: GridConfig = GRID,
+    timing: str = "paired",
 ) -> dict:
     """Everything measured and computed for one (backend, model) pair."""
     warnings.simplefilter("ignore")
     rows, info, table, (model, x, _), scatter, per_variant = run_pair(
-        backend_name, name, n_test, n_cal, seed, grid
+        backend_name, name, n_test, n_cal, seed, grid, timing
     )
     cv = cross_validate_regressors(table, ["gbr", "hgb", "extra", "rf", "ridge"])
     return {
@@ -405,6 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", type=int, default=40)
     parser.add_argument("--calibration", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--timing",
+        choices=TIMINGS,
+        default="paired",
+        help="measure variants beside the original (paired) or each alone (blocked)",
+    )
     parser.add_argument("--quick", action="store_true", help="resnet56, 12 variants")
     parser.add_argument("--out", type=Path, default=RESULTS / "latency_prediction")
     parser.add_argument(
@@ -427,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         scatter_all = {"ttmpd (c)": [], "LUT sum (b)": [], "FLOPs (a)": [], "measured": []}
         for name in args.models:
-            job = (backend_name, name, args.variants, args.calibration, args.seed, grid)
+            job = (backend_name, name, args.variants, args.calibration, args.seed, grid,
+                   args.timing)  # fmt: skip
             try:
                 result = isolated(pair_job, *job) if args.isolate else pair_job(*job)
             except InputError as exc:  # the backend cannot run this model (e.g. no export)
@@ -459,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     frame = pd.DataFrame(rows)
     write_results(args.out, frame, variants=args.variants, calibration=args.calibration,
-                  grid=grid.__dict__, pairs=infos, model_set=args.set,
+                  grid=grid.__dict__, pairs=infos, model_set=args.set, timing=args.timing,
                   skipped=skipped)  # fmt: skip
     pd.DataFrame(infos).to_csv(args.out.with_name(args.out.name + "_info.csv"), index=False)
     pd.concat(variant_frames).to_csv(args.out.with_name(args.out.name + "_variants.csv"),

@@ -83,7 +83,13 @@ for prefix, path in runs:
         f"{meta['date']}, {meta['machine']}; `{meta['command']}`.",
         *described,
         "Random channel-pruned variants (ratios 0-0.8, unaligned counts), each measured in",
-        "3 interleaved passes; 8 calibration prunes.",
+        "3 interleaved passes; 8 calibration prunes. "
+        + (
+            "Each variant measured beside the unpruned model (paired: its fraction of the "
+            "original, times the original's median latency)."
+            if meta.get("timing") == "paired"
+            else "Each model timed in its own block."
+        ),
         f"Target: >= 95% within ±10%; ttmpd reached it on {int((within >= 95).sum())} of "
         f"{len(within)} models.",
         "",

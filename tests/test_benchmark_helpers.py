@@ -314,3 +314,23 @@ def test_remeasure_pairs_each_result_with_the_original_and_records_a_floor(monke
     assert out["original_ms"] == pytest.approx(backend.measure_model(net, x).median_ms)
     assert bool(out["remeasured"]) and bool(out["within_budget"]) == (expected <= 0.5 * 1.02)
     assert bench.noise_floors(models, ["fake", "other"]) == {"fake": [0.0, 0.0, 0.0]}
+
+
+def test_paired_passes_price_each_variant_on_the_originals_time_base(monkeypatch):
+    """``measure_passes``: paired fractions times the original's median latency equal the
+    models' own latencies on a device that computes them (the fake backend), in order,
+    and the unpruned model is its own fraction 1."""
+    from ttmpd.pruning import channel_groups
+
+    lp = _load("latency_prediction", monkeypatch)
+    backend = get_backend("fake")
+    net, x = ResidualNet().eval(), torch.randn(1, 3, 8, 8)
+    _, variants = lp.pruned_variants(net, x, channel_groups(net, x), 4, seed=3)
+    models = [net, *variants]
+    paired = lp.measure_passes(backend, net, models, x, "paired")
+    blocked = lp.measure_passes(backend, net, models, x, "blocked")
+    assert paired.shape == blocked.shape == (lp.PASSES, len(models))
+    truth = [backend.measure_model(m, x).median_ms for m in models]
+    np.testing.assert_allclose(paired, np.tile(truth, (lp.PASSES, 1)), rtol=1e-9)
+    np.testing.assert_allclose(blocked, paired, rtol=1e-9)
+    assert len(set(np.round(truth, 9))) > 2  # the variants really differ
