@@ -68,9 +68,9 @@ def _held_out_prunes(model, x, n: int, seed: int, round_to: int | None):
 def _below_the_block(predictor, prunes) -> list[int]:
     """Output channel counts of the prunes' convs under the device's probed block. ONNX
     Runtime runs such a conv blocked, padded to the block, but reorders its output back to
-    the plain layout for a consumer that reads fewer channels than a block: a whole model
-    pays a reorder per such conv, which the probe's reorder cost prices too cheaply (the
-    known miss, docs/design/measurement.md). Empty without a blocked rule."""
+    the plain layout for a consumer that reads fewer channels than a block; such prunes of
+    this net measure slower than predicted, for a cause not yet found (the known miss,
+    docs/design/measurement.md). Empty without a blocked rule."""
     rule = predictor.rules_.blocked if predictor.blocked_layout_ else None
     if rule is None:
         return []
