@@ -394,20 +394,11 @@ def savings_throughput(table: LatencyTable, model, x, n: int = 20_000, seed: int
             "warm_per_s": n / warm}  # fmt: skip
 
 
-def pair_job(
-    backend_name: str,
-    name: str,
-    n_test: int,
-    n_cal: int,
-    seed: int,
-    grid: GridConfig = GRID,
-    timing: str = "paired",
-) -> dict:
-    """Everything measured and computed for one (backend, model) pair."""
+def pair_job(backend_name: str, name: str, *args) -> dict:
+    """Everything measured and computed for one (backend, model) pair; ``args``: the rest
+    of :func:`run_pair`'s arguments."""
     warnings.simplefilter("ignore")
-    rows, info, table, (model, x, _), scatter, per_variant = run_pair(
-        backend_name, name, n_test, n_cal, seed, grid, timing
-    )
+    rows, info, table, (model, x, _), scatter, per_variant = run_pair(backend_name, name, *args)
     cv = cross_validate_regressors(table, ["gbr", "hgb", "extra", "rf", "ridge"])
     return {
         "rows": rows,
