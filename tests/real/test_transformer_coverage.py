@@ -2,11 +2,13 @@
 
 A tiny ViT at 64x64 with 4x4 patches has 257 tokens, so attention is about 40% of its
 time on both backends (one fused unit on torch-cpu, matmul/softmax/matmul on ONNX
-Runtime). The sum of its units, each measured alone, must land within 0.7-1.4x of the
-whole model's measured latency: attention left unpriced drops the sum to about 0.55x.
-On torch-cpu the share is about 0.8 (0.76-0.86 in quiet rounds on the host this was
-written on), so a slowdown caught by one side alone can cross 0.7: each round's share is
-taken against the whole model measured just before and after it, median over rounds.
+Runtime). The sum of its units, each measured alone, must land within 0.6-1.4x of the
+whole model's measured latency. On torch-cpu the share is below 1 and depends on the host:
+0.76-0.86 in quiet rounds on the host this was written on, 0.64-0.79 (median 0.68) on a
+CI host. Attention left unpriced removes about 40% of the sum, which puts the share at
+0.41-0.48 on those two hosts, under the 0.6 bound. A slowdown caught by one side alone
+moves a share too: each round's share is taken against the whole model measured just
+before and after it, median over rounds.
 """
 
 from __future__ import annotations
@@ -46,5 +48,5 @@ def test_priced_units_cover_the_measured_latency(name):
         shares.append(sum(unit_ms.values()) / np.sqrt(before * after))
     total = sum(unit_ms.values())
     attention = sum(unit_ms[u.index] for u in extraction.units if u.config.op in ATTENTION)
-    assert 0.7 <= float(np.median(shares)) <= 1.4, shares
+    assert 0.6 <= float(np.median(shares)) <= 1.4, shares
     assert attention / total > 0.2  # attention is priced, and priced at its size
