@@ -19,8 +19,9 @@ a second known miss: a test that misses there is reported as an expected failure
 figures (with a smaller block, AVX2's 8, fewer prunes fall under it). Where the calibration
 still contradicts itself by more than ``MAX_LOO`` after three measurements (the product
 warns the same), that fit is not judged. A miss is fitted again from a fresh table
-(``FITS`` in all): a table measured across a speed flip misprices units for good. Where no
-fit could be judged, the held-out test is reported as an expected failure with the figures.
+(``FITS`` judged fits, ``MAX_FITS`` built): a table measured across a speed flip misprices
+units for good. Where no fit could be judged, the held-out test is reported as an expected
+failure with the figures.
 """
 
 from __future__ import annotations
@@ -148,18 +149,25 @@ def _measured_fractions(model, prunes, x, backend) -> np.ndarray:
     return np.array(fractions)
 
 
-#: Fits the held-out test may try. Each unit of a table is measured once, in isolation; a
-#: host speed flip while some were measured misprices them for good, and the calibration
-#: cannot tell (every variant shares those units). A predictor that misses on this host's
-#: good fits as well misses on every fit.
+#: Fits the held-out test judges at most. Each unit of a table is measured once, in
+#: isolation; a host speed flip while some were measured misprices them for good, and the
+#: calibration cannot tell (every variant shares those units: a landing CI run judged one
+#: such fit, its prunes priced at 0.91-0.94 of the original where a good fit of the same
+#: net on the same prunes prices 0.73-0.88). A predictor that misses on this host's good
+#: fits as well misses on every fit.
 FITS = 3
+#: Fits the held-out test may build, judged or not: a fit whose calibration contradicts
+#: itself is not judged, and on a noisy host two of three did.
+MAX_FITS = 6
 
 
 def test_held_out_prunes_are_predicted_within_the_noise_floor(fitted, tmp_path):
     backend, _, predictor, model, x, _ = fitted
     prunes = _held_out_prunes(model, x, 6, seed=11, round_to=calibration_round_to(predictor))
     misses, contradictions, best = [], [], np.inf
-    for attempt in range(FITS):
+    for attempt in range(MAX_FITS):
+        if len(misses) == FITS:
+            break
         if attempt:
             predictor = _fit(backend, model, x, tmp_path / f"lut{attempt}.parquet")[1]
         worst = predictor.calibration_loo_worst
@@ -182,8 +190,8 @@ def test_held_out_prunes_are_predicted_within_the_noise_floor(fitted, tmp_path):
     if not misses:
         pytest.xfail(
             f"every calibration contradicts itself (leave-one-out {contradictions}) "
-            "after 3 measurements: speed flips while measuring, or on ONNX Runtime "
-            "its known miss on unaligned variants (docs/design/measurement.md)"
+            f"after 3 measurements, on {MAX_FITS} fits: speed flips while measuring, or on "
+            "ONNX Runtime its known miss on unaligned variants (docs/design/measurement.md)"
         )
     _known_miss(predictor, prunes, best, f"{misses}")
     pytest.fail(f"held-out prunes missed on every fit: {misses}; contradicting: {contradictions}")
