@@ -107,7 +107,10 @@ def test_probed_ort_rule_predicts_ort_on_held_out_counts():
         return
     cases = [(17, 32, 1), (18, 8, 1), (22, 22, 1), (9, 40, 1), (6, 6, 6), (12, 12, 12),
              (72, 16, 1), (74, 16, 1), (96, 40, 1), (150, 8, 1), (76, 76, 76),
-             (90, 90, 90)]  # fmt: skip
+             (90, 90, 90),
+             # grouped: the probe sees 2 groups of equal counts in and out only
+             (64, 64, 4), (96, 96, 3), (32, 48, 2), (48, 32, 2), (64, 64, 8), (72, 72, 2),
+             (160, 160, 10)]  # fmt: skip
     frame = configs_frame([conv(i, o, g) for i, o, g in cases])
     predicted = blocked_layout_mask(frame, rules.blocked).tolist()
     assert predicted == [_ort_blocked(i, o, g) for i, o, g in cases]
@@ -155,6 +158,14 @@ def test_reorder_delta_charges_what_a_whole_model_reorders_minus_what_units_did_
         -r[32] - r[32],  # blocked depthwise
         0.0,  # not a conv
     ], rel=1e-3)  # fmt: skip
+    # a device that runs grouped convs blocked (ONNX Runtime does, at whole blocks per group)
+    grouped = dataclasses.replace(rule, grouped_multiple=16)
+    pair = configs_frame([conv(32, 32, groups=2), conv(32, 48, groups=2)])
+    assert reorder_delta_ms(pair, rule) == pytest.approx([r[32], r[32]], rel=1e-3)
+    assert reorder_delta_ms(pair, grouped) == pytest.approx(
+        [-r[32] - r[32], r[32]], rel=1e-3
+    )  # 2 groups of 16 read and write blocks; 24 outputs per group is not blocked
+    assert blocked_layout_mask(pair, grouped).tolist() == [True, False]
     unprobed = dataclasses.replace(rule, reorder_overhead_ms=0.0, reorder_ns_per_element=0.0)
     assert not reorder_delta_ms(configs_frame(units), unprobed).any()
     assert not reorder_delta_ms(configs_frame(units), None).any()

@@ -83,3 +83,39 @@ def test_reorder_cost_is_a_non_negative_line_through_the_samples():
     assert ns == 0.0 and overhead > 0
     with pytest.raises(InputError, match="two or more"):
         fit_reorder_cost([(4096, 0.001), (4096, 0.0011)])
+
+
+@pytest.mark.parametrize(("block", "grouped"), [(8, 8), (16, 16), (16, 4), (8, 0)])
+def test_the_grouped_rule_follows_what_the_device_blocks(block, grouped):
+    """A device whose grouped convs run blocked at per-group multiples of ``grouped`` (0:
+    never): the probe finds that multiple and the rule predicts held-out grouped convs."""
+    from ttmpd.profiler import ConvLayout, infer_blocked_rule
+    from ttmpd.profiler.backends.fake import fake_conv_layout
+
+    def device(c_in: int, c_out: int, groups: int) -> ConvLayout:
+        if groups == 1 or groups == c_in:
+            return fake_conv_layout(c_in, c_out, groups, block)
+        per_in, per_out = c_in // groups, c_out // groups
+        runs = grouped > 0 and per_in % grouped == 0 and per_out % grouped == 0
+        return ConvLayout(runs, c_in, c_out)
+
+    rule = infer_blocked_rule(lambda specs: [device(*s) for s in specs])
+    assert rule.grouped_multiple == grouped
+    held_out = [(64, 64, 4), (96, 96, 3), (32, 48, 2), (48, 32, 2), (40, 40, 5), (24, 24, 3)]
+    assert [bool(rule.grouped_is_blocked(*c)) for c in held_out] == [
+        device(*c).blocked for c in held_out
+    ]
+    assert ("grouped never" in DeviceRules(blocked=rule).describe()) == (grouped == 0)
+    assert _through_json(DeviceRules(blocked=rule)).blocked == rule
+
+
+def test_a_rule_from_before_the_grouped_probe_loads_as_never_grouped():
+    from ttmpd.profiler import BlockedLayoutRule
+
+    rule = BlockedLayoutRule(16, 16, 2, (1, 2), (1, 2), (1, 2), 4, 4, grouped_multiple=16)
+    d = DeviceRules(blocked=rule).to_dict()
+    del d["blocked"]["grouped_multiple"]
+    old = DeviceRules.from_dict(d).blocked
+    assert old.grouped_multiple == 0 and not old.grouped_is_blocked(32, 32, 2)
+    with pytest.raises(InputError, match="grouped_multiple"):
+        BlockedLayoutRule(16, 16, 2, (1, 2), (1, 2), (1, 2), 4, 4, grouped_multiple=-1)

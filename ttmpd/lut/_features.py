@@ -217,7 +217,8 @@ def unit_features(frame: pd.DataFrame, rules: DeviceRules | None = None) -> np.n
     attention = np.isin(op, ("matmul", "sdpa")) | (heads > 1)
     f["head_dim"] = np.where(attention, cin / np.maximum(heads, 1), 0.0)
     if rule is not None:  # the probed rule decides these convs' alignment: no proxy for it
-        decided = is_conv & ((groups == 1) | depthwise)
+        grouped = rule.grouped_multiple > 0  # probed: the rule decides grouped convs too
+        decided = is_conv & ((groups == 1) | depthwise | grouped)
         for name in _ALIGNMENT_PROXIES:
             f[name] = np.where(decided, 0.0, f[name])
     return np.column_stack([f[name] for name in FEATURE_NAMES])
@@ -258,12 +259,14 @@ def blocked_layout_mask(frame: pd.DataFrame, rule: BlockedLayoutRule | None) -> 
         return np.zeros(n, dtype=bool)
     conv = frame["op"].to_numpy() == "conv"
     c_in = frame["in_channels"].to_numpy(dtype=np.int64)
+    c_out = frame["out_channels"].to_numpy(dtype=np.int64)
     groups = np.maximum(frame["groups"].to_numpy(dtype=np.int64), 1)
     depthwise = (groups > 1) & (groups == c_in)
     dense = groups == 1
     dense_ok = _lookup(c_in, rule.dense_is_blocked)
     depthwise_ok = _lookup(c_in, rule.depthwise_is_blocked)
-    return conv & np.where(depthwise, depthwise_ok, dense & dense_ok)
+    grouped_ok = rule.grouped_is_blocked(c_in, c_out, groups)
+    return conv & np.where(depthwise, depthwise_ok, np.where(dense, dense_ok, grouped_ok))
 
 
 def reorder_delta_ms(frame: pd.DataFrame, rule: BlockedLayoutRule | None) -> np.ndarray:
@@ -291,9 +294,8 @@ def reorder_delta_ms(frame: pd.DataFrame, rule: BlockedLayoutRule | None) -> np.
     blocked = blocked_layout_mask(frame, rule)
     c_in = frame["in_channels"].to_numpy(dtype=np.int64)
     groups = np.maximum(frame["groups"].to_numpy(dtype=np.int64), 1)
-    depthwise = (groups > 1) & (groups == c_in)
     dense_reads = _lookup(c_in, rule.reads_blocked).astype(bool)
-    reads = blocked & np.where(depthwise, True, dense_reads)
+    reads = blocked & np.where(groups > 1, True, dense_reads)  # depthwise or grouped
     conv = frame["op"].to_numpy() == "conv"
 
     def cost(column: str) -> np.ndarray:

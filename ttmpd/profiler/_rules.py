@@ -49,7 +49,9 @@ class BlockedLayoutRule:
     and compute ``dense_padded_in[c_in - 1]`` input channels; above ``probed_max`` they run
     blocked iff ``c_in % in_multiple == 0`` and compute ``ceil(c_in / in_block) * in_block``.
     Depthwise convs likewise with ``depthwise_blocked`` and ``depthwise_multiple``.
-    Other grouped convs never run blocked.
+    Other grouped convs run blocked iff both their input and output channels per group are
+    multiples of ``grouped_multiple`` (no padding); 0: never (the rule before grouped convs
+    were probed, 2026-12-02).
 
     Layout reorders: an isolated blocked conv converts its input to the blocked layout (if
     it reads blocked, :meth:`reads_blocked`) and its output back; inside a whole model a
@@ -68,10 +70,13 @@ class BlockedLayoutRule:
     depthwise_multiple: int
     reorder_overhead_ms: float = 0.0
     reorder_ns_per_element: float = 0.0
+    grouped_multiple: int = 0
 
     def __post_init__(self) -> None:
         if min(self.block, self.in_block, self.in_multiple, self.depthwise_multiple) < 1:
             raise InputError(f"a blocked-layout rule needs positive sizes, got {self}")
+        if self.grouped_multiple < 0:
+            raise InputError(f"grouped_multiple must be >= 0 (0: never), got {self}")
         if len(self.dense_padded_in) != self.probed_max:
             raise InputError("dense_padded_in needs one entry per probed input channel count")
         object.__setattr__(self, "dense_blocked", tuple(int(c) for c in self.dense_blocked))
@@ -88,6 +93,14 @@ class BlockedLayoutRule:
             return channels in self.depthwise_blocked
         return channels % self.depthwise_multiple == 0
 
+    def grouped_is_blocked(self, c_in, c_out, groups):
+        """Whether a grouped, not depthwise, conv runs blocked: both per-group channel
+        counts are multiples of :attr:`grouped_multiple` (never when it is 0). Integers or
+        integer arrays of one shape (elementwise)."""
+        m = max(self.grouped_multiple, 1)
+        fits = ((c_in // groups) % m == 0) & ((c_out // groups) % m == 0)
+        return (self.grouped_multiple > 0) & fits
+
     def padded_in(self, c_in: int) -> int:
         if c_in <= self.probed_max:
             return self.dense_padded_in[c_in - 1]
@@ -99,8 +112,8 @@ class BlockedLayoutRule:
     def reads_blocked(self, c_in: int) -> bool:
         """Whether a dense conv on ``c_in`` channels reads its input in the blocked layout:
         it runs blocked and its padded ``c_in`` fills whole blocks; else it reads the plain
-        layout, and a blocked tensor must be reordered for it. (A blocked depthwise conv
-        always reads the blocked layout.)"""
+        layout, and a blocked tensor must be reordered for it. (A blocked depthwise or
+        grouped conv always reads the blocked layout.)"""
         return self.dense_is_blocked(c_in) and self.padded_in(c_in) % self.in_block == 0
 
     @property
@@ -174,8 +187,10 @@ class DeviceRules:
                 f"blocked layout: block {b.block} (c_in pad block {b.in_block}); dense convs "
                 f"blocked for c_in in {_ranges(b.dense_blocked)} (probed 1-{b.probed_max}), "
                 f"then multiples of {b.in_multiple}; depthwise for "
-                f"{_ranges(b.depthwise_blocked)}, then multiples of {b.depthwise_multiple}"
-            )
+                f"{_ranges(b.depthwise_blocked)}, then multiples of {b.depthwise_multiple}; "
+                + (f"grouped when both per-group counts are multiples of {b.grouped_multiple}"
+                   if b.grouped_multiple else "grouped never")
+            )  # fmt: skip
             if b.prices_reorders:
                 lines.append(
                     f"layout reorder: {b.reorder_overhead_ms * 1e3:.2f} µs + "
@@ -244,6 +259,10 @@ def infer_blocked_rule(
        smallest power of two (up to ``block``) whose multiples are exactly the blocked
        counts there; ``in_block`` the smallest size whose ceiling reproduces every padded
        ``c_in`` there (the largest padding seen if none does).
+    4. grouped convs, 2 groups of ``k = 1..2·block`` channels in and out: none blocked ->
+       ``grouped_multiple = 0`` (never); else the power of two whose multiples are the
+       blocked ``k``, as in 3. (Asking both per-group counts to be multiples follows ONNX
+       Runtime, where 2 groups of 16 in and 24 out do not run blocked on a 16-wide block.)
     """
     first = observe([(c, 1, 1) for c in range(1, 9)])
     blocked = [o for o in first if o is not None and o.blocked]
@@ -261,6 +280,9 @@ def infer_blocked_rule(
     ]
     dw_blocked = [c for c, o in zip(counts, depthwise, strict=True) if o is not None and o.blocked]
     upper = range(probed_max // 2 + 1, probed_max + 1)
+    per_group = range(1, 2 * block + 1)
+    grouped = observe([(2 * k, 2 * k, 2) for k in per_group])
+    grouped_flags = [o is not None and o.blocked for o in grouped]
     return BlockedLayoutRule(
         block=block,
         in_block=_padding_block(
@@ -272,6 +294,7 @@ def infer_blocked_rule(
         depthwise_blocked=tuple(dw_blocked),
         in_multiple=_multiple([c in dense_blocked for c in upper], upper, block),
         depthwise_multiple=_multiple([c in dw_blocked for c in upper], upper, block),
+        grouped_multiple=(_multiple(grouped_flags, per_group, block) if any(grouped_flags) else 0),
     )
 
 
