@@ -96,6 +96,7 @@ from ttmpd.lut import (
     cross_validate_regressors,
     plot_predicted_vs_measured,
     profile_model,
+    unit_inputs,
 )
 from ttmpd.models import load_model
 from ttmpd.profiler import BackendConfig, GridConfig, extract_units, get_backend, grid_configs
@@ -273,7 +274,9 @@ def run_pair(
     fresh = np.asarray(isolated(fresh_process_ms, backend_name, name, n_test, seed, timing))
 
     fusion = backend.fusion
-    unit_lists = [[u.config for u in extract_units(m, x, fusion).units] for m in test_models]
+    extracted = [extract_units(m, x, fusion).units for m in test_models]
+    unit_lists = [[u.config for u in units] for units in extracted]
+    graphs = [unit_inputs(units) for units in extracted]
     macs = np.array([sum(c.macs for c in cs) for cs in unit_lists])
     base_macs = sum(u.config.macs for u in extract_units(model, x, fusion).units)
     flops = cal_ms[0] / base_macs * macs
@@ -284,7 +287,8 @@ def run_pair(
         p = LatencyPredictor(**params).fit(fit_table)
         raw = np.array([p.predict(cs).sum() for cs in unit_lists])
         p.fit_calibration([(m, x) for m in cal_models], cal_ms)
-        totals = np.array([p.calibrated_total(cs) for cs in unit_lists])
+        totals = np.array([p.calibrated_total(cs, inputs=g)
+                           for cs, g in zip(unit_lists, graphs, strict=True)])  # fmt: skip
         return raw, totals, 100 * np.abs(p.calibration_loo_)
 
     raw, calibrated, loo = ttmpd(table)
@@ -292,6 +296,8 @@ def run_pair(
     reorders = rules is not None and rules.blocked is not None and rules.blocked.prices_reorders
     # the same fit without the probed reorder cost (the fit before 2026-12-02)
     unpriced = ttmpd(table, reorder_pricing=False)[1] if reorders else None
+    # reorders counted from each model's graph (an option since 2026-12-02, not the default)
+    by_graph = ttmpd(table, reorder_graph=True)[1] if reorders else None
     random_rows = table.frame.sample(frac=0.25, random_state=seed)
     _, random_cal, _ = ttmpd(LatencyTable(random_rows, table.meta))
     # what `ttmpd profile --sample-fraction 0.25` measures: a quarter of each unit's grid
@@ -307,6 +313,7 @@ def run_pair(
         "(c0) ttmpd, uncalibrated": raw,
         "(c) ttmpd": calibrated,
         **({"(c) ttmpd, reorders unpriced": unpriced} if unpriced is not None else {}),
+        **({"(c) ttmpd, reorders by graph": by_graph} if by_graph is not None else {}),
         "(c) ttmpd, random 25% of rows": random_cal,
         "(c) ttmpd, sparse grid 25%": sparse_cal,
     }

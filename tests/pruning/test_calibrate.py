@@ -3,6 +3,7 @@ import pytest
 import torch
 from nets import ResidualNet
 
+from ttmpd.errors import InputError
 from ttmpd.lut import LatencyPredictor, LatencyTable, profile_model
 from ttmpd.profiler import GridConfig, extract_units, get_backend
 from ttmpd.pruning import (
@@ -148,6 +149,31 @@ def test_per_unit_reorder_deltas_add_up_to_the_devices_whole_model_reorders(bloc
         assert predicted == pytest.approx(truth, rel=0.05)
 
 
+def test_graph_reorder_deltas_are_the_devices_whole_model_reorders(block16):
+    """With the model's graph, exact on every prune, the ones breaking the chain included
+    (where the per-unit sum over-charges)."""
+    from ttmpd.lut._features import configs_frame, graph_reorder_delta_ms, reorder_delta_ms
+    from ttmpd.profiler.backends.fake import fake_latency_ms, fake_model_reorders_ms
+
+    net, x, table = block16
+    rule = table.meta.device_rules.blocked
+    prunes = _prunes(net, x, [(0.3, None), (0.5, None), (0.6, 4), (0.4, 8), (0.5, 16)])
+    per_unit_off = []
+    for model in [net, *prunes]:
+        units = extract_units(model, x).units
+        row = {u.index: k for k, u in enumerate(units)}
+        inputs = [[row.get(i, -1) for i in u.inputs] for u in units]
+        alone = sum(fake_latency_ms(u.config) - fake_latency_ms(u.config, reorders=False)
+                    for u in units)  # fmt: skip
+        truth = fake_model_reorders_ms(units) - alone
+        frame = configs_frame([u.config for u in units])
+        assert graph_reorder_delta_ms(frame, inputs, rule).sum() == pytest.approx(truth, abs=1e-9)
+        per_unit_off.append(abs(reorder_delta_ms(frame, rule).sum() - truth))
+    assert max(per_unit_off) > 1e-4  # the per-unit sum misses some prune: this test can tell
+    with pytest.raises(InputError, match="one input list per unit"):
+        graph_reorder_delta_ms(configs_frame([u.config for u in units]), inputs[:-1], rule)
+
+
 def test_pricing_reorders_predicts_prunes_that_break_the_blocked_chain(block16):
     """Prunes aligned to the block keep the chain, unaligned ones break it: a slope per
     conv kind cannot price both; the probed reorder cost can."""
@@ -167,3 +193,20 @@ def test_pricing_reorders_predicts_prunes_that_break_the_blocked_chain(block16):
         fraction = np.array([predictor.predict_model(m, x).total_ms for m in held_out])
         worst[on] = np.abs(fraction / original / truth - 1).max()
     assert worst[True] < 0.10 and 1.5 * worst[True] < worst[False], worst
+
+
+def test_graph_reorders_predict_every_prune_of_the_fake_device(block16):
+    """``reorder_graph``: whole-model predictions count reorders from the model's graph,
+    the device's own accounting, on prunes that break the blocked chain as well."""
+    net, x, table = block16
+    backend = get_backend("fake")
+    held_out = _prunes(net, x, [(0.3, None), (0.5, None), (0.6, None), (0.4, 8), (0.6, 4)])
+    truth = np.array([backend.measure_model(m, x).median_ms for m in held_out])
+    errors = {}
+    for graph in (True, False):
+        predictor = LatencyPredictor(reorder_graph=graph).fit(table)
+        calibrate_predictor(predictor, net, x, backend, n_variants=6, seed=1)
+        predicted = np.array([predictor.predict_model(m, x).total_ms for m in held_out])
+        errors[graph] = np.abs(predicted / truth - 1).max()
+        assert predictor.get_params()["reorder_graph"] is graph
+    assert errors[True] < 0.02 and errors[True] < errors[False], errors

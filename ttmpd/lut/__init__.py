@@ -27,6 +27,7 @@ from ._plots import plot_predicted_vs_measured as plot_predicted_vs_measured
 from ._predictor import REGRESSORS as REGRESSORS
 from ._predictor import LatencyPredictor as LatencyPredictor
 from ._predictor import ModelPrediction as ModelPrediction
+from ._predictor import unit_inputs as unit_inputs
 from ._predictor import work_offset as work_offset
 from ._savings import CoupledChannels as CoupledChannels
 from ._savings import PruneSavings as PruneSavings
@@ -75,6 +76,7 @@ __all__ = [
     "save_predictor",
     "table_digest",
     "unit_features",
+    "unit_inputs",
     "unit_work",
     "work_offset",
 ]

@@ -26,9 +26,12 @@ Output: a float matrix, one row per unit, with the columns of :data:`FEATURE_NAM
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
 from ..profiler import OP_KINDS, BlockedLayoutRule, DeviceRules, NativeConvRule, UnitConfig
 from ..profiler._units import OPTIONAL_FIELDS
 from ._schema import CONFIG_COLUMNS
@@ -304,6 +307,78 @@ def reorder_delta_ms(frame: pd.DataFrame, rule: BlockedLayoutRule | None) -> np.
 
     r_in, r_out = cost("input_elements"), cost("output_elements")
     return np.where(conv, np.where(reads, -r_in, r_in) - np.where(blocked, r_out, 0.0), 0.0)
+
+
+#: Unit kinds that run in the layout their inputs come in: blocked when every input is.
+LAYOUT_PASSING = frozenset({"act", "add", "bn", "maxpool", "avgpool", "gap", "mul"})
+
+
+def graph_reorder_delta_ms(
+    frame: pd.DataFrame, inputs: Sequence[Sequence[int]], rule: BlockedLayoutRule | None
+) -> np.ndarray:
+    """:func:`reorder_delta_ms` with the model's graph: each unit's layout reorders inside
+    this model minus what it paid alone (ms), from who produces and who reads each tensor.
+
+    ``inputs[i]``: the rows producing unit ``i``'s tensor inputs, main input first (``-1``:
+    the model input). Layouts: a blocked conv (:func:`blocked_layout_mask`) writes the
+    blocked layout, reads it on its main input if it reads blocked
+    (:meth:`~ttmpd.profiler.BlockedLayoutRule.reads_blocked`; depthwise and grouped convs
+    always) and on a residual input; :data:`LAYOUT_PASSING` units write and read blocked
+    when every input comes blocked; every other unit, the model input and the model's
+    outputs are plain. A tensor read in the layout its producer did not write is reordered
+    once, ``r(e)`` for its ``e`` elements, charged to its producer (the model input's to its
+    first reader). Alone, a blocked conv paid ``r(out)`` and, if it reads blocked,
+    ``r(in)``. Shape ``(n_units,)``; zeros without a rule or a probed reorder cost.
+    """
+    n = len(frame)
+    if rule is None or n == 0 or not rule.prices_reorders:
+        return np.zeros(n)
+    if len(inputs) != n:
+        raise InputError(f"graph_reorder_delta_ms needs one input list per unit ({n})")
+    op = frame["op"].to_numpy()
+    blocked = blocked_layout_mask(frame, rule)
+    c_in = frame["in_channels"].to_numpy(dtype=np.int64)
+    groups = np.maximum(frame["groups"].to_numpy(dtype=np.int64), 1)
+    reads = blocked & np.where(groups > 1, True, _lookup(c_in, rule.reads_blocked).astype(bool))
+    batch, h, w = (frame[c].to_numpy(dtype=np.int64) for c in ("batch", "in_h", "in_w"))
+    out_elements = frame["output_elements"].to_numpy(dtype=float)
+
+    def r(elements: float) -> float:
+        return rule.reorder_overhead_ms + rule.reorder_ns_per_element * elements * 1e-6
+
+    writes = np.zeros(n, dtype=bool)
+    wanted: list[set[bool]] = [set() for _ in range(n)]
+    model_input: set[bool] = set()
+    first_reader = -1
+    for i in range(n):
+        sources = list(inputs[i])
+        if op[i] == "conv":
+            writes[i] = blocked[i]
+            wants = [bool(reads[i])] + [bool(blocked[i])] * (len(sources) - 1)
+        elif op[i] in LAYOUT_PASSING:
+            writes[i] = bool(sources) and all(p >= 0 and writes[p] for p in sources)
+            wants = [bool(writes[i])] * len(sources)
+        else:
+            wants = [False] * len(sources)
+        for p, want in zip(sources, wants, strict=True):
+            if p < 0:
+                model_input.add(want)
+                first_reader = i if first_reader < 0 else first_reader
+            else:
+                wanted[p].add(want)
+    read = {p for i in range(n) for p in inputs[i] if p >= 0}
+    delta = np.zeros(n)
+    for i in range(n):
+        layouts = wanted[i] | (set() if i in read else {False})  # model outputs: plain
+        if (not writes[i]) in layouts:
+            delta[i] += r(out_elements[i])
+        if blocked[i]:  # what its isolated measurement paid
+            main_in = float(batch[i] * c_in[i] * h[i] * w[i])
+            delta[i] -= r(out_elements[i]) + (r(main_in) if reads[i] else 0.0)
+    if True in model_input and first_reader >= 0:
+        delta[first_reader] += r(float(batch[first_reader] * c_in[first_reader] * h[first_reader]
+                                       * w[first_reader]))  # fmt: skip
+    return delta
 
 
 def block_macs(frame: pd.DataFrame, rule: BlockedLayoutRule) -> np.ndarray:

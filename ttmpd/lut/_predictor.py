@@ -37,10 +37,13 @@ Model level
     model than in isolation. The measurements behind both choices are in
     docs/design/measurement.md. With a probed reorder cost (``reorder_pricing="auto"``),
     each unit also counts ``Δr_i``, its layout reorders inside a whole model minus those it
-    paid alone (:func:`~ttmpd.lut._features.reorder_delta_ms`).
-    The calibration absorbs what isolated units miss or over-count: framework dispatch per
-    op, per-call overhead that every isolated unit pays once, layout conversions, cache
-    effects.
+    paid alone (:func:`~ttmpd.lut._features.reorder_delta_ms`, which assumes every conv's
+    producer writes the blocked layout; with ``reorder_graph=True``, whole-model predictions
+    and the calibration count them from the model's graph instead,
+    :func:`~ttmpd.lut._features.graph_reorder_delta_ms`; the search's per-unit prices keep
+    the per-unit form). The calibration absorbs what isolated units miss or over-count:
+    framework dispatch per op, per-call overhead that every isolated unit pays once, layout
+    conversions, cache effects.
 """
 
 from __future__ import annotations
@@ -59,12 +62,13 @@ from torch import nn
 
 from .._registry import Registry
 from ..errors import InputError
-from ..profiler import UncoveredOp, UnitConfig, extract_units
+from ..profiler import LayerUnit, UncoveredOp, UnitConfig, extract_units
 from ._device import table_rules
 from ._features import (
     FEATURE_NAMES,
     blocked_layout_mask,
     configs_frame,
+    graph_reorder_delta_ms,
     native_conv_mask,
     reorder_delta_ms,
     unit_features,
@@ -198,6 +202,13 @@ def work_offset(latency_ms: np.ndarray, work: np.ndarray) -> float:
     return t0 / k if k > 0 else float(np.median(work))
 
 
+def unit_inputs(units: Sequence[LayerUnit]) -> list[list[int]]:
+    """Each unit's producers as rows of ``units`` (-1: the model input), the ``inputs`` of
+    :meth:`LatencyPredictor.reorder_delta_ms`."""
+    row = {u.index: k for k, u in enumerate(units)}
+    return [[row.get(i, -1) for i in u.inputs] for u in units]
+
+
 def _as_frame(X) -> pd.DataFrame:
     if isinstance(X, LatencyTable):
         return X.frame
@@ -220,9 +231,11 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         blocked_layout: bool | str = "auto",
         native_conv_slope: bool | str = "auto",
         reorder_pricing: bool | str = "auto",
+        reorder_graph: bool = False,
     ):
         self.regressor = regressor
         self.reorder_pricing = reorder_pricing
+        self.reorder_graph = reorder_graph
         self.blocked_layout = blocked_layout
         self.native_conv_slope = native_conv_slope
         self.exact_hits = exact_hits
@@ -334,14 +347,18 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
             return native_conv_mask(frame, self.rules_.native, self.threads_)
         return np.zeros(len(frame), dtype=bool)
 
-    def reorder_delta_ms(self, X) -> np.ndarray:
+    def reorder_delta_ms(self, X, inputs: Sequence[Sequence[int]] | None = None) -> np.ndarray:
         """Each unit's layout-reorder cost inside a whole model minus in isolation (ms;
         :func:`~ttmpd.lut._features.reorder_delta_ms` under the table's blocked rule), once
-        a calibration priced them (``reorders_priced_``); zeros otherwise. Shape
-        ``(n_units,)``."""
+        a calibration priced them (``reorders_priced_``); zeros otherwise. With
+        ``reorder_graph`` and the model's graph (``inputs[i]``: the rows producing unit
+        ``i``'s inputs, -1 for the model input), from who writes and reads each tensor
+        (:func:`~ttmpd.lut._features.graph_reorder_delta_ms`). Shape ``(n_units,)``."""
         frame = _as_frame(X)
         if not self.reorders_priced_:
             return np.zeros(len(frame))
+        if self.reorder_graph and inputs is not None:
+            return graph_reorder_delta_ms(frame, inputs, self.rules_.blocked)
         return reorder_delta_ms(frame, self.rules_.blocked)
 
     def _features(self, frame: pd.DataFrame) -> np.ndarray:
@@ -411,7 +428,8 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
                 stacklevel=2,
             )
         unit_sum = float(latency.sum())
-        total = self.calibrated_total(frame, latency) if calibrated else unit_sum
+        inputs = unit_inputs(extraction.units)
+        total = self.calibrated_total(frame, latency, inputs) if calibrated else unit_sum
         return ModelPrediction(total, unit_sum, breakdown, extraction.uncovered)
 
     def unit_slopes(self, X) -> np.ndarray:
@@ -423,16 +441,21 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
             return np.zeros(0)
         return np.where(self._second_slope(frame), self.second_slope_, a)
 
-    def scaled_units(self, X, latency_ms: np.ndarray | None = None) -> np.ndarray:
+    def scaled_units(
+        self,
+        X,
+        latency_ms: np.ndarray | None = None,
+        inputs: Sequence[Sequence[int]] | None = None,
+    ) -> np.ndarray:
         """Each unit's share of a calibrated whole model (ms):
         ``slope_i·(latency_i − t0 + Δr_i)``, with ``t0`` the per-call overhead each isolated
         unit paid and a whole model pays once (``call_overhead_ms_``: ``unit_overhead_ms_``
         once calibrated, 0 before, so the identity calibration is the plain sum) and ``Δr_i``
-        its layout reorders in a whole model minus alone (:meth:`reorder_delta_ms`; 0 before
-        a calibration). Shape ``(n_units,)``."""
+        its layout reorders in a whole model minus alone (:meth:`reorder_delta_ms`, with the
+        model's graph ``inputs`` where given; 0 before a calibration). Shape ``(n_units,)``."""
         frame = _as_frame(X)
         latency = self.predict(frame) if latency_ms is None else np.asarray(latency_ms)
-        own = latency - self.call_overhead_ms_ + self.reorder_delta_ms(frame)
+        own = latency - self.call_overhead_ms_ + self.reorder_delta_ms(frame, inputs)
         return self.unit_slopes(frame) * own
 
     def calibrated_totals(
@@ -447,9 +470,17 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         _, b, c = self.calibration_
         return scaled + b * (len(frame) // n_models) + c
 
-    def calibrated_total(self, X, latency_ms: np.ndarray | None = None) -> float:
-        """Calibrated latency (ms) of one whole model given its units (``X``)."""
-        return float(self.calibrated_totals(X, 1, latency_ms)[0])
+    def calibrated_total(
+        self,
+        X,
+        latency_ms: np.ndarray | None = None,
+        inputs: Sequence[Sequence[int]] | None = None,
+    ) -> float:
+        """Calibrated latency (ms) of one whole model given its units (``X``) and, for
+        ``reorder_graph``, its graph (``inputs``, :meth:`reorder_delta_ms`)."""
+        frame = _as_frame(X)
+        _, b, c = self.calibration_
+        return float(self.scaled_units(frame, latency_ms, inputs).sum() + b * len(frame) + c)
 
     def fit_calibration(
         self,
@@ -493,8 +524,10 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.reorders_priced_ = self.reorder_pricing_
         rows = []
         for model, x in models:
-            frame = configs_frame([u.config for u in extract_units(model, x, self.fusion_).units])
-            latency = self.predict(frame) - self.call_overhead_ms_ + self.reorder_delta_ms(frame)
+            units = extract_units(model, x, self.fusion_).units
+            frame = configs_frame([u.config for u in units])
+            delta = self.reorder_delta_ms(frame, unit_inputs(units))
+            latency = self.predict(frame) - self.call_overhead_ms_ + delta
             second = self._second_slope(frame)
             rows.append([latency[~second].sum(), latency[second].sum(), len(frame), 1.0])
         A = np.asarray(rows, dtype=float)

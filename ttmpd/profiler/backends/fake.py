@@ -112,7 +112,8 @@ _LAYOUT_PASSING = frozenset({"act", "add", "bn", "maxpool", "avgpool", "gap", "m
 def fake_model_reorders_ms(units: Sequence[LayerUnit]) -> float:
     """Layout reorders of a whole model on the fake blocked device (ms): each tensor is
     reordered once for the consumers that need the other layout. Blocked convs produce the
-    blocked layout and read it if :func:`_reads_blocked`; layout-passing units keep theirs
+    blocked layout and read it if :func:`_reads_blocked` (a fused residual input in the
+    layout they write); layout-passing units keep theirs
     (blocked if every input is); any other unit and the model output need the plain one;
     the model input comes plain."""
     block = fake_block()
@@ -125,14 +126,17 @@ def fake_model_reorders_ms(units: Sequence[LayerUnit]) -> float:
         if c.op == "conv":
             layout = fake_conv_layout(c.in_channels, c.out_channels, c.groups, block)
             produces[u.index] = layout.blocked
-            wants = _reads_blocked(c, layout, block)
+            # a fused residual input is added in the conv's output layout
+            wants = [_reads_blocked(c, layout, block)] + [layout.blocked] * (len(u.inputs) - 1)
         elif c.op in _LAYOUT_PASSING:
-            produces[u.index] = wants = all(produces[i] for i in u.inputs)
+            produces[u.index] = all(produces[i] for i in u.inputs)
+            wants = [produces[u.index]] * len(u.inputs)
         else:
-            produces[u.index] = wants = False
+            produces[u.index] = False
+            wants = [False] * len(u.inputs)
         needs[u.index] = set()
-        for i in u.inputs:
-            needs[i].add(wants)
+        for i, want in zip(u.inputs, wants, strict=True):
+            needs[i].add(want)
     consumed = {i for u in units for i in u.inputs}
     elements = {u.index: u.config.output_elements for u in units}
     elements[-1] = units[0].config.input_elements if units else 0
