@@ -296,8 +296,8 @@ def run_pair(
     reorders = rules is not None and rules.blocked is not None and rules.blocked.prices_reorders
     # the same fit without the probed reorder cost (the fit before 2026-12-02)
     unpriced = ttmpd(table, reorder_pricing=False)[1] if reorders else None
-    # reorders counted from each model's graph (an option since 2026-12-02, not the default)
-    by_graph = ttmpd(table, reorder_graph=True)[1] if reorders else None
+    # reorders counted unit by unit (the fit before reorder_graph became the default)
+    per_unit = ttmpd(table, reorder_graph=False)[1] if reorders else None
     random_rows = table.frame.sample(frac=0.25, random_state=seed)
     _, random_cal, _ = ttmpd(LatencyTable(random_rows, table.meta))
     # what `ttmpd profile --sample-fraction 0.25` measures: a quarter of each unit's grid
@@ -313,7 +313,7 @@ def run_pair(
         "(c0) ttmpd, uncalibrated": raw,
         "(c) ttmpd": calibrated,
         **({"(c) ttmpd, reorders unpriced": unpriced} if unpriced is not None else {}),
-        **({"(c) ttmpd, reorders by graph": by_graph} if by_graph is not None else {}),
+        **({"(c) ttmpd, reorders per unit": per_unit} if per_unit is not None else {}),
         "(c) ttmpd, random 25% of rows": random_cal,
         "(c) ttmpd, sparse grid 25%": sparse_cal,
     }

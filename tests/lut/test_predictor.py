@@ -76,7 +76,7 @@ def test_sklearn_conventions(fake_lut):
     p = LatencyPredictor(regressor="rf", random_state=3)
     assert p.get_params() == {
         "regressor": "rf", "exact_hits": True, "random_state": 3, "blocked_layout": "auto",
-        "native_conv_slope": "auto", "reorder_pricing": "auto", "reorder_graph": False,
+        "native_conv_slope": "auto", "reorder_pricing": "auto", "reorder_graph": True,
     }  # fmt: skip
     with pytest.raises(NotFittedError):
         p.predict(UNITS[:2])
@@ -472,3 +472,22 @@ def test_a_saved_calibration_keeps_its_reorder_pricing(block16_lut, tmp_path):
     del payload["reorders_priced"]  # a file from before reorders were priced
     path.write_text(json.dumps(payload))
     assert not load_predictor(path)[0].reorders_priced_
+
+
+def test_a_file_from_before_graph_reorders_keeps_its_unit_by_unit_pricing(block16_lut, tmp_path):
+    """Its calibration was fitted with reorders counted unit by unit: it loads that way."""
+    table = LatencyTable.load(block16_lut)
+    x = torch.randn(1, 3, 16, 16)
+    nets = [ResidualNet(c=c).eval() for c in (32, 24, 20, 16, 12)]
+    p = LatencyPredictor(reorder_graph=False).fit(table)
+    p.fit_calibration([(n, x) for n in nets], [1.0, 0.8, 0.7, 0.6, 0.5])
+    path = save_predictor(p, tmp_path / "p.json", table, str(block16_lut))
+    payload = json.loads(path.read_text())
+    del payload["params"]["reorder_graph"]
+    path.write_text(json.dumps(payload))
+    loaded, _ = load_predictor(path)
+    assert loaded.reorder_graph is False
+    assert loaded.predict_model(nets[3], x).total_ms == pytest.approx(
+        p.predict_model(nets[3], x).total_ms
+    )
+    assert LatencyPredictor().reorder_graph is True  # new predictors count by graph

@@ -210,3 +210,23 @@ def test_graph_reorders_predict_every_prune_of_the_fake_device(block16):
         errors[graph] = np.abs(predicted / truth - 1).max()
         assert predictor.get_params()["reorder_graph"] is graph
     assert errors[True] < 0.02 and errors[True] < errors[False], errors
+
+
+def test_the_search_prices_a_state_as_the_model_prediction_with_graph_reorders(block16):
+    """``reorder_graph``: the search's whole-state pricing (one graph for every prune)
+    equals the prediction of the pruned model, on a count that breaks the blocked chain."""
+    from ttmpd.lut import PruneSavings
+    from ttmpd.pruning import plan_from_removed
+
+    net, x, table = block16
+    predictor = LatencyPredictor(reorder_graph=True).fit(table)
+    calibrate_predictor(predictor, net, x, get_backend("fake"), n_variants=6, seed=1)
+    savings = PruneSavings(predictor, net, x)
+    groups = [g for g in channel_groups(net, x) if g.prunable]
+    for k in (3, 16):  # 45 channels leave the chain, 32 keep it
+        removed = {g.id: list(range(k)) for g in groups}
+        pruned = apply_plan(net, x, plan_from_removed(groups, removed, model=net))
+        state = {g.id: k for g in groups}
+        assert set(state) <= set(savings.groups)
+        predicted = predictor.predict_model(pruned, x).total_ms
+        assert savings.latencies([state])[0] == pytest.approx(predicted, rel=1e-9)

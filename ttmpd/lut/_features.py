@@ -324,8 +324,9 @@ def graph_reorder_delta_ms(
     blocked layout, reads it on its main input if it reads blocked
     (:meth:`~ttmpd.profiler.BlockedLayoutRule.reads_blocked`; depthwise and grouped convs
     always) and on a residual input; :data:`LAYOUT_PASSING` units write and read blocked
-    when every input comes blocked; every other unit, the model input and the model's
-    outputs are plain. A tensor read in the layout its producer did not write is reordered
+    when every input comes blocked, and so does a channel ``cat`` whose inputs also fill
+    whole blocks (``c % block == 0`` each); every other unit, the model input and the
+    model's outputs are plain. A tensor read in the layout its producer did not write is reordered
     once, ``r(e)`` for its ``e`` elements, charged to its producer (the model input's to its
     first reader). Alone, a blocked conv paid ``r(out)`` and, if it reads blocked,
     ``r(in)``. Shape ``(n_units,)``; zeros without a rule or a probed reorder cost.
@@ -342,6 +343,7 @@ def graph_reorder_delta_ms(
     reads = blocked & np.where(groups > 1, True, _lookup(c_in, rule.reads_blocked).astype(bool))
     batch, h, w = (frame[c].to_numpy(dtype=np.int64) for c in ("batch", "in_h", "in_w"))
     out_elements = frame["output_elements"].to_numpy(dtype=float)
+    c_out = frame["out_channels"].to_numpy(dtype=np.int64)
 
     def r(elements: float) -> float:
         return rule.reorder_overhead_ms + rule.reorder_ns_per_element * elements * 1e-6
@@ -355,8 +357,10 @@ def graph_reorder_delta_ms(
         if op[i] == "conv":
             writes[i] = blocked[i]
             wants = [bool(reads[i])] + [bool(blocked[i])] * (len(sources) - 1)
-        elif op[i] in LAYOUT_PASSING:
+        elif op[i] in LAYOUT_PASSING or op[i] == "cat":
             writes[i] = bool(sources) and all(p >= 0 and writes[p] for p in sources)
+            if op[i] == "cat":  # blocked only where every piece fills whole blocks
+                writes[i] = writes[i] and all(c_out[p] % rule.block == 0 for p in sources)
             wants = [bool(writes[i])] * len(sources)
         else:
             wants = [False] * len(sources)

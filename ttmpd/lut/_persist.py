@@ -109,6 +109,8 @@ def load_predictor(path: str | os.PathLike, lut: str | os.PathLike | None = None
     params = dict(payload["params"])
     if "blocked_slope" in params:  # files before the parameter was renamed
         params["blocked_layout"] = params.pop("blocked_slope")
+    # files from before 2026-12-02 priced reorders unit by unit, and were calibrated so
+    params.setdefault("reorder_graph", False)
     predictor = LatencyPredictor(**params)
     if same_sklearn and same_lut and same_form and table is not None:
         predictor.fit_from_state(pickle.loads(base64.b64decode(payload["estimator_pickle"])), table)

@@ -37,11 +37,12 @@ Model level
     model than in isolation. The measurements behind both choices are in
     docs/design/measurement.md. With a probed reorder cost (``reorder_pricing="auto"``),
     each unit also counts ``Δr_i``, its layout reorders inside a whole model minus those it
-    paid alone (:func:`~ttmpd.lut._features.reorder_delta_ms`, which assumes every conv's
-    producer writes the blocked layout; with ``reorder_graph=True``, whole-model predictions
-    and the calibration count them from the model's graph instead,
-    :func:`~ttmpd.lut._features.graph_reorder_delta_ms`; the search's per-unit prices keep
-    the per-unit form). The calibration absorbs what isolated units miss or over-count:
+    paid alone: with ``reorder_graph=True`` (the default), whole-model predictions, the
+    search's prices of whole states and the calibration count them from the model's graph
+    (:func:`~ttmpd.lut._features.graph_reorder_delta_ms`); a single group's saving curve, and
+    ``reorder_graph=False``, count them unit by unit
+    (:func:`~ttmpd.lut._features.reorder_delta_ms`, which assumes every conv's producer
+    writes the blocked layout). The calibration absorbs what isolated units miss or over-count:
     framework dispatch per op, per-call overhead that every isolated unit pays once, layout
     conversions, cache effects.
 """
@@ -231,7 +232,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         blocked_layout: bool | str = "auto",
         native_conv_slope: bool | str = "auto",
         reorder_pricing: bool | str = "auto",
-        reorder_graph: bool = False,
+        reorder_graph: bool = True,
     ):
         self.regressor = regressor
         self.reorder_pricing = reorder_pricing
@@ -353,13 +354,20 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         a calibration priced them (``reorders_priced_``); zeros otherwise. With
         ``reorder_graph`` and the model's graph (``inputs[i]``: the rows producing unit
         ``i``'s inputs, -1 for the model input), from who writes and reads each tensor
-        (:func:`~ttmpd.lut._features.graph_reorder_delta_ms`). Shape ``(n_units,)``."""
+        (:func:`~ttmpd.lut._features.graph_reorder_delta_ms`); ``X`` may stack several
+        models of that graph (prunes of one model), ``len(inputs)`` rows each. Shape
+        ``(n_units,)``."""
         frame = _as_frame(X)
         if not self.reorders_priced_:
             return np.zeros(len(frame))
-        if self.reorder_graph and inputs is not None:
-            return graph_reorder_delta_ms(frame, inputs, self.rules_.blocked)
-        return reorder_delta_ms(frame, self.rules_.blocked)
+        if not (self.reorder_graph and inputs is not None):
+            return reorder_delta_ms(frame, self.rules_.blocked)
+        n = len(inputs)
+        if n == 0 or len(frame) % n:
+            raise InputError(f"{len(frame)} units do not stack models of {n} units")
+        rule = self.rules_.blocked
+        return np.concatenate([graph_reorder_delta_ms(frame.iloc[i : i + n], inputs, rule)
+                               for i in range(0, len(frame), n)])  # fmt: skip
 
     def _features(self, frame: pd.DataFrame) -> np.ndarray:
         return unit_features(frame, self.rules_ if self.blocked_layout_ else None)
@@ -459,14 +467,19 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         return self.unit_slopes(frame) * own
 
     def calibrated_totals(
-        self, X, n_models: int = 1, latency_ms: np.ndarray | None = None
+        self,
+        X,
+        n_models: int = 1,
+        latency_ms: np.ndarray | None = None,
+        inputs: Sequence[Sequence[int]] | None = None,
     ) -> np.ndarray:
         """Calibrated latency (ms) of ``n_models`` whole models whose units are stacked in
         ``X``, model by model, the same number each:
         ``Σ slope_i·(latency_i − t0) + b·n_units + c`` per model (:meth:`scaled_units`).
-        ``latency_ms``: the units' already predicted latencies. Shape ``(n_models,)``."""
+        ``latency_ms``: the units' already predicted latencies; ``inputs``: the graph every
+        model shares (:meth:`reorder_delta_ms`). Shape ``(n_models,)``."""
         frame = _as_frame(X)
-        scaled = self.scaled_units(frame, latency_ms).reshape(n_models, -1).sum(axis=1)
+        scaled = self.scaled_units(frame, latency_ms, inputs).reshape(n_models, -1).sum(axis=1)
         _, b, c = self.calibration_
         return scaled + b * (len(frame) // n_models) + c
 
@@ -478,9 +491,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
     ) -> float:
         """Calibrated latency (ms) of one whole model given its units (``X``) and, for
         ``reorder_graph``, its graph (``inputs``, :meth:`reorder_delta_ms`)."""
-        frame = _as_frame(X)
-        _, b, c = self.calibration_
-        return float(self.scaled_units(frame, latency_ms, inputs).sum() + b * len(frame) + c)
+        return float(self.calibrated_totals(X, 1, latency_ms, inputs)[0])
 
     def fit_calibration(
         self,

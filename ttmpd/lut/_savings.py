@@ -39,7 +39,7 @@ from torch import nn
 from ..errors import InputError
 from ..profiler import CHANNEL_PRESERVING, Extraction, extract_units
 from ._features import configs_frame, with_derived_columns
-from ._predictor import LatencyPredictor
+from ._predictor import LatencyPredictor, unit_inputs
 
 
 @dataclass(frozen=True)
@@ -170,6 +170,8 @@ class PruneSavings:
         self.groups = {g.id: g for g in coupled_channels(self.extraction)}
         self._curves: dict[str, np.ndarray] = {}
         self._base_frame = configs_frame([u.config for u in self.extraction.units])
+        #: who feeds each unit, the same in every prune (``LatencyPredictor.reorder_delta_ms``)
+        self.graph = unit_inputs(self.extraction.units)
 
     def _group(self, group_id: str) -> CoupledChannels:
         try:
@@ -255,7 +257,8 @@ class PruneSavings:
                 for i, dim, f in self._group(group_id).members:
                     shifts[row, i, 0 if dim == "in" else 1] += k * f
         frame, valid = self._shifted_frame(shifts, units)
-        return np.where(valid, self.predictor.calibrated_totals(frame, len(states)), np.nan)
+        totals = self.predictor.calibrated_totals(frame, len(states), inputs=self.graph)
+        return np.where(valid, totals, np.nan)
 
     def savings(self, candidates: Sequence[tuple[str, int]]) -> np.ndarray:
         """Calibrated saving in ms of each ``(group_id, k removed)`` candidate."""

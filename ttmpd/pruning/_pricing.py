@@ -144,7 +144,9 @@ class GroupPricing:
         """Calibrated whole-model latency (ms) of each state (NaN where a layer vanishes)."""
         count = len(self.savings.extraction.units)
         frame, valid = self.savings._shifted_frame(self.removed_channels(states), np.arange(count))
-        totals = self.savings.predictor.calibrated_totals(frame, len(states))
+        totals = self.savings.predictor.calibrated_totals(
+            frame, len(states), inputs=self.savings.graph
+        )
         return np.where(valid, totals, np.nan)
 
     def removed_channels(self, states: Sequence[Mapping[str, int]]) -> np.ndarray:
