@@ -113,13 +113,15 @@ def fake_model_reorders_ms(units: Sequence[LayerUnit]) -> float:
     """Layout reorders of a whole model on the fake blocked device (ms): each tensor is
     reordered once for the consumers that need the other layout. Blocked convs produce the
     blocked layout and read it if :func:`_reads_blocked` (a fused residual input in the
-    layout they write); layout-passing units keep theirs
+    layout they write); layout-passing units, and a concat whose pieces fill whole blocks,
+    keep theirs
     (blocked if every input is); any other unit and the model output need the plain one;
     the model input comes plain."""
     block = fake_block()
     if not block:
         return 0.0
     produces = {-1: False}  # producer index -> blocked output
+    width = {u.index: u.config.out_channels for u in units}
     needs: dict[int, set[bool]] = {-1: set()}
     for u in units:
         c = u.config
@@ -128,8 +130,11 @@ def fake_model_reorders_ms(units: Sequence[LayerUnit]) -> float:
             produces[u.index] = layout.blocked
             # a fused residual input is added in the conv's output layout
             wants = [_reads_blocked(c, layout, block)] + [layout.blocked] * (len(u.inputs) - 1)
-        elif c.op in _LAYOUT_PASSING:
+        elif c.op in _LAYOUT_PASSING or c.op == "cat":
             produces[u.index] = all(produces[i] for i in u.inputs)
+            if c.op == "cat":  # blocked only where every piece fills whole blocks
+                pieces = [width.get(i, 0) for i in u.inputs]
+                produces[u.index] &= all(p % block == 0 for p in pieces)
             wants = [produces[u.index]] * len(u.inputs)
         else:
             produces[u.index] = False
