@@ -4,7 +4,7 @@ import torch
 from nets import ResidualNet
 
 from ttmpd.errors import InputError
-from ttmpd.lut import LatencyPredictor, LatencyTable, profile_model
+from ttmpd.lut import LatencyPredictor, LatencyTable, profile_model, unit_inputs
 from ttmpd.profiler import GridConfig, extract_units, get_backend
 from ttmpd.pruning import (
     apply_plan,
@@ -230,3 +230,38 @@ def test_the_search_prices_a_state_as_the_model_prediction_with_graph_reorders(b
         assert set(state) <= set(savings.groups)
         predicted = predictor.predict_model(pruned, x).total_ms
         assert savings.latencies([state])[0] == pytest.approx(predicted, rel=1e-9)
+
+
+@pytest.mark.parametrize("branch", [16, 12])
+def test_graph_reorders_follow_a_concat_of_whole_blocks(monkeypatch, branch):
+    """A concat of two blocked branches stays blocked when each fills whole blocks (16 on
+    this fake device) and leaves the blocked layout when not: the graph count is the
+    device's own either way."""
+    from ttmpd.lut._features import configs_frame, graph_reorder_delta_ms
+    from ttmpd.profiler.backends.fake import fake_latency_ms, fake_model_reorders_ms
+
+    monkeypatch.setenv("TTMPD_FAKE_BLOCK", "16")
+    rule = get_backend("fake").probe_rules().blocked
+
+    class Inception(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = torch.nn.Conv2d(3, 32, 3, padding=1)
+            self.a = torch.nn.Conv2d(32, branch, 1)
+            self.b = torch.nn.Conv2d(32, branch, 3, padding=1)
+            self.head = torch.nn.Conv2d(2 * branch, 32, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = torch.relu(self.stem(x))
+            y = torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x))], dim=1)
+            return self.head(y).mean((2, 3))
+
+    model, x = Inception().eval(), torch.randn(1, 3, 16, 16)
+    units = extract_units(model, x).units
+    assert any(u.config.op == "cat" for u in units)
+    alone = sum(fake_latency_ms(u.config) - fake_latency_ms(u.config, reorders=False)
+                for u in units)  # fmt: skip
+    frame = configs_frame([u.config for u in units])
+    delta = graph_reorder_delta_ms(frame, unit_inputs(units), rule).sum()
+    truth = fake_model_reorders_ms(units) - alone
+    assert delta == pytest.approx(truth, abs=1e-9)
