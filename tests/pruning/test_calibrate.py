@@ -223,13 +223,15 @@ def test_the_search_prices_a_state_as_the_model_prediction_with_graph_reorders(b
     calibrate_predictor(predictor, net, x, get_backend("fake"), n_variants=6, seed=1)
     savings = PruneSavings(predictor, net, x)
     groups = [g for g in channel_groups(net, x) if g.prunable]
-    for k in (3, 16):  # 45 channels leave the chain, 32 keep it
+    states, predicted = [], []
+    for k in (3, 16, 0):  # 45 channels leave the chain, 32 keep it
         removed = {g.id: list(range(k)) for g in groups}
-        pruned = apply_plan(net, x, plan_from_removed(groups, removed, model=net))
-        state = {g.id: k for g in groups}
-        assert set(state) <= set(savings.groups)
-        predicted = predictor.predict_model(pruned, x).total_ms
-        assert savings.latencies([state])[0] == pytest.approx(predicted, rel=1e-9)
+        pruned = apply_plan(net, x, plan_from_removed(groups, removed, model=net)) if k else net
+        states.append({g.id: k for g in groups})
+        assert set(states[-1]) <= set(savings.groups)
+        predicted.append(predictor.predict_model(pruned, x).total_ms)
+    # priced together, as the search prices its candidates: one graph, stacked prunes
+    assert savings.latencies(states) == pytest.approx(predicted, rel=1e-9)
 
 
 @pytest.mark.parametrize("branch", [16, 12])

@@ -317,72 +317,76 @@ def graph_reorder_delta_ms(
     frame: pd.DataFrame, inputs: Sequence[Sequence[int]], rule: BlockedLayoutRule | None
 ) -> np.ndarray:
     """:func:`reorder_delta_ms` with the model's graph: each unit's layout reorders inside
-    this model minus what it paid alone (ms), from who produces and who reads each tensor.
+    the model minus what it paid alone (ms), from who produces and who reads each tensor.
 
     ``inputs[i]``: the rows producing unit ``i``'s tensor inputs, main input first (``-1``:
-    the model input). Layouts: a blocked conv (:func:`blocked_layout_mask`) writes the
-    blocked layout, reads it on its main input if it reads blocked
-    (:meth:`~ttmpd.profiler.BlockedLayoutRule.reads_blocked`; depthwise and grouped convs
-    always) and on a residual input; :data:`LAYOUT_PASSING` units write and read blocked
-    when every input comes blocked, and so does a channel ``cat`` whose inputs also fill
-    whole blocks (``c % block == 0`` each); every other unit, the model input and the
-    model's outputs are plain. A tensor read in the layout its producer did not write is reordered
-    once, ``r(e)`` for its ``e`` elements, charged to its producer (the model input's to its
-    first reader). Alone, a blocked conv paid ``r(out)`` and, if it reads blocked,
-    ``r(in)``. Shape ``(n_units,)``; zeros without a rule or a probed reorder cost.
+    the model input). ``frame`` holds one model's units or several models of that graph
+    stacked (prunes of one model, ``len(inputs)`` rows each). Layouts: a blocked conv
+    (:func:`blocked_layout_mask`) writes the blocked layout, reads it on its main input if
+    it reads blocked (:meth:`~ttmpd.profiler.BlockedLayoutRule.reads_blocked`; depthwise
+    and grouped convs always) and on a residual input; :data:`LAYOUT_PASSING` units write
+    and read blocked when every input comes blocked, and so does a channel ``cat`` whose
+    inputs also fill whole blocks (``c % block == 0`` each); every other unit, the model
+    input and the model's outputs are plain. A tensor read in the layout its producer did
+    not write is reordered once, ``r(e)`` for its ``e`` elements, charged to its producer
+    (the model input's to its first reader). Alone, a blocked conv paid ``r(out)`` and, if
+    it reads blocked, ``r(in)``. Shape ``(len(frame),)``; zeros without a rule or a probed
+    reorder cost.
     """
-    n = len(frame)
-    if rule is None or n == 0 or not rule.prices_reorders:
-        return np.zeros(n)
-    if len(inputs) != n:
-        raise InputError(f"graph_reorder_delta_ms needs one input list per unit ({n})")
-    op = frame["op"].to_numpy()
+    total, n = len(frame), len(inputs)
+    if rule is None or total == 0 or not rule.prices_reorders:
+        return np.zeros(total)
+    if n == 0 or total % n:
+        raise InputError(f"graph_reorder_delta_ms needs one input list per unit ({n} for {total})")
+    shape = (total // n, n)
+    op = frame["op"].to_numpy()[:n]  # the graph's kinds, the same in every model
     blocked = blocked_layout_mask(frame, rule)
     c_in = frame["in_channels"].to_numpy(dtype=np.int64)
     groups = np.maximum(frame["groups"].to_numpy(dtype=np.int64), 1)
     reads = blocked & np.where(groups > 1, True, _lookup(c_in, rule.reads_blocked).astype(bool))
-    batch, h, w = (frame[c].to_numpy(dtype=np.int64) for c in ("batch", "in_h", "in_w"))
-    out_elements = frame["output_elements"].to_numpy(dtype=float)
-    c_out = frame["out_channels"].to_numpy(dtype=np.int64)
+    in_hw = frame["in_h"].to_numpy(dtype=float) * frame["in_w"].to_numpy(dtype=float)
+    main_in = frame["batch"].to_numpy(dtype=float) * c_in * in_hw
+    out = frame["output_elements"].to_numpy(dtype=float).reshape(shape)
+    c_out = frame["out_channels"].to_numpy(dtype=np.int64).reshape(shape)
+    blocked, reads, main_in = (a.reshape(shape) for a in (blocked, reads, main_in))
 
-    def r(elements: float) -> float:
+    def r(elements: np.ndarray) -> np.ndarray:
         return rule.reorder_overhead_ms + rule.reorder_ns_per_element * elements * 1e-6
 
-    writes = np.zeros(n, dtype=bool)
-    wanted: list[set[bool]] = [set() for _ in range(n)]
-    model_input: set[bool] = set()
-    first_reader = -1
-    for i in range(n):
-        sources = list(inputs[i])
+    writes = np.zeros(shape, dtype=bool)
+    wants_blocked, wants_plain = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
+    input_blocked = np.zeros(shape[0], dtype=bool)
+    read = np.zeros(n, dtype=bool)
+    for i, sources in enumerate(inputs):
+        sources = list(sources)
         if op[i] == "conv":
-            writes[i] = blocked[i]
-            wants = [bool(reads[i])] + [bool(blocked[i])] * (len(sources) - 1)
+            writes[:, i] = blocked[:, i]
+            wants = [reads[:, i]] + [blocked[:, i]] * (len(sources) - 1)
         elif op[i] in LAYOUT_PASSING or op[i] == "cat":
-            writes[i] = bool(sources) and all(p >= 0 and writes[p] for p in sources)
-            if op[i] == "cat":  # blocked only where every piece fills whole blocks
-                writes[i] = writes[i] and all(c_out[p] % rule.block == 0 for p in sources)
-            wants = [bool(writes[i])] * len(sources)
+            fed = np.ones(shape[0], dtype=bool) if sources else np.zeros(shape[0], dtype=bool)
+            for p in sources:
+                fed &= writes[:, p] if p >= 0 else False
+                if op[i] == "cat" and p >= 0:  # blocked only where every piece fills blocks
+                    fed &= c_out[:, p] % rule.block == 0
+            writes[:, i] = fed
+            wants = [fed] * len(sources)
         else:
-            wants = [False] * len(sources)
+            wants = [np.zeros(shape[0], dtype=bool)] * len(sources)
         for p, want in zip(sources, wants, strict=True):
             if p < 0:
-                model_input.add(want)
-                first_reader = i if first_reader < 0 else first_reader
-            else:
-                wanted[p].add(want)
-    read = {p for i in range(n) for p in inputs[i] if p >= 0}
-    delta = np.zeros(n)
-    for i in range(n):
-        layouts = wanted[i] | (set() if i in read else {False})  # model outputs: plain
-        if (not writes[i]) in layouts:
-            delta[i] += r(out_elements[i])
-        if blocked[i]:  # what its isolated measurement paid
-            main_in = float(batch[i] * c_in[i] * h[i] * w[i])
-            delta[i] -= r(out_elements[i]) + (r(main_in) if reads[i] else 0.0)
-    if True in model_input and first_reader >= 0:
-        delta[first_reader] += r(float(batch[first_reader] * c_in[first_reader] * h[first_reader]
-                                       * w[first_reader]))  # fmt: skip
-    return delta
+                input_blocked |= want
+                continue
+            read[p] = True
+            wants_blocked[:, p] |= want
+            wants_plain[:, p] |= ~want
+    wants_plain[:, ~read] = True  # the model's outputs
+    reordered = (writes & wants_plain) | (~writes & wants_blocked)
+    delta = np.where(reordered, r(out), 0.0)
+    delta -= np.where(blocked, r(out) + np.where(reads, r(main_in), 0.0), 0.0)
+    first = next((i for i, sources in enumerate(inputs) if -1 in sources), None)
+    if first is not None:
+        delta[:, first] += np.where(input_blocked, r(main_in[:, first]), 0.0)
+    return delta.reshape(-1)
 
 
 def block_macs(frame: pd.DataFrame, rule: BlockedLayoutRule) -> np.ndarray:

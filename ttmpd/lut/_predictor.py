@@ -362,12 +362,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
             return np.zeros(len(frame))
         if not (self.reorder_graph and inputs is not None):
             return reorder_delta_ms(frame, self.rules_.blocked)
-        n = len(inputs)
-        if n == 0 or len(frame) % n:
-            raise InputError(f"{len(frame)} units do not stack models of {n} units")
-        rule = self.rules_.blocked
-        return np.concatenate([graph_reorder_delta_ms(frame.iloc[i : i + n], inputs, rule)
-                               for i in range(0, len(frame), n)])  # fmt: skip
+        return graph_reorder_delta_ms(frame, inputs, self.rules_.blocked)
 
     def _features(self, frame: pd.DataFrame) -> np.ndarray:
         return unit_features(frame, self.rules_ if self.blocked_layout_ else None)
