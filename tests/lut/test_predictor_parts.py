@@ -130,7 +130,7 @@ def test_switches_take_auto_or_a_bool_the_table_supports(name):
 def test_the_defaults_are_the_documented_ones():
     assert LatencyPredictor().get_params() == {
         "regressor": "blend", "exact_hits": True, "random_state": 0, "blocked_layout": "auto",
-        "native_conv_slope": "auto", "reorder_pricing": "auto",
+        "native_conv_slope": "auto", "reorder_pricing": "auto", "reorder_graph": True,
     }  # fmt: skip
 
 
