@@ -295,10 +295,7 @@ def reorder_delta_ms(frame: pd.DataFrame, rule: BlockedLayoutRule | None) -> np.
     if rule is None or n == 0 or not rule.prices_reorders:
         return np.zeros(n)
     blocked = blocked_layout_mask(frame, rule)
-    c_in = frame["in_channels"].to_numpy(dtype=np.int64)
-    groups = np.maximum(frame["groups"].to_numpy(dtype=np.int64), 1)
-    dense_reads = _lookup(c_in, rule.reads_blocked).astype(bool)
-    reads = blocked & np.where(groups > 1, True, dense_reads)  # depthwise or grouped
+    reads = _reads_blocked_mask(frame, rule, blocked)
     conv = frame["op"].to_numpy() == "conv"
 
     def cost(column: str) -> np.ndarray:
@@ -307,6 +304,16 @@ def reorder_delta_ms(frame: pd.DataFrame, rule: BlockedLayoutRule | None) -> np.
 
     r_in, r_out = cost("input_elements"), cost("output_elements")
     return np.where(conv, np.where(reads, -r_in, r_in) - np.where(blocked, r_out, 0.0), 0.0)
+
+
+def _reads_blocked_mask(
+    frame: pd.DataFrame, rule: BlockedLayoutRule, blocked: np.ndarray
+) -> np.ndarray:
+    """Blocked convs that read their input in the blocked layout: depthwise and grouped
+    ones always, dense ones where :meth:`~ttmpd.profiler.BlockedLayoutRule.reads_blocked`."""
+    c_in = frame["in_channels"].to_numpy(dtype=np.int64)
+    groups = np.maximum(frame["groups"].to_numpy(dtype=np.int64), 1)
+    return blocked & np.where(groups > 1, True, _lookup(c_in, rule.reads_blocked).astype(bool))
 
 
 #: Unit kinds that run in the layout their inputs come in: blocked when every input is.
@@ -342,8 +349,7 @@ def graph_reorder_delta_ms(
     op = frame["op"].to_numpy()[:n]  # the graph's kinds, the same in every model
     blocked = blocked_layout_mask(frame, rule)
     c_in = frame["in_channels"].to_numpy(dtype=np.int64)
-    groups = np.maximum(frame["groups"].to_numpy(dtype=np.int64), 1)
-    reads = blocked & np.where(groups > 1, True, _lookup(c_in, rule.reads_blocked).astype(bool))
+    reads = _reads_blocked_mask(frame, rule, blocked)
     in_hw = frame["in_h"].to_numpy(dtype=float) * frame["in_w"].to_numpy(dtype=float)
     main_in = frame["batch"].to_numpy(dtype=float) * c_in * in_hw
     out = frame["output_elements"].to_numpy(dtype=float).reshape(shape)
