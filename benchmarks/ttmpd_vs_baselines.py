@@ -119,6 +119,7 @@ from ttmpd.profiler import BackendConfig, GridConfig, get_backend
 from ttmpd.pruning import (
     IMPORTANCES,
     MODEL_TIMING,
+    BudgetSearch,
     GroupOptions,
     SearchConfig,
     calibrate_predictor,
@@ -126,7 +127,6 @@ from ttmpd.pruning import (
     measure_beside,
     pareto_front,
     plot_pareto,
-    prune,
 )
 from ttmpd.workflow import split_mask
 
@@ -285,11 +285,10 @@ def prune_method(method: str, fraction: float, budget: float, seed: int, groups:
     """``(PruneResult, searches)`` of ``method``. ttmpd (and its ``@`` variants) prunes as
     ``ttmpd run`` does: the search, then :func:`~ttmpd.pruning.checked_prune` measures the
     prune beside the original and searches again on a miss (every measurement counted in its
-    prune time). The rivals search once on predicted latency, as published."""
-
-    def search(f: float):
-        return prune(model, x, predictor, calib, search_config(method, f, seed, groups))
-
+    prune time; a re-search reuses the first search's scored candidates,
+    :class:`~ttmpd.pruning.BudgetSearch`). The rivals search once on predicted latency, as
+    published."""
+    search = BudgetSearch(model, x, predictor, calib, search_config(method, fraction, seed, groups))
     if method.partition("@")[0] != "ttmpd":
         return search(fraction), 1
     checked = checked_prune(search, partial(measure_beside, model, example_input=x,

@@ -269,17 +269,22 @@ def test_ttmpd_gets_the_measured_budget_check_and_the_rivals_search_once(monkeyp
     bench = _load("ttmpd_vs_baselines", monkeypatch)
     searched, measured = [], []
 
-    def fake_prune(model, x, predictor, calib, config):
-        searched.append((config.method, config.budget))
-        return PruneResult(plan=None, model=torch.nn.Identity(), log=None, base_latency_ms=1.0,
-                           predicted_latency_ms=config.budget, target_latency_ms=config.budget,
-                           method=config.method, search_s=0.0)  # fmt: skip
+    class FakeSearch:
+        def __init__(self, model, x, predictor, calib, config):
+            self.method = config.method
+
+        def __call__(self, budget):
+            searched.append((self.method, budget))
+            return PruneResult(plan=None, model=torch.nn.Identity(), log=None,
+                               base_latency_ms=1.0, predicted_latency_ms=budget,
+                               target_latency_ms=budget, method=self.method,
+                               search_s=0.0)  # fmt: skip
 
     def slow_device(original, model, example_input, backend):
         measured.append(model)
         return 1.0, 0.6  # every prune measures 0.6 of the original: over a 0.5 budget
 
-    monkeypatch.setattr(bench, "prune", fake_prune)
+    monkeypatch.setattr(bench, "BudgetSearch", FakeSearch)
     monkeypatch.setattr(bench, "measure_beside", slow_device)
     args = ("net", "x", "predictor", "calib", "backend")
     _, searches = bench.prune_method("halp", 0.5, 0.5, 0, GroupOptions(), *args)

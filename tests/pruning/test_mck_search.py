@@ -2,6 +2,7 @@
 
 import itertools
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,6 +14,7 @@ from torch import nn
 from ttmpd.lut import LatencyPredictor, profile_model
 from ttmpd.profiler import GridConfig, get_backend
 from ttmpd.pruning import (
+    BudgetSearch,
     ChannelGroup,
     ChannelMasker,
     MemberSlice,
@@ -214,6 +216,38 @@ def test_search_meets_the_budget_and_refine_does_not_lose(residual_problem, budg
     removed = {f"{g}={plan.channels[g] - len(plan.keep[g])}" for g in plan.keep}
     assert set(chosen["state"].iloc[0].split(",")) == removed - {f"{g}=0" for g in plan.keep}
     assert (log["forwards"].diff().dropna() >= 0).all() and log["forwards"].iloc[-1] >= 1
+
+
+def test_a_search_at_a_second_budget_reuses_the_scores_and_matches_a_fresh_one(
+    residual_problem, monkeypatch
+):
+    """A re-search (the budget check's) evaluates only states the first search never saw,
+    and chooses what a search from scratch at that budget chooses."""
+    net, predictor = residual_problem
+    evaluated: list[int] = []
+    logits = BatchedCandidates.logits
+
+    def counting(self, candidates):
+        evaluated.append(len(candidates))
+        return logits(self, candidates)
+
+    monkeypatch.setattr(BatchedCandidates, "logits", counting)
+    config = SearchConfig(budget=0.7, progress=False, proxy_images=16, refine_candidates=3)
+    search = BudgetSearch(net, X, predictor, CALIB, config)
+    first = search(0.7)
+    at_first = sum(evaluated)
+    second = search(0.45)
+    at_second = sum(evaluated) - at_first
+    fresh = prune(net, X, predictor, CALIB, replace(config, budget=0.45))
+    from_scratch = sum(evaluated) - at_first - at_second
+    assert second.plan.keep == fresh.plan.keep != first.plan.keep
+    assert second.target_latency_ms == pytest.approx(fresh.target_latency_ms)
+    np.testing.assert_allclose(second.log["proxy_score"], fresh.log["proxy_score"], rtol=1e-4)
+    assert second.log[["phase", "state"]].equals(fresh.log[["phase", "state"]])
+    # every state the second search logs that the first did not, evaluated once
+    unseen = set(second.log["state"]) - set(first.log["state"])
+    assert at_second == len(unseen) < from_scratch
+    assert from_scratch == fresh.log["state"].nunique()
 
 
 def test_one_at_a_time_fallback_chooses_the_same_plan(residual_problem, monkeypatch):

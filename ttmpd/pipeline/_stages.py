@@ -209,21 +209,21 @@ def search_budget(budget: float, measured_ms: float, predicted_ms: float) -> flo
 def stage_prune(run: Run, state: RunState) -> dict:
     """Search to the budget; with ``budget_checks > 0``, measure the result beside the
     original (:meth:`Run.measure_beside_original`) and search again on a miss
-    (:func:`ttmpd.pruning.checked_prune`). The search itself measures nothing; the check
-    catches what the predictor misses (on ORT, layout effects of channel counts)."""
-    from ..pruning import SearchConfig, checked_prune, prune, save_prune_result
+    (:func:`ttmpd.pruning.checked_prune`; a re-search reuses the first one's scored
+    candidates, :class:`ttmpd.pruning.BudgetSearch`). The search itself measures nothing;
+    the check catches what the predictor misses (on ORT, layout effects of channel
+    counts)."""
+    from ..pruning import BudgetSearch, SearchConfig, checked_prune, save_prune_result
 
     cfg, figures = run.config, state.stages["predictor"]
     images = run.to_input(run.finetune_images[: cfg.proxy_samples])
     fraction = search_budget(cfg.budget, figures["measured_original_ms"],
                              figures["predicted_original_ms"])  # fmt: skip
 
-    def search(budget: float):
-        config = SearchConfig(budget=budget, method=cfg.method, importance=cfg.importance,
-                              seed=cfg.seed, groups=cfg.group_options(),
-                              progress=cfg.progress, device=run.compute_device)  # fmt: skip
-        return prune(run.model, run.example, run.predictor, images, config)
-
+    config = SearchConfig(budget=fraction, method=cfg.method, importance=cfg.importance,
+                          seed=cfg.seed, groups=cfg.group_options(), progress=cfg.progress,
+                          device=run.compute_device)  # fmt: skip
+    search = BudgetSearch(run.model, run.example, run.predictor, images, config)
     checked = checked_prune(search, run.measure_beside_original, cfg.budget, fraction,
                             cfg.budget_checks)  # fmt: skip
     attempts, pick = checked.attempts, checked.kept

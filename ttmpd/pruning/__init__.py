@@ -47,6 +47,7 @@ from ._proxies import PROXIES as PROXIES
 from ._proxies import AccuracyModel as AccuracyModel
 from ._proxies import agreement_proxies as agreement_proxies
 from ._random import random_plan as random_plan
+from ._search import BudgetSearch as BudgetSearch
 from ._search import prune as prune
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "PROXIES",
     "SCHEMA_VERSION",
     "AccuracyModel",
+    "BudgetSearch",
     "ChannelGroup",
     "ChannelMasker",
     "CheckedPrune",

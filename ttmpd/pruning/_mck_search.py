@@ -41,8 +41,10 @@ from ._proxies import agreement, kd_gap
 State = dict[str, int]
 
 
-class _Evaluator:
-    """Predicted accuracy of states on the proxy images, batched; logs every evaluation."""
+class _Proxies:
+    """V1/V2 of states after adaptive BN on the proxy images, batched and remembered: a
+    state (keyed by its nonzero removals) is forwarded once per problem, whatever the
+    budget of the search that asks (:meth:`SearchProblem.with_budget` shares this)."""
 
     def __init__(self, problem: SearchProblem) -> None:
         n = problem.config.proxy_images or len(problem.images)
@@ -56,28 +58,50 @@ class _Evaluator:
         self.masker = None
         if not supported(problem.model, problem.groups):
             self.masker = ChannelMasker(problem.model, problem.groups)
+        self.seen: dict[tuple, tuple[float, float]] = {}
+
+    @staticmethod
+    def key(state: State) -> tuple:
+        return tuple(sorted((g, k) for g, k in state.items() if k))
+
+    def __call__(self, states: list[State]) -> list[tuple[float, float]]:
+        new = list({self.key(s): s for s in states if self.key(s) not in self.seen}.items())
+        if new:
+            removed = [self.problem.removed(s) for _, s in new]
+            if self.masker is None:
+                logits = self.batched.logits(removed)
+            else:
+                self.batched.forwards += len(removed)
+                logits = [adaptive_bn_logits(self.masker.masked(r), self.images)
+                          for r in removed]  # fmt: skip
+            for (key, _), out in zip(new, logits, strict=True):
+                self.seen[key] = (agreement(out, self.teacher), kd_gap(out, self.teacher))
+        return [self.seen[self.key(s)] for s in states]
+
+
+class _Evaluator:
+    """Predicted accuracy of states (:class:`_Proxies`, shared by every budget of the
+    problem); logs every evaluation of this search."""
+
+    def __init__(self, problem: SearchProblem) -> None:
+        self.problem = problem
+        if "proxies" not in problem.shared:
+            problem.shared["proxies"] = _Proxies(problem)
+        self.proxies: _Proxies = problem.shared["proxies"]
         self.log: list[dict] = []
 
-    def _logits(self, states: list[State]) -> list:
-        removed = [self.problem.removed(s) for s in states]
-        if self.masker is None:
-            return self.batched.logits(removed)
-        self.batched.forwards += len(removed)
-        return [adaptive_bn_logits(self.masker.masked(r), self.images) for r in removed]
-
     def __call__(self, states: list[State], phase: str) -> np.ndarray:
-        logits = self._logits(states)
+        proxies = self.proxies(states)
         latencies = self.problem.latency(states)
         accs = []
-        for state, out, ms in zip(states, logits, latencies, strict=True):
-            v1, v2 = agreement(out, self.teacher), kd_gap(out, self.teacher)
+        for state, (v1, v2), ms in zip(states, proxies, latencies, strict=True):
             kept = self.problem.kept(state)
             acc = float(self.problem.config.accuracy_model.predict(v1, v2, kept))
             accs.append(acc)
             self.log.append({"phase": phase, "state": dict(state), "v1": v1, "v2": v2,
                              "kept": kept, "proxy_score": acc, "accepted": False,
                              "predicted_latency_ms": float(ms),
-                             "forwards": self.batched.forwards})  # fmt: skip
+                             "forwards": self.proxies.batched.forwards})  # fmt: skip
         return np.array(accs)
 
 

@@ -8,9 +8,10 @@ the whole state); nothing is measured inside a search.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -148,6 +149,17 @@ class SearchProblem:
         self._total_mass = sum(float(m[-1]) for m in self._removed_mass.values())
         self.base_ms = float(self.latency([{}])[0])
         self.max_k = {g.id: int(self.config.max_group_ratio * g.channels) for g in self.prunable}
+        #: what searches at other budgets reuse (:meth:`with_budget`): the candidate
+        #: evaluator and every state's proxies, keyed by its nonzero removals
+        self.shared: dict = {}
+
+    def with_budget(self, budget: float) -> SearchProblem:
+        """This problem at another ``budget`` (fraction of the predicted original): groups,
+        pricing, teacher outputs, importance and :attr:`shared` are the same objects, not
+        rebuilt."""
+        other = copy.copy(self)
+        other.config = replace(self.config, budget=budget)
+        return other
 
     def _scores(self) -> dict[str, np.ndarray]:
         kwargs: dict = {"seed": self.config.seed}

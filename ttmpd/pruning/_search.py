@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -190,12 +191,44 @@ def prune(
     the latency units); ``images`` are unlabeled test samples ``(N, C, H, W)``,
     already normalised, used for pseudo labels, adaptive BN and the proxies.
     """
-    start = time.perf_counter()
-    problem = SearchProblem(model, example_input, predictor, images, config)
-    problem.check_reachable()
-    if config.method in BASELINES:
-        return BASELINES[config.method](problem, start)
-    if config.method == "ttmpd-gradual":
-        return ttmpd_gradual(problem, start)
-    state, log = _METHODS[config.method](problem)
-    return problem.finish(state, log, start)
+    return BudgetSearch(model, example_input, predictor, images, config)(config.budget)
+
+
+class BudgetSearch:
+    """:func:`prune` at one budget after another on the same model, images and predictor.
+
+    ``search(budget) -> PruneResult`` (``budget``: fraction of the predicted original).
+    The first call builds the :class:`~ttmpd.pruning._problem.SearchProblem` (groups,
+    pricing, importance, teacher outputs); later calls reuse it
+    (:meth:`~ttmpd.pruning._problem.SearchProblem.with_budget`) and, for ``ttmpd``, every
+    state already evaluated: the staircase scores do not depend on the budget, so a second
+    search costs the solve, the refine and the states it has not seen. Each result's
+    ``search_s`` counts only its own call. Meant for re-searches after a measured budget
+    check (:func:`~ttmpd.pruning.checked_prune`)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        example_input: torch.Tensor,
+        predictor: LatencyPredictor,
+        images: torch.Tensor,
+        config: SearchConfig,
+    ) -> None:
+        self._args = (model, example_input, predictor, images, config)
+        self._problem: SearchProblem | None = None
+
+    def __call__(self, budget: float) -> PruneResult:
+        start = time.perf_counter()
+        model, example_input, predictor, images, config = self._args
+        if self._problem is None:
+            config = replace(config, budget=budget)
+            self._problem = SearchProblem(model, example_input, predictor, images, config)
+        problem = self._problem.with_budget(budget)
+        problem.check_reachable()
+        method = problem.config.method
+        if method in BASELINES:
+            return BASELINES[method](problem, start)
+        if method == "ttmpd-gradual":
+            return ttmpd_gradual(problem, start)
+        state, log = _METHODS[method](problem)
+        return problem.finish(state, log, start)
