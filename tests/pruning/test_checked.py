@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from torch import nn
 
 from ttmpd.errors import InputError
-from ttmpd.pruning import PruneResult, checked_prune
+from ttmpd.profiler import PairedTiming, Timing
+from ttmpd.pruning import MODEL_TIMING, PruneResult, checked_prune, measure_beside
 from ttmpd.pruning._checked import next_search_budget, pick_attempt
 
 
@@ -87,3 +90,34 @@ def test_next_search_budget_scales_then_follows_the_secant():
     # measured did not respond to the budget (noise): fall back to scaling
     flat = [*one, {"search_budget": 0.4, "measured_fraction": 0.8}]
     assert next_search_budget(flat, goal=0.4) == pytest.approx(0.2)
+
+
+class ScriptedDevice:
+    """``measure_paired`` returns the scripted ratios in turn (original at 2 ms)."""
+
+    def __init__(self, ratios):
+        self.ratios, self.calls = list(ratios), 0
+
+    def measure_paired(self, original, model, example_input, timing):
+        def timing_of(ms):
+            return Timing(ms, ms, ms, 1, 1, 0.0, False, 0.0)
+
+        ratio = self.ratios[self.calls]
+        self.calls += 1
+        return PairedTiming(timing_of(2.0), timing_of(2.0 * ratio), ratio, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("ratios", "rounds_run", "fraction"),
+    [
+        ([0.50, 0.503, 0.9], 2, 0.5015),  # two rounds agree within 1%: the third cannot move it
+        ([0.50, 0.60, 0.55], 3, 0.55),  # they disagree: the third decides
+        ([0.50, 0.52, 0.51], 3, 0.51),  # 4% apart is no agreement at a 1% target
+    ],
+)
+def test_measure_beside_stops_once_the_rounds_agree(ratios, rounds_run, fraction):
+    device = ScriptedDevice(ratios)
+    original_ms, model_ms = measure_beside(nn.Identity(), nn.Identity(), None, device, 3,
+                                           replace(MODEL_TIMING, target_rel_ci=0.01))  # fmt: skip
+    assert device.calls == rounds_run
+    assert original_ms == 2.0 and model_ms / original_ms == pytest.approx(fraction)

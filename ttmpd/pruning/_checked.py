@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..profiler import BackendBase, TimingConfig
+from ..profiler import BackendBase, TimingConfig, rounds_settled
 from ._calibrate import MODEL_TIMING
 from ._problem import PruneResult
 
@@ -35,15 +35,20 @@ def measure_beside(
 ) -> tuple[float, float]:
     """``(original_ms, model_ms)`` with ``model_ms = original_ms · ratio``.
 
-    ``ratio`` is the median over ``rounds`` paired measurements
+    ``ratio`` is the median over up to ``rounds`` paired measurements
     (:meth:`~ttmpd.profiler.BackendBase.measure_paired`: the two models sample by sample in
     alternation, so a host slowdown scales both) of their median per-pair ratio;
     ``original_ms`` is the median of the original's rounds. A bad round (a runner built
-    unluckily) is outvoted."""
+    unluckily) is outvoted. Rounds stop early once the rest cannot move the median round's
+    ratio by more than ``timing.target_rel_ci`` (:func:`~ttmpd.profiler.rounds_settled`;
+    for 3 rounds: the first two agree)."""
     if rounds < 1:
         raise InputError(f"rounds must be >= 1, got {rounds}")
-    pairs = [backend.measure_paired(original, model, example_input, timing)
-             for _ in range(rounds)]  # fmt: skip
+    pairs = []
+    while len(pairs) < rounds:
+        pairs.append(backend.measure_paired(original, model, example_input, timing))
+        if rounds_settled([p.ratio for p in pairs], rounds, timing.target_rel_ci):
+            break
     original_ms = float(np.median([p.reference.median_ms for p in pairs]))
     return original_ms, original_ms * float(np.median([p.ratio for p in pairs]))
 
