@@ -5,7 +5,9 @@
 # bug on that ISA cannot hide behind this host's. On x86_64 the training tiers (base
 # models, distillation, pipeline) run only there: the AVX2 kernels are the ones that broke,
 # and this host's own kernels still train in the layout tests and the demo test. Arguments
-# go to one plain pytest run.
+# go to one plain pytest run. Tests that do not time real backends run on up to 4 worker
+# processes (pytest-xdist, a file per worker at a time: torch is pinned to one thread in
+# each); tests/real, which times ONNX Runtime and torch-cpu, runs alone after them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -16,12 +18,14 @@ trap 'rm -rf "$site"' EXIT
 NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir "$site"
 if [ "$#" -eq 0 ] && [ "$(uname -m)" = "x86_64" ]; then
     # the training tiers run once, under emulated AVX2 below
-    .venv/bin/python -m pytest -q --ignore=tests/pipeline --ignore=tests/distill \
-        --ignore=tests/base
+    .venv/bin/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile \
+        --ignore=tests/pipeline --ignore=tests/distill --ignore=tests/base --ignore=tests/real
+    .venv/bin/python -m pytest -q -p no:cacheprovider tests/real
     echo "== training tests under emulated AVX2 (ONEDNN_MAX_CPU_ISA=AVX2) =="
     for tier in tests/test_layout.py tests/distill tests/base tests/pipeline; do
         ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MALLOC_CHECK_=3 \
-            .venv/bin/python -m pytest -q -p no:cacheprovider "$tier"
+            .venv/bin/python -m pytest -q -p no:cacheprovider -n auto --maxprocesses 4 \
+            --dist loadfile "$tier"
     done
 else
     .venv/bin/python -m pytest -q "$@"
