@@ -23,7 +23,10 @@
 One log row per evaluated state (``phase`` score, solve or refine; ``forwards``: forward
 passes so far). Its cost is ``Σ_g (steps of g) + 1`` single evaluations plus ``refine_rounds ·
 refine_candidates + 1``, each a forward of ``proxy_images`` images, where the greedy search
-(``ttmpd-greedy``) re-scores candidates after every accepted step.
+(``ttmpd-greedy``) re-scores candidates after every accepted step. A state is evaluated
+once per problem: a search at another budget of the same problem
+(:class:`~ttmpd.pruning.BudgetSearch`) logs the remembered scores and forwards only the
+states it has not seen (its ``forwards`` continue the first search's count).
 """
 
 from __future__ import annotations
