@@ -26,6 +26,7 @@ METHODS = [
     "(c0) ttmpd, uncalibrated",
     "(c) ttmpd",
     "(c) ttmpd, reorders unpriced",  # runs since 2026-12-02, where the probe timed reorders
+    "(c) ttmpd, reorders per unit",  # runs since the graph count became the default
     "noise floor (pass 2 vs 1)",
     "noise floor (fresh process vs this one)",  # runs since 2026-12-01
 ]
