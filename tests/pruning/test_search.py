@@ -13,6 +13,7 @@ from ttmpd.models import load_checkpoint
 from ttmpd.profiler import GridConfig, get_backend
 from ttmpd.pruning import (
     METHODS,
+    BudgetSearch,
     ChannelMasker,
     PrunePlan,
     SearchConfig,
@@ -59,6 +60,22 @@ def test_search_meets_the_budget_and_the_model_runs(net_cls, method, tmp_path):
     # the plan rebuilds the same architecture from a fresh original
     rebuilt = apply_plan(net, X, result.plan)
     assert [p.shape for p in rebuilt.parameters()] == [p.shape for p in result.model.parameters()]
+
+
+@pytest.mark.parametrize("method", ["ttmpd-greedy", "knapsack", "uniform", "halp", "tp-magnitude"])
+def test_a_second_budget_searches_as_from_scratch(method, tmp_path):
+    """BudgetSearch shares one problem between budgets: no method may leave it changed
+    (ttmpd's reuse of scored states has its own test in test_mck_search.py; the slower
+    eagleeye, netadapt and ttmpd-gradual work on copies the same way)."""
+    net, predictor = _setup(ResidualNet, tmp_path)
+    config = SearchConfig(budget=0.8, method=method, progress=False)
+    search = BudgetSearch(net, X, predictor, CALIB, config)
+    first, second = search(0.8), search(0.6)
+    fresh = prune(net, X, predictor, CALIB, SearchConfig(budget=0.6, method=method,
+                                                         progress=False))  # fmt: skip
+    assert second.plan.keep == fresh.plan.keep
+    assert second.predicted_latency_ms == pytest.approx(fresh.predicted_latency_ms)
+    assert first.predicted_latency_ms > second.predicted_latency_ms
 
 
 def test_greedy_latency_decreases_along_the_search(tmp_path):
