@@ -97,11 +97,14 @@ def test_the_prune_stage_searches_on_the_backends_device(tmp_path, monkeypatch):
 
     seen = {}
 
-    def fake_prune(model, example, predictor, images, config):
-        seen["device"] = config.device
-        raise _Captured
+    class FakeSearch:
+        def __init__(self, model, example, predictor, images, config):
+            seen["device"] = config.device
 
-    monkeypatch.setattr(ttmpd.pruning, "prune", fake_prune)
+        def __call__(self, budget):
+            raise _Captured
+
+    monkeypatch.setattr(ttmpd.pruning, "BudgetSearch", FakeSearch)
     state = SimpleNamespace(stages={"predictor": {"measured_original_ms": 1.0,
                                                   "predicted_original_ms": 1.0}})  # fmt: skip
     with pytest.raises(_Captured):
