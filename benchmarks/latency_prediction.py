@@ -14,6 +14,10 @@ Two model sets, batch 1, 1 thread:
   ShuffleNetV2 x0.5, GoogLeNet, DenseNet-121 and ResNeXt-50 (32x4d). VGG-11 (BN), chosen
   first, was replaced before any timing: its 7x7 adaptive pool does not export to ONNX at
   32 px.
+* **third held-out set** (``--set held-out-3``): chosen on 2026-12-02 before any was
+  measured pruned, after the weight streaming cost was designed on the second set (whose
+  models are therefore no longer blind for it), at 32 px: RegNetY-400MF, MNASNet 1.0 and
+  ResNet-50 (only their unpruned unit coverage at 224 px had been run, ``coverage.py``).
 * **transformers** (``--set transformers``, also held out: nothing was tuned on them): the
   zoo's MNIST ViT (shipped checkpoint, 28x28), timm ViT-Tiny and DeiT-Tiny at 224 px, and a
   2-layer BERT encoder (``hf:bert``, hidden 256, 4 heads, MLP 1024) at 64 and 128 tokens.
@@ -44,7 +48,10 @@ For each CPU backend and model:
    (c) the ttmpd predictor: regression + calibration on the unpruned model and the 8
        calibration variants (also reported: (c) before calibration, and (c) fitted on 25%
        of the LUT: a random quarter of its rows, and the sparse grid that ``ttmpd profile
-       --sample-fraction 0.25`` measures, a quarter of each unit's grid spread evenly);
+       --sample-fraction 0.25`` measures, a quarter of each unit's grid spread evenly;
+       and, where the table's device rules hold a weight streaming cost, the fit that never
+       prices it, ``memory_pricing=False``; ``streaming_priced`` in ``*_info.csv`` says
+       whether the default kept it);
 5. report share within ±10% / ±5%, MAPE, median |error|, Spearman of each against the
    measured latency, and the same for pass 2 against pass 1 (the noise floor) and for the
    variants measured again in a process that did nothing else first (the between-process
@@ -66,14 +73,19 @@ Also: cross-validated regressor choice on each LUT, and prune-savings throughput
 
 Writes benchmarks/results/latency_prediction.{csv,json}, *_cv.csv, *_savings.csv,
 *_variants.csv (every test variant: measured passes and each method's prediction) and a
-predicted-vs-measured plot per backend.
+predicted-vs-measured plot per backend. Each finished (backend, model) pair is kept under
+``<out>.partial/`` until the tables are written: a run interrupted after hours resumes
+where it stopped when started again with the same arguments.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import multiprocessing
 import os
+import pickle
+import shutil
 import sys
 import time
 import warnings
@@ -135,6 +147,10 @@ HELD_OUT_2 = {
         "resnext50_32x4d",
     )
 }
+HELD_OUT_3 = {
+    f"{arch}@32": (f"torchvision:{arch}", (1, 3, 32, 32))
+    for arch in ("regnet_y_400mf", "mnasnet1_0", "resnet50")
+}
 BERT = "hf:bert?num_hidden_layers=2,hidden_size=256,num_attention_heads=4,intermediate_size=1024"
 #: rank-2 shapes are (batch, tokens) of token ids
 TRANSFORMERS = {
@@ -144,11 +160,12 @@ TRANSFORMERS = {
     "bert2@64": (BERT, (1, 64)),
     "bert2@128": (BERT, (1, 128)),
 }
-MODELS = {**TUNED, **HELD_OUT, **HELD_OUT_2, **TRANSFORMERS}
+MODELS = {**TUNED, **HELD_OUT, **HELD_OUT_2, **HELD_OUT_3, **TRANSFORMERS}
 SETS = {
     "tuned": list(TUNED),
     "held-out": list(HELD_OUT),
     "held-out-2": list(HELD_OUT_2),
+    "held-out-3": list(HELD_OUT_3),
     "transformers": list(TRANSFORMERS),
     "all": list(MODELS),
 }
@@ -283,21 +300,25 @@ def run_pair(
     nearest = NearestLut(table)
     lut_sum, coverage = zip(*(nearest.model(cs) for cs in unit_lists), strict=True)
 
-    def ttmpd(fit_table, **params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def ttmpd(fit_table, **params) -> tuple[np.ndarray, np.ndarray, LatencyPredictor]:
         p = LatencyPredictor(**params).fit(fit_table)
         raw = np.array([p.predict(cs).sum() for cs in unit_lists])
         p.fit_calibration([(m, x) for m in cal_models], cal_ms)
         totals = np.array([p.calibrated_total(cs, inputs=g)
                            for cs, g in zip(unit_lists, graphs, strict=True)])  # fmt: skip
-        return raw, totals, 100 * np.abs(p.calibration_loo_)
+        return raw, totals, p
 
-    raw, calibrated, loo = ttmpd(table)
+    raw, calibrated, fitted = ttmpd(table)
+    loo = 100 * np.abs(fitted.calibration_loo_)
     rules = table.meta.device_rules
     reorders = rules is not None and rules.blocked is not None and rules.blocked.prices_reorders
     # the same fit without the probed reorder cost (the fit before 2026-12-02)
     unpriced = ttmpd(table, reorder_pricing=False)[1] if reorders else None
     # reorders counted unit by unit (the fit before reorder_graph became the default)
     per_unit = ttmpd(table, reorder_graph=False)[1] if reorders else None
+    # weight streaming never priced (the fit before 2026-12-02, evening)
+    streams = rules is not None and rules.streaming is not None and rules.streaming.streams
+    unstreamed = ttmpd(table, memory_pricing=False)[1] if streams else None
     random_rows = table.frame.sample(frac=0.25, random_state=seed)
     _, random_cal, _ = ttmpd(LatencyTable(random_rows, table.meta))
     # what `ttmpd profile --sample-fraction 0.25` measures: a quarter of each unit's grid
@@ -314,6 +335,7 @@ def run_pair(
         "(c) ttmpd": calibrated,
         **({"(c) ttmpd, reorders unpriced": unpriced} if unpriced is not None else {}),
         **({"(c) ttmpd, reorders per unit": per_unit} if per_unit is not None else {}),
+        **({"(c) ttmpd, streaming unpriced": unstreamed} if unstreamed is not None else {}),
         "(c) ttmpd, random 25% of rows": random_cal,
         "(c) ttmpd, sparse grid 25%": sparse_cal,
     }
@@ -340,6 +362,8 @@ def run_pair(
         "timing": timing,
         # what the user sees before trusting the calibration, beside what it then missed
         "calibration_loo_median_pct": float(np.median(loo)),
+        # whether the calibration kept weight streaming (memory_pricing="auto")
+        "streaming_priced": bool(fitted.memory_priced_),
         "calibration_loo_worst_pct": float(loo.max()),
         "test_worst_pct": float(100 * np.max(np.abs(calibrated / truth - 1))),
         "load_1min": load_1min,
@@ -417,6 +441,38 @@ def pair_job(backend_name: str, name: str, *args) -> dict:
     }
 
 
+def partial_dir(out: Path) -> Path:
+    """Where finished (backend, model) pairs of a run writing ``out`` are kept until its
+    tables are written: ``<out>.partial/``."""
+    return out.with_name(out.name + ".partial")
+
+
+def _partial_file(out: Path, job: tuple) -> Path:
+    digest = hashlib.sha1(repr(job).encode()).hexdigest()[:16]
+    return partial_dir(out) / f"{digest}.pkl"
+
+
+def load_partial(out: Path, job: tuple) -> dict | None:
+    """A pair's result kept by an earlier, interrupted run of the same job (its
+    arguments, grid and timing included), or None."""
+    path = _partial_file(out, job)
+    if not path.exists():
+        return None
+    with path.open("rb") as f:
+        kept = pickle.load(f)
+    return kept["result"] if kept.get("job") == repr(job) else None
+
+
+def save_partial(out: Path, job: tuple, result: dict) -> None:
+    """Keep a finished pair's result (written whole, then renamed into place)."""
+    path = _partial_file(out, job)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        pickle.dump({"job": repr(job), "result": result}, f)
+    tmp.replace(path)
+
+
 def isolated(job, *args):
     """``job(*args)`` in a fresh Python process (spawned), its result returned.
 
@@ -475,8 +531,14 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.models:
             job = (backend_name, name, args.variants, args.calibration, args.seed, grid,
                    args.timing)  # fmt: skip
+            result = load_partial(args.out, job)
             try:
-                result = isolated(pair_job, *job) if args.isolate else pair_job(*job)
+                if result is None:
+                    result = isolated(pair_job, *job) if args.isolate else pair_job(*job)
+                    save_partial(args.out, job, result)
+                else:
+                    print(f"resumed {backend_name} {name} (kept by an earlier run)",
+                          file=sys.stderr)  # fmt: skip
             except InputError as exc:  # the backend cannot run this model (e.g. no export)
                 print(f"skip {backend_name} {name}: {exc}", file=sys.stderr)
                 skipped.append({"backend": backend_name, "model": name, "reason": str(exc)})
@@ -523,6 +585,7 @@ def main(argv: list[str] | None = None) -> int:
                          .mean().reset_index().sort_values("mape_pct")))  # fmt: skip
     print()
     print(markdown_table(pd.DataFrame(saving_rows), digits=0))
+    shutil.rmtree(partial_dir(args.out), ignore_errors=True)
     return 0
 
 

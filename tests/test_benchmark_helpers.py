@@ -339,3 +339,56 @@ def test_paired_passes_price_each_variant_on_the_originals_time_base(monkeypatch
     np.testing.assert_allclose(paired, np.tile(truth, (lp.PASSES, 1)), rtol=1e-9)
     np.testing.assert_allclose(blocked, paired, rtol=1e-9)
     assert len(set(np.round(truth, 9))) > 2  # the variants really differ
+
+
+def _pair_result(backend: str, name: str) -> dict:
+    """What ``pair_job`` returns, with made-up numbers (for the resume test)."""
+    values = np.array([1.0, 2.0])
+    return {
+        "rows": [{"backend": backend, "model": name, "method": "(c) ttmpd", "within10_pct": 50.0}],
+        "info": {"backend": backend, "model": name},
+        "cv": [
+            {
+                "backend": backend,
+                "model": name,
+                "regressor": "gbr",
+                "mape_pct": 5.0,
+                "within10_pct": 90.0,
+                "fit_s": 0.1,
+            }
+        ],
+        "savings": {"backend": backend, "model": name, "cold_per_s": 1.0},
+        "scatter": {"measured": values, "ttmpd": values, "flops": values, "lut": values},
+        "variants": pd.DataFrame({"backend": [backend], "model": [name], "measured_ms": [1.0]}),
+    }
+
+
+def test_an_interrupted_latency_run_resumes_its_finished_pairs(monkeypatch, tmp_path):
+    """Pairs take tens of minutes each: a second run with the same arguments measures only
+    the pairs the first did not finish, then drops what it kept."""
+    lp = _load("latency_prediction", monkeypatch)
+    calls = []
+
+    def pair_job(backend, name, *args):
+        calls.append(name)
+        if name == "resnet56" and calls.count("resnet56") == 1:
+            raise KeyboardInterrupt  # the first run is stopped on its second pair
+        return _pair_result(backend, name)
+
+    monkeypatch.setattr(lp, "pair_job", pair_job)
+    out = tmp_path / "lp"
+    argv = ["--backends", "fake", "--models", "resnet18", "resnet56", "--same-process",
+            "--variants", "4", "--out", str(out)]  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        lp.main(argv)
+    assert len(list(lp.partial_dir(out).glob("*.pkl"))) == 1  # resnet18 kept
+    assert lp.main(argv) == 0
+    assert calls == ["resnet18", "resnet56", "resnet56"]  # resnet18 was not measured again
+    frame = pd.read_csv(out.with_suffix(".csv"))
+    assert sorted(frame["model"]) == ["resnet18", "resnet56"]
+    assert not lp.partial_dir(out).exists()
+    # other arguments are another job: nothing kept is reused for them
+    job = ("fake", "resnet18", 4, 8, 0, lp.GRID, "paired")
+    lp.save_partial(out, job, {"x": 1})
+    assert lp.load_partial(out, job) == {"x": 1}
+    assert lp.load_partial(out, ("fake", "resnet18", 5, 8, 0, lp.GRID, "paired")) is None

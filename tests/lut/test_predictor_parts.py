@@ -113,7 +113,7 @@ def test_fit_accepts_five_rows_and_a_frame_carrying_its_latency():
     assert LatencyPredictor("ridge").fit(carried).predict(FRAME).tolist() == LATENCY.tolist()
 
 
-@pytest.mark.parametrize("name", ["blocked_layout", "native_conv_slope"])
+@pytest.mark.parametrize("name", ["blocked_layout", "native_conv_slope", "memory_pricing"])
 def test_switches_take_auto_or_a_bool_the_table_supports(name):
     with pytest.raises(InputError, match=f"^{name} must be 'auto', True or False, got 'yes'$"):
         LatencyPredictor("ridge", **{name: "yes"}).fit(FRAME, LATENCY)
@@ -131,6 +131,7 @@ def test_the_defaults_are_the_documented_ones():
     assert LatencyPredictor().get_params() == {
         "regressor": "blend", "exact_hits": True, "random_state": 0, "blocked_layout": "auto",
         "native_conv_slope": "auto", "reorder_pricing": "auto", "reorder_graph": True,
+        "memory_pricing": "auto",
     }  # fmt: skip
 
 

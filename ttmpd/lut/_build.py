@@ -199,6 +199,10 @@ def _start_table(out: Path, journal: Path, current: LutMeta, resume: bool) -> La
             table = table.with_rows(rows, models=header.get("models", ()))
     if not table.meta.rules:  # a table from before rules were probed: take this probe's
         table = LatencyTable(table.frame, dataclasses.replace(table.meta, rules=current.rules))
+    elif not table.meta.rules.get("streaming") and current.rules.get("streaming"):
+        # a table from before weight streaming was probed: add this probe's (same device)
+        rules = {**table.meta.rules, "streaming": current.rules["streaming"]}
+        table = LatencyTable(table.frame, dataclasses.replace(table.meta, rules=rules))
     return table
 
 

@@ -250,6 +250,25 @@ def unit_work(
     return np.maximum(macs, elements) + 1.0
 
 
+#: Units whose weights a whole model reads in full on every call (an embedding reads the
+#: rows of its ids only).
+_WEIGHT_READERS = ("conv", "linear", "bn", "layernorm", "rmsnorm")
+
+
+def weight_bytes(frame: pd.DataFrame) -> np.ndarray:
+    """Bytes of learned parameters each unit reads per call: ``params · itemsize(dtype)``
+    for convs, linears and norms, 0 for other units. Shape ``(n_units,)``."""
+    if not len(frame):
+        return np.zeros(0)
+    import torch
+
+    sizes = {d: torch.empty(0, dtype=getattr(torch, d)).element_size()
+             for d in frame["dtype"].unique()}  # fmt: skip
+    itemsize = frame["dtype"].map(sizes).to_numpy(dtype=float)
+    reads = frame["op"].isin(_WEIGHT_READERS).to_numpy()
+    return np.where(reads, frame["params"].to_numpy(dtype=float) * itemsize, 0.0)
+
+
 def blocked_layout_mask(frame: pd.DataFrame, rule: BlockedLayoutRule | None) -> np.ndarray:
     """True for convs that run a blocked-layout kernel under the device's probed ``rule``
     (:class:`~ttmpd.profiler.BlockedLayoutRule`; None: none do). Shape ``(n_units,)``.

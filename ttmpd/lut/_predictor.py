@@ -42,9 +42,12 @@ Model level
     (:func:`~ttmpd.lut._features.graph_reorder_delta_ms`); a single group's saving curve, and
     ``reorder_graph=False``, count them unit by unit
     (:func:`~ttmpd.lut._features.reorder_delta_ms`, which assumes every conv's producer
-    writes the blocked layout). The calibration absorbs what isolated units miss or over-count:
-    framework dispatch per op, per-call overhead that every isolated unit pays once, layout
-    conversions, cache effects.
+    writes the blocked layout). With a probed weight streaming cost (``memory_pricing``),
+    each unit also counts ``Δm_i``, what its weights cost when the model's weights exceed
+    the device's caches (:meth:`LatencyPredictor.memory_delta_ms`); ``"auto"`` keeps it
+    where the calibration's leave-one-out error says it helps. The calibration absorbs what
+    isolated units miss or over-count: framework dispatch per op, per-call overhead that
+    every isolated unit pays once, layout conversions, cache effects.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ from ._features import (
     reorder_delta_ms,
     unit_features,
     unit_work,
+    weight_bytes,
 )
 from ._table import LatencyTable
 
@@ -233,8 +237,10 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         native_conv_slope: bool | str = "auto",
         reorder_pricing: bool | str = "auto",
         reorder_graph: bool = True,
+        memory_pricing: bool | str = "auto",
     ):
         self.regressor = regressor
+        self.memory_pricing = memory_pricing
         self.reorder_pricing = reorder_pricing
         self.reorder_graph = reorder_graph
         self.blocked_layout = blocked_layout
@@ -277,6 +283,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.unit_overhead_ms_ = self._call_overhead(y)
         self.call_overhead_ms_ = 0.0  # the identity calibration is the plain unit sum
         self.reorders_priced_ = False  # likewise: reorders count once calibrated
+        self.memory_priced_ = False  # and weight streaming
         return self
 
     def fit_from_state(self, estimator, table: LatencyTable) -> LatencyPredictor:
@@ -298,6 +305,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.unit_overhead_ms_ = self._call_overhead(y)
         self.call_overhead_ms_ = 0.0
         self.reorders_priced_ = False
+        self.memory_priced_ = False
         return self
 
     def _call_overhead(self, latency_ms: np.ndarray) -> float:
@@ -333,6 +341,8 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
             "reorder_pricing",
             self.blocked_layout_ and blocked is not None and blocked.prices_reorders,
         )
+        streaming = rules.streaming if rules is not None else None
+        self.memory_pricing_ = switch("memory_pricing", streaming is not None and streaming.streams)
         self.threads_ = int(meta.fingerprint.threads) if meta else 1
 
     def _blocked_rule(self):
@@ -363,6 +373,30 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         if not (self.reorder_graph and inputs is not None):
             return reorder_delta_ms(frame, self.rules_.blocked)
         return graph_reorder_delta_ms(frame, inputs, self.rules_.blocked)
+
+    def memory_delta_ms(
+        self, X, n_models: int = 1, footprint_bytes: float | None = None
+    ) -> np.ndarray:
+        """Each unit's weight streaming inside a whole model (ms), once a calibration priced
+        it (``memory_priced_``), zeros otherwise: ``s_class · w_i · (1 − C/F)⁺`` with the
+        device's probed capacity ``C`` and rates ``s``
+        (:class:`~ttmpd.profiler._streaming.WeightStreamingRule`), ``w_i`` the unit's weight
+        bytes (:func:`~ttmpd.lut._features.weight_bytes`) and ``F`` its model's: the sum over
+        each of the ``n_models`` models stacked in ``X`` (the same number of units each), or
+        ``footprint_bytes`` where given (units of a part of one model). The class is
+        ``blocked`` for convs under the blocked-layout rule, else ``other``. Shape
+        ``(n_units,)``."""
+        frame = _as_frame(X)
+        if not self.memory_priced_ or not len(frame):
+            return np.zeros(len(frame))
+        w = weight_bytes(frame)
+        if footprint_bytes is None:
+            per_model = w.reshape(n_models, -1).sum(axis=1)
+            footprint = np.repeat(per_model, len(frame) // n_models)
+        else:
+            footprint = np.full(len(frame), float(footprint_bytes))
+        blocked = blocked_layout_mask(frame, self._blocked_rule())
+        return self.rules_.streaming.extra_ms(w, footprint, blocked)
 
     def _features(self, frame: pd.DataFrame) -> np.ndarray:
         return unit_features(frame, self.rules_ if self.blocked_layout_ else None)
@@ -449,16 +483,22 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         X,
         latency_ms: np.ndarray | None = None,
         inputs: Sequence[Sequence[int]] | None = None,
+        n_models: int = 1,
+        footprint_bytes: float | None = None,
     ) -> np.ndarray:
         """Each unit's share of a calibrated whole model (ms):
-        ``slope_i·(latency_i − t0 + Δr_i)``, with ``t0`` the per-call overhead each isolated
-        unit paid and a whole model pays once (``call_overhead_ms_``: ``unit_overhead_ms_``
-        once calibrated, 0 before, so the identity calibration is the plain sum) and ``Δr_i``
-        its layout reorders in a whole model minus alone (:meth:`reorder_delta_ms`, with the
-        model's graph ``inputs`` where given; 0 before a calibration). Shape ``(n_units,)``."""
+        ``slope_i·(latency_i − t0 + Δr_i + Δm_i)``, with ``t0`` the per-call overhead each
+        isolated unit paid and a whole model pays once (``call_overhead_ms_``:
+        ``unit_overhead_ms_`` once calibrated, 0 before, so the identity calibration is the
+        plain sum), ``Δr_i`` its layout reorders in a whole model minus alone
+        (:meth:`reorder_delta_ms`, with the model's graph ``inputs`` where given) and
+        ``Δm_i`` its weight streaming (:meth:`memory_delta_ms`, for ``n_models`` stacked
+        models or a given ``footprint_bytes``); both 0 before a calibration. Shape
+        ``(n_units,)``."""
         frame = _as_frame(X)
         latency = self.predict(frame) if latency_ms is None else np.asarray(latency_ms)
         own = latency - self.call_overhead_ms_ + self.reorder_delta_ms(frame, inputs)
+        own = own + self.memory_delta_ms(frame, n_models, footprint_bytes)
         return self.unit_slopes(frame) * own
 
     def calibrated_totals(
@@ -474,7 +514,8 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         ``latency_ms``: the units' already predicted latencies; ``inputs``: the graph every
         model shares (:meth:`reorder_delta_ms`). Shape ``(n_models,)``."""
         frame = _as_frame(X)
-        scaled = self.scaled_units(frame, latency_ms, inputs).reshape(n_models, -1).sum(axis=1)
+        scaled = self.scaled_units(frame, latency_ms, inputs, n_models)
+        scaled = scaled.reshape(n_models, -1).sum(axis=1)
         _, b, c = self.calibration_
         return scaled + b * (len(frame) // n_models) + c
 
@@ -519,6 +560,12 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         ``calibration_loo_`` holds each model's leave-one-out relative error (its total
         predicted by the calibration fitted on the other models, over its measurement, − 1;
         empty below 4 models): how far predictions of prunes nobody measured may miss.
+
+        Weight streaming (``Δm_i`` in each sum, :meth:`memory_delta_ms`): with
+        ``memory_pricing=True`` always counted where the table's device rules hold a
+        streaming cost; with ``"auto"`` the calibration is fitted with and without it and
+        keeps the one whose worst leave-one-out error is smaller (without it below 4
+        models); ``memory_priced_`` says which.
         """
         self._check_fitted()
         if len(models) != len(measured_ms) or not models:
@@ -528,21 +575,32 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
             raise InputError("measured latencies must be positive and finite")
         self.call_overhead_ms_ = self.unit_overhead_ms_
         self.reorders_priced_ = self.reorder_pricing_
-        rows = []
-        for model, x in models:
-            units = extract_units(model, x, self.fusion_).units
-            frame = configs_frame([u.config for u in units])
-            delta = self.reorder_delta_ms(frame, unit_inputs(units))
-            latency = self.predict(frame) - self.call_overhead_ms_ + delta
-            second = self._second_slope(frame)
-            rows.append([latency[~second].sum(), latency[second].sum(), len(frame), 1.0])
-        A = np.asarray(rows, dtype=float)
+        extracted = [extract_units(model, x, self.fusion_).units for model, x in models]
+        options = [False, True] if self.memory_pricing_ else [False]
+        fits = []
+        for memory in options:
+            self.memory_priced_ = memory
+            A = np.asarray([self._calibration_row(units) for units in extracted], dtype=float)
+            fits.append((A, _leave_one_out(A, y), memory))
+        A, loo, memory = fits[-1]
+        if len(fits) == 2 and self.memory_pricing == "auto":
+            worst = lambda fit: np.max(np.abs(fit[1]))  # noqa: E731
+            A, loo, memory = min(fits, key=worst) if len(fits[0][1]) else fits[0]
+        self.memory_priced_ = memory
         coef = _solve_calibration(A, y)
         self.calibration_ = (float(coef[0]), float(coef[2]), float(coef[3]))
         self.second_slope_ = float(coef[1])
         self.calibration_models_ = len(y)
-        self.calibration_loo_ = _leave_one_out(A, y)
+        self.calibration_loo_ = loo
         return self
+
+    def _calibration_row(self, units: Sequence[LayerUnit]) -> list[float]:
+        """``[S_other, S_second, n_units, 1]`` of one model (:meth:`fit_calibration`)."""
+        frame = configs_frame([u.config for u in units])
+        delta = self.reorder_delta_ms(frame, unit_inputs(units)) + self.memory_delta_ms(frame)
+        latency = self.predict(frame) - self.call_overhead_ms_ + delta
+        second = self._second_slope(frame)
+        return [latency[~second].sum(), latency[second].sum(), len(frame), 1.0]
 
     @property
     def calibration_loo_worst(self) -> float:

@@ -38,7 +38,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..profiler import CHANNEL_PRESERVING, Extraction, extract_units
-from ._features import configs_frame, with_derived_columns
+from ._features import configs_frame, weight_bytes, with_derived_columns
 from ._predictor import LatencyPredictor, unit_inputs
 
 
@@ -172,6 +172,8 @@ class PruneSavings:
         self._base_frame = configs_frame([u.config for u in self.extraction.units])
         #: who feeds each unit, the same in every prune (``LatencyPredictor.reorder_delta_ms``)
         self.graph = unit_inputs(self.extraction.units)
+        #: the model's weight bytes, the footprint a single group's curve is priced at
+        self.footprint_bytes = float(weight_bytes(self._base_frame).sum())
 
     def _group(self, group_id: str) -> CoupledChannels:
         try:
@@ -226,7 +228,9 @@ class PruneSavings:
 
     def _curve(self, group_id: str) -> np.ndarray:
         """Latency (ms) of the group's units after removing k = 0..C-1, each unit scaled by
-        its calibration slope (no offset: it cancels in a saving)."""
+        its calibration slope (no offset: it cancels in a saving). Weight streaming is priced
+        at the unpruned model's footprint (:attr:`footprint_bytes`): a single group's curve
+        does not see what the other groups remove."""
         curve = self._curves.get(group_id)
         if curve is not None:
             return curve
@@ -238,7 +242,7 @@ class PruneSavings:
             per_k[0, position[i], 0 if dim == "in" else 1] = f
         shifts = np.arange(group.channels)[:, None, None] * per_k
         frame, valid = self._shifted_frame(shifts, units)
-        scaled = self.predictor.scaled_units(frame)
+        scaled = self.predictor.scaled_units(frame, footprint_bytes=self.footprint_bytes)
         latency = scaled.reshape(group.channels, len(units)).sum(axis=1)
         curve = np.where(valid, latency, np.nan)
         self._curves[group_id] = curve

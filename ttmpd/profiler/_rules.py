@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ._streaming import WeightStreamingRule
 
 RULES_VERSION = 1
 
@@ -154,6 +155,9 @@ class DeviceRules:
     ``call_overhead_ms``: what one call of a trivial unit (a ReLU on one element) costs on
     the backend, the per-call overhead every isolated unit pays and a whole model pays
     once (0: not probed).
+    ``streaming``: what weights cost beyond the caches inside a whole model
+    (:class:`~ttmpd.profiler._streaming.WeightStreamingRule`); None: not probed (tables
+    written before 2026-12-02).
     """
 
     blocked: BlockedLayoutRule | None = None
@@ -163,6 +167,7 @@ class DeviceRules:
     notes: tuple[str, ...] = field(default=())
     unit_layouts: tuple[tuple[str, str], ...] = field(default=())
     call_overhead_ms: float = 0.0
+    streaming: WeightStreamingRule | None = None
 
     def __post_init__(self) -> None:
         pairs = tuple(sorted((str(k), str(v)) for k, v in self.unit_layouts))
@@ -211,6 +216,8 @@ class DeviceRules:
             )
         if self.call_overhead_ms > 0:
             lines.append(f"per-call overhead: {self.call_overhead_ms * 1e3:.2f} µs")
+        if self.streaming is not None:
+            lines.append(self.streaming.describe())
         return "\n".join(lines) or "no layout or dispatch rule found"
 
     def to_dict(self) -> dict:
@@ -222,6 +229,7 @@ class DeviceRules:
             "notes": list(self.notes),
             "unit_layouts": dict(self.unit_layouts),
             "call_overhead_ms": self.call_overhead_ms,
+            "streaming": self.streaming.to_dict() if self.streaming else None,
         }
 
     @classmethod
@@ -239,6 +247,7 @@ class DeviceRules:
             notes=tuple(d.get("notes", ())),
             unit_layouts=tuple((d.get("unit_layouts") or {}).items()),
             call_overhead_ms=float(d.get("call_overhead_ms", 0.0)),
+            streaming=WeightStreamingRule.from_dict(d["streaming"]) if d.get("streaming") else None,
         )
 
 

@@ -14,7 +14,8 @@ from ..._registry import Registry
 from ...errors import BackendUnavailableError, InputError
 from .._fingerprint import DeviceFingerprint
 from .._modules import build_unit
-from .._rules import DeviceRules
+from .._rules import BlockedLayoutRule, DeviceRules
+from .._streaming import STREAMING_CHANNELS, WeightStreamingRule, probe_weight_streaming
 from .._timing import (
     PairedTiming,
     Runner,
@@ -118,6 +119,34 @@ class BackendBase:
         overhead."""
         return DeviceRules(call_overhead_ms=self.probe_call_overhead_ms())
 
+    def probe_streaming(self, blocked: BlockedLayoutRule | None = None) -> WeightStreamingRule:
+        """This device's weight streaming
+        (:func:`~ttmpd.profiler._streaming.probe_weight_streaming`), timed end to end with
+        :meth:`measure_model`. With a blocked-layout rule, one chain of convs the rule runs
+        blocked and one of convs it does not (the first such channel counts from
+        :data:`STREAMING_CHANNELS` up); else one chain of :data:`STREAMING_CHANNELS`
+        channels. Probed once per process and backend setting (about 10 s on a CPU): the
+        caches do not change while a process runs, and profiling several models in one
+        process would otherwise pay it every time."""
+        self.require_available()
+        key = (self.name, repr(self.config), repr(blocked))
+        if key not in _STREAMING:
+            _STREAMING[key] = self._probe_streaming(blocked)
+        return _STREAMING[key]
+
+    def _probe_streaming(self, blocked: BlockedLayoutRule | None) -> WeightStreamingRule:
+        start = STREAMING_CHANNELS
+        classes = {"other": start}
+        if blocked is not None:
+            counts = range(start, 2 * start)
+            classes = {
+                "blocked": next(c for c in counts if blocked.dense_is_blocked(c)),
+                "other": next(c for c in counts if not blocked.dense_is_blocked(c)),
+            }
+        timing = STREAMING_TIMING
+        return probe_weight_streaming(lambda m, x: self.measure_model(m, x, timing).median_ms,
+                                      classes)  # fmt: skip
+
     def probe_call_overhead_ms(self, repeats: int = 3) -> float:
         """Median latency (ms) of :data:`TRIVIAL_UNIT` over ``repeats`` measurements: the
         per-call overhead every isolated unit pays and a whole model pays once."""
@@ -186,6 +215,12 @@ class BackendBase:
 
 
 BACKENDS: Registry[type[BackendBase]] = Registry("backend")
+
+#: The probe's timing: a quarter second per chain (three sessions each, median kept).
+STREAMING_TIMING = TimingConfig(max_seconds=0.25)
+
+#: Weight streaming rules probed in this process, by backend name, settings and blocked rule.
+_STREAMING: dict[tuple[str, str, str], WeightStreamingRule] = {}
 
 TRIVIAL_UNIT = UnitConfig(op="act", batch=1, in_channels=1, out_channels=1, in_h=1, in_w=1,
                           out_h=1, out_w=1, act="relu")  # fmt: skip

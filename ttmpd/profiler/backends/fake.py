@@ -19,6 +19,11 @@ blocked conv measured alone also reorders its input (when it reads the blocked l
 elements costing ``fake_reorder_ms(e) = 0.0005 + 3e-7·e``; inside a whole model a tensor is
 reordered only where its producer's layout and a consumer's differ
 (:func:`fake_model_reorders_ms`).
+
+``TTMPD_FAKE_CACHE_KIB`` (environment, default 0: off) emulates caches that hold that many
+KiB of weights between calls: a whole model whose weights exceed them streams, each unit
+paying ``rate · w · (1 − C/F)⁺`` (:func:`fake_streaming_ms`), the rate three times higher
+for convs outside the blocked layout. Its probe then measures the weight streaming rule.
 """
 
 from __future__ import annotations
@@ -153,6 +158,32 @@ def fake_model_reorders_ms(units: Sequence[LayerUnit]) -> float:
     return total
 
 
+#: The fake device's weight streaming rates (ms per byte): blocked-layout convs, others.
+FAKE_STREAM_MS_PER_BYTE = {"blocked": 3e-8, "other": 9e-8}
+
+
+def fake_cache_bytes() -> float:
+    """The emulated weight cache (``TTMPD_FAKE_CACHE_KIB``, bytes; 0: no streaming)."""
+    return 1024.0 * float(os.environ.get("TTMPD_FAKE_CACHE_KIB", "0") or 0)
+
+
+def fake_streaming_ms(units: Sequence[LayerUnit]) -> float:
+    """Weight streaming of a whole model on the fake device (ms; module docstring)."""
+    capacity = fake_cache_bytes()
+    weights = [4.0 * u.config.params if u.config.op in ("conv", "linear") else 0.0 for u in units]
+    footprint = sum(weights)
+    if capacity <= 0 or footprint <= capacity:
+        return 0.0
+    block = fake_block()
+    total = 0.0
+    for u, w in zip(units, weights, strict=True):
+        c = u.config
+        layout = fake_conv_layout(c.in_channels, c.out_channels, c.groups, block)
+        blocked = c.op == "conv" and block > 0 and layout.blocked
+        total += FAKE_STREAM_MS_PER_BYTE["blocked" if blocked else "other"] * w
+    return total * (1 - capacity / footprint)
+
+
 def _timing(latency_ms: float) -> Timing:
     return Timing(latency_ms, latency_ms, latency_ms, 7, 1, 0.0, False, 0.0)
 
@@ -186,7 +217,10 @@ class FakeBackend(BackendBase):
         if rule is not None:
             overhead_ms, ns = fit_reorder_cost([(e, fake_reorder_ms(e)) for e in (4096, 65536)])
             rule = replace(rule, reorder_overhead_ms=overhead_ms, reorder_ns_per_element=ns)
-        return DeviceRules(blocked=rule, call_overhead_ms=fake_latency_ms(TRIVIAL_UNIT))
+        # computed, not timed: probed afresh (the emulated cache is an environment setting)
+        streaming = self._probe_streaming(rule) if fake_cache_bytes() > 0 else None
+        return DeviceRules(blocked=rule, call_overhead_ms=fake_latency_ms(TRIVIAL_UNIT),
+                           streaming=streaming)  # fmt: skip
 
     def measure(self, unit: UnitConfig, timing: TimingConfig | None = None) -> Timing:
         delay_ms = float(os.environ.get("TTMPD_FAKE_DELAY_MS", "0") or 0)
@@ -197,7 +231,8 @@ class FakeBackend(BackendBase):
     def measure_model(self, model: nn.Module, example_input, timing=None) -> Timing:
         units = extract_units(model, example_input, self.fusion).units
         total = sum(fake_latency_ms(u.config, reorders=False) for u in units)
-        return _timing(1.1 * (total + fake_model_reorders_ms(units)) + 0.01)
+        extra = fake_model_reorders_ms(units) + fake_streaming_ms(units)
+        return _timing(1.1 * (total + extra) + 0.01)
 
     def _runner(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Runner:
         raise NotImplementedError("the fake backend computes latencies; it runs nothing")

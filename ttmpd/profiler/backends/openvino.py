@@ -479,6 +479,7 @@ class OpenVinoBackend(BackendBase):
             probe_seconds=found.seconds,
             notes=found.notes(),
             call_overhead_ms=self.probe_call_overhead_ms(),
+            streaming=self.probe_streaming(),
         )
 
     def unit_module(self, unit: UnitConfig) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:

@@ -392,10 +392,12 @@ class OnnxRuntimeBackend(BackendBase):
             overhead_ms, ns_per_element = probe_reorder_cost(self.config)
             rule = replace(rule, reorder_overhead_ms=overhead_ms,
                            reorder_ns_per_element=ns_per_element)  # fmt: skip
+        streaming = self.probe_streaming(rule)
         return DeviceRules(
             blocked=rule,
             probe_seconds=time.perf_counter() - start,
             call_overhead_ms=self.probe_call_overhead_ms(),
+            streaming=streaming,
         )
 
     def __init__(self, config: BackendConfig | None = None, *, reuse_graphs: bool = True) -> None:

@@ -62,10 +62,12 @@ class TorchCPUBackend(BackendBase):
         start = time.perf_counter()
         with _quiet_stderr():
             rule = infer_native_rule(conv_runs_native, self.config.threads)
+        streaming = self.probe_streaming()
         return DeviceRules(
             native=rule,
             probe_seconds=time.perf_counter() - start,
             call_overhead_ms=self.probe_call_overhead_ms(),
+            streaming=streaming,
         )
 
     def _runner(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Runner:

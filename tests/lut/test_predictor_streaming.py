@@ -1,0 +1,129 @@
+"""Weight streaming in whole-model predictions, on the fake device with emulated caches."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ttmpd.errors import InputError
+from ttmpd.lut import (
+    LatencyPredictor,
+    LatencyTable,
+    PruneSavings,
+    load_predictor,
+    profile_model,
+    save_predictor,
+)
+from ttmpd.profiler import GridConfig, get_backend
+from ttmpd.profiler._streaming import streaming_chain
+
+CACHE_KIB = "4096"
+#: (channels, layers): weights from 0.5 to 10.5 MB around the 4 MiB cache
+CALIBRATION = [(128, 8), (160, 16), (192, 24), (224, 32), (256, 24), (256, 40)]
+HELD_OUT = [(144, 20), (208, 28), (240, 36), (176, 40)]
+
+
+@pytest.fixture
+def cache_device(monkeypatch):
+    monkeypatch.setenv("TTMPD_FAKE_CACHE_KIB", CACHE_KIB)
+    return get_backend("fake")
+
+
+@pytest.fixture
+def cache_lut(cache_device, tmp_path):
+    path = tmp_path / "cache.parquet"
+    profile_model(streaming_chain(256, 2), torch.randn(1, 256, 1, 1), cache_device, path,
+                  grid=GridConfig(channel_step=16), progress=False)  # fmt: skip
+    return LatencyTable.load(path), path
+
+
+def measured(device, shapes):
+    models = [(streaming_chain(c, k), torch.randn(1, c, 1, 1)) for c, k in shapes]
+    return models, [device.measure_model(m, x).median_ms for m, x in models]
+
+
+def held_out_errors(predictor, device):
+    models, truth = measured(device, HELD_OUT)
+    predicted = [predictor.predict_model(m, x).total_ms for m, x in models]
+    return np.abs(np.array(predicted) / np.array(truth) - 1)
+
+
+def test_pricing_weight_streaming_predicts_models_beyond_the_cache(cache_device, cache_lut):
+    table, _ = cache_lut
+    assert table.meta.device_rules.streaming.streams  # the probe ran with the profile
+    cal, y = measured(cache_device, CALIBRATION)
+    on = LatencyPredictor(memory_pricing=True).fit(table).fit_calibration(cal, y)
+    off = LatencyPredictor(memory_pricing=False).fit(table).fit_calibration(cal, y)
+    assert on.memory_priced_ and not off.memory_priced_
+    err_on, err_off = held_out_errors(on, cache_device), held_out_errors(off, cache_device)
+    assert err_on.max() < 0.03
+    assert err_off.max() > 2 * err_on.max()
+    auto = LatencyPredictor().fit(table).fit_calibration(cal, y)
+    assert auto.memory_priced_  # its leave-one-out error is the smaller one
+    assert auto.calibration_loo_worst == pytest.approx(on.calibration_loo_worst)
+    assert auto.calibration_loo_worst < off.calibration_loo_worst
+
+
+def test_auto_leaves_streaming_out_where_it_does_not_help(cache_device, cache_lut):
+    """Models that all fit the caches: the term is zero, the calibration the same."""
+    table, _ = cache_lut
+    cal, y = measured(cache_device, [(64, 2), (72, 3), (80, 2), (96, 3), (88, 2)])
+    auto = LatencyPredictor().fit(table).fit_calibration(cal, y)
+    assert not auto.memory_priced_
+
+
+def test_memory_delta_is_zero_until_calibrated_and_follows_each_models_footprint(
+    cache_device, cache_lut
+):
+    table, _ = cache_lut
+    p = LatencyPredictor(memory_pricing=True).fit(table)
+    small, big = streaming_chain(96, 2), streaming_chain(256, 40)
+    savings = PruneSavings(p, big, torch.randn(1, 256, 1, 1))
+    frame = savings._base_frame
+    assert not p.memory_delta_ms(frame).any()  # the plain unit sum before a calibration
+    cal, y = measured(cache_device, CALIBRATION)
+    p.fit_calibration(cal, y)
+    one = p.memory_delta_ms(frame)
+    assert one.sum() > 0
+    two = p.memory_delta_ms(frame.iloc[[*range(len(frame))] * 2], n_models=2)
+    assert two == pytest.approx(np.concatenate([one, one]))
+    # a model under the capacity pays nothing
+    small_frame = PruneSavings(p, small, torch.randn(1, 96, 1, 1))._base_frame
+    assert not p.memory_delta_ms(small_frame).any()
+    assert savings.footprint_bytes == pytest.approx(40 * (256 * 256 + 256) * 4, rel=0.01)
+
+
+def test_a_saved_calibration_keeps_its_streaming_choice(cache_device, cache_lut, tmp_path):
+    table, lut = cache_lut
+    cal, y = measured(cache_device, CALIBRATION)
+    p = LatencyPredictor(memory_pricing=True).fit(table).fit_calibration(cal, y)
+    path = save_predictor(p, tmp_path / "p.json", table, str(lut))
+    loaded, _ = load_predictor(path)
+    assert loaded.memory_priced_
+    m, x = streaming_chain(184, 12), torch.randn(1, 184, 1, 1)
+    assert loaded.predict_model(m, x).total_ms == pytest.approx(p.predict_model(m, x).total_ms)
+    payload = json.loads(path.read_text())
+    del payload["memory_priced"], payload["params"]["memory_pricing"]  # an older file
+    path.write_text(json.dumps(payload))
+    assert not load_predictor(path)[0].memory_priced_
+
+
+def test_memory_pricing_true_needs_a_probed_streaming_cost(tmp_path):
+    path = tmp_path / "plain.parquet"
+    profile_model(streaming_chain(32, 2), torch.randn(1, 32, 1, 1), get_backend("fake"), path,
+                  grid=GridConfig(channel_step=16), progress=False)  # fmt: skip
+    with pytest.raises(InputError, match="memory_pricing=True"):
+        LatencyPredictor(memory_pricing=True).fit(LatencyTable.load(path))
+
+
+def test_resuming_a_table_from_before_the_probe_adds_its_streaming_rule(tmp_path, monkeypatch):
+    path = tmp_path / "old.parquet"
+    chain, x = streaming_chain(64, 2), torch.randn(1, 64, 1, 1)
+    grid = GridConfig(channel_step=16)
+    profile_model(chain, x, get_backend("fake"), path, grid=grid, progress=False)
+    assert LatencyTable.load(path).meta.device_rules.streaming is None
+    monkeypatch.setenv("TTMPD_FAKE_CACHE_KIB", CACHE_KIB)
+    profile_model(chain, x, get_backend("fake"), path, grid=grid, resume=True, progress=False)
+    rules = LatencyTable.load(path).meta.device_rules
+    assert rules.streaming is not None and rules.streaming.streams
