@@ -27,6 +27,8 @@ METHODS = [
     "(c) ttmpd",
     "(c) ttmpd, reorders unpriced",  # runs since 2026-12-02, where the probe timed reorders
     "(c) ttmpd, reorders per unit",  # runs since the graph count became the default
+    "(c) ttmpd, streaming unpriced",  # the held-out-3 run, when (c) priced it ("auto")
+    "(c) ttmpd, streaming auto",  # runs since streaming pricing became opt-in
     "noise floor (pass 2 vs 1)",
     "noise floor (fresh process vs this one)",  # runs since 2026-12-01
 ]
@@ -56,6 +58,16 @@ HELD_OUT_SETS = {  # result-file prefix -> (section title, what the set is)
             "MobileNetV2, ResNet-56; the first held-out set had been examined by then).",
         ],
     ),
+    "latency_prediction_heldout3_": (
+        "third held-out set",
+        [
+            "Third held-out set: RegNetY-400MF, MNASNet 1.0 and ResNet-50, chosen on",
+            "2026-12-02 before any was measured pruned, after the weight streaming cost was",
+            "designed on the second set (which is no longer blind for it). In this run (c)",
+            "priced weight streaming (memory_pricing='auto', then the default); the row",
+            "'streaming unpriced' is the default since, after this run.",
+        ],
+    ),
 }
 runs = [
     (prefix, path)
@@ -70,7 +82,8 @@ for prefix, path in runs:
     f = f[f.method.isin(METHODS)]
     info = pd.read_csv(path.with_name(path.stem + "_info.csv"))
     parts = info["device_rules"].str.split(" | ", regex=False)
-    timed = ("per-call overhead", "layout reorder")  # measured per model: one line each
+    # measured per model: one line each
+    timed = ("per-call overhead", "layout reorder", "weight streaming")
     rules = list(dict.fromkeys(x for p in parts for x in p if not x.startswith(timed)))
     for kind in timed:
         values = [x.split(": ")[-1] for p in parts for x in p if x.startswith(kind)]
@@ -133,6 +146,7 @@ for prefix, path in runs:
                         "calibration_loo_median_pct",
                         "calibration_loo_worst_pct",
                         "test_worst_pct",
+                        *(["streaming_priced"] if "streaming_priced" in info.columns else []),
                     ]
                 ]
             ),

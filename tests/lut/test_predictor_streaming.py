@@ -59,7 +59,7 @@ def test_pricing_weight_streaming_predicts_models_beyond_the_cache(cache_device,
     err_on, err_off = held_out_errors(on, cache_device), held_out_errors(off, cache_device)
     assert err_on.max() < 0.03
     assert err_off.max() > 2 * err_on.max()
-    auto = LatencyPredictor().fit(table).fit_calibration(cal, y)
+    auto = LatencyPredictor(memory_pricing="auto").fit(table).fit_calibration(cal, y)
     assert auto.memory_priced_  # its leave-one-out error is the smaller one
     assert auto.calibration_loo_worst == pytest.approx(on.calibration_loo_worst)
     assert auto.calibration_loo_worst < off.calibration_loo_worst
@@ -69,7 +69,7 @@ def test_auto_leaves_streaming_out_where_it_does_not_help(cache_device, cache_lu
     """Models that all fit the caches: the term is zero, the calibration the same."""
     table, _ = cache_lut
     cal, y = measured(cache_device, [(64, 2), (72, 3), (80, 2), (96, 3), (88, 2)])
-    auto = LatencyPredictor().fit(table).fit_calibration(cal, y)
+    auto = LatencyPredictor(memory_pricing="auto").fit(table).fit_calibration(cal, y)
     assert not auto.memory_priced_
 
 
