@@ -137,12 +137,13 @@ class BackendBase:
     def _probe_streaming(self, blocked: BlockedLayoutRule | None) -> WeightStreamingRule:
         start = STREAMING_CHANNELS
         classes = {"other": start}
-        if blocked is not None:
+        if blocked is not None:  # a class with no such count in range is not probed
             counts = range(start, 2 * start)
-            classes = {
-                "blocked": next(c for c in counts if blocked.dense_is_blocked(c)),
-                "other": next(c for c in counts if not blocked.dense_is_blocked(c)),
+            found = {
+                "blocked": next((c for c in counts if blocked.dense_is_blocked(c)), None),
+                "other": next((c for c in counts if not blocked.dense_is_blocked(c)), None),
             }
+            classes = {k: c for k, c in found.items() if c is not None}
         timing = STREAMING_TIMING
         return probe_weight_streaming(lambda m, x: self.measure_model(m, x, timing).median_ms,
                                       classes)  # fmt: skip
