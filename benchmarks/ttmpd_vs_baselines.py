@@ -31,7 +31,8 @@ method          prune
 ttmpd           score every staircase step once, multiple-choice knapsack, refine; then
                 ``ttmpd run``'s budget check: the prune measured beside the original,
                 searched again on a miss (at most 2 more searches; ``searches``), all of
-                it in its prune time
+                it in its prune time (``check_s``: the check's measurements, which stop
+                once the prune is clearly inside or outside the budget band)
 halp            HALP: BN Taylor saliency, latency-saliency knapsack, 5 rounds interleaved
                 with 10 fine-tuning steps each (counted in its prune time)
 eagleeye        24 random layer-wise ratio sets, adaptive BN, best agreement
@@ -154,8 +155,8 @@ KEY = ["backend", "corruption", "seed", "budget", "method"]
 COLUMNS = (*KEY, "original_acc", "original_ms", "accuracy",
            *(f"acc_e{k}" for k in CHECKPOINTS), *(f"time_e{k}_s" for k in CHECKPOINTS),
            "measured_once_ms", "measured_ms", "ratio", "within_budget", "predicted_ratio",
-           "prune_s", "prune_cpu_s", "searches", "finetune_s", "total_s", "rival", "remeasured",
-           "status")  # fmt: skip
+           "prune_s", "prune_cpu_s", "searches", "check_s", "finetune_s", "total_s", "rival",
+           "remeasured", "status")  # fmt: skip
 
 
 def append_row(path: Path, row: dict) -> None:
@@ -282,19 +283,21 @@ BUDGET_CHECKS = RunConfig(model="-", data="-", backend="fake", budget=0.5).budge
 
 def prune_method(method: str, fraction: float, budget: float, seed: int, groups: GroupOptions,
                  model, x, predictor, calib, backend) -> tuple:  # fmt: skip
-    """``(PruneResult, searches)`` of ``method``. ttmpd (and its ``@`` variants) prunes as
-    ``ttmpd run`` does: the search, then :func:`~ttmpd.pruning.checked_prune` measures the
-    prune beside the original and searches again on a miss (every measurement counted in its
-    prune time; a re-search reuses the first search's scored candidates,
-    :class:`~ttmpd.pruning.BudgetSearch`). The rivals search once on predicted latency, as
-    published."""
+    """``(PruneResult, searches, search_s)`` of ``method`` (``search_s``: the searches' own
+    seconds; the rest of ttmpd's prune time is its budget check's measurements). ttmpd (and
+    its ``@`` variants) prunes as ``ttmpd run`` does: the search, then
+    :func:`~ttmpd.pruning.checked_prune` measures the prune beside the original and searches
+    again on a miss (every measurement counted in its prune time; a re-search reuses the
+    first search's scored candidates, :class:`~ttmpd.pruning.BudgetSearch`). The rivals
+    search once on predicted latency, as published."""
     search = BudgetSearch(model, x, predictor, calib, search_config(method, fraction, seed, groups))
     if method.partition("@")[0] != "ttmpd":
-        return search(fraction), 1
+        result = search(fraction)
+        return result, 1, result.search_s
     checked = checked_prune(search, partial(measure_beside, model, example_input=x,
                                             backend=backend), budget, fraction,
                             BUDGET_CHECKS)  # fmt: skip
-    return checked.result, len(checked.attempts)
+    return checked.result, len(checked.attempts), sum(a["search_s"] for a in checked.attempts)
 
 
 #: Calibration measurements at most, while the worst leave-one-out error exceeds ±10%
@@ -393,9 +396,9 @@ def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> Non
                     else:
                         wall, cpu = time.perf_counter(), time.process_time()
                         try:
-                            result, searches = prune_method(method, fraction, budget, seed,
-                                                            args.groups, model, x, predictor,
-                                                            calib, backend)  # fmt: skip
+                            result, searches, search_s = prune_method(
+                                method, fraction, budget, seed, args.groups, model, x,
+                                predictor, calib, backend)  # fmt: skip
                         except InputError as exc:  # a budget below what pruning reaches
                             print(f"{name}: {exc}", file=sys.stderr)
                             row.update(within_budget=False, status=str(exc))
@@ -406,6 +409,8 @@ def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> Non
                         prune_cpu_s = time.process_time() - cpu
                         pruned = result.model
                         row["searches"] = searches
+                        if method.partition("@")[0] == "ttmpd":
+                            row["check_s"] = prune_s - search_s
                         predicted_ratio = result.predicted_latency_ms / predicted_ms
                         models.mkdir(parents=True, exist_ok=True)
                         torch.save(pruned, models / f"{name}.pruned.pt")

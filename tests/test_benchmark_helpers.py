@@ -278,20 +278,23 @@ def test_ttmpd_gets_the_measured_budget_check_and_the_rivals_search_once(monkeyp
             return PruneResult(plan=None, model=torch.nn.Identity(), log=None,
                                base_latency_ms=1.0, predicted_latency_ms=budget,
                                target_latency_ms=budget, method=self.method,
-                               search_s=0.0)  # fmt: skip
+                               search_s=0.25)  # fmt: skip
 
-    def slow_device(original, model, example_input, backend):
-        measured.append(model)
+    def slow_device(original, model, example_input, backend, thresholds=()):
+        measured.append(thresholds)
         return 1.0, 0.6  # every prune measures 0.6 of the original: over a 0.5 budget
 
     monkeypatch.setattr(bench, "BudgetSearch", FakeSearch)
     monkeypatch.setattr(bench, "measure_beside", slow_device)
     args = ("net", "x", "predictor", "calib", "backend")
-    _, searches = bench.prune_method("halp", 0.5, 0.5, 0, GroupOptions(), *args)
+    _, searches, search_s = bench.prune_method("halp", 0.5, 0.5, 0, GroupOptions(), *args)
     assert searches == 1 and searched == [("halp", 0.5)] and not measured
+    assert search_s == 0.25
     searched.clear()
-    _, searches = bench.prune_method("ttmpd", 0.5, 0.5, 0, GroupOptions(), *args)
+    _, searches, search_s = bench.prune_method("ttmpd", 0.5, 0.5, 0, GroupOptions(), *args)
     assert searches == 1 + bench.BUDGET_CHECKS == len(measured)
+    assert search_s == 0.25 * searches  # every search's own seconds, not the checks'
+    assert measured[0] == pytest.approx((0.45, 0.51))  # the check decides on the budget band
     assert [m for m, _ in searched] == ["ttmpd"] * searches
     assert searched[1][1] < searched[0][1]  # searched again below the budget
 

@@ -165,15 +165,17 @@ def test_budget_check_searches_again_when_the_measured_prune_misses(tmp_path, st
     # the fake backend matches its predictor; pretend the first prune measures 40% slower
     real_measure, calls = stages.Run.measure_beside_original, []
 
-    def measure(run, model):
-        original_ms, ms = real_measure(run, model)
-        calls.append(ms)
+    def measure(run, model, thresholds=()):
+        original_ms, ms = real_measure(run, model, thresholds)
+        calls.append((ms, thresholds))
         return original_ms, ms * 1.4 if len(calls) == 1 else ms
 
     monkeypatch.setattr(stages.Run, "measure_beside_original", measure)
     assert _run(tmp_path / "run", stream, "--json") == 0
     prune = json.loads(capsys.readouterr().out)["stages"]["prune"]
     first, second = prune["attempts"][:2]
+    # the check told the measurement which decision it serves: the budget band's edges
+    assert calls[0][1] == pytest.approx((0.6 * 0.9, 0.6 * 1.02))
     assert first["measured_fraction"] == pytest.approx(first["measured_ms"] / first["original_ms"])
     assert first["measured_fraction"] > 1.3 * 0.6  # the inflated measurement
     scaled = first["search_budget"] * 0.97 * 0.6 / first["measured_fraction"]

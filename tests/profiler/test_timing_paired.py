@@ -1,5 +1,6 @@
 """measure_paired: two runners sample by sample in alternation."""
 
+import numpy as np
 import pytest
 import torch
 from nets import ResidualNet
@@ -77,3 +78,20 @@ def test_torch_cpu_pairs_a_model_against_itself_near_one():
     paired = backend.measure_paired(net, net, x, quick)
     assert 0.8 < paired.ratio < 1.25
     assert paired.reference.samples == paired.other.samples >= 15
+
+
+def jittery(per_call_ms: float, seed: int):
+    """A runner whose calls vary ±20% at random (seeded)."""
+    rng = np.random.default_rng(seed)
+    return lambda n: float(per_call_ms * n * rng.uniform(0.8, 1.2))
+
+
+def test_sampling_stops_once_the_ratio_is_clear_of_the_thresholds():
+    tight = TimingConfig(**{**CONFIG.__dict__, "max_samples": 200, "target_rel_ci": 1e-6})
+    full = measure_paired(jittery(1.0, 0), jittery(0.5, 1), tight)
+    assert full.reference.samples == 200  # a 1e-6 CI is never reached
+    clear = measure_paired(jittery(1.0, 0), jittery(0.5, 1), tight, thresholds=(0.8, 0.9))
+    assert clear.reference.samples < 30 and clear.ratio == pytest.approx(0.5, rel=0.15)
+    # a threshold at the ratio itself is never cleared: sampling runs on
+    near = measure_paired(jittery(1.0, 0), jittery(0.5, 1), tight, thresholds=(0.5,))
+    assert near.reference.samples > 100

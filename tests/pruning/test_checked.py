@@ -28,7 +28,8 @@ def fake_search(device_factory):
     return search, calls
 
 
-def measure(model):
+def measure(model, thresholds=()):
+    assert thresholds == pytest.approx((0.5 * 0.9, 0.5 * 1.02))  # the budget band's edges
     return 2.0, 2.0 * model.measured_fraction
 
 
@@ -98,7 +99,7 @@ class ScriptedDevice:
     def __init__(self, ratios):
         self.ratios, self.calls = list(ratios), 0
 
-    def measure_paired(self, original, model, example_input, timing):
+    def measure_paired(self, original, model, example_input, timing, thresholds=()):
         def timing_of(ms):
             return Timing(ms, ms, ms, 1, 1, 0.0, False, 0.0)
 
@@ -121,3 +122,22 @@ def test_measure_beside_stops_once_the_rounds_agree(ratios, rounds_run, fraction
                                            replace(MODEL_TIMING, target_rel_ci=0.01))  # fmt: skip
     assert device.calls == rounds_run
     assert original_ms == 2.0 and model_ms / original_ms == pytest.approx(fraction)
+
+
+@pytest.mark.parametrize(
+    ("ratios", "rounds_run", "fraction"),
+    [
+        ([0.48, 0.495, 0.9], 2, 0.4875),  # both inside the band [0.45, 0.51]: decided
+        ([0.53, 0.56, 0.1], 2, 0.545),  # both above it: decided, a re-search follows
+        ([0.50, 0.52, 0.49], 3, 0.50),  # on either side of 0.51: the third decides
+    ],
+)
+def test_measure_beside_stops_once_the_rounds_decide_against_the_thresholds(
+    ratios, rounds_run, fraction
+):
+    device = ScriptedDevice(ratios)
+    original_ms, model_ms = measure_beside(nn.Identity(), nn.Identity(), None, device, 3,
+                                           replace(MODEL_TIMING, target_rel_ci=0.001),
+                                           thresholds=(0.45, 0.51))  # fmt: skip
+    assert device.calls == rounds_run
+    assert model_ms / original_ms == pytest.approx(fraction)

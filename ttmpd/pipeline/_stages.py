@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
@@ -121,11 +121,14 @@ class Run:
 
         return load_checkpoint(self.out / relative).model.eval()
 
-    def measure_beside_original(self, model: nn.Module) -> tuple[float, float]:
+    def measure_beside_original(
+        self, model: nn.Module, thresholds: Sequence[float] = ()
+    ) -> tuple[float, float]:
         """``(original_ms, model_ms)`` (:func:`ttmpd.pruning.measure_beside`)."""
         from ..pruning import measure_beside
 
-        return measure_beside(self.model, model, self.example, self.backend)
+        return measure_beside(self.model, model, self.example, self.backend,
+                              thresholds=thresholds)  # fmt: skip
 
 
 # --- stages ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from ._timing import PairedTiming as PairedTiming
 from ._timing import Timing as Timing
 from ._timing import TimingConfig as TimingConfig
 from ._timing import measure as measure
+from ._timing import rounds_decided as rounds_decided
 from ._timing import rounds_settled as rounds_settled
 from ._units import CHANNEL_PRESERVING as CHANNEL_PRESERVING
 from ._units import LAYOUTS as LAYOUTS
@@ -78,6 +79,7 @@ __all__ = [
     "infer_blocked_rule",
     "infer_native_rule",
     "measure",
+    "rounds_decided",
     "rounds_settled",
     "split_fusion",
     "unit_variants",

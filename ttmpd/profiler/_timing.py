@@ -101,8 +101,8 @@ class Timing:
     samples_ms: tuple[float, ...] = ()
 
 
-def median_rel_ci(samples: np.ndarray) -> float:
-    """Half-width of the ~95% CI of the median relative to it, from order statistics.
+def median_ci(samples: np.ndarray) -> tuple[float, float]:
+    """Bounds of the ~95% CI of the median, from order statistics.
 
     With n sorted samples the ranks ``n/2 ± 0.98·sqrt(n)`` bound the median with ~95%
     probability whatever the distribution.
@@ -112,8 +112,20 @@ def median_rel_ci(samples: np.ndarray) -> float:
     half = 0.98 * math.sqrt(n)
     lo = max(0, math.floor(n / 2 - half))
     hi = min(n - 1, math.ceil(n / 2 + half))
-    med = float(np.median(x))
-    return float((x[hi] - x[lo]) / (2 * med)) if med > 0 else math.inf
+    return float(x[lo]), float(x[hi])
+
+
+def median_rel_ci(samples: np.ndarray) -> float:
+    """Half-width of the ~95% CI of the median (:func:`median_ci`) relative to it."""
+    lo, hi = median_ci(samples)
+    med = float(np.median(samples))
+    return (hi - lo) / (2 * med) if med > 0 else math.inf
+
+
+def clear_of(low: float, high: float, thresholds: Sequence[float]) -> bool:
+    """Whether no threshold lies in ``[low, high]``: every value of that interval falls on
+    the same side of each threshold."""
+    return not any(low <= t <= high for t in thresholds)
 
 
 def _loop_count(run: Runner, min_sample_ms: float) -> int:
@@ -208,7 +220,10 @@ class PairedTiming:
 
 
 def measure_paired(
-    reference: Runner, other: Runner, config: TimingConfig | None = None
+    reference: Runner,
+    other: Runner,
+    config: TimingConfig | None = None,
+    thresholds: Sequence[float] = (),
 ) -> PairedTiming:
     """Time two runners sample by sample in alternation; the ratio of their latencies.
 
@@ -216,8 +231,10 @@ def measure_paired(
     ``pair_sample_ms``); then pair ``i`` takes one sample of each, back to back (in the
     order reference, other for even ``i``, the reverse for odd ``i``), each after
     ``round_warmup_runs`` untimed calls, and contributes ``r_i = other_i / reference_i``.
-    Sampling stops when the CI of ``median(r)`` is within ``±target_rel_ci`` (at least
-    ``min_samples`` pairs), or at ``max_samples`` pairs or after ``max_seconds``. The two
+    Sampling stops when the CI of ``median(r)`` is within ``±target_rel_ci`` or contains
+    none of ``thresholds`` (a decision such as "ratio ≤ 0.51" is then made at ~95%
+    confidence; at least ``min_samples`` pairs), or at ``max_samples`` pairs or after
+    ``max_seconds``. The two
     samples of a pair lie a few ``pair_sample_ms`` apart, so a host slowdown lasting longer
     than that scales both and cancels in ``r_i``; timing each runner in its own block
     (:func:`measure`) lets it skew the ratio by as much as it slows the host.
@@ -247,7 +264,11 @@ def measure_paired(
             ref_ms.append(sample(reference, numbers[0]))
         if len(ref_ms) >= config.min_samples:
             ratios = np.asarray(other_ms) / np.asarray(ref_ms)
-            if median_rel_ci(ratios) <= config.target_rel_ci or time.perf_counter() > deadline:
+            if (
+                median_rel_ci(ratios) <= config.target_rel_ci
+                or (thresholds and clear_of(*median_ci(ratios), thresholds))
+                or time.perf_counter() > deadline
+            ):
                 break
     wall = time.perf_counter() - start
     ratios = np.asarray(other_ms) / np.asarray(ref_ms)
@@ -305,6 +326,21 @@ def rounds_settled(medians: Sequence[float], rounds: int, target_rel_ci: float) 
         return False
     v = sorted(medians)
     return v[m] > 0 and (v[m] - v[m - u]) / v[m] <= target_rel_ci
+
+
+def rounds_decided(values: Sequence[float], rounds: int, thresholds: Sequence[float]) -> bool:
+    """Whether the rounds still to run cannot move the median round (the lower middle, as
+    in :func:`rounds_settled`) across any of ``thresholds``: the interval ``[v[m - u],
+    v[m]]`` it may still take holds none of them. For 3 rounds: the first two fall on the
+    same side of every threshold."""
+    k, u = len(values), rounds - len(values)
+    if u <= 0:
+        return True
+    m = (rounds - 1) // 2
+    if m - u < 0 or m >= k:
+        return False
+    v = sorted(values)
+    return clear_of(v[m - u], v[m], thresholds)
 
 
 def _settled(timings: list[Timing], rounds: int, config: TimingConfig) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..profiler import BackendBase, TimingConfig, rounds_settled
+from ..profiler import BackendBase, TimingConfig, rounds_decided, rounds_settled
 from ._calibrate import MODEL_TIMING
 from ._problem import PruneResult
 
@@ -32,6 +32,7 @@ def measure_beside(
     backend: BackendBase,
     rounds: int = MEASURE_ROUNDS,
     timing: TimingConfig = MODEL_TIMING,
+    thresholds: Sequence[float] = (),
 ) -> tuple[float, float]:
     """``(original_ms, model_ms)`` with ``model_ms = original_ms · ratio``.
 
@@ -41,13 +42,20 @@ def measure_beside(
     ``original_ms`` is the median of the original's rounds. A bad round (a runner built
     unluckily) is outvoted. Rounds stop early once the rest cannot move the median round's
     ratio by more than ``timing.target_rel_ci`` (:func:`~ttmpd.profiler.rounds_settled`;
-    for 3 rounds: the first two agree)."""
+    for 3 rounds: the first two agree). With ``thresholds`` (ratios a caller decides on,
+    such as a budget's edges), a round also stops sampling once its ratio's CI holds none
+    of them, and rounds stop once the rest cannot move the median round across one
+    (:func:`~ttmpd.profiler.rounds_decided`; for 3 rounds: the first two fall on the same
+    side of each): a clear decision needs fewer samples than a 1% figure."""
     if rounds < 1:
         raise InputError(f"rounds must be >= 1, got {rounds}")
     pairs = []
     while len(pairs) < rounds:
-        pairs.append(backend.measure_paired(original, model, example_input, timing))
-        if rounds_settled([p.ratio for p in pairs], rounds, timing.target_rel_ci):
+        pairs.append(backend.measure_paired(original, model, example_input, timing, thresholds))
+        ratios = [p.ratio for p in pairs]
+        if rounds_settled(ratios, rounds, timing.target_rel_ci) or (
+            thresholds and rounds_decided(ratios, rounds, thresholds)
+        ):
             break
     original_ms = float(np.median([p.reference.median_ms for p in pairs]))
     return original_ms, original_ms * float(np.median([p.ratio for p in pairs]))
@@ -68,15 +76,17 @@ class CheckedPrune:
 
 def checked_prune(
     search: Callable[[float], PruneResult],
-    measure: Callable[[nn.Module], tuple[float, float]],
+    measure: Callable[..., tuple[float, float]],
     budget: float,
     search_budget: float,
     checks: int,
 ) -> CheckedPrune:
     """Search (``search(fraction)``, fraction of the predicted original) starting at
     ``search_budget``. With ``checks > 0``, measure each result beside the original
-    (``measure(model) -> (original_ms, model_ms)``); while its measured fraction of the
-    original lands outside ``[1 − BUDGET_UNDER, 1 + BUDGET_OVER] · budget``, search again (at
+    (``measure(model, thresholds=(lo, hi)) -> (original_ms, model_ms)``, e.g.
+    :func:`measure_beside`, which may stop as soon as the fraction is clearly inside or
+    outside ``[lo, hi] = [1 − BUDGET_UNDER, 1 + BUDGET_OVER] · budget``); while its measured
+    fraction of the original lands outside that band, search again (at
     most ``checks`` times) with the search budget expected to measure
     ``(1 − BUDGET_AIM) · budget`` (:func:`next_search_budget`).
     Kept: the slowest attempt within ``(1 + BUDGET_OVER) · budget`` (it pruned least), else
@@ -97,7 +107,8 @@ def checked_prune(
         if not checks:
             attempts.append(attempt | {"measured_fraction": float("nan")})
             break
-        original_ms, measured_ms = measure(results[-1].model)
+        band = (budget * (1 - BUDGET_UNDER), budget * (1 + BUDGET_OVER))
+        original_ms, measured_ms = measure(results[-1].model, thresholds=band)
         attempts.append(attempt | {"measured_ms": measured_ms, "original_ms": original_ms,
                                    "measured_fraction": measured_ms / original_ms})  # fmt: skip
         ratio = attempts[-1]["measured_fraction"] / budget

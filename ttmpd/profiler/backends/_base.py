@@ -84,6 +84,7 @@ class Backend(Protocol):
         model: nn.Module,
         example_input: torch.Tensor,
         timing: TimingConfig | None = None,
+        thresholds: Sequence[float] = (),
     ) -> PairedTiming: ...
 
 
@@ -201,18 +202,20 @@ class BackendBase:
         model: nn.Module,
         example_input: torch.Tensor | tuple[torch.Tensor, ...],
         timing: TimingConfig | None = None,
+        thresholds: Sequence[float] = (),
     ) -> PairedTiming:
         """``model`` against ``reference`` end to end, sample by sample in alternation
         (:func:`~ttmpd.profiler._timing.measure_paired`): ``ratio`` is the median of
-        ``model / reference`` over pairs. A backend that computes its model latencies (it
-        overrides :meth:`measure_model`) gives the ratio of two such figures."""
+        ``model / reference`` over pairs; sampling may stop early once its CI holds none of
+        ``thresholds`` (ratios). A backend that computes its model latencies (it overrides
+        :meth:`measure_model`) gives the ratio of two such figures."""
         if type(self).measure_model is not BackendBase.measure_model:
             ref, other = (self.measure_model(m, example_input, timing) for m in (reference, model))
             return PairedTiming(ref, other, other.median_ms / ref.median_ms, 0.0)
         self.require_available()
         inputs = example_input if isinstance(example_input, tuple) else (example_input,)
         runners = [self._runner(m.eval(), tuple(inputs)) for m in (reference, model)]
-        return measure_paired(*runners, timing)
+        return measure_paired(*runners, timing, thresholds)
 
 
 BACKENDS: Registry[type[BackendBase]] = Registry("backend")
