@@ -238,6 +238,9 @@ if coverage.exists():
 BASELINE_RUNS = {
     "ttmpd_vs_baselines_heldout": "Shipped ResNet-20",
     "ttmpd_vs_baselines_heldout_torchcpu": "Shipped ResNet-20 (torch-cpu, rerun)",
+    "ttmpd_vs_baselines_heldout_torchcpu2": (
+        "Shipped ResNet-20 (torch-cpu, second rerun: the check measures to a decision)"
+    ),
     "ttmpd_vs_baselines_vit_heldout": "Shipped ViT (`vit_mnist`)",
 }
 for stem, model in BASELINE_RUNS.items():
