@@ -234,10 +234,10 @@ def measure_paired(
     Sampling stops when the CI of ``median(r)`` is within ``±target_rel_ci`` or contains
     none of ``thresholds`` (a decision such as "ratio ≤ 0.51" is then made at ~95%
     confidence; at least ``min_samples`` pairs), or at ``max_samples`` pairs or after
-    ``max_seconds``. The two
-    samples of a pair lie a few ``pair_sample_ms`` apart, so a host slowdown lasting longer
-    than that scales both and cancels in ``r_i``; timing each runner in its own block
-    (:func:`measure`) lets it skew the ratio by as much as it slows the host.
+    ``max_seconds``. The two samples of a pair lie a few ``pair_sample_ms`` apart, so a
+    host slowdown lasting longer than that scales both and cancels in ``r_i``; timing each
+    runner in its own block (:func:`measure`) lets it skew the ratio by as much as it
+    slows the host.
     """
     config = config or TimingConfig()
     start = time.perf_counter()
