@@ -18,6 +18,10 @@ Two model sets, batch 1, 1 thread:
   measured pruned, after the weight streaming cost was designed on the second set (whose
   models are therefore no longer blind for it), at 32 px: RegNetY-400MF, MNASNet 1.0 and
   ResNet-50 (only their unpruned unit coverage at 224 px had been run, ``coverage.py``).
+* **fourth held-out set** (``--set held-out-4``): chosen on 2026-12-03 before any was
+  measured, after the fitted streaming scale (``memory_pricing="fit"``) was written on what
+  the third set showed, at 32 px: RegNetX-800MF (28 MB of weights), ResNet-34 (85 MB) and
+  ShuffleNetV2 x1.5 (14 MB), all beyond the host's probed cache capacity.
 * **transformers** (``--set transformers``, also held out: nothing was tuned on them): the
   zoo's MNIST ViT (shipped checkpoint, 28x28), timm ViT-Tiny and DeiT-Tiny at 224 px, and a
   2-layer BERT encoder (``hf:bert``, hidden 256, 4 heads, MLP 1024) at 64 and 128 tokens.
@@ -51,8 +55,8 @@ For each CPU backend and model:
        --sample-fraction 0.25`` measures, a quarter of each unit's grid spread evenly;
        and, where the table's device rules hold a weight streaming cost, the fit that prices
        it where the calibration's leave-one-out error says it helps,
-       ``memory_pricing="auto"``; ``streaming_priced`` in ``*_info.csv`` says whether the
-       default fit priced it);
+       ``memory_pricing="auto"``, and the fit that scales it, ``memory_pricing="fit"``
+       (its scale is ``streaming_fit_scale`` in ``*_info.csv``));
 5. report share within ±10% / ±5%, MAPE, median |error|, Spearman of each against the
    measured latency, and the same for pass 2 against pass 1 (the noise floor) and for the
    variants measured again in a process that did nothing else first (the between-process
@@ -152,6 +156,10 @@ HELD_OUT_3 = {
     f"{arch}@32": (f"torchvision:{arch}", (1, 3, 32, 32))
     for arch in ("regnet_y_400mf", "mnasnet1_0", "resnet50")
 }
+HELD_OUT_4 = {
+    f"{arch}@32": (f"torchvision:{arch}", (1, 3, 32, 32))
+    for arch in ("regnet_x_800mf", "resnet34", "shufflenet_v2_x1_5")
+}
 BERT = "hf:bert?num_hidden_layers=2,hidden_size=256,num_attention_heads=4,intermediate_size=1024"
 #: rank-2 shapes are (batch, tokens) of token ids
 TRANSFORMERS = {
@@ -161,12 +169,13 @@ TRANSFORMERS = {
     "bert2@64": (BERT, (1, 64)),
     "bert2@128": (BERT, (1, 128)),
 }
-MODELS = {**TUNED, **HELD_OUT, **HELD_OUT_2, **HELD_OUT_3, **TRANSFORMERS}
+MODELS = {**TUNED, **HELD_OUT, **HELD_OUT_2, **HELD_OUT_3, **HELD_OUT_4, **TRANSFORMERS}
 SETS = {
     "tuned": list(TUNED),
     "held-out": list(HELD_OUT),
     "held-out-2": list(HELD_OUT_2),
     "held-out-3": list(HELD_OUT_3),
+    "held-out-4": list(HELD_OUT_4),
     "transformers": list(TRANSFORMERS),
     "all": list(MODELS),
 }
@@ -321,6 +330,8 @@ def run_pair(
     # (the default for the held-out-3 run of 2026-12-02; off by default since)
     streams = rules is not None and rules.streaming is not None and rules.streaming.streams
     streamed = ttmpd(table, memory_pricing="auto")[1] if streams else None
+    # weight streaming scaled by the calibration (memory_pricing="fit", 2026-12-03)
+    scaled, scaled_fit = ttmpd(table, memory_pricing="fit")[1:] if streams else (None, None)
     random_rows = table.frame.sample(frac=0.25, random_state=seed)
     _, random_cal, _ = ttmpd(LatencyTable(random_rows, table.meta))
     # what `ttmpd profile --sample-fraction 0.25` measures: a quarter of each unit's grid
@@ -338,6 +349,7 @@ def run_pair(
         **({"(c) ttmpd, reorders unpriced": unpriced} if unpriced is not None else {}),
         **({"(c) ttmpd, reorders per unit": per_unit} if per_unit is not None else {}),
         **({"(c) ttmpd, streaming auto": streamed} if streamed is not None else {}),
+        **({"(c) ttmpd, streaming fitted": scaled} if scaled is not None else {}),
         "(c) ttmpd, random 25% of rows": random_cal,
         "(c) ttmpd, sparse grid 25%": sparse_cal,
     }
@@ -366,6 +378,8 @@ def run_pair(
         "calibration_loo_median_pct": float(np.median(loo)),
         # whether the calibration kept weight streaming (memory_pricing="auto")
         "streaming_priced": bool(fitted.memory_priced_),
+        # the scale memory_pricing="fit" chose (0: unpriced), NaN without a streaming rule
+        "streaming_fit_scale": scaled_fit.memory_scale_ if scaled_fit else float("nan"),
         "calibration_loo_worst_pct": float(loo.max()),
         "test_worst_pct": float(100 * np.max(np.abs(calibrated / truth - 1))),
         "load_1min": load_1min,

@@ -113,9 +113,13 @@ def test_fit_accepts_five_rows_and_a_frame_carrying_its_latency():
     assert LatencyPredictor("ridge").fit(carried).predict(FRAME).tolist() == LATENCY.tolist()
 
 
-@pytest.mark.parametrize("name", ["blocked_layout", "native_conv_slope", "memory_pricing"])
-def test_switches_take_auto_or_a_bool_the_table_supports(name):
-    with pytest.raises(InputError, match=f"^{name} must be 'auto', True or False, got 'yes'$"):
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [("blocked_layout", "'auto'"), ("native_conv_slope", "'auto'"),
+     ("memory_pricing", "'auto', 'fit'")],
+)  # fmt: skip
+def test_switches_take_auto_or_a_bool_the_table_supports(name, words):
+    with pytest.raises(InputError, match=f"^{name} must be {words}, True or False, got 'yes'$"):
         LatencyPredictor("ridge", **{name: "yes"}).fit(FRAME, LATENCY)
     message = (
         rf"^{name}=True, but the table's device rules hold no such rule "

@@ -127,3 +127,62 @@ def test_resuming_a_table_from_before_the_probe_adds_its_streaming_rule(tmp_path
     profile_model(chain, x, get_backend("fake"), path, grid=grid, resume=True, progress=False)
     rules = LatencyTable.load(path).meta.device_rules
     assert rules.streaming is not None and rules.streaming.streams
+
+
+def half_rate(device, monkeypatch, shapes):
+    """Models measured on a device whose streaming costs half the probed rate: the
+    cache-free latency plus half of what the cache adds (the probe over-prices by 2x)."""
+    models, cached = measured(device, shapes)
+    monkeypatch.setenv("TTMPD_FAKE_CACHE_KIB", "0")
+    _, free = measured(device, shapes)
+    monkeypatch.setenv("TTMPD_FAKE_CACHE_KIB", CACHE_KIB)
+    return models, [f + 0.5 * (c - f) for c, f in zip(cached, free, strict=True)]
+
+
+def test_fit_scales_a_probed_streaming_rate_that_over_prices(cache_device, cache_lut, monkeypatch):
+    table, _ = cache_lut
+    cal, y = half_rate(cache_device, monkeypatch, CALIBRATION)
+    held, truth = half_rate(cache_device, monkeypatch, HELD_OUT)
+
+    def errors(predictor):
+        predicted = [predictor.predict_model(m, x).total_ms for m, x in held]
+        return np.abs(np.array(predicted) / np.array(truth) - 1)
+
+    fit = LatencyPredictor(memory_pricing="fit").fit(table).fit_calibration(cal, y)
+    on = LatencyPredictor(memory_pricing=True).fit(table).fit_calibration(cal, y)
+    assert fit.memory_priced_ and fit.memory_scale_ == pytest.approx(0.5, abs=0.15)
+    assert on.memory_scale_ == 1.0
+    assert errors(fit).max() < 0.03
+    assert errors(on).max() > 2 * errors(fit).max()
+    assert fit.calibration_loo_worst < on.calibration_loo_worst
+    # the fitted scale prices each unit's share
+    frame = PruneSavings(fit, held[-1][0], held[-1][1])._base_frame
+    assert on.memory_delta_ms(frame).sum() > 0
+    assert fit.memory_delta_ms(frame) == pytest.approx(
+        fit.memory_scale_ * on.memory_delta_ms(frame)
+    )
+
+
+def test_fit_leaves_streaming_unpriced_where_models_fit_the_cache(cache_device, cache_lut):
+    table, _ = cache_lut
+    cal, y = measured(cache_device, [(64, 2), (72, 3), (80, 2), (96, 3), (88, 2)])
+    fit = LatencyPredictor(memory_pricing="fit").fit(table).fit_calibration(cal, y)
+    assert not fit.memory_priced_ and fit.memory_scale_ == 0.0
+    few = LatencyPredictor(memory_pricing="fit").fit(table)
+    few.fit_calibration(*measured(cache_device, CALIBRATION[:3]))
+    assert not few.memory_priced_  # too few models to choose a scale
+
+
+def test_a_saved_fitted_scale_is_kept(cache_device, cache_lut, tmp_path, monkeypatch):
+    table, lut = cache_lut
+    cal, y = half_rate(cache_device, monkeypatch, CALIBRATION)
+    p = LatencyPredictor(memory_pricing="fit").fit(table).fit_calibration(cal, y)
+    loaded, _ = load_predictor(save_predictor(p, tmp_path / "p.json", table, str(lut)))
+    assert loaded.memory_scale_ == p.memory_scale_ != 1.0
+    m, x = streaming_chain(184, 12), torch.randn(1, 184, 1, 1)
+    assert loaded.predict_model(m, x).total_ms == pytest.approx(p.predict_model(m, x).total_ms)
+
+
+def test_memory_pricing_rejects_other_words(cache_lut):
+    with pytest.raises(InputError, match="'auto', 'fit', True or False"):
+        LatencyPredictor(memory_pricing="fitted").fit(cache_lut[0])

@@ -45,8 +45,9 @@ Model level
     writes the blocked layout). With a probed weight streaming cost (``memory_pricing``),
     each unit also counts ``Δm_i``, what its weights cost when the model's weights exceed
     the device's caches (:meth:`LatencyPredictor.memory_delta_ms`); ``"auto"`` keeps it
-    where the calibration's leave-one-out error says it helps. Off by default: on three
-    held-out models it made predictions worse (docs/design/measurement.md). The calibration
+    where the calibration's leave-one-out error says it helps; ``"fit"`` lets the
+    calibration scale it (``memory_scale_``). Off by default: on three held-out models the
+    probed rate made predictions worse (docs/design/measurement.md). The calibration
     absorbs what isolated units miss or over-count: framework dispatch per op, per-call
     overhead that every isolated unit pays once, layout conversions, cache effects.
 """
@@ -285,6 +286,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.call_overhead_ms_ = 0.0  # the identity calibration is the plain unit sum
         self.reorders_priced_ = False  # likewise: reorders count once calibrated
         self.memory_priced_ = False  # and weight streaming
+        self.memory_scale_ = 1.0
         return self
 
     def fit_from_state(self, estimator, table: LatencyTable) -> LatencyPredictor:
@@ -307,6 +309,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.call_overhead_ms_ = 0.0
         self.reorders_priced_ = False
         self.memory_priced_ = False
+        self.memory_scale_ = 1.0
         return self
 
     def _call_overhead(self, latency_ms: np.ndarray) -> float:
@@ -322,12 +325,13 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         blocked = rules.blocked if rules is not None else None
         native = rules.native if rules is not None else None
 
-        def switch(name: str, found: bool) -> bool:
+        def switch(name: str, found: bool, also: tuple[str, ...] = ()) -> bool:
             value = getattr(self, name)
-            if value == "auto":
+            if value == "auto" or (isinstance(value, str) and value in also):
                 return found
             if not isinstance(value, bool):
-                raise InputError(f"{name} must be 'auto', True or False, got {value!r}")
+                options = ", ".join(repr(v) for v in ("auto", *also))
+                raise InputError(f"{name} must be {options}, True or False, got {value!r}")
             if value and not found:
                 raise InputError(
                     f"{name}=True, but the table's device rules hold no such rule "
@@ -343,7 +347,9 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
             self.blocked_layout_ and blocked is not None and blocked.prices_reorders,
         )
         streaming = rules.streaming if rules is not None else None
-        self.memory_pricing_ = switch("memory_pricing", streaming is not None and streaming.streams)
+        self.memory_pricing_ = switch(
+            "memory_pricing", streaming is not None and streaming.streams, also=("fit",)
+        )
         self.threads_ = int(meta.fingerprint.threads) if meta else 1
 
     def _blocked_rule(self):
@@ -379,8 +385,9 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self, X, n_models: int = 1, footprint_bytes: float | None = None
     ) -> np.ndarray:
         """Each unit's weight streaming inside a whole model (ms), once a calibration priced
-        it (``memory_priced_``), zeros otherwise: ``s_class · w_i · (1 − C/F)⁺`` with the
-        device's probed capacity ``C`` and rates ``s``
+        it (``memory_priced_``), zeros otherwise: ``k · s_class · w_i · (1 − C/F)⁺`` with
+        ``k`` the calibration's scale (``memory_scale_``: 1 unless ``memory_pricing="fit"``),
+        the device's probed capacity ``C`` and rates ``s``
         (:class:`~ttmpd.profiler._streaming.WeightStreamingRule`), ``w_i`` the unit's weight
         bytes (:func:`~ttmpd.lut._features.weight_bytes`) and ``F`` its model's: the sum over
         each of the ``n_models`` models stacked in ``X`` (the same number of units each), or
@@ -397,7 +404,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         else:
             footprint = np.full(len(frame), float(footprint_bytes))
         blocked = blocked_layout_mask(frame, self._blocked_rule())
-        return self.rules_.streaming.extra_ms(w, footprint, blocked)
+        return self.memory_scale_ * self.rules_.streaming.extra_ms(w, footprint, blocked)
 
     def _features(self, frame: pd.DataFrame) -> np.ndarray:
         return unit_features(frame, self.rules_ if self.blocked_layout_ else None)
@@ -566,7 +573,10 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         ``memory_pricing=True`` always counted where the table's device rules hold a
         streaming cost; with ``"auto"`` the calibration is fitted with and without it and
         keeps the one whose worst leave-one-out error is smaller (without it below 4
-        models); ``memory_priced_`` says which.
+        models); ``memory_priced_`` says which. With ``"fit"`` each ``Δm_i`` is scaled by
+        ``k`` (``memory_scale_``), chosen on the grid ``0, 0.1, …, 2`` (:data:`MEMORY_SCALES`)
+        for the smallest relative residuals of the fit (``k = 0``: unpriced; below 4 models
+        unpriced); its leave-one-out errors choose ``k`` again without the model left out.
         """
         self._check_fitted()
         if len(models) != len(measured_ms) or not models:
@@ -579,6 +589,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         extracted = [extract_units(model, x, self.fusion_).units for model, x in models]
         options = [False, True] if self.memory_pricing_ else [False]
         fits = []
+        self.memory_scale_ = 1.0
         for memory in options:
             self.memory_priced_ = memory
             A = np.asarray([self._calibration_row(units) for units in extracted], dtype=float)
@@ -587,6 +598,12 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         if len(fits) == 2 and self.memory_pricing == "auto":
             worst = lambda fit: np.max(np.abs(fit[1]))  # noqa: E731
             A, loo, memory = min(fits, key=worst) if len(fits[0][1]) else fits[0]
+        if len(fits) == 2 and self.memory_pricing == "fit":
+            A0, A1 = fits[0][0], fits[1][0]
+            scale = _memory_scale(A0, A1, y) if len(y) >= LOO_MIN_MODELS else 0.0
+            A, memory = A0 + scale * (A1 - A0), scale > 0
+            loo = _leave_one_out_scaled(A0, A1, y)
+            self.memory_scale_ = scale
         self.memory_priced_ = memory
         coef = _solve_calibration(A, y)
         self.calibration_ = (float(coef[0]), float(coef[2]), float(coef[3]))
@@ -653,6 +670,38 @@ def _solve_calibration(A: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 #: fewest measured models for a leave-one-out estimate of the calibration's error
 LOO_MIN_MODELS = 4
+
+#: the scales of the probed weight streaming cost a ``memory_pricing="fit"`` calibration
+#: chooses from (0: unpriced; 1: the probed rate)
+MEMORY_SCALES = np.round(np.arange(0.0, 2.05, 0.1), 2)
+
+
+def _relative_residual(A: np.ndarray, y: np.ndarray) -> float:
+    """``Σ_i (total_i / y_i − 1)²`` of the calibration fitted to rows ``A``."""
+    return float(np.sum((A @ _solve_calibration(A, y) / y - 1) ** 2))
+
+
+def _memory_scale(A0: np.ndarray, A1: np.ndarray, y: np.ndarray) -> float:
+    """The scale ``k`` of :data:`MEMORY_SCALES` whose rows ``A0 + k·(A1 − A0)`` (calibration
+    rows without and with the probed weight streaming) fit ``y`` with the smallest relative
+    residuals; the smallest such ``k`` on ties."""
+    residuals = [_relative_residual(A0 + k * (A1 - A0), y) for k in MEMORY_SCALES]
+    return float(MEMORY_SCALES[int(np.argmin(np.round(residuals, 12)))])
+
+
+def _leave_one_out_scaled(A0: np.ndarray, A1: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """:func:`_leave_one_out` of a ``memory_pricing="fit"`` calibration: each left-out
+    model predicted with the scale (:func:`_memory_scale`) and coefficients chosen on the
+    others. Shape ``(n_models,)``, empty below :data:`LOO_MIN_MODELS` models."""
+    if len(y) < LOO_MIN_MODELS:
+        return np.zeros(0)
+    errors = np.empty(len(y))
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        k = _memory_scale(A0[keep], A1[keep], y[keep])
+        A = A0 + k * (A1 - A0)
+        errors[i] = float(A[i] @ _solve_calibration(A[keep], y[keep])) / y[i] - 1
+    return errors
 
 
 def _leave_one_out(A: np.ndarray, y: np.ndarray) -> np.ndarray:
