@@ -55,8 +55,9 @@ For each CPU backend and model:
        --sample-fraction 0.25`` measures, a quarter of each unit's grid spread evenly;
        and, where the table's device rules hold a weight streaming cost, the fit that prices
        it where the calibration's leave-one-out error says it helps,
-       ``memory_pricing="auto"``, and the fit that scales it, ``memory_pricing="fit"``
-       (its scale is ``streaming_fit_scale`` in ``*_info.csv``));
+       ``memory_pricing="auto"``, and the fit without it; (c) itself scales it
+       (``memory_pricing="fit"``, the default since 2026-12-03; its scale is
+       ``streaming_fit_scale`` in ``*_info.csv``));
 5. report share within ±10% / ±5%, MAPE, median |error|, Spearman of each against the
    measured latency, and the same for pass 2 against pass 1 (the noise floor) and for the
    variants measured again in a process that did nothing else first (the between-process
@@ -330,8 +331,8 @@ def run_pair(
     # (the default for the held-out-3 run of 2026-12-02; off by default since)
     streams = rules is not None and rules.streaming is not None and rules.streaming.streams
     streamed = ttmpd(table, memory_pricing="auto")[1] if streams else None
-    # weight streaming scaled by the calibration (memory_pricing="fit", 2026-12-03)
-    scaled, scaled_fit = ttmpd(table, memory_pricing="fit")[1:] if streams else (None, None)
+    # weight streaming left out (the default from 2026-12-02 until the fitted scale)
+    unstreamed = ttmpd(table, memory_pricing=False)[1] if streams else None
     random_rows = table.frame.sample(frac=0.25, random_state=seed)
     _, random_cal, _ = ttmpd(LatencyTable(random_rows, table.meta))
     # what `ttmpd profile --sample-fraction 0.25` measures: a quarter of each unit's grid
@@ -349,7 +350,7 @@ def run_pair(
         **({"(c) ttmpd, reorders unpriced": unpriced} if unpriced is not None else {}),
         **({"(c) ttmpd, reorders per unit": per_unit} if per_unit is not None else {}),
         **({"(c) ttmpd, streaming auto": streamed} if streamed is not None else {}),
-        **({"(c) ttmpd, streaming fitted": scaled} if scaled is not None else {}),
+        **({"(c) ttmpd, streaming unpriced": unstreamed} if unstreamed is not None else {}),
         "(c) ttmpd, random 25% of rows": random_cal,
         "(c) ttmpd, sparse grid 25%": sparse_cal,
     }
@@ -376,10 +377,10 @@ def run_pair(
         "timing": timing,
         # what the user sees before trusting the calibration, beside what it then missed
         "calibration_loo_median_pct": float(np.median(loo)),
-        # whether the calibration kept weight streaming (memory_pricing="auto")
+        # whether the default calibration priced weight streaming, and at what scale of the
+        # probed rate (memory_pricing="fit"; NaN without a streaming rule)
         "streaming_priced": bool(fitted.memory_priced_),
-        # the scale memory_pricing="fit" chose (0: unpriced), NaN without a streaming rule
-        "streaming_fit_scale": scaled_fit.memory_scale_ if scaled_fit else float("nan"),
+        "streaming_fit_scale": fitted.memory_scale_ if streams else float("nan"),
         "calibration_loo_worst_pct": float(loo.max()),
         "test_worst_pct": float(100 * np.max(np.abs(calibrated / truth - 1))),
         "load_1min": load_1min,

@@ -45,9 +45,10 @@ Model level
     writes the blocked layout). With a probed weight streaming cost (``memory_pricing``),
     each unit also counts ``Δm_i``, what its weights cost when the model's weights exceed
     the device's caches (:meth:`LatencyPredictor.memory_delta_ms`); ``"auto"`` keeps it
-    where the calibration's leave-one-out error says it helps; ``"fit"`` lets the
-    calibration scale it (``memory_scale_``). Off by default: on three held-out models the
-    probed rate made predictions worse (docs/design/measurement.md). The calibration
+    where the calibration's leave-one-out error says it helps; ``"fit"`` (the default) lets
+    the calibration scale it (``memory_scale_``, 0 leaves it out). The probed rate alone
+    made three held-out models worse; the fitted scale made a fourth set better
+    (docs/design/measurement.md). The calibration
     absorbs what isolated units miss or over-count: framework dispatch per op, per-call
     overhead that every isolated unit pays once, layout conversions, cache effects.
 """
@@ -239,7 +240,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         native_conv_slope: bool | str = "auto",
         reorder_pricing: bool | str = "auto",
         reorder_graph: bool = True,
-        memory_pricing: bool | str = False,
+        memory_pricing: bool | str = "fit",
     ):
         self.regressor = regressor
         self.memory_pricing = memory_pricing
