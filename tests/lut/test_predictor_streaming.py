@@ -155,6 +155,10 @@ def test_fit_scales_a_probed_streaming_rate_that_over_prices(cache_device, cache
     assert errors(fit).max() < 0.03
     assert errors(on).max() > 2 * errors(fit).max()
     assert fit.calibration_loo_worst < on.calibration_loo_worst
+    line = fit.describe_calibration()
+    assert f", weight streaming at {fit.memory_scale_:.1f}x the probed rate; " in line
+    off = LatencyPredictor(memory_pricing=False).fit(table).fit_calibration(cal, y)
+    assert "weight streaming" not in off.describe_calibration()
     # the fitted scale prices each unit's share
     frame = PruneSavings(fit, held[-1][0], held[-1][1])._base_frame
     assert on.memory_delta_ms(frame).sum() > 0

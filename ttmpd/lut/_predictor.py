@@ -628,7 +628,8 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         return float(np.max(np.abs(self.calibration_loo_), initial=0.0))
 
     def describe_calibration(self) -> str:
-        """One line: what the whole-model totals are and, once calibrated, the calibration's
+        """One line: what the whole-model totals are and, once calibrated, the weight
+        streaming scale where one is priced (``memory_scale_``) and the calibration's
         leave-one-out error (``calibration_loo_``) as its median and worst absolute value."""
         self._check_fitted()
         n = self.calibration_models_
@@ -637,6 +638,8 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         if not n:
             return "UNCALIBRATED plain unit sum"
         line = f"calibrated on {n} measured model{'s' if n > 1 else ''}"
+        if self.memory_priced_:
+            line += f", weight streaming at {self.memory_scale_:.1f}x the probed rate"
         loo = 100 * np.abs(self.calibration_loo_)
         if not len(loo):
             return f"{line} (too few for a leave-one-out error: {LOO_MIN_MODELS} or more)"
