@@ -111,3 +111,39 @@ def test_lut_check_says_when_the_device_is_too_unsteady_to_tell(tmp_path, capsys
     out = json.loads(capsys.readouterr().out)
     assert out["verdict"] == "unsteady" and out["noise"] >= 0.4 and out["bound"] >= 0.8
     assert "idle" in out["advice"]
+
+
+def test_lut_fit_weight_streaming_choices(tmp_path, capsys, monkeypatch):
+    """``--weight-streaming`` reaches the predictor: on a table without a probed streaming
+    cost, ``on`` is refused in one line (exit 2, nothing written) and ``fit``/``off`` price
+    nothing; on a device with caches, ``fit`` prices the term at the calibration's scale."""
+    lut, _ = _fake_lut_and_factory(tmp_path)
+    out = tmp_path / "p.json"
+    base = ["lut", "fit", str(lut), "--out", str(out), "--json"]
+    assert main([*base, "--weight-streaming", "on"]) == 2
+    assert "memory_pricing=True" in capsys.readouterr().err and not out.exists()
+    for word in ("fit", "off"):
+        assert main([*base, "--weight-streaming", word]) == 0
+        fit = json.loads(capsys.readouterr().out)
+        assert fit["weight_streaming"] == word and fit["weight_streaming_scale"] == 0.0
+        assert json.loads(out.read_text())["params"]["memory_pricing"] == {"fit": "fit"}.get(
+            word, False
+        )
+    monkeypatch.setenv("TTMPD_FAKE_CACHE_KIB", "4096")
+    from ttmpd.profiler._streaming import streaming_chain
+
+    cached = tmp_path / "cached.parquet"
+    profile_model(streaming_chain(256, 2), torch.randn(1, 256, 1, 1), get_backend("fake"),
+                  cached, grid=GridConfig(channel_step=16), progress=False)  # fmt: skip
+    shapes = [(128, 8), (160, 16), (192, 24), (224, 32), (256, 24), (256, 40)]
+    factory = tmp_path / "chains.py"
+    factory.write_text(
+        "from ttmpd.profiler._streaming import streaming_chain\n"
+        + "".join(f"\ndef c{c}_{k}():\n    return streaming_chain({c}, {k})\n" for c, k in shapes)
+    )
+    calibrate = []
+    for c, k in shapes:
+        calibrate += ["--calibrate", f"{factory}:c{c}_{k}@1,{c},1,1"]
+    assert main(["lut", "fit", str(cached), "--out", str(out), "--json", *calibrate]) == 0
+    fit = json.loads(capsys.readouterr().out)
+    assert fit["weight_streaming"] == "fit" and 0.5 <= fit["weight_streaming_scale"] <= 1.5

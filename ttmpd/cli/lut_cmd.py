@@ -6,6 +6,9 @@ import argparse
 
 from ._common import print_json
 
+#: ``--weight-streaming`` words and the ``LatencyPredictor(memory_pricing=...)`` each means
+WEIGHT_STREAMING = {"fit": "fit", "auto": "auto", "on": True, "off": False}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lut", help="show, validate or merge latency tables")
@@ -47,6 +50,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--out", required=True, help="predictor file (.json)")
     fit.add_argument("--regressor", default="blend", help="blend | gbr | hgb | rf | extra | ridge")
     fit.add_argument("--cv", action="store_true", help="cross-validate all regressors first")
+    fit.add_argument(
+        "--weight-streaming",
+        choices=list(WEIGHT_STREAMING),
+        default="fit",
+        help="price weights that outgrow the device's caches in whole models: the "
+        "calibration scales the probed rate (fit, default), keeps it where the leave-one-out "
+        "error says it helps (auto), always (on) or never (off)",
+    )
     fit.add_argument(
         "--calibrate",
         action="append",
@@ -217,7 +228,9 @@ def _fit(args: argparse.Namespace) -> int:
     check_writable(args.out)  # before cross-validating and calibrating
     table = LatencyTable.load(args.path)
     cv = cross_validate_regressors(table) if args.cv else None
-    predictor = LatencyPredictor(regressor=args.regressor).fit(table)
+    memory_pricing = WEIGHT_STREAMING[args.weight_streaming]
+    predictor = LatencyPredictor(regressor=args.regressor, memory_pricing=memory_pricing)
+    predictor.fit(table)
     measured = []
     if args.calibrate_variants is None:
         args.calibrate_variants = 6 if args.model else 0
@@ -247,6 +260,9 @@ def _fit(args: argparse.Namespace) -> int:
         )
         | {"second_slope": predictor.second_slope_},
         "calibration_models": len(measured),
+        "weight_streaming": args.weight_streaming,
+        # the scale of the probed streaming rate the calibration priced (0: not priced)
+        "weight_streaming_scale": predictor.memory_scale_ if predictor.memory_priced_ else 0.0,
         "calibration_loo_pct": [100 * float(v) for v in predictor.calibration_loo_],
         "cv": None if cv is None else cv.to_dict("records"),
     }
