@@ -309,38 +309,39 @@ def combine_rounds(timings: Sequence[Timing], config: TimingConfig | None = None
     return _summary(pooled, middle.number if len(numbers) > 1 else numbers.pop(), config, wall)
 
 
-def rounds_settled(medians: Sequence[float], rounds: int, target_rel_ci: float) -> bool:
-    """Whether the rounds still to run cannot move the median round by more than
-    ``target_rel_ci`` (relative to it).
-
-    The kept round is the lower middle, rank ``m = (rounds - 1) // 2`` of the sorted
-    medians. With ``k`` of them measured (sorted ``v``) and ``u = rounds - k`` to go,
-    whatever the missing ones are, rank m lies in ``[v[m - u], v[m]]``; once that interval
-    is narrower than the target the rest are skipped. For 3 rounds: the first two agree.
-    """
-    k, u = len(medians), rounds - len(medians)
-    if u <= 0:
-        return True
+def _median_round_range(values: Sequence[float], rounds: int) -> tuple[float, float] | None:
+    """The interval the kept round (the lower middle, rank ``m = (rounds - 1) // 2`` of the
+    sorted values) may still take once every round has run: with ``k`` values measured
+    (sorted ``v``) and ``u = rounds - k`` to go, whatever the missing ones are, rank m lies
+    in ``[v[m - u], v[m]]``. None while the missing rounds could put it anywhere."""
+    k, u = len(values), rounds - len(values)
     m = (rounds - 1) // 2
     if m - u < 0 or m >= k:
-        return False
-    v = sorted(medians)
-    return v[m] > 0 and (v[m] - v[m - u]) / v[m] <= target_rel_ci
+        return None
+    v = sorted(values)
+    return v[m - u], v[m]
+
+
+def rounds_settled(medians: Sequence[float], rounds: int, target_rel_ci: float) -> bool:
+    """Whether the rounds still to run cannot move the median round by more than
+    ``target_rel_ci`` (relative to it): the interval it may still take
+    (:func:`_median_round_range`) is narrower than the target, and the rest are skipped.
+    For 3 rounds: the first two agree.
+    """
+    if len(medians) >= rounds:
+        return True
+    span = _median_round_range(medians, rounds)
+    return span is not None and span[1] > 0 and (span[1] - span[0]) / span[1] <= target_rel_ci
 
 
 def rounds_decided(values: Sequence[float], rounds: int, thresholds: Sequence[float]) -> bool:
-    """Whether the rounds still to run cannot move the median round (the lower middle, as
-    in :func:`rounds_settled`) across any of ``thresholds``: the interval ``[v[m - u],
-    v[m]]`` it may still take holds none of them. For 3 rounds: the first two fall on the
-    same side of every threshold."""
-    k, u = len(values), rounds - len(values)
-    if u <= 0:
+    """Whether the rounds still to run cannot move the median round across any of
+    ``thresholds``: the interval it may still take (:func:`_median_round_range`) holds none
+    of them. For 3 rounds: the first two fall on the same side of every threshold."""
+    if len(values) >= rounds:
         return True
-    m = (rounds - 1) // 2
-    if m - u < 0 or m >= k:
-        return False
-    v = sorted(values)
-    return clear_of(v[m - u], v[m], thresholds)
+    span = _median_round_range(values, rounds)
+    return span is not None and clear_of(*span, thresholds)
 
 
 def _settled(timings: list[Timing], rounds: int, config: TimingConfig) -> bool:
