@@ -37,7 +37,11 @@ For each CPU backend and model:
    (``ttmpd.pruning.random_plan``: overall ratios uniform in 0-80%, per-group ratios random):
    8 calibration variants (`ttmpd.pruning.calibration_variants`, ratios 0.1-0.8) and 40 test
    variants;
-3. measure every calibration and test variant end to end in 3 interleaved passes; the
+3. measure every calibration and test variant end to end in 3 interleaved passes, in a
+   spawned process that profiled nothing (``--measure-in fresh``, the default since
+   2026-12-03, as the README path calibrates: ``ttmpd lut fit`` runs in its own process;
+   ``--measure-in profiling`` measures in the process that built the LUT, as every run
+   before did, which on some models reads 14-23% off a fresh process); the
    median of the 3 is the measured latency, and pass 2 against pass 1 is the noise floor of
    a single measurement. ``--timing paired`` (the default) measures each variant beside the
    unpruned model (``ttmpd.pruning.measure_beside``: samples of the two in alternation, so
@@ -60,7 +64,7 @@ For each CPU backend and model:
        ``streaming_fit_scale`` in ``*_info.csv``));
 5. report share within ±10% / ±5%, MAPE, median |error|, Spearman of each against the
    measured latency, and the same for pass 2 against pass 1 (the noise floor) and for the
-   variants measured again in a process that did nothing else first (the between-process
+   test variants measured again in the other process of step 3 (the between-process
    floor); per pair also
    the ops extraction leaves unpriced and the priced share (the unpruned model's plain LUT
    sum over its measured latency).
@@ -131,6 +135,8 @@ from ttmpd.pruning import (
 
 PASSES = 3
 TIMINGS = ("paired", "blocked")
+#: --measure-in: where the variants are measured (module docstring, step 3)
+PROCESSES = ("fresh", "profiling")
 
 LUTS = Path(__file__).parent / "luts"
 TUNED = {
@@ -241,10 +247,15 @@ def metrics(pred: np.ndarray, measured: np.ndarray) -> dict:
     }
 
 
+def lut_path(backend_name: str, name: str) -> Path:
+    """Where a pair's LUT is kept: ``benchmarks/luts/<model>-<backend>-<kernel ISA>.parquet``."""
+    emulated = kernel_isa().replace("aten=", "").replace(";", "-").replace("=", "")
+    return LUTS / f"{name.replace('@', '-')}-{backend_name}-{emulated}.parquet"
+
+
 def build_lut(backend, name, model, x, grid: GridConfig) -> tuple[LatencyTable, float]:
     LUTS.mkdir(exist_ok=True)
-    emulated = kernel_isa().replace("aten=", "").replace(";", "-").replace("=", "")
-    path = LUTS / f"{name.replace('@', '-')}-{backend.name}-{emulated}.parquet"
+    path = lut_path(backend.name, name)
     reuse = path.exists()
     result = profile_model(
         model, x, backend, path, grid=grid, resume=True, model_name=name,
@@ -280,6 +291,7 @@ def run_pair(
     seed: int,
     grid: GridConfig = GRID,
     timing: str = "paired",
+    process: str = "fresh",
 ):
     spec, shape = MODELS[name]
     torch.set_num_threads(1)
@@ -292,14 +304,26 @@ def run_pair(
     cal_models = calibration_variants(model, x, n_cal, 0, aligned)  # what `ttmpd lut fit` measures
     ratios, test_models = pruned_variants(model, x, groups, n_test, seed)
     start = time.perf_counter()
-    passes = measure_passes(backend, model, cal_models + test_models, x, timing)
+    if process == "fresh":
+        # as the README path measures: `ttmpd lut fit` calibrates in a process that
+        # profiled nothing, and a deployed model runs in one
+        passes = np.asarray(isolated(fresh_passes, backend_name, name, n_test, n_cal, seed,
+                                     timing, str(lut_path(backend_name, name))))  # fmt: skip
+    else:
+        passes = measure_passes(backend, model, cal_models + test_models, x, timing)
     measure_s = time.perf_counter() - start
     load_1min = os.getloadavg()[0]  # how busy the shared machine was while measuring
     measured = np.median(passes, axis=0)
     cal_ms, truth = measured[: len(cal_models)], measured[len(cal_models) :]
     pass1, pass2 = passes[0, len(cal_models) :], passes[1, len(cal_models) :]
-    # the same variants measured in a process that did nothing else first
-    fresh = np.asarray(isolated(fresh_process_ms, backend_name, name, n_test, seed, timing))
+    # the test variants measured again in the other process: the one that profiled, or
+    # one that did nothing else first
+    if process == "fresh":
+        profiling = np.median(measure_passes(backend, model, test_models, x, timing), axis=0)
+        fresh = truth
+    else:
+        fresh = np.asarray(isolated(fresh_process_ms, backend_name, name, n_test, seed, timing))
+        profiling = truth
 
     fusion = backend.fusion
     extracted = [extract_units(m, x, fusion).units for m in test_models]
@@ -359,8 +383,9 @@ def run_pair(
     rows.append({"backend": backend_name, "model": name, "method": "noise floor (pass 2 vs 1)",
                  **metrics(pass2, pass1)})  # fmt: skip
     rows.append({"backend": backend_name, "model": name,
-                 "method": "noise floor (fresh process vs this one)",
-                 **metrics(fresh, truth)})  # fmt: skip
+                 "method": "noise floor (profiling process vs fresh)" if process == "fresh"
+                 else "noise floor (fresh process vs this one)",
+                 **metrics(profiling if process == "fresh" else fresh, truth)})  # fmt: skip
     timed = lambda f: float((f["latency_ms"] * f["samples"]).sum())  # noqa: E731
     info = {
         "device_rules": rules.describe().replace("\n", " | ") if rules else "(none stored)",
@@ -375,6 +400,7 @@ def run_pair(
         "test_ratio_range": f"{ratios.min():.2f}-{ratios.max():.2f}",
         "measure_s": measure_s,
         "timing": timing,
+        "measured_in": process,
         # what the user sees before trusting the calibration, beside what it then missed
         "calibration_loo_median_pct": float(np.median(loo)),
         # whether the default calibration priced weight streaming, and at what scale of the
@@ -394,6 +420,7 @@ def run_pair(
     per_variant = pd.DataFrame({"backend": backend_name, "model": name, "ratio": ratios,
                                 "measured_ms": truth, "pass1_ms": pass1, "pass2_ms": pass2,
                                 "fresh_process_ms": fresh,
+                                "profiling_process_ms": profiling,
                                 **{m: p for m, p in methods.items()}})  # fmt: skip
     return rows, info, table, (model, x, groups), scatter, per_variant
 
@@ -405,6 +432,25 @@ def pruned_variants(model, x, groups, n_test: int, seed: int) -> tuple[np.ndarra
     models = [model if r < 1e-3 else apply_plan(model, x, random_plan(model, x, groups,
               target_ratio=r, seed=i)).eval() for i, r in enumerate(ratios)]  # fmt: skip
     return ratios, models
+
+
+def fresh_passes(
+    backend_name: str, name: str, n_test: int, n_cal: int, seed: int, timing: str, lut: str
+) -> list[list[float]]:
+    """:func:`measure_passes` of a pair's calibration and test variants (in that order),
+    rebuilt in the calling process from the pair's LUT (``lut``: the calibration variants'
+    channel alignment comes from the table, as in :func:`run_pair`); run through
+    :func:`isolated`, a process that profiled nothing, as ``ttmpd lut fit`` calibrates."""
+    spec, shape = MODELS[name]
+    torch.set_num_threads(1)
+    backend = get_backend(backend_name, BackendConfig(threads=1))
+    model = load_model(spec).eval()
+    x = example_input(model, shape, seed)
+    aligned = calibration_round_to(LatencyPredictor().fit(LatencyTable.load(lut)))
+    cal_models = calibration_variants(model, x, n_cal, 0, aligned)
+    _, test_models = pruned_variants(model, x, channel_groups(model, x), n_test, seed)
+    passes = measure_passes(backend, model, cal_models + test_models, x, timing)
+    return [[float(v) for v in row] for row in passes]
 
 
 def fresh_process_ms(
@@ -524,6 +570,13 @@ def main(argv: list[str] | None = None) -> int:
         default="paired",
         help="measure variants beside the original (paired) or each alone (blocked)",
     )
+    parser.add_argument(
+        "--measure-in",
+        choices=PROCESSES,
+        default="fresh",
+        help="measure the calibration and test variants in a fresh process, as `ttmpd lut "
+        "fit` does (default), or in the process that built the LUT (runs before 2026-12-03)",
+    )
     parser.add_argument("--quick", action="store_true", help="resnet56, 12 variants")
     parser.add_argument("--out", type=Path, default=RESULTS / "latency_prediction")
     parser.add_argument(
@@ -547,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         scatter_all = {"ttmpd (c)": [], "LUT sum (b)": [], "FLOPs (a)": [], "measured": []}
         for name in args.models:
             job = (backend_name, name, args.variants, args.calibration, args.seed, grid,
-                   args.timing)  # fmt: skip
+                   args.timing, args.measure_in)  # fmt: skip
             result = load_partial(args.out, job)
             try:
                 if result is None:
@@ -586,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     frame = pd.DataFrame(rows)
     write_results(args.out, frame, variants=args.variants, calibration=args.calibration,
                   grid=grid.__dict__, pairs=infos, model_set=args.set, timing=args.timing,
+                  measured_in=args.measure_in,
                   skipped=skipped)  # fmt: skip
     pd.DataFrame(infos).to_csv(args.out.with_name(args.out.name + "_info.csv"), index=False)
     pd.concat(variant_frames).to_csv(args.out.with_name(args.out.name + "_variants.csv"),

@@ -32,6 +32,7 @@ METHODS = [
     "(c) ttmpd, streaming fitted",  # runs since memory_pricing="fit" (2026-12-03)
     "noise floor (pass 2 vs 1)",
     "noise floor (fresh process vs this one)",  # runs since 2026-12-01
+    "noise floor (profiling process vs fresh)",  # runs measured in a fresh process
 ]
 
 
@@ -132,6 +133,12 @@ for prefix, path in runs:
             "original, times the original's median latency)."
             if meta.get("timing") == "paired"
             else "Each model timed in its own block."
+        )
+        + (
+            " Calibration and test prunes measured in a fresh process that profiled "
+            "nothing, as `ttmpd lut fit` calibrates."
+            if meta.get("measured_in") == "fresh"
+            else ""
         ),
         f"Target: >= 95% within ±10%; ttmpd reached it on {int((within >= 95).sum())} of "
         f"{len(within)} models.",

@@ -395,3 +395,30 @@ def test_an_interrupted_latency_run_resumes_its_finished_pairs(monkeypatch, tmp_
     lp.save_partial(out, job, {"x": 1})
     assert lp.load_partial(out, job) == {"x": 1}
     assert lp.load_partial(out, ("fake", "resnet18", 5, 8, 0, lp.GRID, "paired")) is None
+
+
+def test_fresh_passes_measure_the_pairs_own_variants_in_order(tmp_path, monkeypatch):
+    """``--measure-in fresh`` measures in another process what the pair built here: the
+    calibration variants (aligned from the pair's LUT), then the test variants, each
+    rebuilt from its seed. On the fake device, whose latency is a function of the
+    architecture, both give the same figures."""
+    from ttmpd.lut import LatencyPredictor, profile_model
+    from ttmpd.pruning import calibration_round_to, calibration_variants, channel_groups
+
+    lp = _load("latency_prediction", monkeypatch)
+    monkeypatch.setitem(lp.MODELS, "tiny", ("tiny", (1, 3, 8, 8)))
+    monkeypatch.setattr(lp, "load_model", lambda spec: ResidualNet())
+    torch.manual_seed(0)
+    net = ResidualNet().eval()
+    x = lp.example_input(net, (1, 3, 8, 8), seed=2)
+    backend = get_backend("fake")
+    lut = tmp_path / "t.parquet"
+    table = profile_model(net, x, backend, lut, progress=False).table
+    aligned = calibration_round_to(LatencyPredictor().fit(table))
+    cal = calibration_variants(net, x, 3, 0, aligned)
+    _, tests = lp.pruned_variants(net, x, channel_groups(net, x), 4, seed=2)
+    here = lp.measure_passes(backend, net, cal + tests, x, "paired")
+    there = np.array(lp.fresh_passes("fake", "tiny", 4, 3, 2, "paired", str(lut)))
+    assert there.shape == here.shape == (lp.PASSES, len(cal) + 4)
+    np.testing.assert_allclose(there, here, rtol=1e-9)
+    assert len(set(np.round(here[0], 9))) > 3  # the variants really differ
