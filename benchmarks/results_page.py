@@ -92,6 +92,11 @@ RUN_NOTES = {
         "'streaming unpriced' is the fit without the term. Neither was tried on OpenVINO",
         "before this run.",
     ],
+    "latency_prediction_heldout4_fresh": [
+        "RegNetX-800MF of this set again, after its ONNX Runtime and OpenVINO runs below,",
+        "with the calibration and test prunes measured in a fresh process (--measure-in",
+        "fresh); the same LUTs, predictor and prunes. Not blind: both were measured before.",
+    ],
     "latency_prediction_heldout4_torch-cpu": [
         "Run blind after the default moved: (c) is the default, streaming fitted; the row",
         "'streaming unpriced' is the fit without the term. Neither was tried on torch-cpu",
