@@ -293,11 +293,7 @@ def run_pair(
     timing: str = "paired",
     process: str = "fresh",
 ):
-    spec, shape = MODELS[name]
-    torch.set_num_threads(1)
-    backend = get_backend(backend_name, BackendConfig(threads=1))
-    model = load_model(spec).eval()
-    x = example_input(model, shape, seed)
+    backend, model, x = _rebuilt(backend_name, name, seed)
     table, lut_s = build_lut(backend, name, model, x, grid)
     groups = channel_groups(model, x)
     aligned = calibration_round_to(LatencyPredictor().fit(table))
@@ -320,10 +316,10 @@ def run_pair(
     # one that did nothing else first
     if process == "fresh":
         profiling = np.median(measure_passes(backend, model, test_models, x, timing), axis=0)
-        fresh = truth
+        fresh, floor = truth, ("noise floor (profiling process vs fresh)", profiling)
     else:
         fresh = np.asarray(isolated(fresh_process_ms, backend_name, name, n_test, seed, timing))
-        profiling = truth
+        profiling, floor = truth, ("noise floor (fresh process vs this one)", fresh)
 
     fusion = backend.fusion
     extracted = [extract_units(m, x, fusion).units for m in test_models]
@@ -382,10 +378,8 @@ def run_pair(
             for method, pred in methods.items()]  # fmt: skip
     rows.append({"backend": backend_name, "model": name, "method": "noise floor (pass 2 vs 1)",
                  **metrics(pass2, pass1)})  # fmt: skip
-    rows.append({"backend": backend_name, "model": name,
-                 "method": "noise floor (profiling process vs fresh)" if process == "fresh"
-                 else "noise floor (fresh process vs this one)",
-                 **metrics(profiling if process == "fresh" else fresh, truth)})  # fmt: skip
+    rows.append({"backend": backend_name, "model": name, "method": floor[0],
+                 **metrics(floor[1], truth)})  # fmt: skip
     timed = lambda f: float((f["latency_ms"] * f["samples"]).sum())  # noqa: E731
     info = {
         "device_rules": rules.describe().replace("\n", " | ") if rules else "(none stored)",
@@ -434,6 +428,16 @@ def pruned_variants(model, x, groups, n_test: int, seed: int) -> tuple[np.ndarra
     return ratios, models
 
 
+def _rebuilt(backend_name: str, name: str, seed: int) -> tuple:
+    """``(backend, model, example input)`` of a pair, built in the calling process at 1
+    thread (the pair's process and the spawned ones build them alike)."""
+    spec, shape = MODELS[name]
+    torch.set_num_threads(1)
+    backend = get_backend(backend_name, BackendConfig(threads=1))
+    model = load_model(spec).eval()
+    return backend, model, example_input(model, shape, seed)
+
+
 def fresh_passes(
     backend_name: str, name: str, n_test: int, n_cal: int, seed: int, timing: str, lut: str
 ) -> list[list[float]]:
@@ -441,11 +445,7 @@ def fresh_passes(
     rebuilt in the calling process from the pair's LUT (``lut``: the calibration variants'
     channel alignment comes from the table, as in :func:`run_pair`); run through
     :func:`isolated`, a process that profiled nothing, as ``ttmpd lut fit`` calibrates."""
-    spec, shape = MODELS[name]
-    torch.set_num_threads(1)
-    backend = get_backend(backend_name, BackendConfig(threads=1))
-    model = load_model(spec).eval()
-    x = example_input(model, shape, seed)
+    backend, model, x = _rebuilt(backend_name, name, seed)
     aligned = calibration_round_to(LatencyPredictor().fit(LatencyTable.load(lut)))
     cal_models = calibration_variants(model, x, n_cal, 0, aligned)
     _, test_models = pruned_variants(model, x, channel_groups(model, x), n_test, seed)
@@ -461,11 +461,7 @@ def fresh_process_ms(
     :func:`isolated`, a process that loaded no table and ran no probe first. Against the
     pair's own measurement it is the between-process noise floor
     (docs/design/measurement.md)."""
-    spec, shape = MODELS[name]
-    torch.set_num_threads(1)
-    backend = get_backend(backend_name, BackendConfig(threads=1))
-    model = load_model(spec).eval()
-    x = example_input(model, shape, seed)
+    backend, model, x = _rebuilt(backend_name, name, seed)
     _, models = pruned_variants(model, x, channel_groups(model, x), n_test, seed)
     passes = measure_passes(backend, model, models, x, timing)
     return [float(v) for v in np.median(passes, axis=0)]
