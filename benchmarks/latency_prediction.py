@@ -41,14 +41,17 @@ For each CPU backend and model:
    spawned process that profiled nothing (``--measure-in fresh``, the default since
    2026-12-03, as the README path calibrates: ``ttmpd lut fit`` runs in its own process;
    ``--measure-in profiling`` measures in the process that built the LUT, as every run
-   before did, which on some models reads 14-23% off a fresh process); the
-   median of the 3 is the measured latency, and pass 2 against pass 1 is the noise floor of
-   a single measurement. ``--timing paired`` (the default) measures each variant beside the
-   unpruned model (``ttmpd.pruning.measure_beside``: samples of the two in alternation, so
-   a host slowdown scales both): its latency is its median fraction of the original times
-   the original's median latency over every pair. ``--timing blocked`` times each model in
-   its own block (the benchmark before 2026-12-02): on a shared host whose speed flips for
-   seconds at a time, its noise floor alone can miss ±10%;
+   before did, which on some models reads 14-23% off a fresh process; ``--processes N``
+   measures them in N fresh processes one after another: the first calibrates, the median
+   of the other N-1 is the truth, the calibrating process against it is one more noise
+   floor row, and ``process_spread_pct`` is each variant's slowest process over its
+   fastest); the median of the 3 is the measured latency, and pass 2 against pass 1 is the
+   noise floor of a single measurement. ``--timing paired`` (the default) measures each
+   variant beside the unpruned model (``ttmpd.pruning.measure_beside``: samples of the two
+   in alternation, so a host slowdown scales both): its latency is its median fraction of
+   the original times the original's median latency over every pair. ``--timing blocked``
+   times each model in its own block (the benchmark before 2026-12-02): on a shared host
+   whose speed flips for seconds at a time, its noise floor alone can miss ±10%;
 4. compare on the test variants
    (a) FLOPs-proportional: ``k · MACs`` with ``k`` fitted on the unpruned model,
    (b) plain LUT sum (HALP/NetAdapt style; a missing key falls back to the measured entry
@@ -292,6 +295,7 @@ def run_pair(
     grid: GridConfig = GRID,
     timing: str = "paired",
     process: str = "fresh",
+    processes: int = 1,
 ):
     backend, model, x = _rebuilt(backend_name, name, seed)
     table, lut_s = build_lut(backend, name, model, x, grid)
@@ -303,14 +307,15 @@ def run_pair(
     if process == "fresh":
         # as the README path measures: `ttmpd lut fit` calibrates in a process that
         # profiled nothing, and a deployed model runs in one
-        passes = np.asarray(isolated(fresh_passes, backend_name, name, n_test, n_cal, seed,
-                                     timing, str(lut_path(backend_name, name))))  # fmt: skip
+        runs = [np.asarray(isolated(fresh_passes, backend_name, name, n_test, n_cal, seed,
+                                    timing, str(lut_path(backend_name, name))))
+                for _ in range(processes)]  # fmt: skip
     else:
-        passes = measure_passes(backend, model, cal_models + test_models, x, timing)
+        runs = [measure_passes(backend, model, cal_models + test_models, x, timing)]
     measure_s = time.perf_counter() - start
     load_1min = os.getloadavg()[0]  # how busy the shared machine was while measuring
-    measured = np.median(passes, axis=0)
-    cal_ms, truth = measured[: len(cal_models)], measured[len(cal_models) :]
+    cal_ms, truth, per_process = process_truth(runs, len(cal_models))
+    passes = runs[0]
     pass1, pass2 = passes[0, len(cal_models) :], passes[1, len(cal_models) :]
     # the test variants measured again in the other process: the one that profiled, or
     # one that did nothing else first
@@ -380,6 +385,10 @@ def run_pair(
                  **metrics(pass2, pass1)})  # fmt: skip
     rows.append({"backend": backend_name, "model": name, "method": floor[0],
                  **metrics(floor[1], truth)})  # fmt: skip
+    if len(runs) > 1:
+        rows.append({"backend": backend_name, "model": name,
+                     "method": f"noise floor (calibrating process vs {len(runs) - 1} others)",
+                     **metrics(per_process[0], truth)})  # fmt: skip
     timed = lambda f: float((f["latency_ms"] * f["samples"]).sum())  # noqa: E731
     info = {
         "device_rules": rules.describe().replace("\n", " | ") if rules else "(none stored)",
@@ -395,6 +404,9 @@ def run_pair(
         "measure_s": measure_s,
         "timing": timing,
         "measured_in": process,
+        "processes": len(runs),
+        # per test variant, the slowest process's reading over the fastest's, minus 1 (%)
+        "process_spread_median_pct": float(np.median(process_spread_pct(per_process))),
         # what the user sees before trusting the calibration, beside what it then missed
         "calibration_loo_median_pct": float(np.median(loo)),
         # whether the default calibration priced weight streaming, and at what scale of the
@@ -415,8 +427,28 @@ def run_pair(
                                 "measured_ms": truth, "pass1_ms": pass1, "pass2_ms": pass2,
                                 "fresh_process_ms": fresh,
                                 "profiling_process_ms": profiling,
+                                "process_spread_pct": process_spread_pct(per_process),
                                 **{m: p for m, p in methods.items()}})  # fmt: skip
     return rows, info, table, (model, x, groups), scatter, per_variant
+
+
+def process_truth(runs: list[np.ndarray], n_cal: int) -> tuple:
+    """``(cal_ms, truth, per_process)`` from each process's passes (``runs[i]``: shape
+    ``(PASSES, n_cal + n_test)``, calibration variants first). ``cal_ms``: the first
+    process's medians over its passes (it calibrates, as ``ttmpd lut fit`` measures in
+    one process); ``per_process``: every process's test medians, shape
+    ``(processes, n_test)``; ``truth``: with one process its own medians, else the median
+    over the processes that did not calibrate."""
+    medians = np.array([np.median(r, axis=0) for r in runs])
+    per_process = medians[:, n_cal:]
+    truth = per_process[0] if len(runs) == 1 else np.median(per_process[1:], axis=0)
+    return medians[0, :n_cal], truth, per_process
+
+
+def process_spread_pct(per_process: np.ndarray) -> np.ndarray:
+    """Per variant, ``100 · (max / min − 1)`` over the processes' readings
+    (``per_process``: shape ``(processes, variants)``, ms); zeros for one process."""
+    return 100 * (per_process.max(axis=0) / per_process.min(axis=0) - 1)
 
 
 def pruned_variants(model, x, groups, n_test: int, seed: int) -> tuple[np.ndarray, list]:
@@ -573,6 +605,13 @@ def main(argv: list[str] | None = None) -> int:
         help="measure the calibration and test variants in a fresh process, as `ttmpd lut "
         "fit` does (default), or in the process that built the LUT (runs before 2026-12-03)",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="with --measure-in fresh: measure in this many fresh processes; the first "
+        "calibrates, the median of the others is the truth (default 1: one process does both)",
+    )
     parser.add_argument("--quick", action="store_true", help="resnet56, 12 variants")
     parser.add_argument("--out", type=Path, default=RESULTS / "latency_prediction")
     parser.add_argument(
@@ -582,6 +621,8 @@ def main(argv: list[str] | None = None) -> int:
         help="run every pair in this process (default: a fresh one each)",
     )
     args = parser.parse_args(argv)
+    if args.processes < 1 or (args.processes > 1 and args.measure_in != "fresh"):
+        parser.error("--processes must be 1, or more with --measure-in fresh")
     args.models = args.models or SETS[args.set]
     if args.quick:
         args.models, args.variants = ["resnet56"], 12
@@ -596,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
         scatter_all = {"ttmpd (c)": [], "LUT sum (b)": [], "FLOPs (a)": [], "measured": []}
         for name in args.models:
             job = (backend_name, name, args.variants, args.calibration, args.seed, grid,
-                   args.timing, args.measure_in)  # fmt: skip
+                   args.timing, args.measure_in, args.processes)  # fmt: skip
             result = load_partial(args.out, job)
             try:
                 if result is None:
@@ -635,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
     frame = pd.DataFrame(rows)
     write_results(args.out, frame, variants=args.variants, calibration=args.calibration,
                   grid=grid.__dict__, pairs=infos, model_set=args.set, timing=args.timing,
-                  measured_in=args.measure_in,
+                  measured_in=args.measure_in, processes=args.processes,
                   skipped=skipped)  # fmt: skip
     pd.DataFrame(infos).to_csv(args.out.with_name(args.out.name + "_info.csv"), index=False)
     pd.concat(variant_frames).to_csv(args.out.with_name(args.out.name + "_variants.csv"),

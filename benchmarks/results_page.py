@@ -113,7 +113,8 @@ for prefix, path in runs:
     title, described = HELD_OUT_SETS[prefix]
     meta = json.loads(path.read_text())["meta"]
     f = pd.read_csv(path.with_suffix(".csv"))
-    f = f[f.method.isin(METHODS)]
+    # with --processes N, the calibrating process against the median of the others
+    f = f[f.method.isin(METHODS) | f.method.str.startswith("noise floor (calibrating process")]
     info = pd.read_csv(path.with_name(path.stem + "_info.csv"))
     parts = info["device_rules"].str.split(" | ", regex=False)
     # measured per model: one line each
@@ -143,6 +144,12 @@ for prefix, path in runs:
             " Calibration and test prunes measured in a fresh process that profiled "
             "nothing, as `ttmpd lut fit` calibrates."
             if meta.get("measured_in") == "fresh"
+            else ""
+        )
+        + (
+            f" Measured in {meta['processes']} fresh processes one after another: the first "
+            f"calibrates, the median of the other {meta['processes'] - 1} is the truth."
+            if meta.get("processes", 1) > 1
             else ""
         ),
         f"Target: >= 95% within ±10%; ttmpd reached it on {int((within >= 95).sum())} of "

@@ -30,9 +30,10 @@ method          prune
 =============== =========================================================================
 ttmpd           score every staircase step once, multiple-choice knapsack, refine; then
                 ``ttmpd run``'s budget check: the prune measured beside the original,
-                searched again on a miss (at most 2 more searches; ``searches``), all of
-                it in its prune time (``check_s``: the check's measurements, which stop
-                once the prune is clearly inside or outside the budget band)
+                searched again on a miss (at most 2 more searches; ``searches``, and
+                ``check_fractions``: what each measured), all of it in its prune time
+                (``check_s``: the check's measurements, which stop once the prune is
+                clearly inside or outside the budget band)
 halp            HALP: BN Taylor saliency, latency-saliency knapsack, 5 rounds interleaved
                 with 10 fine-tuning steps each (counted in its prune time)
 eagleeye        24 random layer-wise ratio sets, adaptive BN, best agreement
@@ -155,8 +156,8 @@ KEY = ["backend", "corruption", "seed", "budget", "method"]
 COLUMNS = (*KEY, "original_acc", "original_ms", "accuracy",
            *(f"acc_e{k}" for k in CHECKPOINTS), *(f"time_e{k}_s" for k in CHECKPOINTS),
            "measured_once_ms", "measured_ms", "ratio", "within_budget", "predicted_ratio",
-           "prune_s", "prune_cpu_s", "searches", "check_s", "finetune_s", "total_s", "rival",
-           "remeasured", "status")  # fmt: skip
+           "prune_s", "prune_cpu_s", "searches", "check_s", "check_fractions", "finetune_s",
+           "total_s", "rival", "remeasured", "status")  # fmt: skip
 
 
 def append_row(path: Path, row: dict) -> None:
@@ -282,22 +283,32 @@ BUDGET_CHECKS = RunConfig(model="-", data="-", backend="fake", budget=0.5).budge
 
 
 def prune_method(method: str, fraction: float, budget: float, seed: int, groups: GroupOptions,
-                 model, x, predictor, calib, backend) -> tuple:  # fmt: skip
-    """``(PruneResult, searches, search_s)`` of ``method`` (``search_s``: the searches' own
-    seconds; the rest of ttmpd's prune time is its budget check's measurements). ttmpd (and
-    its ``@`` variants) prunes as ``ttmpd run`` does: the search, then
-    :func:`~ttmpd.pruning.checked_prune` measures the prune beside the original and searches
-    again on a miss (every measurement counted in its prune time; a re-search reuses the
-    first search's scored candidates, :class:`~ttmpd.pruning.BudgetSearch`). The rivals
-    search once on predicted latency, as published."""
+                 model, x, predictor, calib, backend, first_aim: float = 0.0) -> tuple:  # fmt: skip
+    """``(PruneResult, attempts)`` of ``method``: one dict per search, in order, with its
+    ``search_budget`` and ``search_s`` (the search's own seconds; the rest of ttmpd's prune
+    time is its budget check's measurements) and, for ttmpd, the ``measured_fraction`` of
+    the original its check read (:class:`~ttmpd.pruning.CheckedPrune`). ttmpd (and its
+    ``@`` variants) prunes as ``ttmpd run`` does: the search (its first at
+    ``(1 − first_aim) · fraction``), then :func:`~ttmpd.pruning.checked_prune` measures the
+    prune beside the original and searches again on a miss (every measurement counted in
+    its prune time; a re-search reuses the first search's scored candidates,
+    :class:`~ttmpd.pruning.BudgetSearch`). The rivals search once on predicted latency, as
+    published."""
     search = BudgetSearch(model, x, predictor, calib, search_config(method, fraction, seed, groups))
     if method.partition("@")[0] != "ttmpd":
         result = search(fraction)
-        return result, 1, result.search_s
+        return result, [{"search_budget": fraction, "search_s": result.search_s}]
     checked = checked_prune(search, partial(measure_beside, model, example_input=x,
                                             backend=backend), budget, fraction,
-                            BUDGET_CHECKS)  # fmt: skip
-    return checked.result, len(checked.attempts), sum(a["search_s"] for a in checked.attempts)
+                            BUDGET_CHECKS, first_aim=first_aim)  # fmt: skip
+    return checked.result, checked.attempts
+
+
+def check_fractions(attempts: list[dict]) -> str:
+    """The measured fractions of the original of a check's searches, in order,
+    ``;``-separated (``0.5213;0.4871``: the first search missed over the band, the second
+    landed in it)."""
+    return ";".join(f"{a['measured_fraction']:.4f}" for a in attempts)
 
 
 #: Calibration measurements at most, while the worst leave-one-out error exceeds ±10%
@@ -396,9 +407,9 @@ def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> Non
                     else:
                         wall, cpu = time.perf_counter(), time.process_time()
                         try:
-                            result, searches, search_s = prune_method(
+                            result, attempts = prune_method(
                                 method, fraction, budget, seed, args.groups, model, x,
-                                predictor, calib, backend)  # fmt: skip
+                                predictor, calib, backend, args.first_aim)  # fmt: skip
                         except InputError as exc:  # a budget below what pruning reaches
                             print(f"{name}: {exc}", file=sys.stderr)
                             row.update(within_budget=False, status=str(exc))
@@ -408,9 +419,10 @@ def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> Non
                         prune_s = time.perf_counter() - wall
                         prune_cpu_s = time.process_time() - cpu
                         pruned = result.model
-                        row["searches"] = searches
+                        row["searches"] = len(attempts)
                         if method.partition("@")[0] == "ttmpd":
-                            row["check_s"] = prune_s - search_s
+                            row["check_s"] = prune_s - sum(a["search_s"] for a in attempts)
+                            row["check_fractions"] = check_fractions(attempts)
                         predicted_ratio = result.predicted_latency_ms / predicted_ms
                         models.mkdir(parents=True, exist_ok=True)
                         torch.save(pruned, models / f"{name}.pruned.pt")
@@ -602,6 +614,13 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the BN statistics averaged during the fine-tune (ttmpd run re-estimates them)",
     )
     parser.add_argument(
+        "--first-aim",
+        type=float,
+        default=0.0,
+        help="ttmpd's first search aims this fraction under the budget (checked_prune's "
+        "first_aim; a tuning knob)",
+    )
+    parser.add_argument(
         "--embedding",
         action="store_true",
         help="let every method prune the embedding width (GroupOptions)",
@@ -648,7 +667,8 @@ def main(argv: list[str] | None = None) -> int:
             "epochs": 10, "budget_rule": f"ratio <= budget * {TOLERANCE}", "model": args.model,
             "embedding": args.embedding,
             # the ttmpd search these rows come from (docs/design/search.md, "tightened")
-            "ttmpd_solve": "tightened", "note": args.note, "refused": refused(failed),
+            "ttmpd_solve": "tightened", "first_aim": args.first_aim, "note": args.note,
+            "refused": refused(failed),
             "noise_floor_pct": noise_floors(models, args.backends.split(",")),
             "finetune": dataclasses.asdict(finetune_config(args))}  # fmt: skip
     write_results(RESULTS / name, frame, **meta)

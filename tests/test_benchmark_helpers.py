@@ -287,16 +287,19 @@ def test_ttmpd_gets_the_measured_budget_check_and_the_rivals_search_once(monkeyp
     monkeypatch.setattr(bench, "BudgetSearch", FakeSearch)
     monkeypatch.setattr(bench, "measure_beside", slow_device)
     args = ("net", "x", "predictor", "calib", "backend")
-    _, searches, search_s = bench.prune_method("halp", 0.5, 0.5, 0, GroupOptions(), *args)
-    assert searches == 1 and searched == [("halp", 0.5)] and not measured
-    assert search_s == 0.25
+    _, attempts = bench.prune_method("halp", 0.5, 0.5, 0, GroupOptions(), *args)
+    assert len(attempts) == 1 and searched == [("halp", 0.5)] and not measured
+    assert attempts[0]["search_s"] == 0.25
     searched.clear()
-    _, searches, search_s = bench.prune_method("ttmpd", 0.5, 0.5, 0, GroupOptions(), *args)
-    assert searches == 1 + bench.BUDGET_CHECKS == len(measured)
-    assert search_s == 0.25 * searches  # every search's own seconds, not the checks'
+    _, attempts = bench.prune_method("ttmpd", 0.5, 0.5, 0, GroupOptions(), *args,
+                                     first_aim=0.1)  # fmt: skip
+    assert len(attempts) == 1 + bench.BUDGET_CHECKS == len(measured)
+    assert [a["search_s"] for a in attempts] == [0.25] * len(attempts)  # the searches' own
     assert measured[0] == pytest.approx((0.45, 0.51))  # the check decides on the budget band
-    assert [m for m, _ in searched] == ["ttmpd"] * searches
+    assert [m for m, _ in searched] == ["ttmpd"] * len(attempts)
+    assert searched[0][1] == pytest.approx(0.45)  # the first search aimed 10% under
     assert searched[1][1] < searched[0][1]  # searched again below the budget
+    assert bench.check_fractions(attempts) == ";".join(["0.6000"] * len(attempts))
 
 
 def test_remeasure_pairs_each_result_with_the_original_and_records_a_floor(monkeypatch, tmp_path):
@@ -422,3 +425,21 @@ def test_fresh_passes_measure_the_pairs_own_variants_in_order(tmp_path, monkeypa
     assert there.shape == here.shape == (lp.PASSES, len(cal) + 4)
     np.testing.assert_allclose(there, here, rtol=1e-9)
     assert len(set(np.round(here[0], 9))) > 3  # the variants really differ
+
+
+def test_with_several_processes_the_truth_is_what_the_others_read(monkeypatch):
+    """``--processes 3``: the first process calibrates; the test variants' truth is the
+    median over the other two, and each variant's spread is its slowest process over its
+    fastest. One process does both, as before."""
+    lp = _load("latency_prediction", monkeypatch)
+    base = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 2.2, 3.0, 4.0], [1.0, 2.1, 3.0, 4.0]])
+    runs = [base, 1.1 * base, 1.3 * base]  # passes x (1 calibration + 3 test variants)
+    cal_ms, truth, per_process = lp.process_truth(runs, n_cal=1)
+    np.testing.assert_allclose(cal_ms, [1.0])  # the calibrating process's own median
+    np.testing.assert_allclose(truth, 1.2 * np.array([2.1, 3.0, 4.0]))
+    np.testing.assert_allclose(per_process[0], [2.1, 3.0, 4.0])
+    np.testing.assert_allclose(lp.process_spread_pct(per_process), [30.0] * 3)
+    cal_ms, truth, _ = lp.process_truth(runs[:1], n_cal=1)
+    np.testing.assert_allclose(truth, [2.1, 3.0, 4.0])
+    with pytest.raises(SystemExit):
+        lp.main(["--processes", "3", "--measure-in", "profiling"])

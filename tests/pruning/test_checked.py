@@ -52,6 +52,23 @@ def test_a_device_slower_than_priced_is_searched_again_below_the_budget():
     assert checked.result.predicted_latency_ms == pytest.approx(calls[1])
 
 
+def test_a_first_aim_starts_under_the_budget_only_when_the_prune_is_checked():
+    # noise of +2% puts a prune searched at the budget over the band's edge (1.02); aimed
+    # 3% under, the first search lands inside and no re-search is needed
+    search, calls = fake_search(lambda f: 1.025 * f)
+    checked_prune(search, measure, budget=0.5, search_budget=0.5, checks=2)
+    assert len(calls) == 2  # at the budget: missed over the band, searched again
+    search, calls = fake_search(lambda f: 1.025 * f)
+    aimed = checked_prune(search, measure, budget=0.5, search_budget=0.5, checks=2,
+                          first_aim=0.03)  # fmt: skip
+    assert calls == [pytest.approx(0.485)] and aimed.kept == 0
+    search, calls = fake_search(lambda f: f)
+    checked_prune(search, measure, budget=0.5, search_budget=0.5, checks=0, first_aim=0.03)
+    assert calls == [0.5]  # unchecked: nothing to leave room for
+    with pytest.raises(InputError, match="first_aim"):
+        checked_prune(search, measure, budget=0.5, search_budget=0.5, checks=2, first_aim=1.0)
+
+
 def test_no_checks_measures_nothing():
     search, _ = fake_search(lambda f: 3 * f)
 

@@ -80,9 +80,12 @@ def checked_prune(
     budget: float,
     search_budget: float,
     checks: int,
+    first_aim: float = 0.0,
 ) -> CheckedPrune:
     """Search (``search(fraction)``, fraction of the predicted original) starting at
-    ``search_budget``. With ``checks > 0``, measure each result beside the original
+    ``search_budget`` (with ``checks > 0``, at ``(1 − first_aim) · search_budget``: a first
+    search aimed under the budget's edge leaves room for noise, as a re-search does). With
+    ``checks > 0``, measure each result beside the original
     (``measure(model, thresholds=(lo, hi)) -> (original_ms, model_ms)``, e.g.
     :func:`measure_beside`, which may stop as soon as the fraction is clearly inside or
     outside ``[lo, hi] = [1 − BUDGET_UNDER, 1 + BUDGET_OVER] · budget``); while its measured
@@ -92,8 +95,10 @@ def checked_prune(
     Kept: the slowest attempt within ``(1 + BUDGET_OVER) · budget`` (it pruned least), else
     the fastest. A later search the predictor refuses ends the checks with the earlier
     prunes; a refused first search raises."""
+    if not 0 <= first_aim < 1:
+        raise InputError(f"first_aim must be in [0, 1), got {first_aim}")
     attempts, results = [], []
-    fraction = search_budget
+    fraction = search_budget * (1 - first_aim) if checks else search_budget
     for _ in range(checks + 1):
         try:
             results.append(search(fraction))
