@@ -98,9 +98,9 @@ RUN_NOTES = {
         "fresh); the same LUTs, predictor and prunes. Not blind: both were measured before.",
     ],
     "latency_prediction_heldout4_torch-cpu": [
-        "Run blind after the default moved: (c) is the default, streaming fitted; the row",
-        "'streaming unpriced' is the fit without the term. Neither was tried on torch-cpu",
-        "before this run.",
+        "Run blind after the default moved and after --measure-in fresh became the",
+        "default: (c) is the default, streaming fitted; the row 'streaming unpriced' is the",
+        "fit without the term. Neither was tried on torch-cpu before this run.",
     ],
 }
 runs = [
