@@ -97,6 +97,11 @@ RUN_NOTES = {
         "with the calibration and test prunes measured in a fresh process (--measure-in",
         "fresh); the same LUTs, predictor and prunes. Not blind: both were measured before.",
     ],
+    "latency_prediction_heldout4_processes_regnet_x_800mf": [
+        "RegNetX-800MF of this set again (not blind), the first 12 of its 24 prunes, on the",
+        "ONNX Runtime LUT above, measured in 5 fresh processes to see how far one process's",
+        "reading strays from the others'. ResNet-34, planned beside it, was not run.",
+    ],
     "latency_prediction_heldout4_torch-cpu": [
         "Run blind after the default moved and after --measure-in fresh became the",
         "default: (c) is the default, streaming fitted; the row 'streaming unpriced' is the",

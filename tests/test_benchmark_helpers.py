@@ -443,3 +443,30 @@ def test_with_several_processes_the_truth_is_what_the_others_read(monkeypatch):
     np.testing.assert_allclose(truth, [2.1, 3.0, 4.0])
     with pytest.raises(SystemExit):
         lp.main(["--processes", "3", "--measure-in", "profiling"])
+
+
+def test_check_bias_measures_the_prune_both_ways_and_the_student(monkeypatch, tmp_path):
+    """``check_bias``: per kept prune, the check's early-stopping reading (the band's
+    edges passed), a full one and the fine-tuned student's, and their ratios in %."""
+    bench = _load("check_bias", monkeypatch)
+    row = {"backend": "torch-cpu", "corruption": "motion_blur", "seed": 0, "budget": 0.5,
+           "method": "ttmpd", "ratio": 0.55, "check_fractions": "0.5400;0.4800"}  # fmt: skip
+    name = bench.key_name(row)
+    torch.save(nn.Linear(2, 2), tmp_path / f"{name}.pruned.pt")
+    torch.save(nn.Linear(2, 3), tmp_path / f"{name}.pt")  # the student: another shape
+    seen = []
+
+    def measure(original, model, x, backend, thresholds=()):
+        seen.append(tuple(thresholds))
+        if thresholds:
+            return 2.0, 2.0 * 0.48  # the check reads the prune low
+        return 2.0, 2.0 * (0.5 if model.out_features == 2 else 0.55)
+
+    monkeypatch.setattr(bench, "measure_beside", measure)
+    frame = bench.readings([row], tmp_path, "original", "x", "backend", repeats=2)
+    assert len(frame) == 6 and list(frame["protocol"][:3]) == list(bench.PROTOCOLS)
+    assert seen[0] == pytest.approx((0.45, 0.51)) and seen[1] == seen[2] == ()
+    table = bench.summary(frame, [row])
+    assert table.loc[0, "full_vs_check_pct"] == pytest.approx(100 * (0.5 / 0.48 - 1))
+    assert table.loc[0, "student_vs_full_pct"] == pytest.approx(10.0)
+    assert table.loc[0, "run_check"] == "0.5400;0.4800"

@@ -18,6 +18,7 @@ from ._calibrate import calibration_round_to as calibration_round_to
 from ._calibrate import calibration_variants as calibration_variants
 from ._calibrate import measure_models as measure_models
 from ._checked import BUDGET_OVER as BUDGET_OVER
+from ._checked import BUDGET_UNDER as BUDGET_UNDER
 from ._checked import MEASURE_ROUNDS as MEASURE_ROUNDS
 from ._checked import CheckedPrune as CheckedPrune
 from ._checked import checked_prune as checked_prune
@@ -52,6 +53,7 @@ from ._search import prune as prune
 
 __all__ = [
     "BUDGET_OVER",
+    "BUDGET_UNDER",
     "IMPORTANCES",
     "MAX_LOO",
     "MEASURE_ROUNDS",
