@@ -34,7 +34,7 @@ from _report import RESULTS, markdown_table, write_results
 from tqdm.auto import tqdm
 from ttmpd_vs_baselines import key_name, protocol_setup
 
-from ttmpd.pruning import BUDGET_OVER, BUDGET_UNDER, measure_beside
+from ttmpd.pruning import budget_band, measure_beside
 
 PROTOCOLS = ("check", "full", "student")
 
@@ -48,7 +48,7 @@ def readings(rows: list[dict], models, original, x, backend, repeats: int) -> pd
             name = key_name(row)
             pruned = torch.load(models / f"{name}.pruned.pt", weights_only=False)
             student = torch.load(models / f"{name}.pt", weights_only=False)
-            band = (row["budget"] * (1 - BUDGET_UNDER), row["budget"] * (1 + BUDGET_OVER))
+            band = budget_band(row["budget"])
             for protocol, model, thresholds in (("check", pruned, band), ("full", pruned, ()),
                                                 ("student", student, ())):  # fmt: skip
                 original_ms, ms = measure_beside(original, model, x, backend,

@@ -18,9 +18,9 @@ from ._calibrate import calibration_round_to as calibration_round_to
 from ._calibrate import calibration_variants as calibration_variants
 from ._calibrate import measure_models as measure_models
 from ._checked import BUDGET_OVER as BUDGET_OVER
-from ._checked import BUDGET_UNDER as BUDGET_UNDER
 from ._checked import MEASURE_ROUNDS as MEASURE_ROUNDS
 from ._checked import CheckedPrune as CheckedPrune
+from ._checked import budget_band as budget_band
 from ._checked import checked_prune as checked_prune
 from ._checked import measure_beside as measure_beside
 from ._groups import ChannelGroup as ChannelGroup
@@ -53,7 +53,6 @@ from ._search import prune as prune
 
 __all__ = [
     "BUDGET_OVER",
-    "BUDGET_UNDER",
     "IMPORTANCES",
     "MAX_LOO",
     "MEASURE_ROUNDS",
@@ -76,6 +75,7 @@ __all__ = [
     "adapt_bn",
     "agreement_proxies",
     "apply_plan",
+    "budget_band",
     "calibrate_predictor",
     "calibration_round_to",
     "calibration_variants",

@@ -25,6 +25,12 @@ BUDGET_OVER, BUDGET_UNDER, BUDGET_AIM = 0.02, 0.10, 0.03
 MEASURE_ROUNDS = 3
 
 
+def budget_band(budget: float) -> tuple[float, float]:
+    """``(lo, hi) = ((1 − BUDGET_UNDER) · budget, (1 + BUDGET_OVER) · budget)``: the measured
+    fractions of the original a checked prune may land in without a further search."""
+    return budget * (1 - BUDGET_UNDER), budget * (1 + BUDGET_OVER)
+
+
 def measure_beside(
     original: nn.Module,
     model: nn.Module,
@@ -112,8 +118,7 @@ def checked_prune(
         if not checks:
             attempts.append(attempt | {"measured_fraction": float("nan")})
             break
-        band = (budget * (1 - BUDGET_UNDER), budget * (1 + BUDGET_OVER))
-        original_ms, measured_ms = measure(results[-1].model, thresholds=band)
+        original_ms, measured_ms = measure(results[-1].model, thresholds=budget_band(budget))
         attempts.append(attempt | {"measured_ms": measured_ms, "original_ms": original_ms,
                                    "measured_fraction": measured_ms / original_ms})  # fmt: skip
         ratio = attempts[-1]["measured_fraction"] / budget
