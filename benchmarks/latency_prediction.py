@@ -74,7 +74,7 @@ For each CPU backend and model:
 
 Also: cross-validated regressor choice on each LUT, and prune-savings throughput. Each
 (backend, model) pair runs in a fresh process (``--same-process`` to turn it off; see
-:func:`isolated` for why).
+:func:`_process.isolated` for why).
 
     python benchmarks/latency_prediction.py                  # tuning set, ~20 min on 2 cores
     python benchmarks/latency_prediction.py --set held-out   # held-out torchvision set
@@ -95,20 +95,19 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import multiprocessing
 import os
 import pickle
 import shutil
 import sys
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from _process import isolated
 from _report import RESULTS, markdown_table, write_results
 from scipy.stats import spearmanr
 
@@ -562,20 +561,6 @@ def save_partial(out: Path, job: tuple, result: dict) -> None:
     with tmp.open("wb") as f:
         pickle.dump({"job": repr(job), "result": result}, f)
     tmp.replace(path)
-
-
-def isolated(job, *args):
-    """``job(*args)`` in a fresh Python process (spawned), its result returned.
-
-    In one long process, eager PyTorch ran ResNet-56 about 20% slower after the ResNet-18
-    and MobileNetV2 pairs, and far less steadily: its noise floor (pass 2 within ±10% of
-    pass 1) fell from 97.5% when measured alone to 35%. The cause is the process's state,
-    not the garbage collector (disabling it changed nothing). Each pair therefore starts
-    from a clean process.
-    """
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(job, *args).result()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,7 +65,11 @@ Latency: each result is measured once after its fine-tune (``measured_once_ms``)
 backend's runs are done, every result of that backend is measured again beside the original
 (``measure_beside``: 3 paired measurements, the two models sample by sample in alternation,
 so a slowdown of the shared host scales both); ``ratio`` is the median per-pair fraction of
-the original, ``measured_ms`` that fraction of the pair's ``original_ms``.
+the original, ``measured_ms`` that fraction of the pair's ``original_ms``. The
+re-measurement runs in a spawned process that trained nothing and loads only the saved
+files, as a deployment does (``--remeasure-in fresh``, the default since 2026-12-03;
+``run``: this process, after its fine-tunes, as every run before then); ``--remeasure``
+judges a name's saved results again.
 The original is then paired against a copy of itself 3 times: the ratio's noise floor,
 ``noise_floor_pct`` in the metadata per backend (0 is a quiet host).
 ``within_budget``: ratio <= budget · 1.02, the same rule for every method. Pruned models
@@ -86,7 +90,7 @@ difference with a 95% t-interval over the runs, median time ratio, runs meeting 
     python benchmarks/ttmpd_vs_baselines.py --set held-out [--backends onnxruntime,torch-cpu]
         [--budgets 0.3,0.4,0.5,0.7] [--methods ...] [--seeds 1,2] [--corruptions ...]
         [--name ttmpd_vs_baselines_heldout] [--model resnet20|vit [--embedding]]
-        [--defer-remeasure]
+        [--defer-remeasure] [--remeasure] [--remeasure-in fresh|run]
 
 ``--seeds``/``--corruptions`` restrict a run (and its summary) to part of the set, e.g. to
 report the seeds an interrupted protocol finished.
@@ -106,6 +110,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from _process import isolated
 from _report import RESULTS, markdown_table, write_results
 from scipy import stats
 from tqdm.auto import tqdm
@@ -175,27 +180,49 @@ def key_name(row) -> str:
     return "-".join(str(row[k]) for k in KEY)
 
 
-def remeasure(path: Path, models: Path, backend_name: str, backend, model, x) -> None:
-    """Re-measure every result of ``backend_name`` beside the original
+def measure_students(files: list[Path], model, x, backend) -> tuple[list, list[float]]:
+    """Each saved student of ``files`` beside the original
     (:func:`~ttmpd.pruning.measure_beside`: 3 paired measurements, the two models sample by
-    sample in alternation); rewrite their rows of the partial CSV (module docstring)."""
+    sample in alternation): its ``(original_ms, measured_ms)``; and the noise floor of these
+    figures, the original paired against a copy of itself 3 times (``copy / original - 1``,
+    in %)."""
+    pairs = []
+    for file in tqdm(files, desc=f"remeasure {backend.name}", unit="model"):
+        student = torch.load(file, weights_only=False)
+        pairs.append(measure_beside(model, student, x, backend))
+    floor = []
+    for _ in range(3):
+        original_ms, copy_ms = measure_beside(model, copy.deepcopy(model), x, backend)
+        floor.append(100 * (copy_ms / original_ms - 1))
+    return pairs, floor
+
+
+def judge_job(model_file: str, backend_name: str, files: list[Path]) -> tuple[list, list[float]]:
+    """:func:`measure_students` from nothing but the files: the shipped checkpoint and the
+    backend at 1 thread (torch too), as a deployment process that trained nothing loads them.
+    Run by :func:`~_process.isolated` for ``--remeasure-in fresh``."""
+    torch.set_num_threads(1)
+    model, _, _, backend, x = protocol_model(model_file, backend_name)
+    return measure_students(files, model, x, backend)
+
+
+def remeasure(path: Path, models: Path, backend_name: str, measure, where: str = "run") -> None:
+    """Re-measure every result of ``backend_name`` with ``measure(files)`` (one of
+    :func:`measure_students` or :func:`judge_job`, bound to the model and backend) and
+    rewrite their rows of the partial CSV (module docstring); the floor and ``where`` the
+    measurement ran (``fresh`` or ``run``) go to ``<models>/<backend>.floor.json``."""
     frame = pd.read_csv(path)
     rows = frame.index[(frame["backend"] == backend_name) & (frame["status"] == "ok")]
-    for i in tqdm(rows, desc=f"remeasure {backend_name}", unit="model"):
-        student = torch.load(models / f"{key_name(frame.loc[i])}.pt", weights_only=False)
-        original_ms, measured = measure_beside(model, student, x, backend)
+    pairs, floor = measure([models / f"{key_name(frame.loc[i])}.pt" for i in rows])
+    for i, (original_ms, measured) in zip(rows, pairs, strict=True):
         frame.loc[i, ["original_ms", "measured_ms"]] = [original_ms, measured]
         frame.loc[i, "ratio"] = measured / original_ms
         frame.loc[i, "within_budget"] = bool(
             measured / original_ms <= frame.loc[i, "budget"] * TOLERANCE
         )
         frame.loc[i, "remeasured"] = True
-    # the noise floor of these figures: the original paired against a copy of itself
-    floor = []
-    for _ in range(3):
-        original_ms, copy_ms = measure_beside(model, copy.deepcopy(model), x, backend)
-        floor.append(100 * (copy_ms / original_ms - 1))
-    (models / f"{backend_name}.floor.json").write_text(json.dumps({"floor_pct": floor}))
+    floor_file = models / f"{backend_name}.floor.json"
+    floor_file.write_text(json.dumps({"floor_pct": floor, "measured_in": where}))
     tmp = path.with_suffix(".tmp")
     frame.to_csv(tmp, index=False)
     tmp.replace(path)
@@ -206,6 +233,18 @@ def noise_floors(models: Path, backends: list[str]) -> dict:
     measured fraction of itself, minus 1, in % (3 paired measurements)."""
     files = {b: models / f"{b}.floor.json" for b in backends}
     return {b: json.loads(f.read_text())["floor_pct"] for b, f in files.items() if f.exists()}
+
+
+def remeasured_in(models: Path, backends: list[str]) -> dict:
+    """Per backend, where its rows were last re-measured: ``fresh`` (a spawned process that
+    trained nothing) or ``run`` (the benchmark's own process; files written before
+    ``--remeasure-in`` existed say nothing and count as ``run``)."""
+    files = {b: models / f"{b}.floor.json" for b in backends}
+    return {
+        b: json.loads(f.read_text()).get("measured_in", "run")
+        for b, f in files.items()
+        if f.exists()
+    }
 
 
 def split(images: np.ndarray, labels: np.ndarray, n: int, seed: int):
@@ -340,15 +379,21 @@ def backend_predictor(table, lut: Path, model, x, backend, models: Path, backend
     return predictor, original_ms
 
 
-def protocol_setup(model_file: str, backend_name: str) -> tuple:
-    """``(model, normalization, MNIST test split, backend, example input, LUT path, table)``:
-    the shipped checkpoint, the backend at 1 thread, its LUT (channel step 8) built or
-    resumed under :data:`LUTS`."""
+def protocol_model(model_file: str, backend_name: str) -> tuple:
+    """``(model, normalization, MNIST test split, backend, example input)``: the shipped
+    checkpoint and the backend at 1 thread."""
     checkpoint = load_checkpoint(reference_checkpoint_path().with_name(f"{model_file}.pt"))
     model, norm = checkpoint.model.eval(), checkpoint.normalization
     test = load_mnist("test")
     backend = get_backend(backend_name, BackendConfig(threads=1))
-    x = to_model_input(test.images[:1], norm)
+    return model, norm, test, backend, to_model_input(test.images[:1], norm)
+
+
+def protocol_setup(model_file: str, backend_name: str) -> tuple:
+    """``(model, normalization, MNIST test split, backend, example input, LUT path, table)``:
+    :func:`protocol_model` and the backend's LUT (channel step 8) built or resumed under
+    :data:`LUTS`."""
+    model, norm, test, backend, x = protocol_model(model_file, backend_name)
     lut = LUTS / f"{model_file}-{backend_name}.parquet"
     table = profile_model(model, x, backend, lut, grid=GridConfig(channel_step=8),
                           resume=True, progress=False).table  # fmt: skip
@@ -461,8 +506,13 @@ def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> Non
     mine = frame[(frame["backend"] == backend_name) & (frame["status"] == "ok")]
     if args.defer_remeasure:
         return
-    if added or (len(mine) and not mine["remeasured"].astype(bool).all()):
-        remeasure(partial_csv, models, backend_name, backend, model, x)
+    stale = len(mine) and not mine["remeasured"].astype(bool).all()
+    if added or stale or (args.remeasure and len(mine)):
+        if args.remeasure_in == "fresh":
+            measure = partial(isolated, judge_job, args.model_file, backend_name)
+        else:
+            measure = partial(measure_students, model=model, x=x, backend=backend)
+        remeasure(partial_csv, models, backend_name, measure, args.remeasure_in)
 
 
 def mean_ci(values: pd.Series) -> tuple[float, float]:
@@ -598,6 +648,19 @@ def main(argv: list[str] | None = None) -> int:
         help="leave the final re-measurement to a later run of the same name (when two "
         "processes share the host, the re-measurement must run alone)",
     )
+    parser.add_argument(
+        "--remeasure-in",
+        choices=("fresh", "run"),
+        default="fresh",
+        help="where the final re-measurement runs: a spawned process that trained nothing, "
+        "as a deployment loads the model (fresh), or this run's own process (run)",
+    )
+    parser.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="re-measure every row of the selected backends again (to judge saved results "
+        "anew) and rewrite the summary",
+    )
     parser.add_argument("--model", choices=sorted(MODELS), default="resnet20")
     parser.add_argument(
         "--lr", type=float, default=None, help="the shared fine-tune's learning rate (ttmpd run's)"
@@ -670,6 +733,7 @@ def main(argv: list[str] | None = None) -> int:
             "ttmpd_solve": "tightened", "first_aim": args.first_aim, "note": args.note,
             "refused": refused(failed),
             "noise_floor_pct": noise_floors(models, args.backends.split(",")),
+            "remeasured_in": remeasured_in(models, args.backends.split(",")),
             "finetune": dataclasses.asdict(finetune_config(args))}  # fmt: skip
     write_results(RESULTS / name, frame, **meta)
     write_results(RESULTS / f"{name}_runs", runs, **meta)

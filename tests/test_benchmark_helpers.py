@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -318,13 +319,32 @@ def test_remeasure_pairs_each_result_with_the_original_and_records_a_floor(monke
     torch.save(pruned, models / f"{bench.key_name(row)}.pt")
     path = tmp_path / "p.partial.csv"
     bench.append_row(path, row)
-    bench.remeasure(path, models, "fake", backend, net, x)
+    measure = partial(bench.measure_students, model=net, x=x, backend=backend)
+    bench.remeasure(path, models, "fake", measure, "fresh")
     out = pd.read_csv(path).iloc[0]
     expected = backend.measure_model(pruned, x).median_ms / backend.measure_model(net, x).median_ms
     assert out["ratio"] == pytest.approx(expected) and expected < 0.9
     assert out["original_ms"] == pytest.approx(backend.measure_model(net, x).median_ms)
     assert bool(out["remeasured"]) and bool(out["within_budget"]) == (expected <= 0.5 * 1.02)
     assert bench.noise_floors(models, ["fake", "other"]) == {"fake": [0.0, 0.0, 0.0]}
+    assert bench.remeasured_in(models, ["fake", "other"]) == {"fake": "fresh"}
+
+
+def test_the_judge_measures_from_the_saved_files_alone(monkeypatch, tmp_path):
+    """``judge_job`` (what ``--remeasure-in fresh`` runs in a spawned process) loads the
+    shipped checkpoint and the saved student itself and measures the pair as
+    ``measure_students`` does in the run's process; a judge that measured some other model
+    (or the original twice) would not read the prune's fraction."""
+    from ttmpd.pruning import apply_plan, channel_groups, random_plan
+
+    bench = _load("ttmpd_vs_baselines", monkeypatch)
+    model, _, _, backend, x = bench.protocol_model("resnet20_mnist", "fake")
+    pruned = apply_plan(model, x, random_plan(model, x, channel_groups(model, x), 0.5, seed=0))
+    torch.save(pruned, tmp_path / "a.pt")
+    pairs, floor = bench.judge_job("resnet20_mnist", "fake", [tmp_path / "a.pt"])
+    here, _ = bench.measure_students([tmp_path / "a.pt"], model, x, backend)
+    assert np.allclose(pairs, here) and floor == [0.0, 0.0, 0.0]
+    assert pairs[0][1] / pairs[0][0] < 0.9
 
 
 def test_paired_passes_price_each_variant_on_the_originals_time_base(monkeypatch):
