@@ -127,6 +127,7 @@ from ttmpd.pruning import (
     IMPORTANCES,
     MODEL_TIMING,
     BudgetSearch,
+    FreshMeasurer,
     GroupOptions,
     SearchConfig,
     calibrate_predictor,
@@ -322,7 +323,8 @@ BUDGET_CHECKS = RunConfig(model="-", data="-", backend="fake", budget=0.5).budge
 
 
 def prune_method(method: str, fraction: float, budget: float, seed: int, groups: GroupOptions,
-                 model, x, predictor, calib, backend, first_aim: float = 0.0) -> tuple:  # fmt: skip
+                 model, x, predictor, calib, backend, first_aim: float = 0.0,
+                 check_in: str = "run") -> tuple:  # fmt: skip
     """``(PruneResult, attempts)`` of ``method``: one dict per search, in order, with its
     ``search_budget`` and ``search_s`` (the search's own seconds; the rest of ttmpd's prune
     time is its budget check's measurements) and, for ttmpd, the ``measured_fraction`` of
@@ -331,15 +333,22 @@ def prune_method(method: str, fraction: float, budget: float, seed: int, groups:
     ``(1 − first_aim) · fraction``), then :func:`~ttmpd.pruning.checked_prune` measures the
     prune beside the original and searches again on a miss (every measurement counted in
     its prune time; a re-search reuses the first search's scored candidates,
-    :class:`~ttmpd.pruning.BudgetSearch`). The rivals search once on predicted latency, as
-    published."""
+    :class:`~ttmpd.pruning.BudgetSearch`). ``check_in="fresh"``: the check measures in a
+    worker process spawned as the prune starts (:class:`~ttmpd.pruning.FreshMeasurer`, its
+    start-up counted in the prune time); ``run``: in this process. The rivals search once on
+    predicted latency, as published."""
     search = BudgetSearch(model, x, predictor, calib, search_config(method, fraction, seed, groups))
     if method.partition("@")[0] != "ttmpd":
         result = search(fraction)
         return result, [{"search_budget": fraction, "search_s": result.search_s}]
-    checked = checked_prune(search, partial(measure_beside, model, example_input=x,
-                                            backend=backend), budget, fraction,
-                            BUDGET_CHECKS, first_aim=first_aim)  # fmt: skip
+    if check_in == "fresh":
+        with FreshMeasurer(model, x, backend) as measure:
+            checked = checked_prune(search, measure, budget, fraction, BUDGET_CHECKS,
+                                    first_aim=first_aim)  # fmt: skip
+    else:
+        checked = checked_prune(search, partial(measure_beside, model, example_input=x,
+                                                backend=backend), budget, fraction,
+                                BUDGET_CHECKS, first_aim=first_aim)  # fmt: skip
     return checked.result, checked.attempts
 
 
@@ -454,7 +463,8 @@ def run_backend(args, backend_name: str, partial_csv: Path, models: Path) -> Non
                         try:
                             result, attempts = prune_method(
                                 method, fraction, budget, seed, args.groups, model, x,
-                                predictor, calib, backend, args.first_aim)  # fmt: skip
+                                predictor, calib, backend, args.first_aim,
+                                args.check_in)  # fmt: skip
                         except InputError as exc:  # a budget below what pruning reaches
                             print(f"{name}: {exc}", file=sys.stderr)
                             row.update(within_budget=False, status=str(exc))
@@ -656,6 +666,13 @@ def main(argv: list[str] | None = None) -> int:
         "as a deployment loads the model (fresh), or this run's own process (run)",
     )
     parser.add_argument(
+        "--check-in",
+        choices=("run", "fresh"),
+        default="run",
+        help="where ttmpd's budget check measures: this process (run) or a worker process "
+        "spawned as the prune starts (fresh; ttmpd.pruning.FreshMeasurer)",
+    )
+    parser.add_argument(
         "--remeasure",
         action="store_true",
         help="re-measure every row of the selected backends again (to judge saved results "
@@ -730,7 +747,8 @@ def main(argv: list[str] | None = None) -> int:
             "epochs": 10, "budget_rule": f"ratio <= budget * {TOLERANCE}", "model": args.model,
             "embedding": args.embedding,
             # the ttmpd search these rows come from (docs/design/search.md, "tightened")
-            "ttmpd_solve": "tightened", "first_aim": args.first_aim, "note": args.note,
+            "ttmpd_solve": "tightened", "first_aim": args.first_aim, "check_in": args.check_in,
+            "note": args.note,
             "refused": refused(failed),
             "noise_floor_pct": noise_floors(models, args.backends.split(",")),
             "remeasured_in": remeasured_in(models, args.backends.split(",")),

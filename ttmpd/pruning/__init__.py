@@ -23,6 +23,7 @@ from ._checked import CheckedPrune as CheckedPrune
 from ._checked import budget_band as budget_band
 from ._checked import checked_prune as checked_prune
 from ._checked import measure_beside as measure_beside
+from ._fresh import FreshMeasurer as FreshMeasurer
 from ._groups import ChannelGroup as ChannelGroup
 from ._groups import GroupOptions as GroupOptions
 from ._groups import MemberSlice as MemberSlice
@@ -66,6 +67,7 @@ __all__ = [
     "ChannelGroup",
     "ChannelMasker",
     "CheckedPrune",
+    "FreshMeasurer",
     "GroupOptions",
     "LatencyAwareImportance",
     "MemberSlice",
