@@ -100,7 +100,12 @@ RUN_NOTES = {
     "latency_prediction_heldout4_processes_regnet_x_800mf": [
         "RegNetX-800MF of this set again (not blind), the first 12 of its 24 prunes, on the",
         "ONNX Runtime LUT above, measured in 5 fresh processes to see how far one process's",
-        "reading strays from the others'. ResNet-34, planned beside it, was not run.",
+        "reading strays from the others'.",
+    ],
+    "latency_prediction_heldout4_processes_resnet34": [
+        "ResNet-34 of this set again (not blind), the first 12 of its 24 prunes, on the",
+        "ONNX Runtime LUT above, measured in 5 fresh processes, the second half of the plan",
+        "beside RegNetX-800MF. Run alone on the host.",
     ],
     "latency_prediction_heldout4_torch-cpu": [
         "Run blind after the default moved and after --measure-in fresh became the",
