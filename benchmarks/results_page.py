@@ -322,7 +322,13 @@ for stem, model in BASELINE_RUNS.items():
         f"defaults were chosen on motion_blur and impulse_noise, seed 0. {model}{embedding},",
         f"{meta['finetune_samples']} unlabeled images per run, {meta['epochs']} epochs of the",
         f"same fine-tuning for every method; budget rule {meta['budget_rule']} (measured,",
-        "3 interleaved passes). Accuracy: mean over runs with the 95% t-interval half-width;",
+        "3 interleaved passes, in "
+        + (
+            "a spawned process that trained nothing"
+            if set(meta.get("remeasured_in", {}).values()) == {"fresh"}
+            else "the benchmark's own process"
+        )
+        + "). Accuracy: mean over runs with the 95% t-interval half-width;",
         "times are medians (wall seconds, prune + fine-tune).",
         *([f"How it ran: {meta['note']}"] if meta.get("note") else []),
         *(
