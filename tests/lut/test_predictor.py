@@ -3,6 +3,7 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import sklearn
 import torch
@@ -99,6 +100,33 @@ def test_unmeasured_configs_are_predicted_close(fake_lut):
     assert not p.hit_mask(test).any()
     error = np.abs(p.predict(test) / test["latency_ms"].to_numpy() - 1)
     assert np.median(error) < 0.05
+
+
+def test_each_distinct_configuration_reaches_the_regressor_once(fake_lut):
+    """The rate cache: repeated rows (within a call and across calls) are priced by the
+    regressor once and read back exactly; a refit regressor starts over."""
+    table = LatencyTable.load(fake_lut)
+    frame = table.frame.sample(frac=1.0, random_state=0)
+    train, test = frame.iloc[:-12], frame.iloc[-12:]
+    p = LatencyPredictor().fit(train, train["latency_ms"])
+    truth = p.predict(test)
+    seen = []
+    regressor_predict = p.estimator_.predict
+
+    def counted(features):
+        seen.append(len(features))
+        return regressor_predict(features)
+
+    p.estimator_.predict = counted
+    twice = pd.concat([test, test.iloc[::-1]], ignore_index=True)
+    np.testing.assert_array_equal(p.predict(twice), np.concatenate([truth, truth[::-1]]))
+    assert seen == []  # every row was priced by the first call
+    p.__dict__.pop("_rate_cache")
+    np.testing.assert_array_equal(p.predict(twice), np.concatenate([truth, truth[::-1]]))
+    assert seen == [len(test)]  # each distinct row once
+    again = LatencyPredictor(regressor="rf", random_state=1).fit(train, train["latency_ms"])
+    p.estimator_ = again.estimator_
+    assert not np.allclose(p.predict(test), truth)
 
 
 def test_derived_columns_match_unit_configs():

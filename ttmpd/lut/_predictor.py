@@ -425,12 +425,31 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         frame = _as_frame(X)
         if len(frame) == 0:
             return np.zeros(0)
-        rate = self.estimator_.predict(self._features(frame))
+        rate = self._rates(self._features(frame))
         out = np.exp(rate) * (self._work(frame) + self.work_offset_)
         if self.lut_ and "key" in frame:
             hits = frame["key"].map(self.lut_).to_numpy(dtype=float)
             out = np.where(np.isnan(hits), out, hits)
         return out
+
+    def _rates(self, features: np.ndarray) -> np.ndarray:
+        """The regressor's log-rate per feature row, each distinct row predicted once per
+        fitted regressor: a search prices the same unit configurations over and over, and a
+        forest's per-call cost is most of a prediction."""
+        cache = self.__dict__.get("_rate_cache")
+        if cache is None or cache[0] is not self.estimator_:
+            cache = self.__dict__["_rate_cache"] = (self.estimator_, {})
+        known = cache[1]
+        features = np.ascontiguousarray(features, dtype=float)
+        keys = [row.tobytes() for row in features]
+        first: dict[bytes, int] = {}
+        for i, key in enumerate(keys):
+            if key not in known and key not in first:
+                first[key] = i
+        if first:
+            rates = self.estimator_.predict(features[list(first.values())])
+            known.update(zip(first, map(float, rates), strict=True))
+        return np.fromiter((known[key] for key in keys), dtype=float, count=len(keys))
 
     def hit_mask(self, X) -> np.ndarray:
         """True where a configuration is an exact LUT hit (none for a frame without a
