@@ -403,6 +403,23 @@ if sweep.exists():
         markdown_table(frame),
         "",
     ]
+cache = Path("benchmarks/results/predictor_cache.json")
+if cache.exists():
+    meta = json.loads(cache.read_text())["meta"]
+    out += [
+        "## The predictor's rate cache in the ttmpd search",
+        "",
+        f"{meta['date']}, {meta['machine']}; `{meta['command']}`.",
+        "The shipped ResNet-20 on torch-cpu (the tuning runs' calibration), the tuning stream",
+        f"({meta['stream']}), {meta['proxy_images']} proxy images; per budget a first search",
+        "and a re-search at 0.92 x the budget, with each distinct unit configuration priced",
+        "once (`cached`) and with every call going to the regressor (`uncached`), arms",
+        f"alternating, median of {meta['repeats']} repeats (seconds). `same_plans`: both",
+        "arms chose the same plans in every repeat.",
+        "",
+        markdown_table(pd.read_csv(cache.with_suffix(".csv"))),
+        "",
+    ]
 stability = Path("benchmarks/results/ratio_stability.json")
 if stability.exists():
     meta = json.loads(stability.read_text())["meta"]
