@@ -45,10 +45,13 @@ For each CPU backend and model:
    measures them in N fresh processes one after another: the first calibrates, the median
    of the other N-1 is the truth, the calibrating process against it is one more noise
    floor row, and ``process_spread_pct`` is each variant's slowest process over its
-   fastest); the median of the 3 is the measured latency, and pass 2 against pass 1 is the
-   noise floor of a single measurement. ``--timing paired`` (the default) measures each
-   variant beside the unpruned model (``ttmpd.pruning.measure_beside``: samples of the two
-   in alternation, so a host slowdown scales both): its latency is its median fraction of
+   fastest; with ``--calibrate-processes K`` the first K calibrate one more fit,
+   "calibrated on K processes", on the median of their readings, and the truth is the
+   median of the other N-K); the median of the 3 is the measured latency, and pass 2
+   against pass 1 is the noise floor of a single measurement. ``--timing paired`` (the
+   default) measures each variant beside the unpruned model
+   (``ttmpd.pruning.measure_beside``: samples of the two in alternation, so a host
+   slowdown scales both): its latency is its median fraction of
    the original times the original's median latency over every pair. ``--timing blocked``
    times each model in its own block (the benchmark before 2026-12-02): on a shared host
    whose speed flips for seconds at a time, its noise floor alone can miss ±10%;
@@ -295,6 +298,7 @@ def run_pair(
     timing: str = "paired",
     process: str = "fresh",
     processes: int = 1,
+    calibrating: int = 1,
 ):
     backend, model, x = _rebuilt(backend_name, name, seed)
     table, lut_s = build_lut(backend, name, model, x, grid)
@@ -313,7 +317,7 @@ def run_pair(
         runs = [measure_passes(backend, model, cal_models + test_models, x, timing)]
     measure_s = time.perf_counter() - start
     load_1min = os.getloadavg()[0]  # how busy the shared machine was while measuring
-    cal_ms, truth, per_process = process_truth(runs, len(cal_models))
+    cal_ms, consensus_ms, truth, per_process = process_truth(runs, len(cal_models), calibrating)
     passes = runs[0]
     pass1, pass2 = passes[0, len(cal_models) :], passes[1, len(cal_models) :]
     # the test variants measured again in the other process: the one that profiled, or
@@ -335,10 +339,10 @@ def run_pair(
     nearest = NearestLut(table)
     lut_sum, coverage = zip(*(nearest.model(cs) for cs in unit_lists), strict=True)
 
-    def ttmpd(fit_table, **params) -> tuple[np.ndarray, np.ndarray, LatencyPredictor]:
+    def ttmpd(fit_table, cal=cal_ms, **params) -> tuple[np.ndarray, np.ndarray, LatencyPredictor]:
         p = LatencyPredictor(**params).fit(fit_table)
         raw = np.array([p.predict(cs).sum() for cs in unit_lists])
-        p.fit_calibration([(m, x) for m in cal_models], cal_ms)
+        p.fit_calibration([(m, x) for m in cal_models], cal)
         totals = np.array([p.calibrated_total(cs, inputs=g)
                            for cs, g in zip(unit_lists, graphs, strict=True)])  # fmt: skip
         return raw, totals, p
@@ -357,6 +361,8 @@ def run_pair(
     streamed = ttmpd(table, memory_pricing="auto")[1] if streams else None
     # weight streaming left out (the default from 2026-12-02 until the fitted scale)
     unstreamed = ttmpd(table, memory_pricing=False)[1] if streams else None
+    # calibrated on the median of several fresh processes' readings
+    consensus = ttmpd(table, cal=consensus_ms)[1] if calibrating > 1 else None
     random_rows = table.frame.sample(frac=0.25, random_state=seed)
     _, random_cal, _ = ttmpd(LatencyTable(random_rows, table.meta))
     # what `ttmpd profile --sample-fraction 0.25` measures: a quarter of each unit's grid
@@ -375,6 +381,11 @@ def run_pair(
         **({"(c) ttmpd, reorders per unit": per_unit} if per_unit is not None else {}),
         **({"(c) ttmpd, streaming auto": streamed} if streamed is not None else {}),
         **({"(c) ttmpd, streaming unpriced": unstreamed} if unstreamed is not None else {}),
+        **(
+            {f"(c) ttmpd, calibrated on {calibrating} processes": consensus}
+            if consensus is not None
+            else {}
+        ),
         "(c) ttmpd, random 25% of rows": random_cal,
         "(c) ttmpd, sparse grid 25%": sparse_cal,
     }
@@ -385,9 +396,15 @@ def run_pair(
     rows.append({"backend": backend_name, "model": name, "method": floor[0],
                  **metrics(floor[1], truth)})  # fmt: skip
     if len(runs) > 1:
+        others = len(runs) - calibrating
         rows.append({"backend": backend_name, "model": name,
-                     "method": f"noise floor (calibrating process vs {len(runs) - 1} others)",
+                     "method": f"noise floor (calibrating process vs {others} others)",
                      **metrics(per_process[0], truth)})  # fmt: skip
+    if calibrating > 1:
+        rows.append({"backend": backend_name, "model": name,
+                     "method": f"noise floor (median of {calibrating} calibrating processes "
+                               f"vs {others} others)",
+                     **metrics(np.median(per_process[:calibrating], axis=0), truth)})  # fmt: skip
     timed = lambda f: float((f["latency_ms"] * f["samples"]).sum())  # noqa: E731
     info = {
         "device_rules": rules.describe().replace("\n", " | ") if rules else "(none stored)",
@@ -431,17 +448,22 @@ def run_pair(
     return rows, info, table, (model, x, groups), scatter, per_variant
 
 
-def process_truth(runs: list[np.ndarray], n_cal: int) -> tuple:
-    """``(cal_ms, truth, per_process)`` from each process's passes (``runs[i]``: shape
-    ``(PASSES, n_cal + n_test)``, calibration variants first). ``cal_ms``: the first
-    process's medians over its passes (it calibrates, as ``ttmpd lut fit`` measures in
-    one process); ``per_process``: every process's test medians, shape
-    ``(processes, n_test)``; ``truth``: with one process its own medians, else the median
-    over the processes that did not calibrate."""
+def process_truth(runs: list[np.ndarray], n_cal: int, calibrating: int = 1) -> tuple:
+    """``(cal_ms, consensus_cal_ms, truth, per_process)`` from each process's passes
+    (``runs[i]``: shape ``(PASSES, n_cal + n_test)``, calibration variants first).
+    ``cal_ms``: the first process's medians over its passes (it calibrates, as ``ttmpd lut
+    fit`` measures in one process); ``consensus_cal_ms``: per calibration variant, the
+    median over the first ``calibrating`` processes' medians (``cal_ms`` for 1);
+    ``per_process``: every process's test medians, shape ``(processes, n_test)``;
+    ``truth``: with one process its own medians, else the median over the processes after
+    the first ``calibrating``."""
+    if len(runs) > 1 and not 1 <= calibrating < len(runs):
+        raise ValueError(f"calibrating must be in [1, {len(runs) - 1}], got {calibrating}")
     medians = np.array([np.median(r, axis=0) for r in runs])
     per_process = medians[:, n_cal:]
-    truth = per_process[0] if len(runs) == 1 else np.median(per_process[1:], axis=0)
-    return medians[0, :n_cal], truth, per_process
+    truth = per_process[0] if len(runs) == 1 else np.median(per_process[calibrating:], axis=0)
+    consensus = np.median(medians[:calibrating, :n_cal], axis=0)
+    return medians[0, :n_cal], consensus, truth, per_process
 
 
 def process_spread_pct(per_process: np.ndarray) -> np.ndarray:
@@ -597,6 +619,13 @@ def main(argv: list[str] | None = None) -> int:
         help="with --measure-in fresh: measure in this many fresh processes; the first "
         "calibrates, the median of the others is the truth (default 1: one process does both)",
     )
+    parser.add_argument(
+        "--calibrate-processes",
+        type=int,
+        default=1,
+        help="with --processes N: the first K of them also calibrate one more fit on the "
+        "median of their readings; the truth is then the median of the other N-K (default 1)",
+    )
     parser.add_argument("--quick", action="store_true", help="resnet56, 12 variants")
     parser.add_argument("--out", type=Path, default=RESULTS / "latency_prediction")
     parser.add_argument(
@@ -608,6 +637,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.processes < 1 or (args.processes > 1 and args.measure_in != "fresh"):
         parser.error("--processes must be 1, or more with --measure-in fresh")
+    if args.calibrate_processes != 1 and not 1 <= args.calibrate_processes < args.processes:
+        parser.error("--calibrate-processes must be 1, or in [2, --processes - 1]")
     args.models = args.models or SETS[args.set]
     if args.quick:
         args.models, args.variants = ["resnet56"], 12
@@ -622,7 +653,8 @@ def main(argv: list[str] | None = None) -> int:
         scatter_all = {"ttmpd (c)": [], "LUT sum (b)": [], "FLOPs (a)": [], "measured": []}
         for name in args.models:
             job = (backend_name, name, args.variants, args.calibration, args.seed, grid,
-                   args.timing, args.measure_in, args.processes)  # fmt: skip
+                   args.timing, args.measure_in, args.processes,
+                   args.calibrate_processes)  # fmt: skip
             result = load_partial(args.out, job)
             try:
                 if result is None:
@@ -662,6 +694,7 @@ def main(argv: list[str] | None = None) -> int:
     write_results(args.out, frame, variants=args.variants, calibration=args.calibration,
                   grid=grid.__dict__, pairs=infos, model_set=args.set, timing=args.timing,
                   measured_in=args.measure_in, processes=args.processes,
+                  calibrate_processes=args.calibrate_processes,
                   skipped=skipped)  # fmt: skip
     pd.DataFrame(infos).to_csv(args.out.with_name(args.out.name + "_info.csv"), index=False)
     pd.concat(variant_frames).to_csv(args.out.with_name(args.out.name + "_variants.csv"),

@@ -454,13 +454,25 @@ def test_with_several_processes_the_truth_is_what_the_others_read(monkeypatch):
     lp = _load("latency_prediction", monkeypatch)
     base = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 2.2, 3.0, 4.0], [1.0, 2.1, 3.0, 4.0]])
     runs = [base, 1.1 * base, 1.3 * base]  # passes x (1 calibration + 3 test variants)
-    cal_ms, truth, per_process = lp.process_truth(runs, n_cal=1)
+    cal_ms, consensus, truth, per_process = lp.process_truth(runs, n_cal=1)
     np.testing.assert_allclose(cal_ms, [1.0])  # the calibrating process's own median
+    np.testing.assert_allclose(consensus, cal_ms)
     np.testing.assert_allclose(truth, 1.2 * np.array([2.1, 3.0, 4.0]))
     np.testing.assert_allclose(per_process[0], [2.1, 3.0, 4.0])
     np.testing.assert_allclose(lp.process_spread_pct(per_process), [30.0] * 3)
-    cal_ms, truth, _ = lp.process_truth(runs[:1], n_cal=1)
+    cal_ms, _, truth, _ = lp.process_truth(runs[:1], n_cal=1)
     np.testing.assert_allclose(truth, [2.1, 3.0, 4.0])
+    # --calibrate-processes 2 of 4: the calibration is the median of the first two, the
+    # truth the median of the last two
+    runs = [base, 1.1 * base, 1.3 * base, 1.5 * base]
+    cal_ms, consensus, truth, _ = lp.process_truth(runs, n_cal=1, calibrating=2)
+    np.testing.assert_allclose(cal_ms, [1.0])
+    np.testing.assert_allclose(consensus, [1.05])
+    np.testing.assert_allclose(truth, 1.4 * np.array([2.1, 3.0, 4.0]))
+    with pytest.raises(ValueError):
+        lp.process_truth(runs, n_cal=1, calibrating=4)
+    with pytest.raises(SystemExit):
+        lp.main(["--processes", "3", "--calibrate-processes", "3"])
     with pytest.raises(SystemExit):
         lp.main(["--processes", "3", "--measure-in", "profiling"])
 
