@@ -1,9 +1,9 @@
 """Measure beside the original in a process that trained nothing, as a deployment runs.
 
-A process's history moves what it reads: after a dozen fine-tunes, a benchmark process
-read pruned ResNet-20s a median 9% slower against their original than a new process did
-(docs/design/measurement.md). A budget is about the deployed model, so the readings that
-decide it come from a spawned worker that has only loaded the original and the input.
+A process's history moves what it reads (docs/design/measurement.md and
+docs/design/search.md on the process a check measures in). A budget is about the
+deployed model, so the readings that decide it can come from a spawned worker that has
+only loaded the original and the input.
 """
 
 from __future__ import annotations
