@@ -107,6 +107,12 @@ RUN_NOTES = {
         "ONNX Runtime LUT above, measured in 5 fresh processes, the second half of the plan",
         "beside RegNetX-800MF. Run alone on the host.",
     ],
+    "latency_prediction_heldout4_calibrate3_resnet34": [
+        "ResNet-34 again (not blind), the same 12 prunes, measured in 6 fresh processes:",
+        "the first 3 calibrate one more fit on the median of their readings ('calibrated on",
+        "3 processes'), the truth is the median of the other 3 for every row. Alone on the",
+        "host.",
+    ],
     "latency_prediction_heldout4_torch-cpu": [
         "Run blind after the default moved and after --measure-in fresh became the",
         "default: (c) is the default, streaming fitted; the row 'streaming unpriced' is the",
@@ -123,8 +129,14 @@ for prefix, path in runs:
     title, described = HELD_OUT_SETS[prefix]
     meta = json.loads(path.read_text())["meta"]
     f = pd.read_csv(path.with_suffix(".csv"))
-    # with --processes N, the calibrating process against the median of the others
-    f = f[f.method.isin(METHODS) | f.method.str.startswith("noise floor (calibrating process")]
+    # with --processes N, the calibrating process(es) against the median of the others;
+    # with --calibrate-processes K, the fit calibrated on K of them
+    several = (
+        "noise floor (calibrating process",
+        "noise floor (median of",
+        "(c) ttmpd, calibrated on",
+    )
+    f = f[f.method.isin(METHODS) | f.method.str.startswith(several)]
     info = pd.read_csv(path.with_name(path.stem + "_info.csv"))
     parts = info["device_rules"].str.split(" | ", regex=False)
     # measured per model: one line each
