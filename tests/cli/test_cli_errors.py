@@ -1,12 +1,12 @@
 """Acceptance: bad input gets one clear line on stderr and exit code 2, never a traceback or
 a half-written file.
 
-Every case runs the real entry point (``python -m ttmpd ...``) in its own directory and
-checks the exit code, that stderr is exactly one line naming the problem, and that the
-directory holds exactly the files it held before (no output, no ``.journal``, no
-``.*.tmp``), byte for byte. Each subprocess spends ~2 s importing torch, so a module
-fixture starts them all at once on a small thread pool and each parametrized test checks
-one result.
+Every case runs the CLI in a process of its own (forked from a server that imported it
+once, see :mod:`cli_process`; ``python -m ttmpd`` where the case sets ``PYTHONPATH``) in its
+own directory and checks the exit code, that stderr is exactly one line naming the
+problem, and that the directory holds exactly the files it held before (no output, no
+``.journal``, no ``.*.tmp``), byte for byte. A module fixture starts them all at once on a
+small thread pool and each parametrized test checks one result.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from cli_process import run_cli
 
 from ttmpd.lut import LatencyTable, profile_model
 from ttmpd.models import load_model, save_checkpoint
@@ -341,14 +342,16 @@ def _run(case: Case, d: Path, shared: Path) -> Run:
     if case.setup is not None:
         case.setup(d, shared)
     before = _snapshot(d)
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("TTMPD_FAKE_DELAY_MS", None)
+    env: dict[str, str | None] = {"PYTHONDONTWRITEBYTECODE": "1", "TTMPD_FAKE_DELAY_MS": None}
     env.update({k: v.replace("{shared}", str(shared)) for k, v in case.env})
     argv = [a.replace("{shared}", str(shared)) for a in case.argv]
+    if "PYTHONPATH" not in env:  # read at start-up: a forked child would not see it
+        return Run(d, before, run_cli(argv, d, env, TIMEOUT_S))
+    full = {**os.environ, **env}
     result = subprocess.run(
         [sys.executable, "-m", "ttmpd", *argv],
         cwd=d,
-        env=env,
+        env={k: v for k, v in full.items() if v is not None},
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,
