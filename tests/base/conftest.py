@@ -36,6 +36,13 @@ def test_data() -> ImageDataset:
 
 
 @pytest.fixture(scope="session")
+def tiny() -> TrainConfig:
+    """:data:`TINY` for test modules (``from conftest import`` would pick whichever
+    ``conftest`` module another test folder loaded first)."""
+    return TINY
+
+
+@pytest.fixture(scope="session")
 def trained(source, test_data):
     return train_base(TINY, source, test=test_data)
 

@@ -5,7 +5,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
 
 import ttmpd.base.train as train_module
 from ttmpd.base import TrainConfig, TrainingInterrupted, evaluate, train_base
@@ -18,20 +17,20 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_training_is_deterministic_for_a_seed(trained, source, test_data):
-    again = train_base(TINY, source, test=test_data)
+def test_training_is_deterministic_for_a_seed(tiny, trained, source, test_data):
+    again = train_base(tiny, source, test=test_data)
     assert _same_weights(trained.model, again.model)
     assert trained.epoch_losses == again.epoch_losses
-    other = train_base(dataclasses.replace(TINY, seed=1), source)
+    other = train_base(dataclasses.replace(tiny, seed=1), source)
     assert not _same_weights(trained.model, other.model)
 
 
-def test_training_leaves_global_state_alone(source):
+def test_training_leaves_global_state_alone(tiny, source):
     threads = torch.get_num_threads()
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    train_base(dataclasses.replace(TINY, threads=threads + 1), source.subset(slice(0, 64)))
+    train_base(dataclasses.replace(tiny, threads=threads + 1), source.subset(slice(0, 64)))
     assert torch.equal(torch.rand(3), expected)
     assert torch.get_num_threads() == threads
 
@@ -42,22 +41,22 @@ def test_training_records_its_run(trained):
     assert trained.samples_per_s > 0 and not trained.model.training
 
 
-def test_training_learns(source, test_data):
+def test_training_learns(tiny, source, test_data):
     """Five epochs on 4 learnable classes (chance 25%): a training loop that does not
     step, steps the wrong way or shuffles labels stays near chance. Not three: after 12
     steps BatchNorm's running statistics (momentum 0.1) hold only 1 − 0.9¹² ≈ 72% of the
     data's, and whether eval mode then reads the test set right depended on the training
     layout's rounding (channels_last read 0.72 on seed 0, NCHW 1.0)."""
-    result = train_base(dataclasses.replace(TINY, epochs=5), source, test=test_data)
+    result = train_base(dataclasses.replace(tiny, epochs=5), source, test=test_data)
     losses = result.epoch_losses
     assert losses[-1] < 0.5 * losses[0]
     assert result.clean_accuracy >= 0.8
 
 
-def test_adamw_learns_and_is_not_sgd(source, test_data):
+def test_adamw_learns_and_is_not_sgd(tiny, source, test_data):
     """AdamW at its usual lr learns the 4 classes; an option that still ran SGD would give
     the SGD weights of the same seed (or not learn at lr 3e-3)."""
-    config = dataclasses.replace(TINY, epochs=3, optimizer="adamw", lr=3e-3, weight_decay=0.05)
+    config = dataclasses.replace(tiny, epochs=3, optimizer="adamw", lr=3e-3, weight_decay=0.05)
     result = train_base(config, source, test=test_data)
     assert result.clean_accuracy >= 0.8
     assert result.metadata()["train_config"]["optimizer"] == "adamw"
@@ -66,7 +65,7 @@ def test_adamw_learns_and_is_not_sgd(source, test_data):
     assert not _same_weights(adamw_one_epoch.model, sgd_same_lr.model)
 
 
-def test_adamw_decay_is_decoupled(source, monkeypatch):
+def test_adamw_decay_is_decoupled(tiny, source, monkeypatch):
     """The optimizer train_base builds is torch's AdamW with the config's lr and decay."""
     built = []
     real = torch.optim.AdamW
@@ -76,7 +75,7 @@ def test_adamw_decay_is_decoupled(source, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(torch.optim, "AdamW", spy)
-    config = dataclasses.replace(TINY, optimizer="adamw", lr=2e-3, weight_decay=0.05)
+    config = dataclasses.replace(tiny, optimizer="adamw", lr=2e-3, weight_decay=0.05)
     train_base(config, source.subset(slice(0, 64)))
     assert built == [{"lr": 2e-3, "betas": (0.9, 0.999), "weight_decay": 0.05}]
 
@@ -113,14 +112,14 @@ def test_bad_config_is_rejected(change, words):
         TrainConfig(**change)
 
 
-def test_bad_datasets_are_rejected(source):
+def test_bad_datasets_are_rejected(tiny, source):
     with pytest.raises(InputError, match="unknown dataset"):
-        train_base(TINY, "cifar100")
+        train_base(tiny, "cifar100")
     with pytest.raises(InputError, match="no labels"):
-        train_base(TINY, source.without_labels())
+        train_base(tiny, source.without_labels())
 
 
-def test_interrupt_raises_exit_130_and_writes_nothing(source, monkeypatch, tmp_path):
+def test_interrupt_raises_exit_130_and_writes_nothing(tiny, source, monkeypatch, tmp_path):
     calls = []
 
     def interrupted(images, max_px, rng):
@@ -131,7 +130,7 @@ def test_interrupt_raises_exit_130_and_writes_nothing(source, monkeypatch, tmp_p
 
     monkeypatch.setattr(train_module, "random_shift", interrupted)
     with pytest.raises(TrainingInterrupted, match="interrupted at step 1") as info:
-        train_base(TINY, source)
+        train_base(tiny, source)
     assert isinstance(info.value, TtmpdError) and info.value.exit_code == 130
 
 
@@ -149,9 +148,9 @@ def make_wrong():
 """
 
 
-def test_your_own_factory_model_trains_and_saves_as_a_module(source, test_data, tmp_path):
+def test_your_own_factory_model_trains_and_saves_as_a_module(tiny, source, test_data, tmp_path):
     (tmp_path / "mine.py").write_text(FACTORY)
-    config = dataclasses.replace(TINY, model=f"{tmp_path / 'mine.py'}:make", epochs=3)
+    config = dataclasses.replace(tiny, model=f"{tmp_path / 'mine.py'}:make", epochs=3)
     result = train_base(config, source, test=test_data)
     first = result.model[0].weight.detach().clone()
     assert result.clean_accuracy > 0.5  # 4 classes: chance is 0.25
@@ -161,8 +160,8 @@ def test_your_own_factory_model_trains_and_saves_as_a_module(source, test_data, 
     assert torch.equal(ckpt.model[0].weight, first)
 
 
-def test_a_factory_model_with_other_classes_is_refused(source, tmp_path):
+def test_a_factory_model_with_other_classes_is_refused(tiny, source, tmp_path):
     (tmp_path / "mine.py").write_text(FACTORY)
-    config = dataclasses.replace(TINY, model=f"{tmp_path / 'mine.py'}:make_wrong")
+    config = dataclasses.replace(tiny, model=f"{tmp_path / 'mine.py'}:make_wrong")
     with pytest.raises(InputError, match=r"outputs shape \(2, 7\); the data has 4 classes"):
         train_base(config, source)
