@@ -432,6 +432,22 @@ if cache.exists():
         markdown_table(pd.read_csv(cache.with_suffix(".csv"))),
         "",
     ]
+verdict = Path("benchmarks/results/run_verdict.json")
+if verdict.exists():
+    meta = json.loads(verdict.read_text())["meta"]
+    out += [
+        "## `ttmpd run`'s final verdict: the run's process against fresh ones",
+        "",
+        f"{meta['date']}, {meta['machine']}; `{meta['command']}` (from `benchmarks/`).",
+        f"The demo (ONNX Runtime) and its scenario on torch-cpu, budget {meta['budget']},",
+        f"{meta['runs']} runs each. `in_run`: the final ratio `run.json` records, measured",
+        "in the process that pruned and distilled; `fresh_*`: the same `measure` stage run",
+        f"again {meta['fresh']} times, each in a new process that loads the saved models.",
+        "`in_run_offset_pct`: the in-run ratio against the fresh median.",
+        "",
+        markdown_table(pd.read_csv(verdict.with_suffix(".csv")), digits=3),
+        "",
+    ]
 stability = Path("benchmarks/results/ratio_stability.json")
 if stability.exists():
     meta = json.loads(stability.read_text())["meta"]
