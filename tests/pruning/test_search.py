@@ -1,6 +1,9 @@
 """The latency-aware search on tiny residual and depthwise models (fake backend LUTs)."""
 
+import functools
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,19 +31,32 @@ X = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 CALIB = torch.randn(32, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 
 
-def _setup(net_cls, tmp_path):
+def _net(net_cls):
     torch.manual_seed(0)
     net = net_cls().eval()
     adapt_bn(net, CALIB)  # give BN real statistics
-    table = profile_model(net, X, get_backend("fake"), tmp_path / "lut.parquet", progress=False,
-                          grid=GridConfig(channel_step=4, off_grid_per_unit=4)).table  # fmt: skip
-    return net, LatencyPredictor().fit(table)
+    return net
+
+
+@functools.cache
+def _table(net_cls):
+    """The fake device's table of ``_net(net_cls)``, profiled once per test process."""
+    with tempfile.TemporaryDirectory() as d:
+        grid = GridConfig(channel_step=4, off_grid_per_unit=4)
+        out = Path(d) / "lut.parquet"
+        return profile_model(_net(net_cls), X, get_backend("fake"), out, grid=grid,
+                             progress=False).table  # fmt: skip
+
+
+def _setup(net_cls):
+    """A fresh net (seed 0, BN adapted) and a predictor fitted now on its table."""
+    return _net(net_cls), LatencyPredictor().fit(_table(net_cls))
 
 
 @pytest.mark.parametrize("net_cls", [ResidualNet, DepthwiseNet])
 @pytest.mark.parametrize("method", METHODS)
-def test_search_meets_the_budget_and_the_model_runs(net_cls, method, tmp_path):
-    net, predictor = _setup(net_cls, tmp_path)
+def test_search_meets_the_budget_and_the_model_runs(net_cls, method):
+    net, predictor = _setup(net_cls)
     config = SearchConfig(budget=0.7, method=method, progress=False)
     if method == "tp-magnitude" and net_cls is DepthwiseNet:  # 16-channel groups
         rounded = SearchConfig(budget=0.7, method=method, progress=False, round_to=8)
@@ -63,11 +79,11 @@ def test_search_meets_the_budget_and_the_model_runs(net_cls, method, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["ttmpd-greedy", "knapsack", "uniform", "halp", "tp-magnitude"])
-def test_a_second_budget_searches_as_from_scratch(method, tmp_path):
+def test_a_second_budget_searches_as_from_scratch(method):
     """BudgetSearch shares one problem between budgets: no method may leave it changed
     (ttmpd's reuse of scored states has its own test in test_mck_search.py; the slower
     eagleeye, netadapt and ttmpd-gradual work on copies the same way)."""
-    net, predictor = _setup(ResidualNet, tmp_path)
+    net, predictor = _setup(ResidualNet)
     config = SearchConfig(budget=0.8, method=method, progress=False)
     search = BudgetSearch(net, X, predictor, CALIB, config)
     first, second = search(0.8), search(0.6)
@@ -78,8 +94,8 @@ def test_a_second_budget_searches_as_from_scratch(method, tmp_path):
     assert first.predicted_latency_ms > second.predicted_latency_ms
 
 
-def test_greedy_latency_decreases_along_the_search(tmp_path):
-    net, predictor = _setup(ResidualNet, tmp_path)
+def test_greedy_latency_decreases_along_the_search():
+    net, predictor = _setup(ResidualNet)
     config = SearchConfig(budget=0.5, method="ttmpd-greedy", progress=False)
     result = prune(net, X, predictor, CALIB, config)
     accepted = result.log[result.log["accepted"]]
@@ -97,8 +113,8 @@ def test_greedy_latency_decreases_along_the_search(tmp_path):
     } <= set(result.log.columns)
 
 
-def test_masking_matches_physical_pruning(tmp_path):
-    net, _ = _setup(ResidualNet, tmp_path)
+def test_masking_matches_physical_pruning():
+    net, _ = _setup(ResidualNet)
     groups = channel_groups(net, X)
     removed = {g.id: [0, 3, 5] for g in groups if g.prunable}
     from ttmpd.pruning import plan_from_removed
@@ -111,7 +127,7 @@ def test_masking_matches_physical_pruning(tmp_path):
 
 
 def test_plan_round_trips_and_reapplies(tmp_path):
-    net, predictor = _setup(ResidualNet, tmp_path)
+    net, predictor = _setup(ResidualNet)
     result = prune(net, X, predictor, CALIB, SearchConfig(budget=0.6, progress=False))
     summary = save_prune_result(result, tmp_path / "out", X, num_classes=10)
     plan = PrunePlan.from_json(tmp_path / "out" / "plan.json")
@@ -134,14 +150,14 @@ def test_out_of_range_budgets(budget):
         SearchConfig(budget=budget)
 
 
-def test_unreachable_budget_names_the_floor(tmp_path):
-    net, predictor = _setup(ResidualNet, tmp_path)
+def test_unreachable_budget_names_the_floor():
+    net, predictor = _setup(ResidualNet)
     with pytest.raises(InputError, match=r"below what pruning can reach.*raise the budget"):
         prune(net, X, predictor, CALIB, SearchConfig(budget=0.01, progress=False))
 
 
-def test_latency_of_states_is_exact_for_shared_units(tmp_path):
-    net, predictor = _setup(ResidualNet, tmp_path)
+def test_latency_of_states_is_exact_for_shared_units():
+    net, predictor = _setup(ResidualNet)
     savings = PruneSavings(predictor, net, X)
     groups = [g for g in channel_groups(net, X) if g.prunable]
     removed = {g.id: list(range(4)) for g in groups}
@@ -160,7 +176,7 @@ def test_pareto_front_and_sweep(tmp_path):
 
     front = pareto_front([1.0, 2.0, 3.0, 2.5], [0.5, 0.9, 0.95, 0.8])
     assert front.tolist() == [True, True, True, False]
-    net, predictor = _setup(ResidualNet, tmp_path)
+    net, predictor = _setup(ResidualNet)
     with torch.no_grad():
         labels = net(CALIB).argmax(1)
     fake = get_backend("fake")
