@@ -4,7 +4,8 @@
 # ATen limited to AVX2 (another host's kernels), with glibc's heap checks on, so a kernel
 # bug on that ISA cannot hide behind this host's. On x86_64 the training tiers (base
 # models, distillation, pipeline) run only there: the AVX2 kernels are the ones that broke,
-# and this host's own kernels still train in the layout tests and the demo test. Arguments
+# and this host's own kernels still train in the layout tests and the demo test (the layout
+# tests run once, natively; their AVX2 cases set the emulation in their own children). Arguments
 # go to one plain pytest run. Tests that do not time real backends run on up to 4 worker
 # processes (pytest-xdist, a file per worker at a time: torch is pinned to one thread in
 # each); tests/real, which times ONNX Runtime and torch-cpu, runs alone after them.
@@ -22,7 +23,7 @@ if [ "$#" -eq 0 ] && [ "$(uname -m)" = "x86_64" ]; then
         --ignore=tests/pipeline --ignore=tests/distill --ignore=tests/base --ignore=tests/real
     .venv/bin/python -m pytest -q -p no:cacheprovider tests/real
     echo "== training tests under emulated AVX2 (ONEDNN_MAX_CPU_ISA=AVX2) =="
-    for tier in tests/test_layout.py tests/distill tests/base tests/pipeline; do
+    for tier in tests/distill tests/base tests/pipeline; do
         ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MALLOC_CHECK_=3 \
             .venv/bin/python -m pytest -q -p no:cacheprovider -n auto --maxprocesses 4 \
             --dist loadfile "$tier"
