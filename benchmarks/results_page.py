@@ -82,6 +82,17 @@ HELD_OUT_SETS = {  # result-file prefix -> (section title, what the set is)
 }
 #: what the rows of one run meant when it ran, where the defaults moved after it
 RUN_NOTES = {
+    "latency_prediction_heldout_intel_torch-cpu": [
+        "Another host: an Intel Xeon with AMX (L3 480 MiB), where every other run on this",
+        "page ran on an AMD EPYC. No rule, default or threshold was chosen on this host; the",
+        "models are the first held-out set's (examined on the EPYC host, not here).",
+    ],
+    "latency_prediction_heldout_intel_onnxruntime": [
+        "Another host: an Intel Xeon with AMX (L3 480 MiB), where every other run on this",
+        "page ran on an AMD EPYC. No rule, default or threshold was chosen on this host. Two",
+        "of the first held-out set's models (time allowed two); on the EPYC host they were",
+        "examined while ONNX Runtime's rules were fixed, so only the host is new.",
+    ],
     "latency_prediction_heldout4_onnxruntime": [
         "In this run (c) was the default of then, streaming unpriced; the row 'streaming",
         "fitted' is the default since, after this run (it reached the target on 1 of 3",
