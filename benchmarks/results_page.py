@@ -93,6 +93,21 @@ RUN_NOTES = {
         "of the first held-out set's models (time allowed two); on the EPYC host they were",
         "examined while ONNX Runtime's rules were fixed, so only the host is new.",
     ],
+    "latency_prediction_heldout_intel_onnxruntime_rest": [
+        "Another host: the Intel Xeon with AMX, nothing tuned there. The other two of the",
+        "first held-out set's models on ONNX Runtime, run alone after the two above; their",
+        "tables, probes and calibrations were all built on this host.",
+    ],
+    "latency_prediction_heldout_intel_openvino": [
+        "Another host: the Intel Xeon with AMX, nothing tuned there. OpenVINO on the first",
+        "held-out set. The EPYC runs of these models on OpenVINO (2026-12-01) predate the",
+        "fitted weight-streaming term, chosen on other sets since.",
+    ],
+    "latency_prediction_heldout_intel_openvino_avx2": [
+        "The Intel host with OpenVINO's oneDNN limited to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2,",
+        "ATEN_CPU_CAPABILITY=avx2): another host's kernels, emulated. Two of the four models,",
+        "as time allowed; tables, probes and calibrations built under the limit.",
+    ],
     "latency_prediction_heldout4_onnxruntime": [
         "In this run (c) was the default of then, streaming unpriced; the row 'streaming",
         "fitted' is the default since, after this run (it reached the target on 1 of 3",
