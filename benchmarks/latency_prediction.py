@@ -88,7 +88,9 @@ Also: cross-validated regressor choice on each LUT, and prune-savings throughput
         --backends onnxruntime openvino --out benchmarks/results/latency_prediction_transformers
 
 Writes benchmarks/results/latency_prediction.{csv,json}, *_cv.csv, *_savings.csv,
-*_variants.csv (every test variant: measured passes and each method's prediction) and a
+*_variants.csv (every test variant: measured passes, weight bytes and each method's
+prediction), *_calibration.csv (each calibration variant's measured latency, for refits
+offline) and a
 predicted-vs-measured plot per backend. Each finished (backend, model) pair is kept under
 ``<out>.partial/`` until the tables are written: a run interrupted after hours resumes
 where it stopped when started again with the same arguments.
@@ -128,6 +130,7 @@ from ttmpd.lut import (
 from ttmpd.models import load_model
 from ttmpd.profiler import BackendConfig, GridConfig, extract_units, get_backend, grid_configs
 from ttmpd.profiler._fingerprint import kernel_isa
+from ttmpd.profiler._streaming import fit_streaming
 from ttmpd.pruning import (
     MODEL_TIMING,
     apply_plan,
@@ -361,6 +364,13 @@ def run_pair(
     streamed = ttmpd(table, memory_pricing="auto")[1] if streams else None
     # weight streaming left out (the default from 2026-12-02 until the fitted scale)
     unstreamed = ttmpd(table, memory_pricing=False)[1] if streams else None
+    # the missed share refitted to the same probe as (1 - C/F)+ (every table probed before
+    # 2026-12-03 evening), where the probe chose another shape
+    hyperbolic = None
+    if streams and rules.streaming.shape != "hyperbolic":
+        refit = fit_streaming(rules.streaming.samples, shapes=("hyperbolic",))
+        meta = replace(table.meta, rules=replace(rules, streaming=refit).to_dict())
+        hyperbolic = ttmpd(LatencyTable(table.frame, meta))[1]
     # calibrated on the median of several fresh processes' readings
     consensus = ttmpd(table, cal=consensus_ms)[1] if calibrating > 1 else None
     random_rows = table.frame.sample(frac=0.25, random_state=seed)
@@ -381,6 +391,7 @@ def run_pair(
         **({"(c) ttmpd, reorders per unit": per_unit} if per_unit is not None else {}),
         **({"(c) ttmpd, streaming auto": streamed} if streamed is not None else {}),
         **({"(c) ttmpd, streaming unpriced": unstreamed} if unstreamed is not None else {}),
+        **({"(c) ttmpd, streaming share (1 - C/F)": hyperbolic} if hyperbolic is not None else {}),
         **(
             {f"(c) ttmpd, calibrated on {calibrating} processes": consensus}
             if consensus is not None
@@ -440,12 +451,25 @@ def run_pair(
     }
     scatter = {"measured": truth, "ttmpd": calibrated, "flops": flops, "lut": np.array(lut_sum)}
     per_variant = pd.DataFrame({"backend": backend_name, "model": name, "ratio": ratios,
+                                "weight_bytes": [model_weight_bytes(m) for m in test_models],
                                 "measured_ms": truth, "pass1_ms": pass1, "pass2_ms": pass2,
                                 "fresh_process_ms": fresh,
                                 "profiling_process_ms": profiling,
                                 "process_spread_pct": process_spread_pct(per_process),
                                 **{m: p for m, p in methods.items()}})  # fmt: skip
-    return rows, info, table, (model, x, groups), scatter, per_variant
+    # the calibration's own measurements, so that another calibration form can be refitted
+    # offline (the variants are rebuilt from the seed: calibration_variants, pruned_variants)
+    calibration = pd.DataFrame({"backend": backend_name, "model": name,
+                                "index": range(len(cal_models)),
+                                "weight_bytes": [model_weight_bytes(m) for m in cal_models],
+                                "measured_ms": cal_ms})  # fmt: skip
+    return rows, info, table, (model, x, groups), scatter, (per_variant, calibration)
+
+
+def model_weight_bytes(model: torch.nn.Module) -> int:
+    """Bytes of a model's conv and linear weights (fp32), the footprint streaming prices."""
+    layers = (torch.nn.Conv2d, torch.nn.Linear)
+    return sum(4 * m.weight.numel() for m in model.modules() if isinstance(m, layers))
 
 
 def process_truth(runs: list[np.ndarray], n_cal: int, calibrating: int = 1) -> tuple:
@@ -541,7 +565,7 @@ def pair_job(backend_name: str, name: str, *args) -> dict:
     """Everything measured and computed for one (backend, model) pair; ``args``: the rest
     of :func:`run_pair`'s arguments."""
     warnings.simplefilter("ignore")
-    rows, info, table, (model, x, _), scatter, per_variant = run_pair(backend_name, name, *args)
+    rows, info, table, (model, x, _), scatter, frames = run_pair(backend_name, name, *args)
     cv = cross_validate_regressors(table, ["gbr", "hgb", "extra", "rf", "ridge"])
     return {
         "rows": rows,
@@ -549,7 +573,8 @@ def pair_job(backend_name: str, name: str, *args) -> dict:
         "cv": [{"backend": backend_name, "model": name, **c} for c in cv.to_dict("records")],
         "savings": {"backend": backend_name, "model": name, **savings_throughput(table, model, x)},
         "scatter": scatter,
-        "variants": per_variant,
+        "variants": frames[0],
+        "calibration": frames[1],
     }
 
 
@@ -644,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
         args.models, args.variants = ["resnet56"], 12
     grid = replace(GRID, sample_fraction=args.sample_fraction)
     warnings.simplefilter("ignore")
-    rows, infos, cv_rows, saving_rows, variant_frames = [], [], [], [], []
+    rows, infos, cv_rows, saving_rows, variant_frames, calibration_frames = [], [], [], [], [], []
     skipped: list[dict] = []
     for backend_name in args.backends:
         if not get_backend(backend_name).is_available():
@@ -669,6 +694,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             rows += result["rows"]
             variant_frames.append(result["variants"])
+            calibration_frames.append(result.get("calibration", pd.DataFrame()))
             infos.append(result["info"])
             cv_rows += result["cv"]
             saving_rows.append(result["savings"])
@@ -699,6 +725,9 @@ def main(argv: list[str] | None = None) -> int:
     pd.DataFrame(infos).to_csv(args.out.with_name(args.out.name + "_info.csv"), index=False)
     pd.concat(variant_frames).to_csv(args.out.with_name(args.out.name + "_variants.csv"),
                                      index=False)  # fmt: skip
+    pd.concat(calibration_frames).to_csv(
+        args.out.with_name(args.out.name + "_calibration.csv"), index=False
+    )
     pd.DataFrame(cv_rows).to_csv(args.out.with_name(args.out.name + "_cv.csv"), index=False)
     pd.DataFrame(saving_rows).to_csv(args.out.with_name(args.out.name + "_savings.csv"),
                                      index=False)  # fmt: skip

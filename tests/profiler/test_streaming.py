@@ -9,6 +9,7 @@ from ttmpd.profiler._streaming import (
     CHAIN_LAYERS,
     WeightStreamingRule,
     fit_streaming,
+    missed_share,
     streaming_chain,
 )
 from ttmpd.profiler.backends.fake import FAKE_STREAM_MS_PER_BYTE
@@ -16,13 +17,15 @@ from ttmpd.profiler.backends.fake import FAKE_STREAM_MS_PER_BYTE
 LAYER_BYTES = 400 * 400 * 4
 
 
-def chain_samples(capacity: float, rates: dict[str, float], h=0.01, o=0.003):
-    """Per-layer latencies of chains under the streaming model, exactly."""
+def chain_samples(capacity: float, rates: dict[str, float], h=0.01, o=0.003, full=None):
+    """Per-layer latencies of chains under the streaming model, exactly (the hyperbolic
+    share without ``full``, else a ramp from ``capacity`` to ``full``)."""
     out = []
     for kernel_class, s in rates.items():
         for k in CHAIN_LAYERS:
             f = k * LAYER_BYTES
-            out.append((kernel_class, f, h + o / k + s * LAYER_BYTES * max(0.0, 1 - capacity / f)))
+            share = float(missed_share(np.array(f), capacity, full))
+            out.append((kernel_class, f, h + o / k + s * LAYER_BYTES * share))
     return out
 
 
@@ -30,10 +33,40 @@ def chain_samples(capacity: float, rates: dict[str, float], h=0.01, o=0.003):
 def test_the_fit_recovers_capacity_and_each_class_rate(capacity_mib):
     rates = {"blocked": 2e-8, "other": 9e-8}
     rule = fit_streaming(chain_samples(capacity_mib * 2**20, rates))
+    assert rule.shape == "hyperbolic"
     assert rule.capacity_bytes == pytest.approx(capacity_mib * 2**20, rel=0.05)
     assert rule.rate("blocked") == pytest.approx(2e-8, rel=0.1)
     assert rule.rate("other") == pytest.approx(9e-8, rel=0.1)
     assert rule.streams and rule.probed_max_bytes == 64 * LAYER_BYTES
+
+
+@pytest.mark.parametrize(("start_mib", "end_mib"), [(1.5, 1.5), (1.4, 2.8), (5.0, 12.0)])
+def test_the_fit_tells_a_ramp_or_step_from_the_hyperbolic_share(start_mib, end_mib):
+    """A cache that loses all of a sweep once it overflows is a step (or a short ramp), and
+    the fit says so rather than spreading the cost as (1 - C/F)."""
+    rates = {"blocked": 2e-8, "other": 9e-8}
+    start, end = start_mib * 2**20, end_mib * 2**20
+    rule = fit_streaming(chain_samples(start, rates, full=end))
+    assert rule.shape == "ramp"
+    assert rule.rate("other") == pytest.approx(9e-8, rel=0.1)
+    probed = np.array([k * LAYER_BYTES for k in CHAIN_LAYERS])
+    # the fitted share matches the true one at every probed footprint
+    truth = missed_share(probed, start, end)
+    assert rule.missed_share(probed) == pytest.approx(truth, abs=0.1)
+    hyperbolic = fit_streaming(chain_samples(start, rates, full=end), shapes=("hyperbolic",))
+    assert hyperbolic.shape == "hyperbolic"
+    assert np.abs(hyperbolic.missed_share(probed) - truth).max() > 0.2
+
+
+def test_the_missed_share_of_each_shape():
+    f = np.array([1.0, 2.0, 3.0, 4.0, 8.0])
+    assert missed_share(f, 2.0, None) == pytest.approx([0, 0, 1 / 3, 0.5, 0.75])
+    assert missed_share(f, 2.0, 4.0) == pytest.approx([0, 0, 0.5, 1, 1])
+    assert missed_share(f, 2.0, 2.0) == pytest.approx([0, 0, 1, 1, 1])  # a step
+    with pytest.raises(InputError, match="ends at or after"):
+        WeightStreamingRule(4e6, (("other", 1e-8),), full_bytes=3e6)
+    with pytest.raises(InputError, match="streaming shapes"):
+        fit_streaming(chain_samples(2**21, {"other": 9e-8}), shapes=("cubic",))
 
 
 def test_caches_that_hold_every_chain_record_no_streaming():
@@ -67,6 +100,9 @@ def test_device_rules_keep_the_streaming_rule_and_read_tables_without_one():
     back = DeviceRules.from_dict(rules.to_dict())
     assert back == rules
     assert "beyond 3.8 MiB" in back.describe()
+    ramp = DeviceRules(streaming=WeightStreamingRule(4e6, (("other", 5e-8),), full_bytes=8e6))
+    assert DeviceRules.from_dict(ramp.to_dict()) == ramp
+    assert "all of them from 7.6 MiB" in ramp.describe()
     old = rules.to_dict()
     del old["streaming"]  # a table written before the probe
     assert DeviceRules.from_dict(old).streaming is None
@@ -87,5 +123,9 @@ def test_the_fake_device_probe_measures_its_emulated_cache(monkeypatch):
         assert rule.capacity_bytes == pytest.approx(kib * 1024, rel=0.06)
         for kernel_class, rate in FAKE_STREAM_MS_PER_BYTE.items():  # whole models cost 1.1x
             assert rule.rate(kernel_class) == pytest.approx(1.1 * rate, rel=0.1)
+    monkeypatch.setenv("TTMPD_FAKE_CACHE_SHAPE", "step")  # a cache that keeps nothing beyond
+    rule = get_backend("fake").probe_rules().streaming
+    assert rule.shape == "ramp" and rule.capacity_bytes == pytest.approx(8192 * 1024, rel=0.2)
+    assert rule.full_bytes <= 1.5 * 8192 * 1024
     monkeypatch.delenv("TTMPD_FAKE_CACHE_KIB")
     assert get_backend("fake").probe_rules().streaming is None

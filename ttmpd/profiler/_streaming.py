@@ -16,9 +16,10 @@ once at load, other convs run a GEMM that packs the weights on every call.
 :func:`probe_weight_streaming` measures ``C`` and ``s`` on the device, from chains of
 ``K`` 1x1 convs (``c -> c`` on a 1x1 input, so weight traffic dominates) whose footprint
 grows with ``K``; one chain per kernel class, the channel counts chosen by the backend
-(:meth:`~ttmpd.profiler.BackendBase.probe_rules`). :func:`fit_streaming` fits the model
-above to the per-layer latencies. The measurements behind the model are in
-docs/design/measurement.md ("Weights beyond the cache").
+(:meth:`~ttmpd.profiler.BackendBase.probe_rules`). :func:`fit_streaming` fits both shapes
+to the per-layer latencies and keeps the one with the smaller AIC. The measurements behind
+the model are in docs/design/measurement.md ("Weights beyond the cache") and
+docs/design/device-rules.md.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ from torch import nn
 
 from ..errors import InputError
 
-#: Chain lengths of the probe: footprints from one layer to 64.
-CHAIN_LAYERS = (1, 2, 4, 8, 16, 32, 64)
+#: Chain lengths of the probe: footprints from one layer to 64, about sqrt(2) apart, so a
+#: cache that overflows within a factor of two is seen between two lengths.
+CHAIN_LAYERS = (1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64)
+#: The shapes of the missed share ``m(F)`` (module docstring).
+SHAPES = ("hyperbolic", "ramp")
 #: Channels of a probe layer: 400 -> 400 weighs 625 KiB in fp32, 64 of them 39 MiB.
 STREAMING_CHANNELS = 400
 #: Bytes per fp32 weight.
@@ -47,17 +51,25 @@ class WeightStreamingRule:
     (``"blocked"``: convs the blocked-layout rule runs blocked; ``"other"``: every other
     unit). ``samples``: the probe's ``(class, footprint bytes, ms per layer)``, kept for
     audit. ``probed_max_bytes``: the largest footprint probed; beyond it the fitted line is
-    extrapolated."""
+    extrapolated. ``full_bytes``: ``C₁`` of a ``"ramp"`` share, the footprint from which
+    every weight misses; None: the ``"hyperbolic"`` share (every table probed before the
+    ramp was measured)."""
 
     capacity_bytes: float
     ms_per_byte: tuple[tuple[str, float], ...]
     probed_max_bytes: float = 0.0
     samples: tuple[tuple[str, float, float], ...] = field(default=())
+    full_bytes: float | None = None
 
     def __post_init__(self) -> None:
         pairs = tuple(sorted((str(k), float(v)) for k, v in self.ms_per_byte))
         if any(v < 0 for _, v in pairs) or self.capacity_bytes < 0:
             raise InputError(f"weight streaming needs non-negative figures, got {pairs}")
+        if self.full_bytes is not None and self.full_bytes < self.capacity_bytes:
+            raise InputError(
+                f"a ramp ends at or after its start, got {self.capacity_bytes:.0f} to "
+                f"{self.full_bytes:.0f} bytes"
+            )
         object.__setattr__(self, "ms_per_byte", pairs)
         object.__setattr__(self, "samples", tuple((str(c), float(f), float(m))
                                                   for c, f, m in self.samples))  # fmt: skip
@@ -69,6 +81,17 @@ class WeightStreamingRule:
         return rates.get(kernel_class, rates.get("other", 0.0))
 
     @property
+    def shape(self) -> str:
+        """The missed share's shape: ``"ramp"`` with ``full_bytes``, else ``"hyperbolic"``."""
+        return "hyperbolic" if self.full_bytes is None else "ramp"
+
+    def missed_share(self, footprint_bytes: np.ndarray) -> np.ndarray:
+        """``m(F)`` of each footprint ``F`` (bytes): the share of a model's weights read from
+        beyond the caches on every call (module docstring). Same shape as the input."""
+        return missed_share(np.asarray(footprint_bytes, dtype=float), self.capacity_bytes,
+                            self.full_bytes)  # fmt: skip
+
+    @property
     def streams(self) -> bool:
         """Whether any class pays for streaming (a device whose caches held every probed
         footprint records zero rates)."""
@@ -77,12 +100,12 @@ class WeightStreamingRule:
     def extra_ms(
         self, weight_bytes: np.ndarray, footprint_bytes: np.ndarray, blocked: np.ndarray
     ) -> np.ndarray:
-        """``Δm`` per unit (ms): ``s_class · w · (1 − C/F)⁺`` with ``w`` the unit's weight
-        bytes, ``F`` its model's footprint (bytes, one value per unit) and the class from
-        ``blocked`` (bool per unit). Shape ``(n_units,)``."""
+        """``Δm`` per unit (ms): ``s_class · w · m(F)`` with ``w`` the unit's weight bytes,
+        ``F`` its model's footprint (bytes, one value per unit), ``m`` the missed share
+        (:meth:`missed_share`) and the class from ``blocked`` (bool per unit). Shape
+        ``(n_units,)``."""
         w = np.asarray(weight_bytes, dtype=float)
-        footprint = np.maximum(np.asarray(footprint_bytes, dtype=float), 1.0)
-        share = np.clip(1.0 - self.capacity_bytes / footprint, 0.0, None)
+        share = self.missed_share(footprint_bytes)
         rate = np.where(np.asarray(blocked, dtype=bool), self.rate("blocked"), self.rate("other"))
         return rate * w * share
 
@@ -90,9 +113,16 @@ class WeightStreamingRule:
         rates = ", ".join(f"{k} {v * 1e6 * 1024:.1f} ns/KiB" for k, v in self.ms_per_byte)
         if not self.streams:
             return f"weight streaming: none up to {self.probed_max_bytes / 2**20:.0f} MiB"
+        where = f"beyond {self.capacity_bytes / 2**20:.1f} MiB of weights"
+        if self.full_bytes is not None:
+            where += (
+                ", all of them (a step)"
+                if self.full_bytes == self.capacity_bytes
+                else f", all of them from {self.full_bytes / 2**20:.1f} MiB"
+            )
         return (
-            f"weight streaming: beyond {self.capacity_bytes / 2**20:.1f} MiB of weights, "
-            f"{rates} (probed to {self.probed_max_bytes / 2**20:.0f} MiB)"
+            f"weight streaming: {where}, {rates} (probed to "
+            f"{self.probed_max_bytes / 2**20:.0f} MiB)"
         )
 
     def to_dict(self) -> dict:
@@ -101,6 +131,7 @@ class WeightStreamingRule:
             "ms_per_byte": dict(self.ms_per_byte),
             "probed_max_bytes": self.probed_max_bytes,
             "samples": [list(s) for s in self.samples],
+            **({"full_bytes": self.full_bytes} if self.full_bytes is not None else {}),
         }
 
     @classmethod
@@ -110,7 +141,21 @@ class WeightStreamingRule:
             ms_per_byte=tuple(d["ms_per_byte"].items()),
             probed_max_bytes=float(d.get("probed_max_bytes", 0.0)),
             samples=tuple(tuple(s) for s in d.get("samples", ())),
+            full_bytes=float(d["full_bytes"]) if d.get("full_bytes") is not None else None,
         )
+
+
+def missed_share(
+    footprint_bytes: np.ndarray, capacity_bytes: float, full_bytes: float | None
+) -> np.ndarray:
+    """``m(F)``: ``(1 − C/F)⁺`` without ``full_bytes`` (``C₁``), else ``clip((F − C)/(C₁ −
+    C), 0, 1)``, and ``F > C`` for a step (``C₁ = C``). Same shape as ``footprint_bytes``."""
+    f = np.maximum(np.asarray(footprint_bytes, dtype=float), 1.0)
+    if full_bytes is None:
+        return np.clip(1.0 - capacity_bytes / f, 0.0, None)
+    if full_bytes <= capacity_bytes:
+        return (f > capacity_bytes).astype(float)
+    return np.clip((f - capacity_bytes) / (full_bytes - capacity_bytes), 0.0, 1.0)
 
 
 def streaming_chain(channels: int, layers: int) -> nn.Module:
@@ -148,48 +193,74 @@ def probe_weight_streaming(
     return fit_streaming(samples)
 
 
-def fit_streaming(samples: Sequence[tuple[str, float, float]]) -> WeightStreamingRule:
-    """Fit ``C`` and each class's ``s`` to probe samples ``(class, footprint F_K, ms per
-    layer y_K)`` of chains of ``K`` layers of ``w`` bytes each (``F_K = K·w``):
+def fit_streaming(
+    samples: Sequence[tuple[str, float, float]], shapes: Sequence[str] = SHAPES
+) -> WeightStreamingRule:
+    """Fit the capacity, each class's ``s`` and the missed share's shape to probe samples
+    ``(class, footprint F_K, ms per layer y_K)`` of chains of ``K`` layers of ``w`` bytes
+    each (``F_K = K·w``):
 
-        y_K = h + o/K + s · w · (1 − C/F_K)⁺
+        y_K = h + o/K + s · w · m(F_K)
 
-    ``h`` is a layer's own latency and ``o`` the chain's per-call overhead. For each ``C`` on
-    a log grid over the probed footprints, every class is a non-negative least-squares fit
-    on relative residuals; the ``C`` with the smallest summed residual wins (one capacity:
-    the caches are the device's). The grid starts at two layers' footprint: a smaller
-    capacity cannot be told from the per-call overhead, and reads as two layers. Rates of 0
-    mean no streaming cost was seen (under 1% of a layer's latency at the largest chain)."""
+    ``h`` is a layer's own latency, ``o`` the chain's per-call overhead and ``m`` the missed
+    share of one of ``shapes`` (module docstring). For each candidate ``m`` (a capacity
+    ``C`` on a log grid over the probed footprints, and for a ramp its end ``C₁`` from
+    ``C`` to 16·C), every class is a non-negative least-squares fit on relative residuals;
+    the candidate with the smallest summed residual wins (one capacity: the caches are the
+    device's). Between shapes the smaller AIC wins, ``n·ln(RSS/n) + 2p`` with ``p`` the
+    fitted parameters (a ramp has one more), so a ramp must fit better than its extra
+    parameter explains. A hyperbolic capacity starts at two layers' footprint: a smaller
+    one cannot be told from the per-call overhead, and reads as two layers. Rates of 0 mean
+    no streaming cost was seen (under 1% of a layer's latency at the largest chain)."""
     from scipy.optimize import nnls
 
+    unknown = set(shapes) - set(SHAPES)
+    if unknown or not shapes:
+        raise InputError(f"streaming shapes are {', '.join(SHAPES)}; got {sorted(unknown)}")
     by_class: dict[str, list[tuple[float, float]]] = {}
     for kernel_class, footprint, ms in samples:
         by_class.setdefault(kernel_class, []).append((float(footprint), float(ms)))
     if not by_class or any(len(v) < 4 for v in by_class.values()):
         raise InputError("a weight streaming fit needs 4 or more chain lengths per class")
     footprints = [f for v in by_class.values() for f, _ in v]
-    # below two layers, (1 − C/F) is 1 − 1/K on every chain: the per-call overhead's shape
-    grid = np.geomspace(2 * min(footprints), max(footprints), 96)
-    best: tuple[float, float, dict[str, float]] | None = None
-    for capacity in grid:
+    lo, hi = min(footprints), max(footprints)
+    candidates: list[tuple[str, float, float | None]] = []
+    if "hyperbolic" in shapes:
+        # below two layers, (1 − C/F) is 1 − 1/K on every chain: the per-call overhead's shape
+        candidates += [("hyperbolic", c, None) for c in np.geomspace(2 * lo, hi, 96)]
+    if "ramp" in shapes:
+        candidates += [("ramp", c, c * m) for c in np.geomspace(lo, hi, 64)
+                       for m in (1.0, *np.geomspace(1.25, 16.0, 13))]  # fmt: skip
+
+    def fit(capacity: float, full: float | None) -> tuple[float, dict[str, float]]:
         residual, rates = 0.0, {}
         for kernel_class, rows in by_class.items():
             f = np.array([r[0] for r in rows])
             y = np.array([r[1] for r in rows])
             layer_bytes = f.min()
             k = f / layer_bytes
-            A = np.c_[np.ones_like(f), 1 / k, layer_bytes * np.clip(1 - capacity / f, 0, None)]
+            A = np.c_[np.ones_like(f), 1 / k, layer_bytes * missed_share(f, capacity, full)]
             coef, norm = nnls(A / y[:, None], np.ones_like(y))
             residual += norm**2
             # a cost under 1% of a layer's latency at the largest footprint is no cost
             seen = A[:, 2].max() * coef[2] > 0.01 * y.min()
             rates[kernel_class] = float(coef[2]) if seen else 0.0
-        if best is None or residual < best[1] - 1e-12:
-            best = (float(capacity), residual, rates)
-    capacity, _, rates = best
+        return residual, rates
+
+    n = len(footprints)
+    best: dict[str, tuple[float, float, float | None, dict[str, float]]] = {}
+    for shape, capacity, full in candidates:
+        residual, rates = fit(float(capacity), full)
+        if shape not in best or residual < best[shape][0] - 1e-12:
+            best[shape] = (residual, float(capacity), full, rates)
+    params = {"hyperbolic": 3 * len(by_class) + 1, "ramp": 3 * len(by_class) + 2}
+    aic = {k: n * np.log(max(v[0], 1e-12 * n) / n) + 2 * params[k] for k, v in best.items()}
+    shape = min(aic, key=aic.get)
+    _, capacity, full, rates = best[shape]
     return WeightStreamingRule(
         capacity_bytes=capacity,
         ms_per_byte=tuple(rates.items()),
-        probed_max_bytes=max(footprints),
+        probed_max_bytes=hi,
         samples=tuple(samples),
+        full_bytes=None if full is None else float(full),
     )

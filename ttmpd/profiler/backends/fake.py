@@ -23,7 +23,9 @@ reordered only where its producer's layout and a consumer's differ
 ``TTMPD_FAKE_CACHE_KIB`` (environment, default 0: off) emulates caches that hold that many
 KiB of weights between calls: a whole model whose weights exceed them streams, each unit
 paying ``rate · w · (1 − C/F)⁺`` (:func:`fake_streaming_ms`), the rate three times higher
-for convs outside the blocked layout. Its probe then measures the weight streaming rule.
+for convs outside the blocked layout; with ``TTMPD_FAKE_CACHE_SHAPE=step`` a cache that
+keeps nothing of a footprint beyond it (every unit pays ``rate · w``). Its probe then
+measures the weight streaming rule.
 """
 
 from __future__ import annotations
@@ -181,7 +183,8 @@ def fake_streaming_ms(units: Sequence[LayerUnit]) -> float:
         layout = fake_conv_layout(c.in_channels, c.out_channels, c.groups, block)
         blocked = c.op == "conv" and block > 0 and layout.blocked
         total += FAKE_STREAM_MS_PER_BYTE["blocked" if blocked else "other"] * w
-    return total * (1 - capacity / footprint)
+    step = os.environ.get("TTMPD_FAKE_CACHE_SHAPE", "") == "step"
+    return total * (1.0 if step else 1 - capacity / footprint)
 
 
 def _timing(latency_ms: float) -> Timing:
