@@ -72,7 +72,7 @@ def _input() -> torch.Tensor:
 
 def _grid_keys(model: nn.Module) -> list[str]:
     """Keys of every configuration ``profile_model`` should measure (default grid)."""
-    units = extract_units(model, _input(), FakeBackend.fusion).units
+    units = extract_units(model, _input(), FakeBackend().fusion).units
     return [c.key for c in grid_configs(units, GridConfig())]
 
 

@@ -119,3 +119,38 @@ def test_a_rule_from_before_the_grouped_probe_loads_as_never_grouped():
     assert old.grouped_multiple == 0 and not old.grouped_is_blocked(32, 32, 2)
     with pytest.raises(InputError, match="grouped_multiple"):
         BlockedLayoutRule(16, 16, 2, (1, 2), (1, 2), (1, 2), 4, 4, grouped_multiple=-1)
+
+
+def test_an_isolation_cost_is_kept_with_the_rules_and_priced_per_variant():
+    from ttmpd.profiler import IsolationCost
+    from ttmpd.profiler._rules import unit_variant
+
+    cost = IsolationCost("conv+residual", 0.004, 0.5)
+    rules = DeviceRules(isolation=(cost,))
+    assert DeviceRules.from_dict(rules.to_dict()) == rules
+    assert "conv+residual pays 4.00 µs + 0.500 ns per output element" in rules.describe()
+    old = rules.to_dict()
+    del old["isolation"]  # a table written before the probe
+    assert DeviceRules.from_dict(old).isolation == ()
+    assert unit_variant("conv", 2) == "conv+residual" and unit_variant("conv", 1) == "conv"
+    assert unit_variant("add", 2) == "add"
+    ms = rules.isolation_ms(["conv", "conv", "add"], [2, 1, 2], [2000, 2000, 2000])
+    assert ms == pytest.approx([0.004 + 0.5e-6 * 2000, 0.0, 0.0])
+    with pytest.raises(InputError, match="non-negative"):
+        IsolationCost("conv+residual", -0.001, 0.5)
+    with pytest.raises(InputError, match="twice"):
+        DeviceRules(isolation=(cost, cost))
+
+
+def test_the_fake_device_probe_measures_what_a_residual_conv_pays_alone(monkeypatch):
+    """Read from the device, not typed in: another device, another figure, none at all
+    where residual convs cost the same alone."""
+    from ttmpd.profiler import get_backend
+
+    assert get_backend("fake").probe_rules().isolation == ()
+    for us in (3.0, 9.0):
+        monkeypatch.setenv("TTMPD_FAKE_RESIDUAL_ALONE_US", str(us))
+        (cost,) = get_backend("fake").probe_rules().isolation
+        assert cost.variant == "conv+residual"
+        assert cost.overhead_ms == pytest.approx(us * 1e-3, rel=0.05)
+        assert cost.ns_per_element == pytest.approx(0.5, rel=0.05)

@@ -199,11 +199,18 @@ def _start_table(out: Path, journal: Path, current: LutMeta, resume: bool) -> La
             table = table.with_rows(rows, models=header.get("models", ()))
     if not table.meta.rules:  # a table from before rules were probed: take this probe's
         table = LatencyTable(table.frame, dataclasses.replace(table.meta, rules=current.rules))
-    elif not table.meta.rules.get("streaming") and current.rules.get("streaming"):
-        # a table from before weight streaming was probed: add this probe's (same device)
-        rules = {**table.meta.rules, "streaming": current.rules["streaming"]}
-        table = LatencyTable(table.frame, dataclasses.replace(table.meta, rules=rules))
+    else:  # a table from before a later probe (same device): add this probe's finding
+        added = {key: current.rules[key] for key in LATER_RULES
+                 if not table.meta.rules.get(key) and current.rules.get(key)}  # fmt: skip
+        if added:
+            rules = {**table.meta.rules, **added}
+            table = LatencyTable(table.frame, dataclasses.replace(table.meta, rules=rules))
     return table
+
+
+#: Device rules probed only since some date (weight streaming 2026-12-02, isolation costs
+#: 2026-12-03): a resumed table from before takes them from this run's probe.
+LATER_RULES = ("streaming", "isolation")
 
 
 def probe_device_rules(backend: BackendBase) -> DeviceRules:

@@ -343,9 +343,10 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.rules_ = rules
         self.blocked_layout_ = switch("blocked_layout", blocked is not None)
         self.native_conv_slope_ = switch("native_conv_slope", native is not None)
+        isolation = bool(rules.isolation) if rules is not None else False
         self.reorder_pricing_ = switch(
             "reorder_pricing",
-            self.blocked_layout_ and blocked is not None and blocked.prices_reorders,
+            (self.blocked_layout_ and blocked is not None and blocked.prices_reorders) or isolation,
         )
         streaming = rules.streaming if rules is not None else None
         self.memory_pricing_ = switch(
@@ -368,8 +369,10 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
 
     def reorder_delta_ms(self, X, inputs: Sequence[Sequence[int]] | None = None) -> np.ndarray:
         """Each unit's layout-reorder cost inside a whole model minus in isolation (ms;
-        :func:`~ttmpd.lut._features.reorder_delta_ms` under the table's blocked rule), once
-        a calibration priced them (``reorders_priced_``); zeros otherwise. With
+        :func:`~ttmpd.lut._features.reorder_delta_ms` under the table's blocked rule), less
+        what the device's probe found a unit of its variant pays alone and not in a model
+        (:attr:`~ttmpd.profiler.DeviceRules.isolation`), once a calibration priced them
+        (``reorders_priced_``); zeros otherwise. With
         ``reorder_graph`` and the model's graph (``inputs[i]``: the rows producing unit
         ``i``'s inputs, -1 for the model input), from who writes and reads each tensor
         (:func:`~ttmpd.lut._features.graph_reorder_delta_ms`); ``X`` may stack several
@@ -378,9 +381,13 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         frame = _as_frame(X)
         if not self.reorders_priced_:
             return np.zeros(len(frame))
+        alone = self.rules_.isolation_ms(
+            frame["op"].tolist(), frame["n_inputs"].tolist(), frame["output_elements"].tolist()
+        )
+        blocked = self.rules_.blocked if self.blocked_layout_ else None
         if not (self.reorder_graph and inputs is not None):
-            return reorder_delta_ms(frame, self.rules_.blocked)
-        return graph_reorder_delta_ms(frame, inputs, self.rules_.blocked)
+            return reorder_delta_ms(frame, blocked) - alone
+        return graph_reorder_delta_ms(frame, inputs, blocked) - alone
 
     def memory_delta_ms(
         self, X, n_models: int = 1, footprint_bytes: float | None = None

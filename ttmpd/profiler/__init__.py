@@ -27,6 +27,7 @@ from ._modules import build_unit as build_unit
 from ._rules import BlockedLayoutRule as BlockedLayoutRule
 from ._rules import ConvLayout as ConvLayout
 from ._rules import DeviceRules as DeviceRules
+from ._rules import IsolationCost as IsolationCost
 from ._rules import NativeConvRule as NativeConvRule
 from ._rules import infer_blocked_rule as infer_blocked_rule
 from ._rules import infer_native_rule as infer_native_rule
@@ -64,6 +65,7 @@ __all__ = [
     "DeviceRules",
     "Extraction",
     "GridConfig",
+    "IsolationCost",
     "LayerUnit",
     "NativeConvRule",
     "PairedTiming",

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from ..errors import InputError
 from ._streaming import WeightStreamingRule
+from ._units import UnitConfig
 
 RULES_VERSION = 1
 
@@ -143,6 +144,54 @@ class NativeConvRule:
 
 
 @dataclass(frozen=True)
+class IsolationCost:
+    """What a unit of one variant (:func:`unit_variant`) pays when measured alone and not
+    inside a whole model: ``overhead_ms + ns_per_element · e · 1e-6`` ms, ``e`` its output
+    elements. A backend that measures some units with a helper node a model does not run
+    (OpenVINO copies the output of a conv that adds its residual in place) probes it, as
+    that unit alone minus the same unit without the helper's reason."""
+
+    variant: str
+    overhead_ms: float
+    ns_per_element: float
+
+    def __post_init__(self) -> None:
+        if self.overhead_ms < 0 or self.ns_per_element < 0:
+            raise InputError(f"an isolation cost is non-negative, got {self}")
+
+    def cost_ms(self, elements: np.ndarray) -> np.ndarray:
+        """The cost (ms) for output tensors of ``elements`` elements; same shape."""
+        return self.overhead_ms + self.ns_per_element * np.asarray(elements, float) * 1e-6
+
+
+#: ``(channels, height = width)`` of the convs :func:`probe_residual_isolation` measures:
+#: outputs of 2 Ki to 64 Ki elements.
+ISOLATION_SHAPES = ((2, 32), (16, 16), (64, 8), (16, 32), (32, 32), (64, 32))
+
+
+def probe_residual_isolation(measure_ms: Callable[[UnitConfig], float]) -> IsolationCost:
+    """The :class:`IsolationCost` of ``conv+residual`` units: each 3x3 conv of
+    :data:`ISOLATION_SHAPES` (BN, ReLU) measured alone with a residual input and without
+    (``measure_ms(unit) -> ms``, as the table measures units), the difference (clipped at 0)
+    fitted as ``overhead + ns·output elements`` (:func:`fit_reorder_cost`). For a backend
+    that adds a fused residual in place inside a model, at no cost of its own."""
+    samples = []
+    for channels, hw in ISOLATION_SHAPES:
+        plain = UnitConfig("conv", 1, channels, channels, hw, hw, hw, hw, 3, 3, 1, 1, 1, 1,
+                           bn=True, act="relu")  # fmt: skip
+        extra = measure_ms(replace(plain, n_inputs=2)) - measure_ms(plain)
+        samples.append((plain.output_elements, max(0.0, extra)))
+    overhead_ms, ns = fit_reorder_cost(samples)
+    return IsolationCost("conv+residual", overhead_ms, ns)
+
+
+def unit_variant(op: str, n_inputs: int) -> str:
+    """A unit's variant for layout and isolation rules: its kind, ``conv+residual`` for a
+    conv with a fused residual input (``n_inputs > 1``)."""
+    return "conv+residual" if op == "conv" and n_inputs > 1 else op
+
+
+@dataclass(frozen=True)
 class DeviceRules:
     """The probed rules of one backend on one device (stored in the LUT metadata).
 
@@ -158,6 +207,9 @@ class DeviceRules:
     ``streaming``: what weights cost beyond the caches inside a whole model
     (:class:`~ttmpd.profiler._streaming.WeightStreamingRule`); None: not probed (tables
     written before 2026-12-02).
+    ``isolation``: :class:`IsolationCost` per variant, what its units pay alone and not in a
+    model; empty where the backend measures every unit as a model runs it (and in tables
+    written before 2026-12-03).
     """
 
     blocked: BlockedLayoutRule | None = None
@@ -168,12 +220,29 @@ class DeviceRules:
     unit_layouts: tuple[tuple[str, str], ...] = field(default=())
     call_overhead_ms: float = 0.0
     streaming: WeightStreamingRule | None = None
+    isolation: tuple[IsolationCost, ...] = field(default=())
 
     def __post_init__(self) -> None:
         pairs = tuple(sorted((str(k), str(v)) for k, v in self.unit_layouts))
         if len({k for k, _ in pairs}) != len(pairs):
             raise InputError(f"unit_layouts names a unit kind twice: {pairs}")
         object.__setattr__(self, "unit_layouts", pairs)
+        costs = tuple(sorted(self.isolation, key=lambda c: c.variant))
+        if len({c.variant for c in costs}) != len(costs):
+            raise InputError(f"isolation names a variant twice: {costs}")
+        object.__setattr__(self, "isolation", costs)
+
+    def isolation_ms(self, ops: Sequence[str], n_inputs: Sequence[int],
+                     output_elements: Sequence[float]) -> np.ndarray:  # fmt: skip
+        """Each unit's :class:`IsolationCost` (ms; 0 for a variant without one), from its
+        op, input count and output elements. Shape ``(n_units,)``."""
+        out = np.zeros(len(ops))
+        for cost in self.isolation:
+            hit = np.array([unit_variant(o, int(n)) == cost.variant
+                            for o, n in zip(ops, n_inputs, strict=True)], dtype=bool)  # fmt: skip
+            if hit.any():
+                out[hit] = cost.cost_ms(np.asarray(output_elements, float)[hit])
+        return out
 
     @property
     def second_slope(self) -> str:
@@ -218,6 +287,11 @@ class DeviceRules:
             lines.append(f"per-call overhead: {self.call_overhead_ms * 1e3:.2f} µs")
         if self.streaming is not None:
             lines.append(self.streaming.describe())
+        for c in self.isolation:
+            lines.append(
+                f"measured alone, {c.variant} pays {c.overhead_ms * 1e3:.2f} µs + "
+                f"{c.ns_per_element:.3f} ns per output element more than in a model"
+            )
         return "\n".join(lines) or "no layout or dispatch rule found"
 
     def to_dict(self) -> dict:
@@ -230,6 +304,7 @@ class DeviceRules:
             "unit_layouts": dict(self.unit_layouts),
             "call_overhead_ms": self.call_overhead_ms,
             "streaming": self.streaming.to_dict() if self.streaming else None,
+            "isolation": [asdict(c) for c in self.isolation],
         }
 
     @classmethod
@@ -248,6 +323,7 @@ class DeviceRules:
             unit_layouts=tuple((d.get("unit_layouts") or {}).items()),
             call_overhead_ms=float(d.get("call_overhead_ms", 0.0)),
             streaming=WeightStreamingRule.from_dict(d["streaming"]) if d.get("streaming") else None,
+            isolation=tuple(IsolationCost(**c) for c in d.get("isolation") or ()),
         )
 
 

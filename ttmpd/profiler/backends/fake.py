@@ -26,6 +26,12 @@ paying ``rate · w · (1 − C/F)⁺`` (:func:`fake_streaming_ms`), the rate thr
 for convs outside the blocked layout; with ``TTMPD_FAKE_CACHE_SHAPE=step`` a cache that
 keeps nothing of a footprint beyond it (every unit pays ``rate · w``). Its probe then
 measures the weight streaming rule.
+
+``TTMPD_FAKE_RESIDUAL_ALONE_US`` (environment, default 0: off) emulates a device that fuses
+conv, BN, residual add and activation (``fusion``) and adds the residual in place inside a
+model but pays that many µs (plus 0.5 ns per output
+element) to run a residual conv alone, as OpenVINO does with the copy its isolated units
+need. Its probe then measures that isolation cost.
 """
 
 from __future__ import annotations
@@ -41,7 +47,13 @@ from torch import nn
 
 from .._extract import LayerUnit, extract_units
 from .._fingerprint import DeviceFingerprint, host_fingerprint, library_versions
-from .._rules import ConvLayout, DeviceRules, fit_reorder_cost, infer_blocked_rule
+from .._rules import (
+    ConvLayout,
+    DeviceRules,
+    fit_reorder_cost,
+    infer_blocked_rule,
+    probe_residual_isolation,
+)
 from .._timing import Runner, Timing, TimingConfig
 from .._units import UnitConfig, with_channels
 from ._base import BACKENDS, TRIVIAL_UNIT, BackendBase
@@ -85,9 +97,29 @@ def _reads_blocked(unit: UnitConfig, layout: ConvLayout, block: int) -> bool:
     return layout.blocked and (unit.is_depthwise or layout.padded_in % block == 0)
 
 
+def fake_residual_alone_ms(unit: UnitConfig) -> float:
+    """What a residual conv pays alone and not in a model on the fake device (ms; module
+    docstring: ``TTMPD_FAKE_RESIDUAL_ALONE_US``); 0 for any other unit."""
+    us = _residual_alone_us()
+    if us <= 0 or unit.op != "conv" or unit.n_inputs < 2:
+        return 0.0
+    return us * 1e-3 + 0.5e-6 * unit.output_elements
+
+
+def _residual_alone_us() -> float:
+    return float(os.environ.get("TTMPD_FAKE_RESIDUAL_ALONE_US", "0") or 0)
+
+
 def fake_latency_ms(unit: UnitConfig, reorders: bool = True) -> float:
     """The fake backend's latency of ``unit`` (see module docstring), measured alone:
-    ``reorders=False`` leaves out a blocked conv's layout reorders."""
+    ``reorders=False`` leaves out a blocked conv's layout reorders (and what a residual
+    conv pays alone, :func:`fake_residual_alone_ms`), as inside a model."""
+    if reorders:
+        return _fake_latency_ms(unit, True) + fake_residual_alone_ms(unit)
+    return _fake_latency_ms(unit, False)
+
+
+def _fake_latency_ms(unit: UnitConfig, reorders: bool) -> float:
     block = fake_block()
     if block and unit.op == "conv":
         layout = fake_conv_layout(unit.in_channels, unit.out_channels, unit.groups, block)
@@ -196,7 +228,12 @@ class FakeBackend(BackendBase):
     """Deterministic closed-form latencies; always available."""
 
     name = "fake"
-    fusion = "none"
+
+    @property
+    def fusion(self) -> str:  # type: ignore[override]
+        """``conv-bn-add-act`` on a device that fuses residuals
+        (``TTMPD_FAKE_RESIDUAL_ALONE_US``), else ``none``."""
+        return "conv-bn-add-act" if _residual_alone_us() > 0 else "none"
 
     def unavailable_reason(self) -> str:
         return ""
@@ -222,8 +259,11 @@ class FakeBackend(BackendBase):
             rule = replace(rule, reorder_overhead_ms=overhead_ms, reorder_ns_per_element=ns)
         # computed, not timed: probed afresh (the emulated cache is an environment setting)
         streaming = self._probe_streaming(rule) if fake_cache_bytes() > 0 else None
+        isolation = ()
+        if _residual_alone_us() > 0:  # probed as a real device's would be
+            isolation = (probe_residual_isolation(lambda u: self.measure(u).median_ms),)
         return DeviceRules(blocked=rule, call_overhead_ms=fake_latency_ms(TRIVIAL_UNIT),
-                           streaming=streaming)  # fmt: skip
+                           streaming=streaming, isolation=isolation)  # fmt: skip
 
     def measure(self, unit: UnitConfig, timing: TimingConfig | None = None) -> Timing:
         delay_ms = float(os.environ.get("TTMPD_FAKE_DELAY_MS", "0") or 0)

@@ -43,10 +43,10 @@ from ...errors import InputError
 from .._extract import ATTENTION_PARTS
 from .._fingerprint import DeviceFingerprint, host_fingerprint, library_versions
 from .._modules import build_unit
-from .._rules import DeviceRules
+from .._rules import DeviceRules, IsolationCost, probe_residual_isolation, unit_variant
 from .._timing import Runner
 from .._units import OP_KINDS, UnitConfig
-from ._base import BACKENDS, BackendBase
+from ._base import BACKENDS, STREAMING_TIMING, BackendBase
 from .ort import _ProbeNet, export_onnx
 
 DEVICE = "CPU"
@@ -54,6 +54,8 @@ DEVICE = "CPU"
 _NOT_KERNELS = frozenset({"Input", "Output", "Const"})
 # Runtime nodes that only move data between layouts.
 _CONVERSIONS = frozenset({"Reorder", "Transpose"})
+#: Isolation costs probed in this process, by backend settings.
+_ISOLATION: dict[str, tuple[IsolationCost, ...]] = {}
 _INSTALL_HINT = "openvino is not installed; pip install 'ttmpd[openvino]' (or pip install openvino)"
 
 
@@ -267,7 +269,7 @@ class _LayoutProbeNet(nn.Module):
 
 
 #: Units whose compiled graphs show whether the plugin runs a kind in a layout on its own,
-#: by the name :func:`unit_variant` gives them.
+#: by the name :func:`~ttmpd.profiler._rules.unit_variant` gives them.
 _VARIANT_UNITS: dict[str, tuple[UnitConfig, ...]] = {
     "conv": (
         UnitConfig("conv", 1, 16, 16, 16, 16, 16, 16, 3, 3, 1, 1, 1, 1, bn=True, act="relu"),
@@ -286,12 +288,6 @@ _VARIANT_UNITS: dict[str, tuple[UnitConfig, ...]] = {
     "mul": (UnitConfig("mul", 1, 16, 16, 16, 16, 16, 16, n_inputs=2, broadcast=True),),
     "cat": (UnitConfig("cat", 1, 32, 32, 16, 16, 16, 16, n_inputs=2),),
 }
-
-
-def unit_variant(unit: UnitConfig) -> str:
-    """The unit's kind, ``conv+residual`` for a conv with a fused residual input (the
-    plugin computes it in place in the residual's buffer, which changes its conversions)."""
-    return "conv+residual" if unit.op == "conv" and unit.n_inputs > 1 else unit.op
 
 
 def layout_order(layout: str) -> tuple[int, ...] | None:
@@ -346,8 +342,9 @@ class UnitLayouts:
     """What :func:`probe_unit_layouts` found.
 
     ``in_model``: ``(unit kind, layout)`` pairs, the layout each kind runs in inside a
-    model. ``measured``: ``(variant, layout)`` pairs (:func:`unit_variant`) of the variants
-    whose isolated units run that layout without a conversion, and are measured in it;
+    model. ``measured``: ``(variant, layout)`` pairs
+    (:func:`~ttmpd.profiler._rules.unit_variant`) of the variants whose isolated units run
+    that layout without a conversion, and are measured in it;
     ``copied``: those of them that need ``copy_out`` (:func:`in_layout`) for it.
     ``kept``: variants with a non-planar model layout whose isolated units still convert
     (measured as exported). ``seconds``: how long the probe took.
@@ -364,7 +361,7 @@ class UnitLayouts:
         for channels-last and attention units, whose layouts the probe does not cover)."""
         if unit.layout != "nchw" or unit.uses_heads:
             return "", False
-        variant = unit_variant(unit)
+        variant = unit_variant(unit.op, unit.n_inputs)
         return dict(self.measured).get(variant, ""), variant in self.copied
 
     def notes(self) -> tuple[str, ...]:
@@ -480,7 +477,27 @@ class OpenVinoBackend(BackendBase):
             notes=found.notes(),
             call_overhead_ms=self.probe_call_overhead_ms(),
             streaming=self.probe_streaming(),
+            isolation=self.probe_isolation_costs(found),
         )
+
+    def probe_isolation_costs(self, found: UnitLayouts) -> tuple[IsolationCost, ...]:
+        """What a ``conv+residual`` unit measured with its output copied (``found.copied``,
+        :func:`in_layout`) pays that it does not inside a model, where the plugin adds the
+        residual in place and copies nothing: each of :data:`ISOLATION_SHAPES` measured
+        alone as the table measures it, minus the same conv without the residual input,
+        fitted as ``overhead + ns·output elements``
+        (:func:`~ttmpd.profiler._rules.probe_residual_isolation`). Empty when no residual
+        conv is copied. Each figure the median of three measurements."""
+        if "conv+residual" not in found.copied:
+            return ()
+
+        def ms(unit: UnitConfig) -> float:
+            return sorted(self.measure(unit, STREAMING_TIMING).median_ms for _ in range(3))[1]
+
+        key = repr(self.config)  # probed once a process, as the streaming is
+        if key not in _ISOLATION:
+            _ISOLATION[key] = (probe_residual_isolation(ms),)
+        return _ISOLATION[key]
 
     def unit_module(self, unit: UnitConfig) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
         """``(module, inputs)`` of ``unit`` as this backend measures it: :func:`build_unit`'s,
