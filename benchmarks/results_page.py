@@ -79,9 +79,43 @@ HELD_OUT_SETS = {  # result-file prefix -> (section title, what the set is)
             "third set showed.",
         ],
     ),
+    "latency_prediction_heldout5_": (
+        "fifth held-out set",
+        [
+            "Fifth held-out set: SqueezeNet 1.0, ShuffleNetV2 x1.0, MNASNet 0.75 and",
+            "MobileNetV3-large at 32 px, chosen on 2026-12-03 at 21:07 before any was",
+            "measured, after the weight streaming's ramp shape (designed on the Intel host's",
+            "probe and the first held-out set's misses there) and before OpenVINO's isolation",
+            "cost (designed on the tuning set's ResNet-56) was written.",
+        ],
+    ),
+    "latency_prediction_tuned_": (
+        "tuning set (not held out)",
+        [
+            "The tuning set (ResNet-18 and MobileNetV2 at 224 px, ResNet-56 at 32 px), where",
+            "defaults are chosen: these figures are not a test of them.",
+        ],
+    ),
 }
 #: what the rows of one run meant when it ran, where the defaults moved after it
 RUN_NOTES = {
+    "latency_prediction_tuned_intel_openvino": [
+        "The Intel host, OpenVINO, the first run of the tuning set on this backend. (c)",
+        "prices weight streaming with the probed ramp (the default since this run); 'streaming",
+        "share (1 - C/F)' refits the same probe as the hyperbolic share of before. Run before",
+        "OpenVINO's isolation cost existed (its effect, refitted offline on these",
+        "measurements, is in docs/design/device-rules.md).",
+    ],
+    "latency_prediction_heldout5_intel_onnxruntime": [
+        "The Intel host, ONNX Runtime, run blind after the OpenVINO run of the same set: (c)",
+        "is the default (ramp streaming, fitted scale); 'streaming share (1 - C/F)' is the",
+        "fit with the earlier share.",
+    ],
+    "latency_prediction_heldout5_intel_openvino": [
+        "The Intel host, OpenVINO, run blind: (c) is the default (ramp streaming, fitted",
+        "scale, isolation cost priced); 'streaming share (1 - C/F)' and 'isolation unpriced'",
+        "are the fits without each change.",
+    ],
     "latency_prediction_heldout_intel_torch-cpu": [
         "Another host: an Intel Xeon with AMX (L3 480 MiB), where every other run on this",
         "page ran on an AMD EPYC. No rule, default or threshold was chosen on this host; the",

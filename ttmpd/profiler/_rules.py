@@ -237,11 +237,15 @@ class DeviceRules:
         """Each unit's :class:`IsolationCost` (ms; 0 for a variant without one), from its
         op, input count and output elements. Shape ``(n_units,)``."""
         out = np.zeros(len(ops))
+        if not self.isolation or not len(ops):
+            return out
+        op = np.asarray(ops, dtype=object)
+        residual = (op == "conv") & (np.asarray(n_inputs) > 1)
+        variants = np.where(residual, "conv+residual", op)  # unit_variant, vectorised
+        elements = np.asarray(output_elements, float)
         for cost in self.isolation:
-            hit = np.array([unit_variant(o, int(n)) == cost.variant
-                            for o, n in zip(ops, n_inputs, strict=True)], dtype=bool)  # fmt: skip
-            if hit.any():
-                out[hit] = cost.cost_ms(np.asarray(output_elements, float)[hit])
+            hit = variants == cost.variant
+            out[hit] = cost.cost_ms(elements[hit])
         return out
 
     @property
