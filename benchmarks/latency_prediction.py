@@ -490,7 +490,9 @@ def run_pair(
 
 
 def model_weight_bytes(model: torch.nn.Module) -> int:
-    """Bytes of a model's conv and linear weights (fp32), the footprint streaming prices."""
+    """Bytes of a model's conv and linear weights (fp32): close to the footprint the
+    predictor's streaming prices (:func:`~ttmpd.lut._features.weight_bytes`, which also
+    counts biases and norms), read off the modules without extracting units."""
     layers = (torch.nn.Conv2d, torch.nn.Linear)
     return sum(4 * m.weight.numel() for m in model.modules() if isinstance(m, layers))
 

@@ -182,13 +182,17 @@ def probe_residual_isolation(measure_ms: Callable[[UnitConfig], float]) -> Isola
         extra = measure_ms(replace(plain, n_inputs=2)) - measure_ms(plain)
         samples.append((plain.output_elements, max(0.0, extra)))
     overhead_ms, ns = fit_reorder_cost(samples)
-    return IsolationCost("conv+residual", overhead_ms, ns)
+    return IsolationCost(RESIDUAL_VARIANT, overhead_ms, ns)
+
+
+#: The variant of a conv with a fused residual input (:func:`unit_variant`).
+RESIDUAL_VARIANT = "conv+residual"
 
 
 def unit_variant(op: str, n_inputs: int) -> str:
     """A unit's variant for layout and isolation rules: its kind, ``conv+residual`` for a
     conv with a fused residual input (``n_inputs > 1``)."""
-    return "conv+residual" if op == "conv" and n_inputs > 1 else op
+    return RESIDUAL_VARIANT if op == "conv" and n_inputs > 1 else op
 
 
 @dataclass(frozen=True)
@@ -241,7 +245,7 @@ class DeviceRules:
             return out
         op = np.asarray(ops, dtype=object)
         residual = (op == "conv") & (np.asarray(n_inputs) > 1)
-        variants = np.where(residual, "conv+residual", op)  # unit_variant, vectorised
+        variants = np.where(residual, RESIDUAL_VARIANT, op)  # unit_variant, vectorised
         elements = np.asarray(output_elements, float)
         for cost in self.isolation:
             hit = variants == cost.variant

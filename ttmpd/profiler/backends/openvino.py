@@ -43,7 +43,13 @@ from ...errors import InputError
 from .._extract import ATTENTION_PARTS
 from .._fingerprint import DeviceFingerprint, host_fingerprint, library_versions
 from .._modules import build_unit
-from .._rules import DeviceRules, IsolationCost, probe_residual_isolation, unit_variant
+from .._rules import (
+    RESIDUAL_VARIANT,
+    DeviceRules,
+    IsolationCost,
+    probe_residual_isolation,
+    unit_variant,
+)
 from .._timing import Runner
 from .._units import OP_KINDS, UnitConfig
 from ._base import BACKENDS, STREAMING_TIMING, BackendBase
@@ -276,7 +282,7 @@ _VARIANT_UNITS: dict[str, tuple[UnitConfig, ...]] = {
         UnitConfig("conv", 1, 16, 16, 16, 16, 8, 8, 3, 3, 2, 2, 1, 1, groups=16, act="relu6"),
         UnitConfig("conv", 1, 16, 32, 16, 16, 16, 16),
     ),
-    "conv+residual": (
+    RESIDUAL_VARIANT: (
         UnitConfig("conv", 1, 16, 16, 16, 16, 16, 16, 3, 3, 1, 1, 1, 1, act="relu", n_inputs=2),
     ),
     "bn": (UnitConfig("bn", 1, 16, 16, 16, 16, 16, 16),),
@@ -488,7 +494,7 @@ class OpenVinoBackend(BackendBase):
         fitted as ``overhead + ns·output elements``
         (:func:`~ttmpd.profiler._rules.probe_residual_isolation`). Empty when no residual
         conv is copied. Each figure the median of three measurements."""
-        if "conv+residual" not in found.copied:
+        if RESIDUAL_VARIANT not in found.copied:
             return ()
 
         def ms(unit: UnitConfig) -> float:
