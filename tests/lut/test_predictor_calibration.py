@@ -63,16 +63,22 @@ def sums(*channels: int) -> tuple[float, float, int]:
 
 
 def table(
-    chains, rules: DeviceRules | None = None, threads: int = 1, fusion: str = "none"
+    chains,
+    rules: DeviceRules | None = None,
+    threads: int = 1,
+    fusion: str = "none",
+    per_out_channel_ms: float = 0.0,
 ) -> LatencyTable:
-    """A table holding every unit of ``chains`` (plus filler rows) at :func:`conv_ms`; with
-    the ``conv-bn-add-act`` fusion, the units of the chains with ReLUs."""
+    """A table holding every unit of ``chains`` (plus filler rows) at :func:`conv_ms`, plus
+    ``per_out_channel_ms`` per output channel; with the ``conv-bn-add-act`` fusion, the
+    units of the chains with ReLUs."""
     fills = [(8, 8, 8, 8), (16, 16, 16), (2, 2, 2)]
     relu = fusion != "none"
     configs = {u.config.key: u.config for c in [*chains, *fills]
                for u in extract_units(*chain(*c, relu=relu), fusion).units}  # fmt: skip
     frame = configs_frame(list(configs.values()))
     y = 0.05 + 0.001 * frame["in_channels"] * frame["out_channels"]
+    y = y + per_out_channel_ms * frame["out_channels"]
     rows = frame.assign(latency_ms=y, p10_ms=y, p90_ms=y, samples=7, spread=0.0,
                         unstable=False, measured_at="")  # fmt: skip
     rules = rules or DeviceRules(native=NATIVE, call_overhead_ms=T0)
@@ -441,3 +447,80 @@ def test_no_leave_one_out_error_below_four_models():
     )
     fresh = LatencyPredictor("ridge").fit(table(chains))
     assert fresh.describe_calibration() == "UNCALIBRATED plain unit sum"
+
+
+# three units each, no native conv (one slope); weights from 7 to 41 KiB
+WEIGHTED = [(8, 8, 8, 8), (8, 16, 8, 8), (16, 16, 16, 8), (8, 24, 16, 8), (16, 8, 24, 16),
+            (24, 16, 16, 24)]  # fmt: skip
+WEIGHTED_HELD = (16, 24, 8, 16)
+#: the weighted device's cost per output channel (ms), so work is not weights alone
+PER_OUT = 0.01
+
+
+def weighted_table() -> LatencyTable:
+    return table([*WEIGHTED, WEIGHTED_HELD], per_out_channel_ms=PER_OUT)
+
+
+def weighted_truth(channels, d_ms_per_mib: float) -> float:
+    """A device where a model costs ``1.1·Σ(unit − t0) + 0.05 ms`` plus ``d`` per MiB of
+    weights (3x3 convs, no bias, fp32)."""
+    pairs = list(pairwise(channels))
+    units = sum(conv_ms(i, o) + PER_OUT * o - T0 for i, o in pairs)
+    mib = sum(i * o * 9 * 4 for i, o in pairs) / 2**20
+    return 1.1 * units + 0.05 + d_ms_per_mib * mib
+
+
+def test_the_calibration_prices_what_weights_cost_in_a_model():
+    measured = [weighted_truth(c, 40.0) for c in WEIGHTED]
+    p = LatencyPredictor("ridge", native_conv_slope=True).fit(weighted_table())
+    p.fit_calibration([chain(*c) for c in WEIGHTED], measured)
+    assert p.weight_ms_per_byte_ * 2**20 == pytest.approx(40.0, rel=1e-3)
+    assert p.calibration_[0] == pytest.approx(1.1, rel=1e-4)
+    assert p.calibration_[2] == pytest.approx(0.05, rel=1e-3)
+    model, x = chain(*WEIGHTED_HELD)
+    truth = weighted_truth(WEIGHTED_HELD, 40.0)
+    assert p.predict_model(model, x).total_ms == pytest.approx(truth, rel=1e-4)
+    frame = configs_frame([u.config for u in extract_units(model, x).units])
+    # each unit's share carries its own weights' cost, so a group's saving sees it
+    assert p.scaled_units(frame).sum() + p.calibration_[2] == pytest.approx(truth, rel=1e-4)
+    assert "µs per MiB more in a model than alone" in p.describe_calibration()
+    off = LatencyPredictor("ridge", native_conv_slope=True, weight_pricing=False)
+    off = off.fit(weighted_table()).fit_calibration([chain(*c) for c in WEIGHTED], measured)
+    assert off.weight_ms_per_byte_ == 0.0
+    missed = abs(off.predict_model(model, x).total_ms / truth - 1)
+    assert missed > 0.005 and missed > 100 * abs(p.predict_model(model, x).total_ms / truth - 1)
+    assert off.calibration_loo_worst > 10 * p.calibration_loo_worst
+
+
+def test_no_weight_cost_without_models_to_spare_or_one_to_find():
+    """Below two models more than its coefficients the weight cost is not fitted; on a device
+    without one, the fit finds none."""
+    p = LatencyPredictor("ridge", native_conv_slope=True).fit(weighted_table())
+    p.fit_calibration([chain(*c) for c in WEIGHTED[:4]],
+                      [weighted_truth(c, 40.0) for c in WEIGHTED[:4]])  # fmt: skip
+    assert p.weight_ms_per_byte_ == 0.0  # a, c and d need 5 models
+    p.fit_calibration([chain(*c) for c in WEIGHTED], [weighted_truth(c, 0.0) for c in WEIGHTED])
+    assert p.weight_ms_per_byte_ == pytest.approx(0.0, abs=1e-9)
+    assert p.calibration_[0] == pytest.approx(1.1, rel=1e-4)
+
+
+def test_the_weight_cost_is_saved_with_the_predictor(tmp_path):
+    import json
+
+    from ttmpd.lut import load_predictor, save_predictor
+
+    lut = weighted_table().save(tmp_path / "weighted.parquet")
+    p = LatencyPredictor("ridge", native_conv_slope=True).fit(LatencyTable.load(lut))
+    p.fit_calibration([chain(*c) for c in WEIGHTED], [weighted_truth(c, 40.0) for c in WEIGHTED])
+    path = save_predictor(p, tmp_path / "p.json", LatencyTable.load(lut), str(lut))
+    loaded, _ = load_predictor(path)
+    assert p.weight_ms_per_byte_ > 0
+    assert loaded.weight_ms_per_byte_ == pytest.approx(p.weight_ms_per_byte_)
+    model, x = chain(*WEIGHTED_HELD)
+    assert loaded.predict_model(model, x).total_ms == pytest.approx(
+        p.predict_model(model, x).total_ms
+    )
+    payload = json.loads(path.read_text())
+    del payload["weight_ms_per_byte"], payload["params"]["weight_pricing"]  # an older file
+    path.write_text(json.dumps(payload))
+    assert load_predictor(path)[0].weight_ms_per_byte_ == 0.0

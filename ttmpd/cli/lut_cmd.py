@@ -263,6 +263,8 @@ def _fit(args: argparse.Namespace) -> int:
         "weight_streaming": args.weight_streaming,
         # the scale of the probed streaming rate the calibration priced (0: not priced)
         "weight_streaming_scale": predictor.memory_scale_ if predictor.memory_priced_ else 0.0,
+        # what a MiB of weights costs in a model beyond alone (ms; 0: not priced)
+        "weight_ms_per_mib": predictor.weight_ms_per_byte_ * 2**20,
         "calibration_loo_pct": [100 * float(v) for v in predictor.calibration_loo_],
         "cv": None if cv is None else cv.to_dict("records"),
     }

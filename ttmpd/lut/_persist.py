@@ -74,6 +74,7 @@ def save_predictor(
         "reorders_priced": predictor.reorders_priced_,
         "memory_priced": predictor.memory_priced_,
         "memory_scale": predictor.memory_scale_,
+        "weight_ms_per_byte": predictor.weight_ms_per_byte_,
         "calibration_models": predictor.calibration_models_,
         "calibration_loo": [float(v) for v in predictor.calibration_loo_],
         "fusion": predictor.fusion_,
@@ -150,6 +151,8 @@ def load_predictor(path: str | os.PathLike, lut: str | os.PathLike | None = None
     # and weight streaming (files from before it was probed: no)
     predictor.memory_priced_ = bool(payload.get("memory_priced", False))
     predictor.memory_scale_ = float(payload.get("memory_scale", 1.0))
+    # and the in-model weight cost (files from before 2026-12-04: none)
+    predictor.weight_ms_per_byte_ = float(payload.get("weight_ms_per_byte", 0.0))
     # files from before 2026-12-01 hold neither: None for a calibrated one (count unknown)
     calibrated = predictor.calibration_ != (1.0, 0.0, 0.0) or predictor.call_overhead_ms_ > 0
     predictor.calibration_models_ = payload.get("calibration_models", None if calibrated else 0)

@@ -25,10 +25,12 @@ Unit level
 Model level
     ``predict_model`` extracts the model's units with the table's fusion, predicts each, and
     applies the calibration ``total = a·Σ other units + a4·Σ second-slope units + b·n_units
-    + c``, each unit counted without the per-call overhead ``t0`` it paid in isolation
+    + c + d·W``, each unit counted without the per-call overhead ``t0`` it paid in isolation
     (fitted with :meth:`fit_calibration` on a handful of measured whole models; identity
-    ``a = a4 = 1, b = c = 0`` until then). ``a4`` (``second_slope_``) is the slope of the
-    convs the device runs differently inside a whole model, by the table's probed rules:
+    ``a = a4 = 1, b = c = d = 0`` until then); ``W`` is the model's weight bytes and ``d``
+    what a weight byte costs in a model beyond alone (``weight_pricing``). ``a4``
+    (``second_slope_``) is the slope of the convs the device runs differently inside a
+    whole model, by the table's probed rules:
     with a blocked rule, convs whose channel counts qualify for the blocked kernel
     (:func:`~ttmpd.lut._features.blocked_layout_mask`), whose chains skip the layout
     conversions each isolated unit pays; else, with a native-conv rule
@@ -241,9 +243,11 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         reorder_pricing: bool | str = "auto",
         reorder_graph: bool = True,
         memory_pricing: bool | str = "fit",
+        weight_pricing: bool = True,
     ):
         self.regressor = regressor
         self.memory_pricing = memory_pricing
+        self.weight_pricing = weight_pricing
         self.reorder_pricing = reorder_pricing
         self.reorder_graph = reorder_graph
         self.blocked_layout = blocked_layout
@@ -288,6 +292,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.reorders_priced_ = False  # likewise: reorders count once calibrated
         self.memory_priced_ = False  # and weight streaming
         self.memory_scale_ = 1.0
+        self.weight_ms_per_byte_ = 0.0  # and what weights cost in a model beyond alone
         return self
 
     def fit_from_state(self, estimator, table: LatencyTable) -> LatencyPredictor:
@@ -311,6 +316,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self.reorders_priced_ = False
         self.memory_priced_ = False
         self.memory_scale_ = 1.0
+        self.weight_ms_per_byte_ = 0.0
         return self
 
     def _call_overhead(self, latency_ms: np.ndarray) -> float:
@@ -522,19 +528,21 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         footprint_bytes: float | None = None,
     ) -> np.ndarray:
         """Each unit's share of a calibrated whole model (ms):
-        ``slope_i·(latency_i − t0 + Δr_i + Δm_i)``, with ``t0`` the per-call overhead each
+        ``slope_i·(latency_i − t0 + Δr_i + Δm_i) + d·w_i``, with ``t0`` the per-call overhead each
         isolated unit paid and a whole model pays once (``call_overhead_ms_``:
         ``unit_overhead_ms_`` once calibrated, 0 before, so the identity calibration is the
         plain sum), ``Δr_i`` its layout reorders in a whole model minus alone
         (:meth:`reorder_delta_ms`, with the model's graph ``inputs`` where given) and
         ``Δm_i`` its weight streaming (:meth:`memory_delta_ms`, for ``n_models`` stacked
-        models or a given ``footprint_bytes``); both 0 before a calibration. Shape
-        ``(n_units,)``."""
+        models or a given ``footprint_bytes``); ``d·w_i`` what its ``w_i`` weight bytes cost
+        in a model beyond alone (``weight_ms_per_byte_``, :meth:`fit_calibration`); all 0
+        before a calibration. Shape ``(n_units,)``."""
         frame = _as_frame(X)
         latency = self.predict(frame) if latency_ms is None else np.asarray(latency_ms)
         own = latency - self.call_overhead_ms_ + self.reorder_delta_ms(frame, inputs)
         own = own + self.memory_delta_ms(frame, n_models, footprint_bytes)
-        return self.unit_slopes(frame) * own
+        weights = self.weight_ms_per_byte_ * weight_bytes(frame) if len(frame) else 0.0
+        return self.unit_slopes(frame) * own + weights
 
     def calibrated_totals(
         self,
@@ -545,7 +553,8 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
     ) -> np.ndarray:
         """Calibrated latency (ms) of ``n_models`` whole models whose units are stacked in
         ``X``, model by model, the same number each:
-        ``Σ slope_i·(latency_i − t0) + b·n_units + c`` per model (:meth:`scaled_units`).
+        ``Σ (slope_i·(latency_i − t0) + d·w_i) + b·n_units + c`` per model
+        (:meth:`scaled_units`).
         ``latency_ms``: the units' already predicted latencies; ``inputs``: the graph every
         model shares (:meth:`reorder_delta_ms`). Shape ``(n_models,)``."""
         frame = _as_frame(X)
@@ -569,7 +578,8 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         models: Sequence[tuple[nn.Module, torch.Tensor]],
         measured_ms: Sequence[float],
     ) -> LatencyPredictor:
-        """Fit ``total = a·S_other + a4·S_blocked + b·n_units + c`` to measured whole models.
+        """Fit ``total = a·S_other + a4·S_blocked + b·n_units + c + d·W`` to measured whole
+        models.
 
         Each sum counts ``latency_i − t0 + Δr_i``: ``t0`` (``call_overhead_ms_``) is the
         per-call overhead every isolated unit paid and a whole model pays once; ``Δr_i`` the
@@ -604,6 +614,14 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         ``k`` (``memory_scale_``), chosen on the grid ``0, 0.1, …, 2`` (:data:`MEMORY_SCALES`)
         for the smallest relative residuals of the fit (``k = 0``: unpriced; below 4 models
         unpriced); its leave-one-out errors choose ``k`` again without the model left out.
+
+        Weights in a model (``d·W``, with ``weight_pricing``): ``W`` is the model's weight
+        bytes (:func:`~ttmpd.lut._features.weight_bytes`), ``d >= 0`` (``weight_ms_per_byte_``)
+        what a weight byte costs inside a model beyond its unit's isolated latency, at any
+        footprint: alone, a unit's weights stay in the core's nearest caches from call to
+        call; in a model every other unit's pass through them. Fitted only where the models
+        outnumber the coefficients, ``d`` included, by two or more (else 0), so it never
+        takes a degree of freedom the slopes and the offset need.
         """
         self._check_fitted()
         if len(models) != len(measured_ms) or not models:
@@ -635,17 +653,21 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         coef = _solve_calibration(A, y)
         self.calibration_ = (float(coef[0]), float(coef[2]), float(coef[3]))
         self.second_slope_ = float(coef[1])
+        self.weight_ms_per_byte_ = float(coef[4]) / WEIGHT_COLUMN_BYTES
         self.calibration_models_ = len(y)
         self.calibration_loo_ = loo
         return self
 
     def _calibration_row(self, units: Sequence[LayerUnit]) -> list[float]:
-        """``[S_other, S_second, n_units, 1]`` of one model (:meth:`fit_calibration`)."""
+        """``[S_other, S_second, n_units, 1, W]`` of one model (:meth:`fit_calibration`),
+        ``W`` its weight bytes in units of :data:`WEIGHT_COLUMN_BYTES` (0 without
+        ``weight_pricing``)."""
         frame = configs_frame([u.config for u in units])
         delta = self.reorder_delta_ms(frame, unit_inputs(units)) + self.memory_delta_ms(frame)
         latency = self.predict(frame) - self.call_overhead_ms_ + delta
         second = self._second_slope(frame)
-        return [latency[~second].sum(), latency[second].sum(), len(frame), 1.0]
+        weights = weight_bytes(frame).sum() / WEIGHT_COLUMN_BYTES if self.weight_pricing else 0.0
+        return [latency[~second].sum(), latency[second].sum(), len(frame), 1.0, weights]
 
     @property
     def calibration_loo_worst(self) -> float:
@@ -666,6 +688,9 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         line = f"calibrated on {n} measured model{'s' if n > 1 else ''}"
         if self.memory_priced_:
             line += f", weight streaming at {self.memory_scale_:.1f}x the probed rate"
+        if self.weight_ms_per_byte_ > 0:
+            per_mib = self.weight_ms_per_byte_ * 2**20 * 1e3
+            line += f", weights {per_mib:.1f} µs per MiB more in a model than alone"
         loo = 100 * np.abs(self.calibration_loo_)
         if not len(loo):
             return f"{line} (too few for a leave-one-out error: {LOO_MIN_MODELS} or more)"
@@ -673,9 +698,10 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
 
 
 def _solve_calibration(A: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``[a, a4, b, c]`` fitted to the rows ``A = [S_other, S_second,
-    n_units, 1]`` of measured totals ``y`` (:meth:`LatencyPredictor.fit_calibration`);
-    ``a4 = a`` when one slope is fitted."""
+    """``[a, a4, b, c, d]`` fitted to the rows ``A = [S_other, S_second, n_units, 1, W]`` of
+    measured totals ``y`` (:meth:`LatencyPredictor.fit_calibration`); ``a4 = a`` when one
+    slope is fitted; ``d = 0`` unless ``W`` varies and the models outnumber the
+    coefficients, ``d`` included, by two or more."""
     share = A[:, 1] / np.maximum(A[:, 0] + A[:, 1], 1e-12)
     varies = (A[:, 1] > 0).all() or np.ptp(share) > 0.05  # the data can tell a4 from a
     two_slopes = len(y) >= 4 and (A[:, 0] > 0).all() and varies
@@ -686,12 +712,14 @@ def _solve_calibration(A: np.ndarray, y: np.ndarray) -> np.ndarray:
         columns.remove(2)
     if len(y) < 3:
         columns = [0]
+    if A.shape[1] > 4 and np.ptp(A[:, 4]) > 0 and len(y) >= len(columns) + 3:
+        columns.append(4)
     from scipy.optimize import lsq_linear
 
-    lower = {0: 0.0, 1: 0.0, 2: 0.0, 3: -0.5 * float(y.min())}
+    lower = {0: 0.0, 1: 0.0, 2: 0.0, 3: -0.5 * float(y.min()), 4: 0.0}
     bounds = ([lower[j] for j in columns], [np.inf] * len(columns))
     fit = lsq_linear(A[:, columns] / y[:, None], np.ones_like(y), bounds=bounds)
-    coef = np.zeros(4)
+    coef = np.zeros(5)
     coef[columns] = fit.x
     if not two_slopes:
         coef[1] = coef[0]
@@ -700,6 +728,9 @@ def _solve_calibration(A: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 #: fewest measured models for a leave-one-out estimate of the calibration's error
 LOO_MIN_MODELS = 4
+#: the unit of the calibration's weight column (MiB), so its coefficient is of the order of
+#: the slopes'
+WEIGHT_COLUMN_BYTES = 2.0**20
 
 #: the scales of the probed weight streaming cost a ``memory_pricing="fit"`` calibration
 #: chooses from (0: unpriced; 1: the probed rate)

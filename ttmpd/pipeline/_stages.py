@@ -192,6 +192,7 @@ def stage_predictor(run: Run) -> dict:
     loo = 100 * np.abs(predictor.calibration_loo_)
     return {"calibration": [float(v) for v in predictor.calibration_],
             "second_slope": predictor.second_slope_,
+            "weight_ms_per_mib": predictor.weight_ms_per_byte_ * 2**20,
             "calibration_loo_pct": [100 * float(v) for v in predictor.calibration_loo_],
             "measured_original_ms": original_ms, "predicted_original_ms": predicted_ms,
             "calibration_loo_worst_pct": float(loo.max()) if len(loo) else None}  # fmt: skip
