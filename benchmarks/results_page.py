@@ -30,6 +30,7 @@ METHODS = [
     "(c) ttmpd, streaming unpriced",  # the held-out-3 run, when (c) priced it ("auto")
     "(c) ttmpd, streaming auto",  # runs since streaming pricing became opt-in
     "(c) ttmpd, streaming fitted",  # runs since memory_pricing="fit" (2026-12-03)
+    "(c) ttmpd, weights in a model unpriced",  # runs since weight_pricing (2026-12-04)
     "noise floor (pass 2 vs 1)",
     "noise floor (fresh process vs this one)",  # runs since 2026-12-01
     "noise floor (profiling process vs fresh)",  # runs measured in a fresh process
@@ -89,6 +90,15 @@ HELD_OUT_SETS = {  # result-file prefix -> (section title, what the set is)
             "cost (designed on the tuning set's ResNet-56) was written.",
         ],
     ),
+    "latency_prediction_heldout6_": (
+        "sixth held-out set",
+        [
+            "Sixth held-out set: EfficientNet-B1, RegNetY-800MF, MNASNet 1.3 and ShuffleNetV2",
+            "x2.0 at 32 px, chosen on 2026-12-04 at 01:31 before any was measured, after the",
+            "calibration's weight column (what weights cost in a model beyond alone) was",
+            "designed on the tuning set and the fifth set.",
+        ],
+    ),
     "latency_prediction_tuned_": (
         "tuning set (not held out)",
         [
@@ -115,6 +125,15 @@ RUN_NOTES = {
         "The Intel host, OpenVINO, run blind: (c) is the default (ramp streaming, fitted",
         "scale, isolation cost priced); 'streaming share (1 - C/F)' and 'isolation unpriced'",
         "are the fits without each change.",
+    ],
+    "latency_prediction_heldout6_intel_openvino": [
+        "The Intel host, OpenVINO, run blind: (c) is the default (weights in a model priced,",
+        "ramp streaming with a fitted scale, isolation cost priced); 'weights in a model",
+        "unpriced' is the calibration before 2026-12-04.",
+    ],
+    "latency_prediction_heldout6_intel_onnxruntime": [
+        "The Intel host, ONNX Runtime, run blind after the OpenVINO run of the same set: (c)",
+        "is the default; 'weights in a model unpriced' is the calibration before 2026-12-04.",
     ],
     "latency_prediction_heldout_intel_torch-cpu": [
         "Another host: an Intel Xeon with AMX (L3 480 MiB), where every other run on this",
