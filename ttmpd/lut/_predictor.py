@@ -541,8 +541,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         latency = self.predict(frame) if latency_ms is None else np.asarray(latency_ms)
         own = latency - self.call_overhead_ms_ + self.reorder_delta_ms(frame, inputs)
         own = own + self.memory_delta_ms(frame, n_models, footprint_bytes)
-        weights = self.weight_ms_per_byte_ * weight_bytes(frame) if len(frame) else 0.0
-        return self.unit_slopes(frame) * own + weights
+        return self.unit_slopes(frame) * own + self.weight_ms_per_byte_ * weight_bytes(frame)
 
     def calibrated_totals(
         self,
