@@ -6,6 +6,11 @@ directory, environment, file descriptors 1 and 2 and exit code, as the real entr
 has. The server never runs a command, so no child inherits a thread pool or a logging
 setup. Environment variables read at import time (``PYTHONPATH``) do not reach a forked
 child: run those cases with :mod:`subprocess`.
+
+The child writes the code ``main`` returned to a file before it exits, and that file is
+what the caller reads: under load the forkserver can lose a child's exit status and report
+255 (CPython issue 140867). Only where the child died before writing it (a crash, an
+uncaught exception) is the process's own exit code used.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ _CONTEXT.set_forkserver_preload(
 )
 
 
-def _child(argv: list[str], cwd: str, env: dict[str, str | None], out: str, err: str) -> None:
+def _child(
+    argv: list[str], cwd: str, env: dict[str, str | None], out: str, err: str, status: str
+) -> None:
     os.chdir(cwd)
     for name, value in env.items():
         if value is None:
@@ -38,9 +45,15 @@ def _child(argv: list[str], cwd: str, env: dict[str, str | None], out: str, err:
     sys.argv = ["ttmpd", *argv]
     from ttmpd.cli import main
 
-    code = main(argv)
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's usage errors exit from inside main
+        if exc.code is not None and not isinstance(exc.code, int):
+            raise
+        code = exc.code or 0
     sys.stdout.flush()
     sys.stderr.flush()
+    Path(status).write_text(str(code))
     sys.exit(code)
 
 
@@ -52,17 +65,20 @@ def run_cli(
     ``None``, removed) in the child before the command runs. Raises ``TimeoutError``
     after ``timeout_s`` seconds."""
     with tempfile.TemporaryDirectory(prefix="ttmpd-cli-") as d:
-        out, err = os.path.join(d, "out"), os.path.join(d, "err")
-        child = _CONTEXT.Process(target=_child, args=(list(argv), str(cwd), dict(env), out, err))
+        out, err, status = (os.path.join(d, name) for name in ("out", "err", "status"))
+        child = _CONTEXT.Process(
+            target=_child, args=(list(argv), str(cwd), dict(env), out, err, status)
+        )
         child.start()
         child.join(timeout_s)
         if child.is_alive():
             child.kill()
             child.join()
             raise TimeoutError(f"ttmpd {' '.join(argv)} ran past {timeout_s} s")
+        written = Path(status).read_text() if os.path.exists(status) else ""
         return subprocess.CompletedProcess(
             ["ttmpd", *argv],
-            child.exitcode,
+            int(written) if written else child.exitcode,
             Path(out).read_text(),
             Path(err).read_text(),
         )
