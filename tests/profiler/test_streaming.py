@@ -89,6 +89,18 @@ def test_extra_ms_is_rate_times_weights_beyond_the_capacity():
     assert rule.rate("depthwise") == 5e-8  # an unprobed class pays the other rate
 
 
+def test_a_unit_that_streams_alone_pays_only_the_rest_in_a_model():
+    # ramp from 2 MB to 4 MB: alone, a 3 MB unit already misses half, a 5 MB one all of it
+    rule = WeightStreamingRule(2e6, (("other", 1e-8),), full_bytes=4e6)
+    w = np.array([1e6, 3e6, 5e6])
+    extra = rule.extra_ms(w, np.full(3, 20e6), np.zeros(3, bool))
+    assert extra == pytest.approx([1e-8 * 1e6, 1e-8 * 3e6 * 0.5, 0.0])
+    # hyperbolic share: an 8 MB unit misses 1 - 4/8 alone and 1 - 4/16 in a 16 MB model
+    hyperbolic = WeightStreamingRule(4e6, (("other", 1e-8),))
+    extra = hyperbolic.extra_ms(np.array([8e6]), np.array([16e6]), np.zeros(1, bool))
+    assert extra == pytest.approx([1e-8 * 8e6 * 0.25])
+
+
 def test_a_negative_rate_is_refused():
     with pytest.raises(InputError, match="non-negative"):
         WeightStreamingRule(1e6, (("other", -1e-9),))

@@ -399,13 +399,14 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         self, X, n_models: int = 1, footprint_bytes: float | None = None
     ) -> np.ndarray:
         """Each unit's weight streaming inside a whole model (ms), once a calibration priced
-        it (``memory_priced_``), zeros otherwise: ``k · s_class · w_i · (1 − C/F)⁺`` with
+        it (``memory_priced_``), zeros otherwise: ``k · s_class · w_i · (m(F) − m(w_i))`` with
         ``k`` the calibration's scale (``memory_scale_``: 1 unless ``memory_pricing="fit"``),
         the device's probed capacity ``C`` and rates ``s``
         (:class:`~ttmpd.profiler._streaming.WeightStreamingRule`), ``w_i`` the unit's weight
         bytes (:func:`~ttmpd.lut._features.weight_bytes`) and ``F`` its model's: the sum over
         each of the ``n_models`` models stacked in ``X`` (the same number of units each), or
-        ``footprint_bytes`` where given (units of a part of one model). The class is
+        ``footprint_bytes`` where given (units of a part of one model); ``m`` the probed
+        missed share, of which a unit alone already paid ``m(w_i)``. The class is
         ``blocked`` for convs under the blocked-layout rule, else ``other``. Shape
         ``(n_units,)``."""
         frame = _as_frame(X)

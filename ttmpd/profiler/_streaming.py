@@ -9,7 +9,10 @@ of weights costs, beyond its isolated latency::
 
     Δm = s · w · (1 − C/F)⁺            (ms; s in ms per byte, per kernel class)
 
-and a model ``s · (F − C)⁺`` in all when one ``s`` applies. Kernels stream their weights
+and a model ``s · (F − C)⁺`` in all when one ``s`` applies. A unit whose own weights
+outgrow the caches (a large classifier) misses the share ``m(w)`` already when measured
+alone, so it pays only ``s · w · (m(F) − m(w))`` more in a model, where ``m`` is the missed
+share (``(1 − C/F)⁺`` here, or the probed ramp below). Kernels stream their weights
 at different rates: ONNX Runtime's channel-blocked (NCHWc) convs read a layout reordered
 once at load, other convs run a GEMM that packs the weights on every call.
 
@@ -100,12 +103,14 @@ class WeightStreamingRule:
     def extra_ms(
         self, weight_bytes: np.ndarray, footprint_bytes: np.ndarray, blocked: np.ndarray
     ) -> np.ndarray:
-        """``Δm`` per unit (ms): ``s_class · w · m(F)`` with ``w`` the unit's weight bytes,
-        ``F`` its model's footprint (bytes, one value per unit), ``m`` the missed share
-        (:meth:`missed_share`) and the class from ``blocked`` (bool per unit). Shape
-        ``(n_units,)``."""
+        """``Δm`` per unit (ms): ``s_class · w · (m(F) − m(w))`` with ``w`` the unit's weight
+        bytes, ``F`` its model's footprint (bytes, one value per unit), ``m`` the missed
+        share (:meth:`missed_share`) and the class from ``blocked`` (bool per unit). A unit
+        measured alone already read the share ``m(w)`` of its own weights from beyond the
+        caches (a classifier larger than the cache, say), so only the rest is extra in a
+        model. Shape ``(n_units,)``."""
         w = np.asarray(weight_bytes, dtype=float)
-        share = self.missed_share(footprint_bytes)
+        share = np.clip(self.missed_share(footprint_bytes) - self.missed_share(w), 0.0, None)
         rate = np.where(np.asarray(blocked, dtype=bool), self.rate("blocked"), self.rate("other"))
         return rate * w * share
 
