@@ -31,6 +31,10 @@ Two model sets, batch 1, 1 thread:
   was measured, after the in-model weight cost (``weight_pricing``) was designed on the
   tuning set and the fifth set's misses, at 32 px: EfficientNet-B1 (31 MB of weights),
   RegNetY-800MF (25 MB), MNASNet 1.3 (25 MB) and ShuffleNetV2 x2.0 (29 MB).
+* **seventh held-out set** (``--set held-out-7``): chosen on 2026-12-04 at 06:57, before any
+  was measured, after the streaming charge less what a unit paid alone (``memory_alone``)
+  was designed on the tuning set and the fifth and sixth sets, at 32 px: EfficientNet-B2
+  (36 MB of weights), RegNetY-1.6GF (45 MB) and RegNetX-1.6GF (37 MB).
 * **transformers** (``--set transformers``, also held out: nothing was tuned on them): the
   zoo's MNIST ViT (shipped checkpoint, 28x28), timm ViT-Tiny and DeiT-Tiny at 224 px, and a
   2-layer BERT encoder (``hf:bert``, hidden 256, 4 heads, MLP 1024) at 64 and 128 tokens.
@@ -192,6 +196,10 @@ HELD_OUT_6 = {
     f"{arch}@32": (f"torchvision:{arch}", (1, 3, 32, 32))
     for arch in ("efficientnet_b1", "regnet_y_800mf", "mnasnet1_3", "shufflenet_v2_x2_0")
 }
+HELD_OUT_7 = {
+    f"{arch}@32": (f"torchvision:{arch}", (1, 3, 32, 32))
+    for arch in ("efficientnet_b2", "regnet_y_1_6gf", "regnet_x_1_6gf")
+}
 BERT = "hf:bert?num_hidden_layers=2,hidden_size=256,num_attention_heads=4,intermediate_size=1024"
 #: rank-2 shapes are (batch, tokens) of token ids
 TRANSFORMERS = {
@@ -209,6 +217,7 @@ MODELS = {
     **HELD_OUT_4,
     **HELD_OUT_5,
     **HELD_OUT_6,
+    **HELD_OUT_7,
     **TRANSFORMERS,
 }
 SETS = {
@@ -219,6 +228,7 @@ SETS = {
     "held-out-4": list(HELD_OUT_4),
     "held-out-5": list(HELD_OUT_5),
     "held-out-6": list(HELD_OUT_6),
+    "held-out-7": list(HELD_OUT_7),
     "transformers": list(TRANSFORMERS),
     "all": list(MODELS),
 }
@@ -398,6 +408,8 @@ def run_pair(
     streamed = ttmpd(table, memory_pricing="auto")[1] if streams else None
     # weight streaming left out (the default from 2026-12-02 until the fitted scale)
     unstreamed = ttmpd(table, memory_pricing=False)[1] if streams else None
+    # streaming charged in full to units that streamed alone too (the fit before 2026-12-04)
+    charged_twice = ttmpd(table, memory_alone=False)[1] if streams else None
     # the missed share refitted to the same probe as (1 - C/F)+ (every table probed before
     # 2026-12-03 evening), where the probe chose another shape
     hyperbolic = None
@@ -427,6 +439,7 @@ def run_pair(
         "(c) ttmpd, weights in a model unpriced": unweighted,
         **({"(c) ttmpd, streaming auto": streamed} if streamed is not None else {}),
         **({"(c) ttmpd, streaming unpriced": unstreamed} if unstreamed is not None else {}),
+        **({"(c) ttmpd, streaming charged alone too": charged_twice} if streams else {}),
         **({"(c) ttmpd, streaming share (1 - C/F)": hyperbolic} if hyperbolic is not None else {}),
         **(
             {f"(c) ttmpd, calibrated on {calibrating} processes": consensus}

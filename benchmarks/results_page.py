@@ -31,6 +31,7 @@ METHODS = [
     "(c) ttmpd, streaming auto",  # runs since streaming pricing became opt-in
     "(c) ttmpd, streaming fitted",  # runs since memory_pricing="fit" (2026-12-03)
     "(c) ttmpd, weights in a model unpriced",  # runs since weight_pricing (2026-12-04)
+    "(c) ttmpd, streaming charged alone too",  # runs since memory_alone (2026-12-04)
     "noise floor (pass 2 vs 1)",
     "noise floor (fresh process vs this one)",  # runs since 2026-12-01
     "noise floor (profiling process vs fresh)",  # runs measured in a fresh process

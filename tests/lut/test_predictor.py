@@ -78,7 +78,7 @@ def test_sklearn_conventions(fake_lut):
     assert p.get_params() == {
         "regressor": "rf", "exact_hits": True, "random_state": 3, "blocked_layout": "auto",
         "native_conv_slope": "auto", "reorder_pricing": "auto", "reorder_graph": True,
-        "memory_pricing": "fit", "weight_pricing": True,
+        "memory_pricing": "fit", "weight_pricing": True, "memory_alone": True,
     }  # fmt: skip
     with pytest.raises(NotFittedError):
         p.predict(UNITS[:2])

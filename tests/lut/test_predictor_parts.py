@@ -135,7 +135,7 @@ def test_the_defaults_are_the_documented_ones():
     assert LatencyPredictor().get_params() == {
         "regressor": "blend", "exact_hits": True, "random_state": 0, "blocked_layout": "auto",
         "native_conv_slope": "auto", "reorder_pricing": "auto", "reorder_graph": True,
-        "memory_pricing": "fit", "weight_pricing": True,
+        "memory_pricing": "fit", "weight_pricing": True, "memory_alone": True,
     }  # fmt: skip
 
 

@@ -11,11 +11,13 @@ from ttmpd.lut import (
     LatencyPredictor,
     LatencyTable,
     PruneSavings,
+    configs_frame,
     load_predictor,
     profile_model,
     save_predictor,
 )
-from ttmpd.profiler import GridConfig, get_backend
+from ttmpd.lut._features import weight_bytes
+from ttmpd.profiler import GridConfig, extract_units, get_backend
 from ttmpd.profiler._streaming import streaming_chain
 
 CACHE_KIB = "4096"
@@ -194,3 +196,33 @@ def test_a_saved_fitted_scale_is_kept(cache_device, cache_lut, tmp_path, monkeyp
 def test_memory_pricing_rejects_other_words(cache_lut):
     with pytest.raises(InputError, match="'auto', 'fit', True or False"):
         LatencyPredictor(memory_pricing="fitted").fit(cache_lut[0])
+
+
+def test_a_unit_larger_than_the_cache_is_charged_only_what_it_did_not_pay_alone(
+    cache_device, cache_lut, tmp_path
+):
+    table, lut = cache_lut
+    cal, y = measured(cache_device, CALIBRATION)
+    p = LatencyPredictor(memory_pricing=True).fit(table).fit_calibration(cal, y)
+    old = LatencyPredictor(memory_pricing=True, memory_alone=False).fit(table)
+    old.fit_calibration(cal, y)
+    # one 1536 -> 1536 conv (9 MiB, beyond the 4 MiB cache alone) among small ones
+    big = torch.nn.Sequential(streaming_chain(1536, 1), torch.nn.Conv2d(1536, 64, 1),
+                              streaming_chain(64, 4))  # fmt: skip
+    units = extract_units(big, torch.randn(1, 1536, 1, 1), p.fusion_).units
+    frame = configs_frame([u.config for u in units])
+    alone = p.rules_.streaming.missed_share(weight_bytes(frame))
+    assert alone[0] > 0 and (alone[1:] == 0).all()
+    assert p.memory_scale_ == old.memory_scale_ == 1.0
+    new_delta, old_delta = p.memory_delta_ms(frame), old.memory_delta_ms(frame)
+    assert new_delta[1:] == pytest.approx(old_delta[1:])
+    assert new_delta[0] == pytest.approx(
+        old_delta[0] * (1 - alone[0] / p.rules_.streaming.missed_share(weight_bytes(frame).sum()))
+    )
+    # saved and loaded with the predictor; a file from before loads the old charge
+    path = save_predictor(p, tmp_path / "p.json", table, str(lut))
+    assert load_predictor(path)[0].memory_alone
+    payload = json.loads(path.read_text())
+    del payload["params"]["memory_alone"]
+    path.write_text(json.dumps(payload))
+    assert not load_predictor(path)[0].memory_alone

@@ -114,6 +114,7 @@ def load_predictor(path: str | os.PathLike, lut: str | os.PathLike | None = None
         params["blocked_layout"] = params.pop("blocked_slope")
     # files from before 2026-12-02 priced reorders unit by unit, and were calibrated so
     params.setdefault("reorder_graph", False)
+    params.setdefault("memory_alone", False)  # calibrated before 2026-12-04: m(F) in full
     predictor = LatencyPredictor(**params)
     if same_sklearn and same_lut and same_form and table is not None:
         predictor.fit_from_state(pickle.loads(base64.b64decode(payload["estimator_pickle"])), table)

@@ -46,7 +46,8 @@ Model level
     (:func:`~ttmpd.lut._features.reorder_delta_ms`, which assumes every conv's producer
     writes the blocked layout). With a probed weight streaming cost (``memory_pricing``),
     each unit also counts ``Δm_i``, what its weights cost when the model's weights exceed
-    the device's caches (:meth:`LatencyPredictor.memory_delta_ms`); ``"auto"`` keeps it
+    the device's caches (:meth:`LatencyPredictor.memory_delta_ms`), less the share of its
+    own weights it streamed when measured alone (``memory_alone``); ``"auto"`` keeps it
     where the calibration's leave-one-out error says it helps; ``"fit"`` (the default) lets
     the calibration scale it (``memory_scale_``, 0 leaves it out). The probed rate alone
     made three held-out models worse; the fitted scale made a fourth set better
@@ -244,10 +245,12 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         reorder_graph: bool = True,
         memory_pricing: bool | str = "fit",
         weight_pricing: bool = True,
+        memory_alone: bool = True,
     ):
         self.regressor = regressor
         self.memory_pricing = memory_pricing
         self.weight_pricing = weight_pricing
+        self.memory_alone = memory_alone
         self.reorder_pricing = reorder_pricing
         self.reorder_graph = reorder_graph
         self.blocked_layout = blocked_layout
@@ -406,7 +409,8 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         bytes (:func:`~ttmpd.lut._features.weight_bytes`) and ``F`` its model's: the sum over
         each of the ``n_models`` models stacked in ``X`` (the same number of units each), or
         ``footprint_bytes`` where given (units of a part of one model); ``m`` the probed
-        missed share, of which a unit alone already paid ``m(w_i)``. The class is
+        missed share, of which a unit alone already paid ``m(w_i)`` (with ``memory_alone``;
+        without it ``m(F)``, as before 2026-12-04). The class is
         ``blocked`` for convs under the blocked-layout rule, else ``other``. Shape
         ``(n_units,)``."""
         frame = _as_frame(X)
@@ -419,7 +423,8 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         else:
             footprint = np.full(len(frame), float(footprint_bytes))
         blocked = blocked_layout_mask(frame, self._blocked_rule())
-        return self.memory_scale_ * self.rules_.streaming.extra_ms(w, footprint, blocked)
+        extra = self.rules_.streaming.extra_ms(w, footprint, blocked, self.memory_alone)
+        return self.memory_scale_ * extra
 
     def _features(self, frame: pd.DataFrame) -> np.ndarray:
         return unit_features(frame, self.rules_ if self.blocked_layout_ else None)

@@ -101,16 +101,23 @@ class WeightStreamingRule:
         return any(v > 0 for _, v in self.ms_per_byte)
 
     def extra_ms(
-        self, weight_bytes: np.ndarray, footprint_bytes: np.ndarray, blocked: np.ndarray
+        self,
+        weight_bytes: np.ndarray,
+        footprint_bytes: np.ndarray,
+        blocked: np.ndarray,
+        alone_paid: bool = True,
     ) -> np.ndarray:
         """``Δm`` per unit (ms): ``s_class · w · (m(F) − m(w))`` with ``w`` the unit's weight
         bytes, ``F`` its model's footprint (bytes, one value per unit), ``m`` the missed
         share (:meth:`missed_share`) and the class from ``blocked`` (bool per unit). A unit
         measured alone already read the share ``m(w)`` of its own weights from beyond the
         caches (a classifier larger than the cache, say), so only the rest is extra in a
-        model. Shape ``(n_units,)``."""
+        model; ``alone_paid=False`` charges ``s_class · w · m(F)`` (predictors calibrated
+        before 2026-12-04). Shape ``(n_units,)``."""
         w = np.asarray(weight_bytes, dtype=float)
-        share = np.clip(self.missed_share(footprint_bytes) - self.missed_share(w), 0.0, None)
+        share = self.missed_share(footprint_bytes)
+        if alone_paid:
+            share = np.clip(share - self.missed_share(w), 0.0, None)
         rate = np.where(np.asarray(blocked, dtype=bool), self.rate("blocked"), self.rate("other"))
         return rate * w * share
 
