@@ -100,6 +100,15 @@ HELD_OUT_SETS = {  # result-file prefix -> (section title, what the set is)
             "designed on the tuning set and the fifth set.",
         ],
     ),
+    "latency_prediction_heldout7_": (
+        "seventh held-out set",
+        [
+            "Seventh held-out set: EfficientNet-B2, RegNetY-1.6GF and RegNetX-1.6GF at 32 px,",
+            "chosen on 2026-12-04 at 06:57 before any was measured, after the streaming charge",
+            "less what a unit paid alone was designed on the tuning set and the fifth and sixth",
+            "sets.",
+        ],
+    ),
     "latency_prediction_tuned_": (
         "tuning set (not held out)",
         [
@@ -135,6 +144,11 @@ RUN_NOTES = {
     "latency_prediction_heldout6_intel_onnxruntime": [
         "The Intel host, ONNX Runtime, run blind after the OpenVINO run of the same set: (c)",
         "is the default; 'weights in a model unpriced' is the calibration before 2026-12-04.",
+    ],
+    "latency_prediction_heldout7_intel_onnxruntime": [
+        "The Intel host, ONNX Runtime, run blind on one model of the set (EfficientNet-B2;",
+        "time allowed one): (c) is the default; 'streaming charged alone too' is the charge",
+        "before 2026-12-04.",
     ],
     "latency_prediction_heldout_intel_torch-cpu": [
         "Another host: an Intel Xeon with AMX (L3 480 MiB), where every other run on this",
