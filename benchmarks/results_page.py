@@ -150,6 +150,16 @@ RUN_NOTES = {
         "time allowed one): (c) is the default; 'streaming charged alone too' is the charge",
         "before 2026-12-04.",
     ],
+    "latency_prediction_heldout7_intel_onnxruntime_rest": [
+        "The Intel host, ONNX Runtime, run blind on the set's other two models (RegNetY-1.6GF",
+        "and RegNetX-1.6GF) in the next session, with the same code as the EfficientNet-B2",
+        "run above: (c) is the default; 'streaming charged alone too' is the old charge.",
+    ],
+    "latency_prediction_heldout7_intel_openvino": [
+        "The Intel host, OpenVINO, run blind on the whole set after the ONNX Runtime runs,",
+        "with the same code: (c) is the default; 'streaming charged alone too' is the charge",
+        "before 2026-12-04.",
+    ],
     "latency_prediction_heldout_intel_torch-cpu": [
         "Another host: an Intel Xeon with AMX (L3 480 MiB), where every other run on this",
         "page ran on an AMD EPYC. No rule, default or threshold was chosen on this host; the",
