@@ -416,6 +416,7 @@ BASELINE_RUNS = {
         "Shipped ResNet-20 (torch-cpu, second rerun: the check measures to a decision)"
     ),
     "ttmpd_vs_baselines_vit_heldout": "Shipped ViT (`vit_mnist`)",
+    "ttmpd_vs_baselines_vit_heldout2": "Shipped ViT (`vit_mnist`, rerun, three seeds)",
 }
 for stem, model in BASELINE_RUNS.items():
     baselines = Path(f"benchmarks/results/{stem}_methods.json")

@@ -25,7 +25,7 @@ from ttmpd.pruning import (
 )
 from ttmpd.pruning._batched import BatchedCandidates, supported
 from ttmpd.pruning._bn import adaptive_bn_logits
-from ttmpd.pruning._mck_search import refine, tighten
+from ttmpd.pruning._mck_search import _solve, _value, refine, relinearize, tighten
 from ttmpd.pruning._mckp import best_feasible, pareto_choices
 
 X = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -322,6 +322,61 @@ def test_tighten_spends_the_slack_on_the_most_valuable_feasible_undos():
     assert tight.tolist() == [3, 2]
     assert sum(value[g][i] for g, i in enumerate(tight)) > sum(value[g][i] for g, i in
                                                                  enumerate(start))  # fmt: skip
+
+
+def _scaled_problem(budget: float):
+    """An embedding-like group ``e`` scales two others: latency (ms) =
+    (4 − e)/4 · ((4 − a) + (4 − b))/8 (e, a, b removed, 4 channels each), so every saving
+    measured from the unpruned model overstates what ``e`` saves once ``a`` and ``b`` are
+    cut, and the reverse."""
+
+    def latency(states):
+        return np.array([(4 - s.get("e", 0)) / 4 * ((4 - s.get("a", 0)) + (4 - s.get("b", 0)))
+                         / 8 for s in states])  # fmt: skip
+
+    return SimpleNamespace(prunable=[SimpleNamespace(id=g) for g in "eab"], latency=latency,
+                           base_ms=1.0, config=SimpleNamespace(budget=budget))  # fmt: skip
+
+
+def test_relinearize_reaches_the_feasible_state_the_additive_front_hides():
+    steps = [[0, 1, 2, 3]] * 3
+    value = [np.array([0, -0.3, -1.0, -2.0]),  # e: costly to cut
+             np.array([0, -0.05, -0.2, -0.4]), np.array([0, -0.1, -0.3, -0.4])]  # fmt: skip
+    problem = _scaled_problem(budget=0.45)
+    names = [g.id for g in problem.prunable]
+    saving = [1.0 - problem.latency([{g: k} for k in ks])
+              for g, ks in zip(names, steps, strict=True)]  # fmt: skip
+    first = _solve(problem, steps, saving, value)
+
+    def fits(choice):
+        return problem.latency([dict(zip(names, choice, strict=True))])[0] <= 0.45
+
+    # the brute-force optimum: (0, 2, 3), 0.375 ms, worth -0.6; the first solve misses it
+    best = max((c for c in itertools.product(range(4), repeat=3) if fits(c)),
+               key=lambda c: _value(value, np.array(c)))  # fmt: skip
+    assert best == (0, 2, 3)
+    assert _value(value, first[3]) < _value(value, np.array(best)) - 0.1
+    assert relinearize(problem, steps, value, first, 0)[3].tolist() == first[3].tolist()
+
+    again = relinearize(problem, steps, value, first, 3)[3]
+    assert tuple(again.tolist()) == best and fits(again)
+    # one round already finds it; a round that finds nothing better keeps the incumbent
+    assert tuple(relinearize(problem, steps, value, first, 1)[3].tolist()) == best
+
+
+def test_relinearize_never_trades_the_incumbent_for_a_worse_state():
+    steps = [[0, 1, 2, 3]] * 3
+    problem = _scaled_problem(budget=0.5)
+    names = [g.id for g in problem.prunable]
+    saving = [1.0 - problem.latency([{g: k} for k in ks])
+              for g, ks in zip(names, steps, strict=True)]  # fmt: skip
+    rng = np.random.default_rng(3)
+    for _ in range(25):
+        value = [np.concatenate([[0.0], -np.cumsum(rng.uniform(0.01, 1.0, 3))]) for _ in steps]
+        first = _solve(problem, steps, saving, value)
+        out = relinearize(problem, steps, value, first, 3)[3]
+        assert _value(value, out) >= _value(value, first[3])
+        assert problem.latency([dict(zip(names, out, strict=True))])[0] <= 0.5
 
 
 def test_the_solved_state_leaves_no_single_undo_that_fits(residual_problem):

@@ -150,6 +150,12 @@ def test_out_of_range_budgets(budget):
         SearchConfig(budget=budget)
 
 
+@pytest.mark.parametrize("name", ["refine_rounds", "relinearize_rounds"])
+def test_negative_round_counts_are_refused(name):
+    with pytest.raises(InputError, match=f"{name} must be >= 0, got -1"):
+        SearchConfig(budget=0.5, **{name: -1})
+
+
 def test_unreachable_budget_names_the_floor():
     net, predictor = _setup(ResidualNet)
     with pytest.raises(InputError, match=r"below what pruning can reach.*raise the budget"):

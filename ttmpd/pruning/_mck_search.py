@@ -14,6 +14,13 @@
    every front point is priced exactly by the predictor (one batched call) and the most
    valuable one whose whole-model prediction meets the budget is kept; then single steps
    are undone while the prediction still meets the budget (:func:`tighten`).
+   **Relinearize** (``relinearize_rounds`` times at most): savings measured from the
+   unpruned model overstate what a group saves once a coupled group (an embedding width, a
+   residual stream) is pruned too, so a state the exact pricing admits can be missing from
+   the additive front. Each round prices every single-group change of the incumbent ``s*``,
+   ``saving_g(k) = latency(s*) − latency(s* with g at step k)`` (negative for an undo), and
+   solves and tightens again on those savings; the new state replaces ``s*`` only if its
+   summed value is higher. Predictor calls only.
 3. **Refine.** The combined state is evaluated, then up to ``refine_rounds`` rounds
    evaluate ``refine_candidates`` neighbours that also meet the budget: the next most
    valuable front points, and swaps that undo one step of a group and take one more step
@@ -188,6 +195,57 @@ def tighten(
         choice = undos_arr[int(np.argmax(np.where(ok, gain, -np.inf)))]
 
 
+def _value(value: list[np.ndarray], choice: np.ndarray) -> float:
+    return float(sum(value[g][i] for g, i in enumerate(choice)))
+
+
+def _solve(
+    problem: SearchProblem, steps: list[list[int]], saving: list[np.ndarray],
+    value: list[np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:  # fmt: skip
+    """``(front, front_value, fits, choice)``: the additive front of ``saving``/``value``,
+    which of its points the exact pricing admits, and the most valuable of them tightened
+    (None when none fits)."""
+    front, _, front_value = pareto_choices(saving, value)
+    fits = _fits(problem, steps, front)
+    best = best_feasible(front, front_value, lambda _: fits)
+    choice = None if best is None else tighten(problem, steps, value, front[best])
+    return front, front_value, fits, choice
+
+
+def relinearize(
+    problem: SearchProblem,
+    steps: list[list[int]],
+    value: list[np.ndarray],
+    solved: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    rounds: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Solve again with each group's savings priced around the incumbent ``s*``:
+    ``saving_g(k) = latency(s*) − latency(s* with g at step k)``, one batched predictor
+    call per round; keeps a round's ``(front, front_value, fits, choice)`` only if its
+    choice is worth more (summed single-group values) than the incumbent, and stops at the
+    first round that is not."""
+    for _ in range(rounds):
+        incumbent = solved[3]
+        changed = []
+        for g, ks in enumerate(steps):
+            for i in range(len(ks)):
+                choice = incumbent.copy()
+                choice[g] = i
+                changed.append(choice)
+        latencies = problem.latency([_state(problem, steps, c) for c in changed])
+        here = float(problem.latency([_state(problem, steps, incumbent)])[0])
+        saving, at = [], 0
+        for ks in steps:
+            saving.append(here - latencies[at : at + len(ks)])
+            at += len(ks)
+        again = _solve(problem, steps, saving, value)
+        if again[3] is None or not _value(value, again[3]) > _value(value, incumbent) + 1e-12:
+            break
+        solved = again
+    return solved
+
+
 def refine(
     evaluate,
     candidates,
@@ -229,12 +287,11 @@ def mck_search(problem: SearchProblem) -> tuple[State, list[dict]]:
         value.append(np.concatenate([[0.0], log_gain[at : at + n]]))
         saving.append(np.concatenate([[0.0], problem.base_ms - single_ms[at : at + n]]))
         at += n
-    front, _, front_value = pareto_choices(saving, value)
-    fits = _fits(problem, steps, front)
-    best = best_feasible(front, front_value, lambda _: fits)
-    if best is None:
+    solved = _solve(problem, steps, saving, value)
+    if solved[3] is None:
         raise InputError(NO_CANDIDATE)
-    incumbent = tighten(problem, steps, value, front[best])
+    front, front_value, fits, incumbent = relinearize(problem, steps, value, solved,
+                                                      cfg.relinearize_rounds)  # fmt: skip
     incumbent_acc = float(evaluate([_state(problem, steps, incumbent)], "solve")[0])
 
     def candidates(choice, seen):

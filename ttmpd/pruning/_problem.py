@@ -54,8 +54,9 @@ class SearchConfig:
 
     ``groups``: which group kinds the search may prune (:class:`GroupOptions`).
     ``refresh_every`` belongs to ``ttmpd-greedy``; ``proxy_images`` (None: all calibration
-    images), ``max_samples`` (candidates × images per forward), ``refine_rounds`` and
-    ``refine_candidates`` to ``ttmpd`` (:mod:`ttmpd.pruning._mck_search`); ``round_to``
+    images), ``max_samples`` (candidates × images per forward), ``relinearize_rounds``,
+    ``refine_rounds`` and ``refine_candidates`` to ``ttmpd``
+    (:mod:`ttmpd.pruning._mck_search`); ``round_to``
     (keep multiples of it; None: any count) to ``tp-magnitude``. ``device`` (``cpu``,
     ``cuda``, ``cuda:N``): where candidates, adaptive BN, importance gradients and
     short fine-tunes compute; the caller's model is copied there, never moved, and the
@@ -70,6 +71,7 @@ class SearchConfig:
     refresh_every: int = 4
     proxy_images: int | None = 32
     max_samples: int = 256
+    relinearize_rounds: int = 3
     refine_rounds: int = 2
     refine_candidates: int = 4
     accuracy_model: AccuracyModel = field(default_factory=AccuracyModel)
@@ -93,8 +95,9 @@ class SearchConfig:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.round_to is not None and self.round_to < 1:
             raise InputError(f"round_to must be >= 1 (or None), got {self.round_to}")
-        if self.refine_rounds < 0:
-            raise InputError(f"refine_rounds must be >= 0, got {self.refine_rounds}")
+        for name in ("refine_rounds", "relinearize_rounds"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.proxy_images is not None and self.proxy_images < 2:
             raise InputError(
                 f"proxy_images must be >= 2 (or None for all), got {self.proxy_images}"
