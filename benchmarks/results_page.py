@@ -417,6 +417,9 @@ BASELINE_RUNS = {
     ),
     "ttmpd_vs_baselines_vit_heldout": "Shipped ViT (`vit_mnist`)",
     "ttmpd_vs_baselines_vit_heldout2": "Shipped ViT (`vit_mnist`, rerun, three seeds)",
+    "ttmpd_vs_baselines_vit_heldout3": (
+        "Shipped ViT (`vit_mnist`, three seeds, ttmpd with the relinearized solve)"
+    ),
 }
 for stem, model in BASELINE_RUNS.items():
     baselines = Path(f"benchmarks/results/{stem}_methods.json")
