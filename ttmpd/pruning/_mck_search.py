@@ -153,7 +153,7 @@ def _neighbours(
     pool_arr = np.array(pool)
     ok = _fits(problem, steps, pool_arr)
     pool_arr = pool_arr[ok]
-    totals = np.array([sum(value[g][i] for g, i in enumerate(c)) for c in pool_arr])
+    totals = np.array([_value(value, c) for c in pool_arr])
     order = np.argsort(-totals, kind="stable")
     unique: dict[tuple[int, ...], np.ndarray] = {}
     for idx in order:
@@ -191,7 +191,7 @@ def tighten(
         ok = _fits(problem, steps, undos_arr)
         if not ok.any():
             return choice
-        gain = [sum(value[g][i] for g, i in enumerate(c)) for c in undos_arr]
+        gain = [_value(value, c) for c in undos_arr]
         choice = undos_arr[int(np.argmax(np.where(ok, gain, -np.inf)))]
 
 
@@ -234,10 +234,10 @@ def relinearize(
                 choice[g] = i
                 changed.append(choice)
         latencies = problem.latency([_state(problem, steps, c) for c in changed])
-        here = float(problem.latency([_state(problem, steps, incumbent)])[0])
         saving, at = [], 0
-        for ks in steps:
-            saving.append(here - latencies[at : at + len(ks)])
+        for g, ks in enumerate(steps):  # each group's own row holds latency(s*) too
+            row = latencies[at : at + len(ks)]
+            saving.append(row[incumbent[g]] - row)
             at += len(ks)
         again = _solve(problem, steps, saving, value)
         if again[3] is None or not _value(value, again[3]) > _value(value, incumbent) + 1e-12:
