@@ -415,6 +415,9 @@ BASELINE_RUNS = {
     "ttmpd_vs_baselines_heldout_torchcpu2": (
         "Shipped ResNet-20 (torch-cpu, second rerun: the check measures to a decision)"
     ),
+    "ttmpd_vs_baselines_heldout_ort2": (
+        "Shipped ResNet-20 (ONNX Runtime, rerun: relinearized solve, measured budget check)"
+    ),
     "ttmpd_vs_baselines_vit_heldout": "Shipped ViT (`vit_mnist`)",
     "ttmpd_vs_baselines_vit_heldout2": "Shipped ViT (`vit_mnist`, rerun, three seeds)",
     "ttmpd_vs_baselines_vit_heldout3": (
