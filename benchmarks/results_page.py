@@ -476,7 +476,7 @@ for stem, model in BASELINE_RUNS.items():
         ),
         *(
             []
-            if meta.get("ttmpd_solve") == "tightened"
+            if str(meta.get("ttmpd_solve", "")).startswith("tightened")
             else [
                 "",
                 "Caveat: these rows predate the tightened `ttmpd` solve (2026-12-01,",

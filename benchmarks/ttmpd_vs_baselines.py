@@ -318,6 +318,13 @@ def search_config(method: str, fraction: float, seed: int, groups: GroupOptions)
                         **extra)  # fmt: skip
 
 
+def ttmpd_solve(config: SearchConfig) -> str:
+    """How ``config``'s ``ttmpd`` search solves its knapsack, for the results' metadata
+    (docs/design/search.md: "tightened", then relinearized around its own answer)."""
+    rounds = config.relinearize_rounds
+    return f"tightened, relinearized ({rounds} rounds)" if rounds else "tightened"
+
+
 #: ttmpd's measured budget check, as ``ttmpd run`` does it (its re-searches at most)
 BUDGET_CHECKS = RunConfig(model="-", data="-", backend="fake", budget=0.5).budget_checks
 
@@ -746,8 +753,8 @@ def main(argv: list[str] | None = None) -> int:
             "severity": args.severity, "finetune_samples": 512, "search_samples": 128,
             "epochs": 10, "budget_rule": f"ratio <= budget * {TOLERANCE}", "model": args.model,
             "embedding": args.embedding,
-            # the ttmpd search these rows come from (docs/design/search.md, "tightened")
-            "ttmpd_solve": "tightened", "first_aim": args.first_aim, "check_in": args.check_in,
+            "ttmpd_solve": ttmpd_solve(search_config("ttmpd", 0.5, 0, GroupOptions())),
+            "first_aim": args.first_aim, "check_in": args.check_in,
             "note": args.note,
             "refused": refused(failed),
             "noise_floor_pct": noise_floors(models, args.backends.split(",")),

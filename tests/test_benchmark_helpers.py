@@ -502,3 +502,16 @@ def test_check_bias_measures_the_prune_both_ways_and_the_student(monkeypatch, tm
     assert table.loc[0, "full_vs_check_pct"] == pytest.approx(100 * (0.5 / 0.48 - 1))
     assert table.loc[0, "student_vs_full_pct"] == pytest.approx(10.0)
     assert table.loc[0, "run_check"] == "0.5400;0.4800"
+
+
+def test_the_results_name_the_solve_the_ttmpd_rows_ran(monkeypatch):
+    """The metadata says which knapsack solve ttmpd's rows come from: a run with the
+    relinearized default must not be labelled with the plain tightened solve."""
+    from ttmpd.pruning import SearchConfig
+
+    bench = _load("ttmpd_vs_baselines", monkeypatch)
+    assert bench.ttmpd_solve(SearchConfig(budget=0.5, relinearize_rounds=0)) == "tightened"
+    relinearized = bench.ttmpd_solve(SearchConfig(budget=0.5, relinearize_rounds=2))
+    assert relinearized == "tightened, relinearized (2 rounds)"
+    default = bench.search_config("ttmpd", 0.5, 0, bench.GroupOptions())
+    assert str(default.relinearize_rounds) in bench.ttmpd_solve(default)
